@@ -1,0 +1,169 @@
+"""What an engine session tells zapmux, one small type per event.
+
+Each event says when it is emitted and what zapmux does next. Events that subclass
+:class:`PermanentDisconnect` end the session for good: nothing reconnects after them
+until a person asks (like whatsmeow's ``PermanentDisconnect`` marker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+MessageType = Literal[
+    "texto",
+    "imagem",
+    "audio",
+    "video",
+    "documento",
+    "figurinha",
+    "localizacao",
+    "contato",
+    "reacao",
+    "outro",
+]
+ReceiptStatus = Literal["delivered", "read", "played"]
+
+
+class Event:
+    """Base of every engine event."""
+
+
+@dataclass(frozen=True, slots=True)
+class QrCode(Event):
+    """A new QR code to scan; the previous one is no longer valid.
+
+    Emitted by an unpaired session after connect, then on every rotation
+    (whatsmeow: the first lives 60 s, the next ones 20 s, 6 in all). Show it.
+    """
+
+    code: str
+    expires_at: float
+    index: int = 1
+    total: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class QrTimeout(Event):
+    """Every QR code expired without a scan; the session has stopped.
+
+    zapmux moves the tenant to ``qr_timeout`` and does nothing more until asked.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class PairSuccess(Event):
+    """A phone scanned the code (or entered the pairing code); the session is now stored.
+
+    A ``Connected`` follows.
+    """
+
+    phone: str
+    jid: str
+    push_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Connected(Event):
+    """The session is online and can send. zapmux resets its retry counter once stable."""
+
+    phone: str | None = None
+    push_name: str | None = None
+    jid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected(Event):
+    """The connection dropped or could not be made, for a reason that may pass.
+
+    The session is closed; zapmux reconnects it with exponential backoff and jitter.
+    """
+
+    reason: str
+
+
+class PermanentDisconnect(Event):
+    """Marker: after this event nothing reconnects by itself."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut(PermanentDisconnect):
+    """The device was unlinked (from the phone, or by logout); its session is wiped.
+
+    The tenant needs a new pairing.
+    """
+
+    reason: str = "logged out"
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced(PermanentDisconnect):
+    """Another client opened this session (stream replaced). Not retried: it would fight."""
+
+    reason: str = "another client took over this session"
+
+
+@dataclass(frozen=True, slots=True)
+class Banned(PermanentDisconnect):
+    """WhatsApp banned the number (temporarily when ``expires_at`` is set)."""
+
+    reason: str = "banned by WhatsApp"
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed(PermanentDisconnect):
+    """The session cannot go on (e.g. client outdated); a person must look."""
+
+    reason: str = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """A media attachment, in or out."""
+
+    kind: Literal["image", "document", "audio", "video", "sticker"]
+    data: bytes
+    mimetype: str = "application/octet-stream"
+    filename: str | None = None
+    caption: str | None = None
+    ptt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage(Event):
+    """A message reached the tenant's number (or was sent from its phone: ``from_me``).
+
+    zapmux writes it to the message log and the outbox before the sink returns; only
+    then may the engine acknowledge it.
+    """
+
+    message_id: str
+    chat: str
+    sender: str
+    phone: str
+    message_type: MessageType
+    text: str
+    timestamp: float
+    push_name: str | None = None
+    is_group: bool = False
+    from_me: bool = False
+    media: Media | None = None
+    reply_to: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt(Event):
+    """Messages this tenant sent were delivered to, or read by, their recipient."""
+
+    message_ids: tuple[str, ...]
+    chat: str
+    status: ReceiptStatus
+    timestamp: float
+
+
+def is_permanent(event: Event) -> bool:
+    return isinstance(event, PermanentDisconnect)
