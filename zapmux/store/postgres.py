@@ -1,0 +1,25 @@
+"""PostgreSQL: the shared store of several nodes (row claims with SKIP LOCKED, NOTIFY)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from zapmux.store.sql import SqlStore
+
+
+class PostgresStore(SqlStore):
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        rest = url.split("://", 1)[1]
+        engine = create_async_engine(f"postgresql+asyncpg://{rest}", pool_size=10, max_overflow=10)
+        return cls(engine)
+
+    def _lock(self, stmt: Any) -> Any:
+        return stmt.with_for_update(skip_locked=True)
+
+    async def notify(self, channel: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(text("SELECT pg_notify(:c, '')"), {"c": f"zapmux_{channel}"})

@@ -1,0 +1,176 @@
+"""Plain values read from and written to the store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class TenantRecord:
+    id: str
+    wanted: str = "running"
+    status: str = "stopped"
+    phone: str | None = None
+    push_name: str | None = None
+    jid: str | None = None
+    since: float | None = None
+    last_error: str | None = None
+    reconnect_attempts: int = 0
+    next_retry_at: float | None = None
+    token_hash: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_events: str | None = None
+    owner: str | None = None
+    lease_until: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def events(self) -> list[str]:
+        return json.loads(self.webhook_events) if self.webhook_events else []
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    tenant_id: str
+    message_id: str
+    direction: str  # "in" | "out"
+    chat: str
+    message_type: str
+    status: str  # in: "received"; out: queued | sent | delivered | read | failed
+    timestamp: float
+    phone: str | None = None
+    text: str | None = None
+    wa_id: str | None = None
+    error: str | None = None
+    push_name: str | None = None
+    from_me: bool = False
+    is_group: bool = False
+    reply_to: str | None = None
+    payload: str | None = None
+    media_path: str | None = None
+    media_mimetype: str | None = None
+    media_filename: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    id: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The message as the API shows it."""
+        return {
+            "message_id": self.message_id,
+            "direction": self.direction,
+            "status": self.status,
+            "chat": self.chat,
+            "phone": self.phone,
+            "message_type": self.message_type,
+            "text": self.text,
+            "push_name": self.push_name,
+            "from_me": self.from_me,
+            "is_group": self.is_group,
+            "reply_to": self.reply_to,
+            "has_media": self.media_mimetype is not None,
+            "media_mimetype": self.media_mimetype,
+            "media_filename": self.media_filename,
+            "error": self.error,
+            "timestamp": self.timestamp,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One webhook POST in the outbox."""
+
+    delivery_id: str
+    event: str
+    url: str
+    body: str
+    chat_key: str
+    tenant_id: str | None = None
+    secret: str | None = None
+    status: str = "pending"  # pending | delivered | dead
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: float = 0.0
+    next_attempt_at: float = 0.0
+    delivered_at: float | None = None
+    id: int | None = None
+    locked_until: float | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.delivery_id,
+            "status": self.status,
+            "tenant_id": self.tenant_id,
+            "event": self.event,
+            "url": self.url,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "next_attempt_at": self.next_attempt_at if self.status == "pending" else None,
+            "delivered_at": self.delivered_at,
+        }
+
+
+@dataclass(slots=True)
+class IdempotentAnswer:
+    tenant_id: str
+    key: str
+    fingerprint: str
+    status_code: int
+    response: str
+    created_at: float
+
+
+@dataclass(slots=True)
+class SandboxQr:
+    code: str
+    tenant_id: str
+    issued_at: float
+    expires_at: float
+    current: bool
+
+
+@dataclass(slots=True)
+class SandboxSession:
+    tenant_id: str
+    phone: str
+    push_name: str | None
+    paired_at: float
+    network_down: bool = False
+
+
+@dataclass(slots=True)
+class InboxMessage:
+    phone: str
+    tenant_id: str
+    message_id: str
+    received_at: float
+    text: str | None = None
+    media_kind: str | None = None
+    media_mimetype: str | None = None
+    media_filename: str | None = None
+    media_size: int | None = None
+    reply_to: str | None = None
+    read: bool = False
+    id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "tenant_id": self.tenant_id,
+            "text": self.text,
+            "media_kind": self.media_kind,
+            "media_mimetype": self.media_mimetype,
+            "media_filename": self.media_filename,
+            "media_size": self.media_size,
+            "reply_to": self.reply_to,
+            "read": self.read,
+            "received_at": self.received_at,
+        }

@@ -1,0 +1,616 @@
+"""The store on SQLAlchemy Core: one implementation for SQLite and PostgreSQL.
+
+Dialect differences (connection setup, claiming with ``SKIP LOCKED``, notifications)
+live in the ``sqlite`` and ``postgres`` subclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from zapmux.errors import TenantExists
+from zapmux.store import schema as t
+from zapmux.store.base import Store
+from zapmux.store.records import (
+    Delivery,
+    IdempotentAnswer,
+    InboxMessage,
+    MessageRecord,
+    SandboxQr,
+    SandboxSession,
+    TenantRecord,
+)
+
+R = TypeVar("R")
+_STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
+
+
+def _record(cls: type[R], row: Any) -> R:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in row._mapping.items() if k in names})
+
+
+def _values(record: Any, *, skip: Iterable[str] = ("id",)) -> dict[str, Any]:
+    skipped = set(skip)
+    return {
+        k: v for k, v in dataclasses.asdict(record).items() if k not in skipped and k != "extra"
+    }
+
+
+class SqlStore(Store):
+    """Everything zapmux persists, over one SQLAlchemy async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # --- lifecycle -----------------------------------------------------------------
+    async def migrate(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(t.metadata.create_all)
+            version = (await conn.execute(select(t.schema_version.c.version))).scalar()
+            if version is None:
+                await conn.execute(insert(t.schema_version).values(version=t.SCHEMA_VERSION))
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # --- tenants -------------------------------------------------------------------
+    async def create_tenant(self, tenant: TenantRecord) -> TenantRecord:
+        now = time.time()
+        tenant.created_at = tenant.updated_at = now
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(t.tenants).values(_values(tenant, skip=())))
+        except IntegrityError as exc:
+            raise TenantExists(f"tenant {tenant.id!r} already exists") from exc
+        return tenant
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.tenants).where(t.tenants.c.id == tenant_id))).first()
+        return _record(TenantRecord, row) if row else None
+
+    async def list_tenants(self) -> list[TenantRecord]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t.tenants).order_by(t.tenants.c.id))
+        return [_record(TenantRecord, r) for r in rows]
+
+    async def update_tenant(self, tenant_id: str, **fields: Any) -> bool:
+        fields["updated_at"] = time.time()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t.tenants).where(t.tenants.c.id == tenant_id).values(**fields)
+            )
+        return bool(result.rowcount)
+
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            for table in (t.messages, t.idempotency, t.jid_cache, t.media):
+                await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
+            result = await conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
+        return bool(result.rowcount)
+
+    # --- leases (which node runs which tenant) -------------------------------------
+    async def acquire_leases(self, node: str, lease_s: float, limit: int) -> list[str]:
+        """Take (or renew) tenants that are unowned, expired, or already ours."""
+        now = time.time()
+        free = or_(
+            t.tenants.c.owner.is_(None),
+            t.tenants.c.owner == node,
+            t.tenants.c.lease_until < now,
+        )
+        async with self.engine.begin() as conn:
+            ids = list(
+                (
+                    await conn.execute(
+                        self._lock(
+                            select(t.tenants.c.id).where(free).order_by(t.tenants.c.id).limit(limit)
+                        )
+                    )
+                ).scalars()
+            )
+            if ids:
+                await conn.execute(
+                    update(t.tenants)
+                    .where(t.tenants.c.id.in_(ids))
+                    .values(owner=node, lease_until=now + lease_s)
+                )
+        return ids
+
+    async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None:
+        stmt = update(t.tenants).where(t.tenants.c.owner == node)
+        if tenant_ids is not None:
+            stmt = stmt.where(t.tenants.c.id.in_(list(tenant_ids)))
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt.values(owner=None, lease_until=None))
+
+    def _lock(self, stmt: Any) -> Any:
+        """Row locking for claims; PostgreSQL adds FOR UPDATE SKIP LOCKED."""
+        return stmt
+
+    # --- messages and the send queue -----------------------------------------------
+    async def add_message(self, message: MessageRecord) -> MessageRecord:
+        message.created_at = message.updated_at = time.time()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(insert(t.messages).values(_values(message)))
+        message.id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        return message
+
+    async def record_incoming(self, message: MessageRecord, deliveries: Sequence[Delivery]) -> bool:
+        """Log an incoming message and its webhook deliveries in one transaction.
+
+        False (and nothing written) when this message id was already recorded.
+        """
+        message.created_at = message.updated_at = time.time()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(t.messages).values(_values(message)))
+                await self._insert_deliveries(conn, deliveries)
+        except IntegrityError:
+            return False
+        return True
+
+    async def save_media(
+        self, tenant_id: str, message_id: str, mimetype: str, filename: str | None, data: bytes
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(t.media).where(
+                    and_(t.media.c.tenant_id == tenant_id, t.media.c.message_id == message_id)
+                )
+            )
+            await conn.execute(
+                insert(t.media).values(
+                    tenant_id=tenant_id,
+                    message_id=message_id,
+                    mimetype=mimetype,
+                    filename=filename,
+                    data=data,
+                )
+            )
+
+    async def get_media(
+        self, tenant_id: str, message_id: str
+    ) -> tuple[str, str | None, bytes] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.media).where(
+                        and_(t.media.c.tenant_id == tenant_id, t.media.c.message_id == message_id)
+                    )
+                )
+            ).first()
+        return (row.mimetype, row.filename, row.data) if row else None
+
+    async def get_message(self, tenant_id: str, message_id: str) -> MessageRecord | None:
+        m = t.messages.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.messages).where(
+                        and_(m.tenant_id == tenant_id, m.message_id == message_id)
+                    )
+                )
+            ).first()
+        return _record(MessageRecord, row) if row else None
+
+    async def list_messages(
+        self,
+        tenant_id: str,
+        direction: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[MessageRecord]:
+        """Newest first; ``before`` is the ``id`` cursor of an earlier page's last row."""
+        m = t.messages.c
+        stmt = select(t.messages).where(m.tenant_id == tenant_id)
+        if direction:
+            stmt = stmt.where(m.direction == direction)
+        if before is not None:
+            stmt = stmt.where(m.id < before)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(stmt.order_by(m.id.desc()).limit(limit))
+        return [_record(MessageRecord, r) for r in rows]
+
+    async def next_queued(self, tenant_id: str) -> MessageRecord | None:
+        m = t.messages.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.messages)
+                    .where(
+                        and_(m.tenant_id == tenant_id, m.direction == "out", m.status == "queued")
+                    )
+                    .order_by(m.id)
+                    .limit(1)
+                )
+            ).first()
+        return _record(MessageRecord, row) if row else None
+
+    async def count_queued(self, tenant_id: str) -> int:
+        m = t.messages.c
+        async with self.engine.connect() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count()).where(
+                            and_(
+                                m.tenant_id == tenant_id, m.direction == "out", m.status == "queued"
+                            )
+                        )
+                    )
+                ).scalar()
+                or 0
+            )
+
+    async def tenants_with_queue(self) -> list[str]:
+        m = t.messages.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(m.tenant_id)
+                .where(and_(m.direction == "out", m.status == "queued"))
+                .distinct()
+            )
+        return [r[0] for r in rows]
+
+    async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool:
+        fields["updated_at"] = time.time()
+        m = t.messages.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t.messages)
+                .where(and_(m.tenant_id == tenant_id, m.message_id == message_id))
+                .values(**fields)
+            )
+        return bool(result.rowcount)
+
+    async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
+        """Move sent messages forward (sent → delivered → read); the message ids moved."""
+        m = t.messages.c
+        lower = [
+            s for s, rank in _STATUS_RANK.items() if rank < _STATUS_RANK[status] and s != "queued"
+        ]
+        cond = and_(
+            m.tenant_id == tenant_id,
+            m.direction == "out",
+            m.wa_id.in_(list(wa_ids)),
+            m.status.in_(lower),
+        )
+        async with self.engine.begin() as conn:
+            ids = list((await conn.execute(select(m.message_id).where(cond))).scalars())
+            if ids:
+                await conn.execute(
+                    update(t.messages).where(cond).values(status=status, updated_at=time.time())
+                )
+        return ids
+
+    # --- outbox --------------------------------------------------------------------
+    async def _insert_deliveries(
+        self, conn: AsyncConnection, deliveries: Sequence[Delivery]
+    ) -> None:
+        now = time.time()
+        for d in deliveries:
+            d.created_at = d.created_at or now
+            d.next_attempt_at = d.next_attempt_at or now
+        if deliveries:
+            await conn.execute(insert(t.outbox), [_values(d) for d in deliveries])
+
+    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        async with self.engine.begin() as conn:
+            await self._insert_deliveries(conn, deliveries)
+        await self.notify("outbox")
+
+    async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
+        """Due pending deliveries, each the oldest pending of its chat, locked for us."""
+        now = time.time()
+        o, older = t.outbox, t.outbox.alias("older")
+        blocked = exists().where(
+            and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
+        )
+        stmt = (
+            select(o)
+            .where(
+                and_(
+                    o.c.status == "pending",
+                    o.c.next_attempt_at <= now,
+                    or_(o.c.locked_until.is_(None), o.c.locked_until < now),
+                    ~blocked,
+                )
+            )
+            .order_by(o.c.next_attempt_at, o.c.id)
+            .limit(limit)
+        )
+        async with self.engine.begin() as conn:
+            rows = list(await conn.execute(self._lock(stmt)))
+            if rows:
+                await conn.execute(
+                    update(o)
+                    .where(o.c.id.in_([r.id for r in rows]))
+                    .values(locked_until=now + lock_s)
+                )
+        return [_record(Delivery, r) for r in rows]
+
+    async def finish_delivery(
+        self,
+        delivery_id: str,
+        *,
+        status: str,
+        attempts: int,
+        last_error: str | None,
+        next_attempt_at: float | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": status,
+            "attempts": attempts,
+            "last_error": last_error,
+            "locked_until": None,
+        }
+        if status == "delivered":
+            values["delivered_at"] = time.time()
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(t.outbox).where(t.outbox.c.delivery_id == delivery_id).values(**values)
+            )
+
+    async def next_delivery_due(self) -> float | None:
+        o = t.outbox.c
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(select(func.min(o.next_attempt_at)).where(o.status == "pending"))
+            ).scalar()
+
+    async def list_deliveries(
+        self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        o = t.outbox.c
+        stmt = select(t.outbox)
+        if status:
+            stmt = stmt.where(o.status == status)
+        if tenant_id:
+            stmt = stmt.where(o.tenant_id == tenant_id)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(stmt.order_by(o.id.desc()).limit(limit))
+        return [_record(Delivery, r) for r in rows]
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(t.outbox).where(t.outbox.c.delivery_id == delivery_id))
+            ).first()
+        return _record(Delivery, row) if row else None
+
+    async def retry_deliveries(
+        self, *, delivery_id: str | None = None, tenant_id: str | None = None
+    ) -> int:
+        """Put dead (or one given) deliveries back to pending, due now."""
+        o = t.outbox.c
+        stmt = update(t.outbox)
+        if delivery_id:
+            stmt = stmt.where(and_(o.delivery_id == delivery_id, o.status != "pending"))
+        else:
+            stmt = stmt.where(o.status == "dead")
+            if tenant_id:
+                stmt = stmt.where(o.tenant_id == tenant_id)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                stmt.values(
+                    status="pending",
+                    next_attempt_at=time.time(),
+                    locked_until=None,
+                    last_error=None,
+                )
+            )
+        await self.notify("outbox")
+        return int(result.rowcount or 0)
+
+    async def count_deliveries(self) -> dict[str, int]:
+        o = t.outbox.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(o.status, func.count()).group_by(o.status))
+        return {r[0]: int(r[1]) for r in rows}
+
+    # --- idempotency and the JID cache ---------------------------------------------
+    async def get_idempotent(
+        self, tenant_id: str, key: str, max_age_s: float
+    ) -> IdempotentAnswer | None:
+        i = t.idempotency.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.idempotency).where(
+                        and_(
+                            i.tenant_id == tenant_id,
+                            i.key == key,
+                            i.created_at > time.time() - max_age_s,
+                        )
+                    )
+                )
+            ).first()
+        return _record(IdempotentAnswer, row) if row else None
+
+    async def put_idempotent(self, answer: IdempotentAnswer) -> None:
+        i = t.idempotency.c
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(t.idempotency).where(
+                    and_(i.tenant_id == answer.tenant_id, i.key == answer.key)
+                )
+            )
+            await conn.execute(insert(t.idempotency).values(_values(answer, skip=())))
+
+    async def get_jid(
+        self, tenant_id: str, phone: str, max_age_s: float
+    ) -> tuple[bool, str | None] | None:
+        j = t.jid_cache.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.jid_cache).where(
+                        and_(
+                            j.tenant_id == tenant_id,
+                            j.phone == phone,
+                            j.checked_at > time.time() - max_age_s,
+                        )
+                    )
+                )
+            ).first()
+        return (bool(row.exists), row.jid) if row else None
+
+    async def put_jid(self, tenant_id: str, phone: str, exists_: bool, jid: str | None) -> None:
+        j = t.jid_cache.c
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(t.jid_cache).where(and_(j.tenant_id == tenant_id, j.phone == phone))
+            )
+            await conn.execute(
+                insert(t.jid_cache).values(
+                    tenant_id=tenant_id,
+                    phone=phone,
+                    exists=exists_,
+                    jid=jid,
+                    checked_at=time.time(),
+                )
+            )
+
+    # --- notifications (PostgreSQL overrides; one node needs none) -----------------
+    async def notify(self, channel: str) -> None:
+        """Tell other nodes that work arrived on ``channel``."""
+
+    # --- sandbox network state -----------------------------------------------------
+    async def sandbox_session(self, tenant_id: str) -> SandboxSession | None:
+        s = t.sandbox_sessions
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(s).where(s.c.tenant_id == tenant_id))).first()
+        return _record(SandboxSession, row) if row else None
+
+    async def sandbox_save_session(self, session: SandboxSession) -> None:
+        s = t.sandbox_sessions
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(s).where(s.c.tenant_id == session.tenant_id))
+            await conn.execute(insert(s).values(_values(session, skip=())))
+
+    async def sandbox_set_network(self, tenant_id: str, down: bool) -> bool:
+        s = t.sandbox_sessions
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(s).where(s.c.tenant_id == tenant_id).values(network_down=down)
+            )
+        return bool(result.rowcount)
+
+    async def sandbox_wipe(self, tenant_id: str) -> None:
+        async with self.engine.begin() as conn:
+            for table in (
+                t.sandbox_sessions,
+                t.sandbox_qr,
+                t.sandbox_pair_codes,
+                t.sandbox_pending,
+            ):
+                await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
+
+    async def sandbox_issue_qr(self, qr: SandboxQr) -> None:
+        q = t.sandbox_qr
+        async with self.engine.begin() as conn:
+            await conn.execute(update(q).where(q.c.tenant_id == qr.tenant_id).values(current=False))
+            await conn.execute(insert(q).values(_values(qr, skip=())))
+
+    async def sandbox_find_qr(self, code: str) -> SandboxQr | None:
+        q = t.sandbox_qr
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(q).where(q.c.code == code))).first()
+        return _record(SandboxQr, row) if row else None
+
+    async def sandbox_retire_qr(self, tenant_id: str) -> None:
+        q = t.sandbox_qr
+        async with self.engine.begin() as conn:
+            await conn.execute(update(q).where(q.c.tenant_id == tenant_id).values(current=False))
+
+    async def sandbox_add_pair_code(
+        self, code: str, tenant_id: str, phone: str, expires_at: float
+    ) -> None:
+        p = t.sandbox_pair_codes
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(p).where(p.c.tenant_id == tenant_id))
+            await conn.execute(
+                insert(p).values(code=code, tenant_id=tenant_id, phone=phone, expires_at=expires_at)
+            )
+
+    async def sandbox_take_pair_code(self, code: str) -> tuple[str, str, float] | None:
+        p = t.sandbox_pair_codes
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(p).where(p.c.code == code))).first()
+            if row:
+                await conn.execute(delete(p).where(p.c.code == code))
+        return (row.tenant_id, row.phone, row.expires_at) if row else None
+
+    async def sandbox_set_phone(self, phone: str, on_whatsapp: bool) -> None:
+        p = t.sandbox_phones
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(p).where(p.c.phone == phone))
+            await conn.execute(insert(p).values(phone=phone, on_whatsapp=on_whatsapp))
+
+    async def sandbox_phones(self, phones: Sequence[str]) -> dict[str, bool]:
+        p = t.sandbox_phones
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(p).where(p.c.phone.in_(list(phones))))
+        return {r.phone: bool(r.on_whatsapp) for r in rows}
+
+    async def sandbox_deliver_to_phone(self, message: InboxMessage) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(t.sandbox_inbox).values(_values(message)))
+
+    async def sandbox_inbox(self, phone: str, unread_only: bool = False) -> list[InboxMessage]:
+        i = t.sandbox_inbox
+        stmt = select(i).where(i.c.phone == phone)
+        if unread_only:
+            stmt = stmt.where(i.c.read.is_(False))
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(stmt.order_by(i.c.id))
+        return [_record(InboxMessage, r) for r in rows]
+
+    async def sandbox_mark_read(self, phone: str) -> list[InboxMessage]:
+        unread = await self.sandbox_inbox(phone, unread_only=True)
+        if unread:
+            i = t.sandbox_inbox
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(i).where(i.c.id.in_([m.id for m in unread])).values(read=True)
+                )
+        return unread
+
+    async def sandbox_push(self, tenant_id: str, event: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(t.sandbox_pending).values(
+                    tenant_id=tenant_id, event=event, created_at=time.time()
+                )
+            )
+        await self.notify("sandbox")
+
+    async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]:
+        p = t.sandbox_pending
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(p.c.id, p.c.event)
+                .where(p.c.tenant_id == tenant_id)
+                .order_by(p.c.id)
+                .limit(limit)
+            )
+        return [(r.id, r.event) for r in rows]
+
+    async def sandbox_ack(self, pending_id: int) -> None:
+        p = t.sandbox_pending
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(p).where(p.c.id == pending_id))
