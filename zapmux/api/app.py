@@ -100,9 +100,9 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     app.state.gateway = gw
     errors.install(app)
     for module in (tenants, messages, system, events):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     if settings.engine == "sandbox":
-        app.include_router(sandbox.router)
+        app.include_router(sandbox.router, responses=errors.ERROR_RESPONSES)
     _install_docs(app)
     app.add_middleware(BodyLimit, media_limit=settings.media_max_bytes)
     return app

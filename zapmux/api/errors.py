@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from zapmux.errors import RateLimited, ZapmuxError
@@ -19,6 +20,29 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+}
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable snake_case ``code`` and a ``message`` for a person."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every error answer."""
+
+    success: Literal[False]
+    error: ErrorDetail
+
+
+# Declared on every route so that /openapi.json tells the truth about errors (FastAPI
+# would otherwise document its own 422 shape, which zapmux never sends).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Refused; `error.code` says why"},
+    "5XX": {"model": ErrorBody, "description": "The server or the engine failed"},
 }
 
 
