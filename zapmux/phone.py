@@ -21,7 +21,11 @@ _SEPARATORS = re.compile(r"[\s().\-]")
 
 def normalize_phone(raw: object) -> str:
     """Digits with country code, from what a person would type; InvalidPhone otherwise."""
-    if not isinstance(raw, str | int) or isinstance(raw, bool):
+    if (
+        not isinstance(raw, str | int)
+        or isinstance(raw, bool)
+        or (isinstance(raw, int) and raw < 0)
+    ):
         raise InvalidPhone("phone must be a string of digits with the country code")
     text = str(raw).strip()
     if "@" in text:

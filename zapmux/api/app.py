@@ -41,23 +41,29 @@ class BodyLimit:
             await _too_large(send, limit)
             return
         seen = 0
+        overflowed = False
 
         async def counted() -> Message:
-            nonlocal seen
+            # Past the limit the app is told the client left; whatever it answers to
+            # that is dropped and the 413 sent instead (FastAPI would turn an exception
+            # raised here into a 400 "error parsing the body").
+            nonlocal seen, overflowed
+            if overflowed:
+                return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _TooLarge()
+                overflowed = True
+                return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
+        async def answer(message: Message) -> None:
+            if not overflowed:
+                await send(message)
+
+        await self.app(scope, counted, answer)
+        if overflowed:
             await _too_large(send, limit)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _too_large(send: Send, limit: int) -> None:
@@ -95,6 +101,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         openapi_url=None,
+        redirect_slashes=False,  # "/tenants/" + an empty id is a 404, not a redirect
         description="Multi-tenant WhatsApp gateway.",
     )
     app.state.gateway = gw

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-Phone = str | int
+# Strict: lax mode would read true as 1 and 1.0 as 1, creating tenant "1" from a boolean.
+Phone = str | StrictInt
+TenantId = str | StrictInt
 WebhookEvent = Literal["message", "status", "qr", "receipt", "message.sent"]
 
 
@@ -15,7 +17,7 @@ class Body(BaseModel):
 
 
 class CreateTenant(Body):
-    tenant_id: str | int = Field(
+    tenant_id: TenantId = Field(
         validation_alias=AliasChoices("tenant_id", "tenantId", "empresa_id")
     )
 
@@ -46,7 +48,7 @@ class RelayBody(Body):
     phone: Phone | None = None
     message: str | None = None
     message_type: str | None = "texto"
-    empresa_id: str | int | None = None
+    empresa_id: TenantId | None = None
 
 
 class PairCodeBody(Body):
@@ -79,7 +81,7 @@ class PairBody(Body):
 
 class PhoneMessageBody(Body):
     sender: Phone = Field(validation_alias=AliasChoices("from", "sender", "phone"))
-    tenant_id: str | int = Field(
+    tenant_id: TenantId = Field(
         validation_alias=AliasChoices("tenant_id", "tenantId", "empresa_id")
     )
     text: str = Field("", max_length=65536, validation_alias=AliasChoices("text", "message"))

@@ -14,7 +14,7 @@ from zapmux import __version__
 from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
 from zapmux.api.models import RelayBody, WebhookBody
 from zapmux.api.tenants import tenant_view
-from zapmux.errors import Forbidden, InvalidInput, NotFound
+from zapmux.errors import InvalidInput, NotFound
 from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
@@ -79,7 +79,7 @@ def check_webhook_url(gw: Gateway, url: str) -> str:
         raise InvalidInput("webhook url must be an http(s) URL with a host", code="invalid_url")
     allowed = gw.settings.allowed_webhook_hosts
     if allowed and parts.hostname.lower() not in allowed:
-        raise Forbidden(
+        raise InvalidInput(
             f"webhook host {parts.hostname} is not in ZAPMUX_WEBHOOK_ALLOWED_HOSTS",
             code="webhook_host_not_allowed",
         )

@@ -184,9 +184,7 @@ async def logout_tenant(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
     return {"success": True, **await _view(gw, tenant.id)}
 
 
-@router.delete(
-    "/tenants/{tenant_id}", summary="Log out, remove the session and the tenant (admin)"
-)
+@router.delete("/tenants/{tenant_id}", summary="Log out, remove the session and the tenant (admin)")
 async def delete_tenant(tenant: TenantDep, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     await gw.supervisor.remove(tenant.id)
     await gw.store.delete_tenant(tenant.id)

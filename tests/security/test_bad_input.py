@@ -1,0 +1,350 @@
+"""Bad input of every kind gets a clear 4xx in the error shape and changes nothing.
+
+Path tricks go over a raw socket so that no client library normalises them first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import LiveServer, make_settings
+from tests.security.common import PHONE, assert_error
+
+# As they would be typed into a URL path (percent-encoded where a client must).
+BAD_PATH_IDS = [
+    "..",
+    "%2e%2e",
+    ".hidden",
+    "-x",
+    "a" * 65,
+    "%00",
+    "a%0Ab",
+    "%1B%5B31m",
+    "%C3%A9",
+    "%E2%80%AEevil",
+    "a%20b",
+    "a%5Cb",
+    "..%5C..%5Cetc",
+    "%252e%252e",
+]
+# These decode to a "/" or an empty segment: no route matches, 404 in the error shape.
+NO_ROUTE_PATH_IDS = ["a%2Fb", "%2F", "..%2F..%2Fetc", "%2e%2e%2f", ""]
+# As they would arrive in a JSON body.
+BAD_BODY_IDS: list[Any] = [
+    "..",
+    ".hidden",
+    "-x",
+    "a" * 65,
+    "a/b",
+    "../../etc/passwd",
+    "%2e%2e",
+    "%2F",
+    "a\x00b",
+    "a\nb",
+    "\x1b[31m",
+    "é",
+    "a b",
+    "a\\b",
+    "",
+    -1,
+]
+PATH_ROUTES = [
+    ("GET", "/tenants/{}/status"),
+    ("GET", "/tenants/{}/qr"),
+    ("POST", "/tenants/{}/send"),
+    ("POST", "/send/{}"),
+    ("POST", "/restart/{}"),
+    ("POST", "/tenants/{}/start"),
+    ("POST", "/tenants/{}/logout"),
+    ("PUT", "/tenants/{}/webhook"),
+    ("GET", "/tenants/{}/messages"),
+    ("GET", "/tenants/{}/events"),
+    ("POST", "/tenants/{}/token"),
+    ("DELETE", "/tenants/{}"),
+    ("POST", "/sandbox/tenants/{}/fault"),
+]
+PATH_BODY = {"phone": PHONE, "message": "x", "url": "http://127.0.0.1:9/h", "kind": "disconnect"}
+
+
+async def raw_request(port: int, method: str, target: str, body: Any = None) -> httpx.Response:
+    """One HTTP/1.1 request with exactly this request-target, answered as httpx would."""
+    payload = b"" if body is None else json.dumps(body).encode()
+    head = (
+        f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.encode() + payload)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head_bytes, _, content = data.partition(b"\r\n\r\n")
+    lines = head_bytes.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = [tuple(line.split(": ", 1)) for line in lines[1:]]
+    return httpx.Response(status, headers=headers, content=content)
+
+
+def tree(root: Path) -> set[str]:
+    """Every file and directory under ``root`` (SQLite's own journal files left out)."""
+    return {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if not p.name.endswith(("-journal", "-wal", "-shm"))
+    }
+
+
+class Unchanged:
+    """Asserts on exit that the tenants and the directory tree are as they were."""
+
+    def __init__(self, server: LiveServer, root: Path) -> None:
+        self.server, self.root = server, root
+
+    async def tenants(self) -> Any:
+        return (await self.server.http.get("/tenants")).json()["tenants"]
+
+    async def __aenter__(self) -> Unchanged:
+        self.before = (await self.tenants(), tree(self.root))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            assert (await self.tenants(), tree(self.root)) == self.before
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "deploy"
+
+
+@pytest.fixture
+async def live(root: Path) -> AsyncIterator[LiveServer]:
+    settings = make_settings(
+        root, data_dir=root / "srv" / "data", auth_dir=root / "srv" / "auth", media_max_bytes=65536
+    )
+    async with LiveServer(settings) as server:
+        await server.create_paired("alpha")
+        yield server
+
+
+@pytest.fixture
+def watch(live: LiveServer, tmp_path: Path) -> Iterator[Unchanged]:
+    yield Unchanged(live, tmp_path)
+
+
+async def test_bad_tenant_ids_in_the_path_change_nothing(
+    live: LiveServer, watch: Unchanged
+) -> None:
+    async with watch:
+        for (method, template), bad in [(r, b) for r in PATH_ROUTES for b in BAD_PATH_IDS]:
+            response = await raw_request(
+                live.settings.port, method, template.format(bad), PATH_BODY
+            )
+            assert_error(response, 400, "invalid_tenant_id")
+        for (method, template), bad in [(r, b) for r in PATH_ROUTES for b in NO_ROUTE_PATH_IDS]:
+            response = await raw_request(
+                live.settings.port, method, template.format(bad), PATH_BODY
+            )
+            assert_error(response)
+            assert response.status_code in (400, 404, 405), (template, bad, response.text)
+
+
+async def test_bad_tenant_ids_in_bodies_and_queries_change_nothing(
+    live: LiveServer, watch: Unchanged
+) -> None:
+    http = live.http
+    async with watch:
+        for bad in BAD_BODY_IDS:
+            for key in ("tenantId", "tenant_id", "empresa_id"):
+                assert_error(await http.post("/tenants", json={key: bad}), 400, "invalid_tenant_id")
+            message = {"from": PHONE, "tenant_id": bad, "text": "x"}
+            assert_error(
+                await http.post("/sandbox/messages", json=message), 400, "invalid_tenant_id"
+            )
+            relay = {"phone": PHONE, "message": "x", "empresa_id": bad}
+            assert_error(await http.post("/webhook", json=relay), 400, "invalid_tenant_id")
+            if isinstance(bad, str) and bad:
+                for path in ("/deliveries", "/deliveries/retry-dead"):
+                    method = "GET" if path == "/deliveries" else "POST"
+                    answer = await http.request(method, path, params={"tenant_id": bad})
+                    assert_error(answer)
+        for wrong_type in (True, 1.5, None, [], {}, ["alpha"]):
+            assert_error(await http.post("/tenants", json={"tenantId": wrong_type}), 422)
+
+
+async def test_bad_json_and_wrong_types(live: LiveServer, watch: Unchanged) -> None:
+    http = live.http
+    json_header = {"Content-Type": "application/json"}
+    async with watch:
+        for raw in (b"{bad", b'{"tenantId": "x",}', b"\xff\xfe{", b"[" * 200_000, b'{"a":'):
+            answer = await http.post("/tenants", content=raw, headers=json_header)
+            assert_error(answer, 400, "invalid_json")
+            answer = await http.post("/send/alpha", content=raw, headers=json_header)
+            assert_error(answer, 400, "invalid_json")
+        wrong = [
+            ("/tenants", None),
+            ("/tenants", []),
+            ("/tenants", "alpha"),
+            ("/tenants", {}),
+            ("/send/alpha", {"phone": True, "message": "x"}),
+            ("/send/alpha", {"phone": [PHONE], "message": "x"}),
+            ("/send/alpha", {"phone": PHONE, "message": {"text": "x"}}),
+            ("/send/alpha", {"phone": PHONE, "image": "not-an-object"}),
+            ("/tenants/alpha/check", {"phones": PHONE}),
+            ("/tenants/alpha/check", {"phones": []}),
+            ("/tenants/alpha/check", {"phones": [PHONE] * 101}),
+            ("/clear-all", {"purge_sessions": "yes"}),
+            ("/sandbox/tenants/alpha/fault", {"kind": "explode"}),
+        ]
+        for path, body in wrong:
+            assert_error(await http.post(path, json=body), 422, "validation_error")
+        answer = await http.put("/tenants/alpha/webhook", json={"url": 5})
+        assert_error(answer, 422, "validation_error")
+        answer = await http.get("/tenants/alpha/messages", params={"limit": "lots"})
+        assert_error(answer, 422, "validation_error")
+
+
+def _big(size: int) -> bytes:
+    return b'{"tenantId": "big", "pad": "' + b"a" * size + b'"}'
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 65536):
+        yield data[start : start + 65536]
+
+
+async def test_two_mib_body_is_413_with_or_without_content_length(
+    live: LiveServer, watch: Unchanged
+) -> None:
+    http = live.http
+    body = _big(2 * 1024 * 1024)
+    json_header = {"Content-Type": "application/json"}
+    async with watch:
+        for path in ("/tenants", "/tenants/alpha/webhook", "/send/alpha", "/tenants/alpha/send"):
+            method = "PUT" if path.endswith("/webhook") else "POST"
+            sized = await http.request(method, path, content=body, headers=json_header)
+            assert_error(sized, 413, "payload_too_large")
+            chunked = await http.request(method, path, content=_chunks(body), headers=json_header)
+            assert_error(chunked, 413, "payload_too_large")
+        inbox = await http.get(f"/sandbox/phones/{PHONE}/messages")
+        assert inbox.json()["messages"] == []
+
+
+async def test_json_just_under_the_limit_is_read(live: LiveServer) -> None:
+    """The cap is 1 MiB: a body just under it gets to validation, not 413."""
+    answer = await live.http.post(
+        "/clear-all", content=_big(1024 * 1024 - 100), headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def test_invalid_phone_numbers_are_400(live: LiveServer, watch: Unchanged) -> None:
+    http = live.http
+    bad_phones: list[Any] = [
+        "abc",
+        "123",
+        "",
+        "+",
+        "55 11 9",
+        "5511999999999999999",
+        "٥٥١١٩٩٩٩٩٩٩٩٩",
+        "5511999999999; DROP TABLE tenants",
+        "../../5511999999999",
+        -5511999999999,
+    ]
+    async with watch:
+        for phone in bad_phones:
+            for path, body in [
+                ("/send/alpha", {"phone": phone, "message": "x"}),
+                ("/tenants/alpha/send", {"phone": phone, "message": "x"}),
+                ("/tenants/alpha/check", {"phones": [PHONE, phone]}),
+                ("/tenants/alpha/pair-code", {"phone": phone}),
+                ("/sandbox/scan", {"qr": "2@x", "phone": phone}),
+                ("/sandbox/messages", {"from": phone, "tenant_id": "alpha", "text": "x"}),
+                ("/webhook", {"phone": phone, "message": "x"}),
+            ]:
+                assert_error(await http.post(path, json=body), 400, "invalid_phone")
+        for phone in ("abc", "123", "%2e%2e", "a%00"):
+            answer = await raw_request(
+                live.settings.port, "GET", f"/sandbox/phones/{phone}/messages"
+            )
+            assert_error(answer, 400, "invalid_phone")
+        inbox = await http.get(f"/sandbox/phones/{PHONE}/messages")
+        assert inbox.json()["messages"] == []
+
+
+BAD_URLS = [
+    "ftp://example.com/hook",
+    "file:///etc/passwd",
+    "javascript:alert(1)",
+    "gopher://127.0.0.1:25/",
+    "data:text/plain,hi",
+    "http://",
+    "http:///path",
+    "//example.com/hook",
+    "example.com/hook",
+    "not a url",
+    "",
+]
+
+
+async def test_webhook_urls_must_be_http(live: LiveServer, watch: Unchanged) -> None:
+    http = live.http
+    async with watch:
+        for url in BAD_URLS:
+            answer = await http.put("/tenants/alpha/webhook", json={"url": url})
+            assert_error(answer, 400, "invalid_url")
+        current = (await http.get("/tenants/alpha/webhook")).json()["webhook"]
+        assert current["default"] is True
+
+
+async def test_webhook_allow_list(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, webhook_allowed_hosts="hooks.example.com, 127.0.0.1")
+    async with LiveServer(settings) as server:
+        http = server.http
+        assert (await http.post("/tenants", json={"tenantId": "shop"})).status_code == 201
+        for url in (
+            "https://evil.example.com/hook",
+            "https://hooks.example.com.evil.com/hook",
+            "https://hooks.example.com@evil.com/hook",
+            "https://evil.com/?u=https://hooks.example.com/",
+            "https://evil.com#@hooks.example.com",
+            "http://localhost:8080/admin",
+            "http://169.254.169.254/latest/meta-data/",
+        ):
+            answer = await http.put("/tenants/shop/webhook", json={"url": url})
+            assert_error(answer, 400, "webhook_host_not_allowed")
+        for url in (
+            "https://hooks.example.com/zap",
+            "https://HOOKS.example.com/x",
+            "http://127.0.0.1:9/h",
+        ):
+            answer = await http.put("/tenants/shop/webhook", json={"url": url})
+            assert answer.status_code == 200, answer.text
+
+
+async def test_a_webhook_secret_is_never_echoed(live: LiveServer) -> None:
+    secret = "very-secret-webhook-key-9876"
+    http = live.http
+    put = await http.put(
+        "/tenants/alpha/webhook", json={"url": "http://127.0.0.1:9/h", "secret": secret}
+    )
+    assert put.status_code == 200
+    assert put.json()["webhook"]["secret_set"] is True
+    for answer in (
+        put,
+        await http.get("/tenants/alpha/webhook"),
+        await http.get("/tenants"),
+        await http.get("/tenants/alpha/status"),
+        await http.get("/status"),
+    ):
+        assert secret not in answer.text and secret[:-4] not in answer.text
