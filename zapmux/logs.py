@@ -25,6 +25,10 @@ _COLOURS = {
 _LEVEL_COLOURS = {logging.ERROR: "\033[31m", logging.WARNING: "\033[33m", logging.DEBUG: "\033[2m"}
 _RESET = "\033[0m"
 _TOKEN = re.compile(r"zt_[A-Za-z0-9_\-]{8,}")
+# A URL's password and its query values are where webhook receivers keep their
+# credentials (``https://user:pass@host/hook?token=…``); the event streams' ``?api_key=``.
+_URL_USERINFO = re.compile(r"(?<=://)[^\s/?#@]+@")
+_QUERY_VALUE = re.compile(r"([?&][^=&\s#\"']+=)[^&\s#\"']+")
 
 
 def tenant_of(record: logging.LogRecord) -> str | None:
@@ -44,8 +48,8 @@ class PrettyFormatter(logging.Formatter):
         tenant = tenant_of(record)
         text = f"[{tenant}] {message}" if tenant else message
         line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {text}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         if not self.colour:
             return line
         colour = next((c for e, c in _COLOURS.items() if message.startswith(e)), None)
@@ -64,25 +68,36 @@ class JsonFormatter(logging.Formatter):
             "tenant_id": tenant_of(record),
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
 class RedactSecrets(logging.Filter):
-    """Masks configured secrets and tenant tokens in every record."""
+    """Masks configured secrets, tenant tokens and URL credentials in every record,
+    its traceback included."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = _TOKEN.sub("zt_***", message)
+    def redact(self, text: str) -> str:
+        cleaned = _TOKEN.sub("zt_***", text)
+        cleaned = _URL_USERINFO.sub("***@", cleaned)
+        cleaned = _QUERY_VALUE.sub(r"\1***", cleaned)
         for secret in self.secrets:
             cleaned = cleaned.replace(secret, "***")
+        return cleaned
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self.redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
         return True
 
 

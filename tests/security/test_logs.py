@@ -1,0 +1,93 @@
+"""Logs never hold a key, a token or a secret, whatever the server is asked to do.
+
+The server runs as an operator runs it (``python -m zapmux serve``, DEBUG level) and
+everything it writes is searched for every secret it was given or gave out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import Receiver, wait_for
+from tests.security.common import ADMIN_KEY, PHONE, admin, bearer
+from tests.security.proc import ServerProcess
+
+GLOBAL_SECRET = "global-webhook-secret-5f1e"
+TENANT_SECRET = "tenant-webhook-secret-77aa"
+URL_PASSWORD = "url-password-c0ffee"
+URL_TOKEN = "url-query-token-beef42"
+
+
+async def exercise(http: httpx.AsyncClient, receiver: Receiver) -> list[str]:
+    """Everything that handles a secret; the tokens it was given back."""
+    created = await http.post("/tenants", json={"tenantId": "loja"}, headers=admin())
+    assert created.status_code == 201, created.text
+    first = created.json()["token"]
+    rotated = await http.post("/tenants/loja/token", headers=admin())
+    second = rotated.json()["token"]
+    assert (await http.get("/tenants/loja/status", headers=bearer(first))).status_code == 401
+    await http.get("/tenants", headers=admin("wrong-" + ADMIN_KEY))
+    await http.get("/tenants/loja/status", headers={"X-Api-Key": second})
+
+    hook = f"http://user:{URL_PASSWORD}@127.0.0.1:{receiver.port}/hook?token={URL_TOKEN}"
+    put = await http.put(
+        "/tenants/loja/webhook",
+        json={"url": hook, "secret": TENANT_SECRET, "events": ["message", "status", "qr"]},
+        headers=bearer(second),
+    )
+    assert put.status_code == 200, put.text
+
+    async def qr() -> str | None:
+        answer = await http.get("/tenants/loja/qr", headers=bearer(second))
+        return answer.json().get("qr")
+
+    code = await wait_for(qr, what="a QR code")
+    await http.post("/sandbox/scan", json={"qr": code, "phone": "5511988880000"}, headers=admin())
+    for _ in range(3):
+        await http.post(
+            "/send/loja", json={"phone": PHONE, "message": "oi"}, headers=bearer(second)
+        )
+    message = {"from": PHONE, "tenant_id": "loja", "text": "olá"}
+    await http.post("/sandbox/messages", json=message, headers=admin())
+    await http.post("/webhook", json={"phone": PHONE, "message": "relay"}, headers=admin())
+    for key, path in ((ADMIN_KEY, "/events"), (second, "/tenants/loja/events")):
+        async with http.stream("GET", path, params={"api_key": key}) as stream:
+            assert stream.status_code == 200
+    await wait_for(lambda: _received(receiver, 3), timeout=15, what="failed deliveries")
+    return [first, second]
+
+
+async def _received(receiver: Receiver, count: int) -> bool:
+    return len(receiver.received) >= count
+
+
+@pytest.mark.parametrize("log_format", ["pretty", "json"])
+async def test_logs_hold_no_secret(tmp_path: Path, log_format: str) -> None:
+    async with Receiver(status=500) as receiver:
+        server = ServerProcess(
+            tmp_path,
+            ZAPMUX_API_KEY=ADMIN_KEY,
+            ZAPMUX_WEBHOOK_SECRET=GLOBAL_SECRET,
+            ZAPMUX_FLASK_URL=f"http://127.0.0.1:{receiver.port}",
+            ZAPMUX_LOG_LEVEL="DEBUG",
+            ZAPMUX_LOG_FORMAT=log_format,
+            ZAPMUX_DELIVERY_BACKOFF_BASE_S="0.05",
+            ZAPMUX_DELIVERY_BACKOFF_CAP_S="0.2",
+            ZAPMUX_DELIVERY_TIMEOUT_S="2",
+        )
+        await asyncio.to_thread(server.__enter__)
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+                tokens = await exercise(http, receiver)
+        finally:
+            await asyncio.to_thread(server.__exit__, None, None, None)
+    # what was delivered was signed with the tenant's secret: the secret was in use
+    assert any("x-zapmux-signature" in {k.lower() for k in r.headers} for r in receiver.received)
+    output = server.output()
+    assert "webhook" in output and "failed" in output, output[-3000:]  # failures were logged
+    for secret in (ADMIN_KEY, GLOBAL_SECRET, TENANT_SECRET, URL_PASSWORD, URL_TOKEN, *tokens):
+        assert secret not in output, f"{secret!r} leaked into the log:\n{output[-3000:]}"
