@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import LiveServer, make_settings
+from tests.helpers import LiveServer, make_settings, wait_for
 from tests.security.common import PHONE, assert_error
 
 # As they would be typed into a URL path (percent-encoded where a client must).
@@ -348,3 +348,39 @@ async def test_a_webhook_secret_is_never_echoed(live: LiveServer) -> None:
         await http.get("/status"),
     ):
         assert secret not in answer.text and secret[:-4] not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("filename", "mimetype", "served_as"),
+    [
+        ("relatório.pdf", "application/pdf", "application/pdf"),
+        ('a"b\r\nSet-Cookie: x=1.pdf', "application/pdf", "application/pdf"),
+        ("😀.png", "image/png", "image/png"),
+        ("voz.ogg", "audio/ogg; codecs=opus", "audio/ogg; codecs=opus"),
+        ("page.html", "text/html\r\nX-Evil: 1", "application/octet-stream"),
+        (None, "image/jpeg", "image/jpeg"),
+    ],
+)
+async def test_media_from_a_phone_is_always_a_safe_download(
+    live: LiveServer, filename: str | None, mimetype: str, served_as: str
+) -> None:
+    """Whatever name and type a phone gives its file, downloading it works and cannot
+    inject a header or be rendered as a page."""
+    document = {"base64": "JVBERi0x", "filename": filename, "mimetype": mimetype}
+    sent = await live.http.post(
+        "/sandbox/messages",
+        json={"from": PHONE, "tenant_id": "alpha", "media": document, "media_kind": "document"},
+    )
+    assert sent.status_code == 201, sent.text
+    url = f"/tenants/alpha/messages/{sent.json()['message_id']}/media"
+
+    async def fetched() -> httpx.Response | None:
+        answer = await live.http.get(url)
+        return answer if answer.status_code == 200 else None
+
+    media = await wait_for(fetched, what="the media")
+    assert media.content == b"%PDF-1"
+    assert media.headers["content-type"].startswith(served_as)
+    assert media.headers["content-disposition"].startswith("attachment")
+    assert media.headers["x-content-type-options"] == "nosniff"
+    assert "set-cookie" not in media.headers and "x-evil" not in media.headers

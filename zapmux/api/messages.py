@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from fastapi import APIRouter, Header, Query, Response
@@ -21,6 +23,7 @@ from zapmux.states import Status
 
 router = APIRouter(tags=["messages"])
 MEDIA_KINDS = ("image", "document", "audio", "video")
+_MIMETYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]{0,63}/[A-Za-z0-9][\w!#$&^.+-]{0,127}", re.ASCII)
 
 
 async def _media(gw: Gateway, body: SendBody) -> Media | None:
@@ -181,5 +184,29 @@ async def get_media(tenant: TenantDep, message_id: str, gw: GatewayDep) -> Respo
     if found is None:
         raise NotFound("that message has no media here", code="media_not_found")
     mimetype, filename, data = found
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else {}
-    return Response(data, media_type=mimetype, headers=headers)
+    # Always a download, never rendered: the bytes and their type come from a phone, and
+    # an HTML "image" shown on the dashboard's origin would run as the dashboard.
+    headers = {
+        "Content-Disposition": content_disposition(filename),
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(data, media_type=_safe_mimetype(mimetype), headers=headers)
+
+
+def _safe_mimetype(mimetype: str | None) -> str:
+    """The type the phone gave (``audio/ogg; codecs=opus``) if it is one, else bytes."""
+    text = mimetype or ""
+    base = text.split(";", 1)[0].strip()
+    ok = _MIMETYPE.fullmatch(base) and text.isascii() and text.isprintable()
+    return text if ok else "application/octet-stream"
+
+
+def content_disposition(filename: str | None) -> str:
+    """``attachment`` with the name a phone gave (RFC 6266): any text, quotes, line
+    breaks or emoji included, can neither break nor inject a header."""
+    if not filename:
+        return "attachment"
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
