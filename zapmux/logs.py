@@ -36,6 +36,13 @@ def tenant_of(record: logging.LogRecord) -> str | None:
     return record.name[len(prefix) :] if record.name.startswith(prefix) else None
 
 
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The record's traceback: as RedactSecrets left it, else formatted now."""
+    if record.exc_text:
+        return record.exc_text
+    return formatter.formatException(record.exc_info) if record.exc_info else None
+
+
 class PrettyFormatter(logging.Formatter):
     """``HH:MM:SS ✅ [tenant] message``, coloured by the emoji it starts with."""
 
@@ -48,8 +55,9 @@ class PrettyFormatter(logging.Formatter):
         tenant = tenant_of(record)
         text = f"[{tenant}] {message}" if tenant else message
         line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {text}"
-        if record.exc_info or record.exc_text:
-            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
+        exception = _exception_text(self, record)
+        if exception:
+            line += "\n" + exception
         if not self.colour:
             return line
         colour = next((c for e, c in _COLOURS.items() if message.startswith(e)), None)
@@ -68,8 +76,9 @@ class JsonFormatter(logging.Formatter):
             "tenant_id": tenant_of(record),
             "message": record.getMessage(),
         }
-        if record.exc_info or record.exc_text:
-            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
+        exception = _exception_text(self, record)
+        if exception:
+            entry["exception"] = exception
         return json.dumps(entry, ensure_ascii=False)
 
 
