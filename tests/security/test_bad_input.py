@@ -209,6 +209,10 @@ async def test_bad_json_and_wrong_types(live: LiveServer, watch: Unchanged) -> N
             assert_error(await http.post(path, json=body), 422, "validation_error")
         answer = await http.put("/tenants/alpha/webhook", json={"url": 5})
         assert_error(answer, 422, "validation_error")
+        typo = {"url": "http://127.0.0.1:9/h", "secert": "s3cret-value"}
+        answer = await http.put("/tenants/alpha/webhook", json=typo)
+        assert_error(answer, 422, "validation_error")
+        assert "secert" in answer.json()["error"]["message"]
         answer = await http.get("/tenants/alpha/messages", params={"limit": "lots"})
         assert_error(answer, 422, "validation_error")
 

@@ -64,6 +64,8 @@ class ClearAllBody(Body):
 
 
 class WebhookBody(Body):
+    # A misspelt "secret" must not leave deliveries silently unsigned.
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
     url: str = Field(max_length=2048)
     secret: str | None = Field(None, min_length=8, max_length=256)
     events: list[WebhookEvent] = Field(default_factory=lambda: list[WebhookEvent](["message"]))
