@@ -105,7 +105,7 @@ async def test_non_loopback_without_key_is_refused(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    _out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "ZAPMUX_API_KEY" in lines[0] and "0.0.0.0" in lines[0]
