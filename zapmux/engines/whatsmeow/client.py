@@ -124,6 +124,11 @@ class WhatsmeowSession(Session):
         run = self._run
         return run.pid if run is not None and run.alive else None
 
+    @property
+    def last_worker_pid(self) -> int | None:
+        """The pid of the latest worker, alive or not (for logs and diagnostics)."""
+        return self._run.pid if self._run is not None else None
+
     async def connect(self) -> None:
         async with self._lock:
             await self._retire()

@@ -9,7 +9,6 @@ import itertools
 import logging
 import os
 import signal
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,24 +63,28 @@ class WorkerProcess:
         return self._closed.is_set()
 
     async def spawn(self, store: Path) -> None:
-        """Start the process with one end of a socketpair as its channel."""
-        server_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        """Start the process with two pipes as its channel (commands in, events out)."""
+        command_r, command_w = os.pipe()
+        event_r, event_w = os.pipe()
+        theirs = (command_r, event_w)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *self._command(store, worker_end.fileno()),
+                *self._command(store, theirs),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=(worker_end.fileno(),),
+                pass_fds=theirs,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.options.extra_env},
                 limit=_LINE_LIMIT,
             )
         except OSError as exc:
-            server_end.close()
+            os.close(command_w)
+            os.close(event_r)
             raise EngineError(f"cannot start the whatsmeow worker: {exc}") from exc
         finally:
-            worker_end.close()  # the child holds its copy; EOF then means it is gone
-        reader, self._writer = await asyncio.open_unix_connection(sock=server_end)
+            for fd in theirs:  # the child holds its copies; EOF then means it is gone
+                os.close(fd)
+        reader, self._writer = await protocol.open_channel(event_r, command_w)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         name = f"whatsmeow-{self.tenant_id}-{self.proc.pid}"
         self._tasks = [
@@ -92,10 +95,10 @@ class WorkerProcess:
         self._tasks.append(asyncio.create_task(self._watch(), name=f"{name}-watch"))
         self._log.debug("started whatsmeow worker pid %d", self.proc.pid)
 
-    def _command(self, store: Path, fd: int) -> list[str]:
+    def _command(self, store: Path, fds: tuple[int, int]) -> list[str]:
         return [
             self.options.python, "-m", WORKER_MODULE,
-            "--tenant", self.tenant_id, "--store", str(store), "--fd", str(fd),
+            "--tenant", self.tenant_id, "--store", str(store), "--fds", f"{fds[0]},{fds[1]}",
             "--parent-pid", str(os.getpid()), *self.options.worker_args(),
         ]  # fmt: skip
 

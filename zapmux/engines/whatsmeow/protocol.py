@@ -10,8 +10,11 @@ one object per frame, with a ``type``:
 - ``event``   worker → server: ``{"event": <name>, "data": {...}}``, a zapmux event
   (:func:`encode_event` / :func:`decode_event`).
 
-The channel is an inherited socketpair, never the worker's stdout: neonize and Go
-print there. This module must not import neonize (the server imports it).
+The channel is two inherited pipes, never the worker's stdout (neonize and Go print
+there): commands flow server → worker on one, replies and events worker → server on
+the other. Two one-way pipes rather than one socket so that a failed write (to a
+worker that is exiting) cannot discard what the worker said last. This module must
+not import neonize (the server imports it).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import struct
 from dataclasses import fields
 from typing import Any
@@ -78,6 +82,22 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     if not isinstance(message, dict) or "type" not in message:
         raise ProtocolError("a frame must be a JSON object with a 'type'")
     return message
+
+
+async def open_channel(
+    read_fd: int, write_fd: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Asyncio streams over a pair of pipe ends (each fd is owned from now on)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_FRAME, loop=loop)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", 0)
+    )
+    transport, flow = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(write_fd, "wb", 0)
+    )
+    writer = asyncio.StreamWriter(transport, flow, None, loop)
+    return reader, writer
 
 
 def encode_event(event: ev.Event) -> dict[str, Any]:

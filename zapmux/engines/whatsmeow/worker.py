@@ -3,7 +3,7 @@
 Why a process: neonize's Go glue aborts the whole process when two clients start,
 stop or query at once, prints to stdout and configures logging at import. So each
 worker holds exactly one neonize client, serializes every call into Go behind one
-lock, and speaks to the server over an inherited socket (``--fd``) with the frames of
+lock, and speaks to the server over two inherited pipes (``--fds``) with the frames of
 :mod:`.protocol`; its stdout/stderr are only logs.
 
 A worker lives for one connection: after any disconnect it reports the event and
@@ -21,7 +21,6 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +33,7 @@ log = logging.getLogger("zapmux.worker")
 
 QR_FIRST_S, QR_NEXT_S, QR_TOTAL = 60.0, 20.0, 6  # whatsmeow's code lifetimes
 SOCKET_WAIT_S = 15.0  # how long pair_phone waits for the websocket to come up
-STOP_TIMEOUT_S = 5.0  # Go's Stop can hang while a dial is in flight
+STOP_TIMEOUT_S = 3.0  # bound on Go's Stop; the process exits after it anyway
 _PR_SET_PDEATHSIG = 1
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -132,21 +131,25 @@ class TenantWorker:
         await self.stop()
 
     async def stop(self) -> None:
-        """Stop the Go client (bounded: it may hang mid-dial) and mark the worker ended."""
+        """Stop the Go client and mark the worker ended.
+
+        Mid-dial (``starting``) Go's Stop blocks until the dial gives up, so the client
+        is left alone: the process exits right after, which ends the dial too.
+        """
         if self.state in ("stopping", "stopped"):
             await self.ended.wait()
             return
-        self._finishing = True
+        self._finishing, was = True, self.state
         await self._set_state("stopping")
         if self._qr_timer is not None:
             self._qr_timer.cancel()
-        if self.client is not None:
+        if self.client is not None and was != "starting":
             async with self._ffi_lock:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.client.stop(), STOP_TIMEOUT_S)
-        if self._connect_task is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(self._connect_task), STOP_TIMEOUT_S)
+            if self._connect_task is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(self._connect_task), STOP_TIMEOUT_S)
         await self._set_state("stopped")
         self.ended.set()
 
@@ -328,9 +331,9 @@ def configure_logging(level: str) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    """Speak the protocol on the inherited socket until the session ends."""
-    sock = socket.socket(fileno=args.fd)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    """Speak the protocol on the inherited pipes until the session ends."""
+    command_fd, event_fd = (int(fd) for fd in args.fds.split(","))
+    reader, writer = await protocol.open_channel(command_fd, event_fd)
     write_lock = asyncio.Lock()
 
     async def emit(message: dict[str, Any]) -> None:
@@ -375,7 +378,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--store", required=True, help="the whatsmeow SQLite file or postgres URL")
-    parser.add_argument("--fd", type=int, required=True, help="the inherited channel socket")
+    parser.add_argument("--fds", required=True, help="COMMANDS,EVENTS: the inherited pipe ends")
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--proxy", default=None)
     parser.add_argument("--log-level", default="INFO")
