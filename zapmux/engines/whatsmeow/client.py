@@ -1,7 +1,7 @@
 """The whatsmeow engine, server side: one worker process per tenant session.
 
-``connect()`` spawns ``python -m zapmux.engines.whatsmeow.worker`` with one end of a
-socketpair (the channel, :mod:`.protocol`), waits for its hello and asks it to
+``connect()`` spawns ``python -m zapmux.engines.whatsmeow.worker`` with two inherited
+pipes (the channel, :mod:`.protocol`), waits for its hello and asks it to
 connect; the worker's events are relayed to the session's sink in order, its
 stdout/stderr go to the ``zapmux.tenant.<id>`` logger at debug level. A worker that
 dies without having reported how its session ended (a crash, SIGKILL, OOM) becomes a
