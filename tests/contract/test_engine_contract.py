@@ -18,12 +18,10 @@ from zapmux.config import Settings
 from zapmux.engine import Engine, OutgoingMessage
 from zapmux.engines import create_engine
 from zapmux.errors import TenantNotConnected
+from zapmux.store import open_store
 
-# ---------------------------------------------------------------------------------------
-# ENGINES: every engine this contract runs against. The lead adds "sandbox" here (and
-# its construction in `engine` below) once zapmux/engines/sandbox.py lands.
-ENGINES = ["whatsmeow"]
-# ---------------------------------------------------------------------------------------
+#: Every engine this contract runs against.
+ENGINES = ["sandbox", "whatsmeow"]
 
 FIRST_EVENT_WITHIN_S = 20.0
 
@@ -38,7 +36,9 @@ def closed_port_proxy() -> str:
 @pytest.fixture(params=ENGINES)
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
     settings = Settings(auth_dir=tmp_path / "auth", data_dir=tmp_path / "data", _env_file=None)
-    built = create_engine(request.param, settings, None)  # type: ignore[arg-type]
+    store = open_store(settings.store_url)
+    await store.migrate()
+    built = create_engine(request.param, settings, store)
     if request.param == "whatsmeow":
         from zapmux.engines.whatsmeow.client import WhatsmeowEngine, WorkerOptions
 
@@ -47,6 +47,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     await built.start()
     yield built
     await built.aclose()
+    await store.close()
 
 
 class Inbox:
@@ -115,4 +116,4 @@ async def test_a_session_can_connect_again(engine: Engine) -> None:
     for _ in range(2):
         await session.connect()
         await asyncio.wait_for(inbox.queue.get(), FIRST_EVENT_WITHIN_S)
-    await session.disconnect()
+        await session.disconnect()
