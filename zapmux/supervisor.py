@@ -34,6 +34,7 @@ from zapmux.events import (
     Receipt,
     Replaced,
 )
+from zapmux.metrics import Metrics
 from zapmux.states import PERMANENT, Status
 from zapmux.store.base import Store
 from zapmux.store.records import TenantRecord
@@ -206,6 +207,7 @@ class TenantRunner:
             self.attempts = 0  # it had been fine for a while: start the backoff over
         self.connected_at = None
         self.attempts += 1
+        self.sup.metrics.inc("reconnect_attempts_total")
         delay = self.sup.backoff.delay(self.attempts)
         self.next_retry_at = time.time() + delay
         self.log.warning(
@@ -223,6 +225,7 @@ class TenantRunner:
             self.next_retry_at = None
             await self._set(Status.CONNECTING)
             session = self._open()
+            self.sup.metrics.inc("worker_restarts_total")
         await self._connect(session)
 
     async def _ended(self, event: PermanentDisconnect) -> None:
@@ -274,7 +277,15 @@ class TenantRunner:
 class Supervisor:
     """Owns every tenant runner of this node."""
 
-    def __init__(self, settings: Settings, store: Store, engine: Engine, tasks: TaskGroup) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        engine: Engine,
+        tasks: TaskGroup,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
         self.engine = engine
