@@ -297,12 +297,8 @@ class Supervisor:
         self.status_listeners: list[Callable[[TenantRunner], None]] = []
         self.log = logging.getLogger("zapmux.supervisor")
 
-    async def start(self) -> None:
-        """Bring every tenant back to what it was: paired and wanted running → connect."""
-        for record in await self.store.list_tenants():
-            await self.resume(record)
-
     async def resume(self, record: TenantRecord) -> TenantRunner:
+        """Bring a tenant back to what it was: paired and wanted running → connect."""
         runner = self.runners.get(record.id) or TenantRunner(self, record)
         self.runners[record.id] = runner
         if Status(record.status) in PERMANENT or record.wanted != "running":
@@ -317,6 +313,13 @@ class Supervisor:
         await asyncio.gather(
             *(r.stop(r.status) for r in self.runners.values()), return_exceptions=True
         )
+
+    async def release(self, tenant_id: str) -> None:
+        """Stop running a tenant here without recording anything: another node has it."""
+        runner = self.runners.pop(tenant_id, None)
+        if runner is not None:
+            async with runner.lock:
+                await runner._close()
 
     def runner(self, tenant_id: str) -> TenantRunner:
         runner = self.runners.get(tenant_id)

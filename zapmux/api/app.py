@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zapmux import __version__
 from zapmux.api import errors, events, messages, metrics, sandbox, system, tenants
 from zapmux.api.deps import require_admin
+from zapmux.api.forward import Forwarder
 from zapmux.config import Settings
 from zapmux.gateway import Gateway
 
@@ -104,6 +105,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     if settings.engine == "sandbox":
         app.include_router(sandbox.router)
     _install_docs(app)
+    app.add_middleware(Forwarder, gateway=gw)  # inside BodyLimit: forwarded bodies are capped too
     app.add_middleware(BodyLimit, media_limit=settings.media_max_bytes)
     return app
 
