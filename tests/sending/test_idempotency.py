@@ -71,3 +71,16 @@ async def test_the_key_holds_across_a_restart(tmp_path: Path, receiver: Receiver
         assert again.json()["message_id"] == first.json()["message_id"]
         await wait_inbox(server, "5511911110006", 1)
         assert len(await inbox(server, "5511911110006")) == 1
+
+
+async def test_key_locks_are_forgotten_after_use(server: LiveServer) -> None:
+    """A busy server sees millions of keys: none may stay in memory after its request."""
+    await server.create_paired("acme")
+    await server.http.post("/sandbox/phones", json={"phone": "5511911110007", "on_whatsapp": False})
+    await asyncio.gather(
+        *(send(server, "acme", "5511911110008", f"m{n}", key=f"k{n}") for n in range(10)),
+        send(server, "acme", "5511911110007", "falha", key="fails"),
+        send(server, "acme", "5511911110008", "m0", key="k0"),
+    )
+    assert len(server.gateway.sender.keys) == 0
+    assert len(server.gateway.sender.lanes) == 0

@@ -112,6 +112,7 @@ async def test_queued_media_goes_out_and_is_not_kept(server: LiveServer) -> None
     await fault(server, "acme", "network_up")
     got = (await wait_inbox(server, "5511955550006", 1))[0]
     assert got["media_size"] == len(PNG)
+    await wait_message_status(server, "acme", queued.json()["message_id"], "delivered")
     # the file waited in the store only as long as the message did
     stored = await server.gateway.store.get_message("acme", queued.json()["message_id"])
     assert stored is not None and stored.payload is None
