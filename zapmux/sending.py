@@ -176,7 +176,6 @@ class Sender:
         self.drains: dict[str, asyncio.Task[None]] = {}
         self.lanes = KeyedLocks()
         self.keys = KeyedLocks()
-        self.sent = 0
         supervisor.handlers.append(self.on_event)
 
     def bucket(self, tenant_id: str) -> TokenBucket:
@@ -283,7 +282,7 @@ class Sender:
         return MessageRecord(
             tenant_id=tenant_id,
             message_id=message_id,
-            wa_id=message_id,  # engines send with our id; receipts match it at once
+            wa_id=message_id,  # engines that send with our id: receipts match at once
             direction="out",
             chat=jid or f"{request.phone}@{USER_SERVER}",
             phone=request.phone,
@@ -353,7 +352,8 @@ class Sender:
             raise EngineError(f"the engine failed to send: {type(exc).__name__}") from exc
         await self.store.mark_sent(record.tenant_id, record.message_id, result.message_id)
         record.status, record.wa_id = "sent", result.message_id
-        self.sent += 1
+        self.supervisor.metrics.inc("messages_sent_total")
+        self.supervisor.metrics.observe("send_latency_seconds", time.time() - record.created_at)
         runner.log.info("✅ message sent to %s", record.phone)
         await self.dispatcher.emit(
             record.tenant_id, "message.sent", record.public(), chat=record.chat
@@ -376,6 +376,7 @@ class Sender:
             record.tenant_id, record.message_id, status="failed", error=error, payload=None
         )
         record.status, record.error = "failed", error
+        self.supervisor.metrics.inc("messages_failed_total")
         runner.log.error("❌ message %s to %s failed: %s", record.message_id, record.phone, error)
 
     # --- the queue --------------------------------------------------------------------
