@@ -95,6 +95,20 @@ async def test_receipts_only_move_status_forward(store: Store) -> None:
     assert (await store.get_message("t", "s1")).status == "read"  # type: ignore[union-attr]
 
 
+async def test_mark_sent_drops_the_payload_and_never_moves_status_back(store: Store) -> None:
+    await store.add_message(_message("t", "a"))
+    await store.update_message("t", "a", status="sending", payload='{"media": "..."}')
+    await store.mark_sent("t", "a", "WA-a")
+    sent = await store.get_message("t", "a")
+    assert sent is not None and (sent.status, sent.wa_id, sent.payload) == ("sent", "WA-a", None)
+    # a delivered receipt that raced the send is kept
+    await store.add_message(_message("t", "b"))
+    await store.update_message("t", "b", status="sending")
+    assert await store.apply_receipt("t", ["b"], "delivered") == ["b"]
+    await store.mark_sent("t", "b", "b")
+    assert (await store.get_message("t", "b")).status == "delivered"  # type: ignore[union-attr]
+
+
 async def test_message_log_pages_newest_first(store: Store) -> None:
     for i in range(5):
         await store.add_message(_message("t", f"m{i}", status="sent"))

@@ -119,6 +119,11 @@ class Store(ABC):
     async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool: ...
 
     @abstractmethod
+    async def mark_sent(self, tenant_id: str, message_id: str, wa_id: str) -> None:
+        """The engine took the message: keep its id, drop the payload (media can be large);
+        ``sent`` unless a receipt that raced the send already moved it further."""
+
+    @abstractmethod
     async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
         """Move sent messages forward (sent → delivered → read); the message ids moved."""
 

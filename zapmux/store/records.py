@@ -63,7 +63,9 @@ class MessageRecord:
         return {
             "message_id": self.message_id,
             "direction": self.direction,
-            "status": self.status,
+            # "sending" lasts the instant of the hand-over; the API's statuses are
+            # queued|sent|delivered|read|failed (and "received" for incoming)
+            "status": "queued" if self.status == "sending" else self.status,
             "chat": self.chat,
             "phone": self.phone,
             "message_type": self.message_type,

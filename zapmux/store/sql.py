@@ -320,6 +320,23 @@ class SqlStore(Store):
             )
         return bool(result.rowcount)
 
+    async def mark_sent(self, tenant_id: str, message_id: str, wa_id: str) -> None:
+        """The engine took the message: keep its id, drop the payload (media can be large);
+        ``sent`` unless a receipt that raced the send already moved it further."""
+        m = t.messages.c
+        key = and_(m.tenant_id == tenant_id, m.message_id == message_id)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(t.messages)
+                .where(key)
+                .values(wa_id=wa_id, payload=None, updated_at=time.time())
+            )
+            await conn.execute(
+                update(t.messages)
+                .where(and_(key, m.status.in_(["queued", "sending"])))
+                .values(status="sent")
+            )
+
     async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
         """Move sent messages forward (sent → delivered → read); the message ids moved."""
         m = t.messages.c
