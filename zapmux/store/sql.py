@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -317,10 +317,8 @@ class SqlStore(Store):
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
         """Due pending deliveries, each the oldest pending of its chat, locked for us."""
         now = time.time()
-        o, older = t.outbox, t.outbox.alias("older")
-        blocked = exists().where(
-            and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
-        )
+        o = t.outbox
+        blocked = self._blocked(o)
         unlocked = or_(o.c.locked_until.is_(None), o.c.locked_until < now)
         stmt = (
             select(o.c.id)
@@ -370,11 +368,40 @@ class SqlStore(Store):
             )
 
     async def next_delivery_due(self) -> float | None:
-        o = t.outbox.c
+        """When the next chat head may be claimed: its next attempt, or when its lock ends.
+
+        Rows waiting behind an older row of their chat are left out: they move when
+        that row finishes (which wakes the deliverer), not at their own time.
+        """
+        o = t.outbox
+        ready_at = case(
+            (o.c.locked_until > o.c.next_attempt_at, o.c.locked_until),
+            else_=o.c.next_attempt_at,
+        )
+        stmt = select(func.min(ready_at)).where(and_(o.c.status == "pending", ~self._blocked(o)))
         async with self.engine.connect() as conn:
-            return (
-                await conn.execute(select(func.min(o.next_attempt_at)).where(o.status == "pending"))
-            ).scalar()
+            due = (await conn.execute(stmt)).scalar()
+        return None if due is None else float(due)
+
+    @staticmethod
+    def _blocked(o: Any) -> Any:
+        """An older pending row of the same chat exists: ``o`` must wait for it."""
+        older = t.outbox.alias("older")
+        return exists().where(
+            and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
+        )
+
+    async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
+        o = t.outbox.c
+        stmt = update(t.outbox).where(and_(o.status == "pending", o.locked_until.is_not(None)))
+        if delivery_ids is not None:
+            if not delivery_ids:
+                return 0
+            stmt = stmt.where(o.delivery_id.in_(list(delivery_ids)))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt.values(locked_until=None))
+        return int(result.rowcount or 0)
 
     async def list_deliveries(
         self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
@@ -399,11 +426,19 @@ class SqlStore(Store):
     async def retry_deliveries(
         self, *, delivery_id: str | None = None, tenant_id: str | None = None
     ) -> int:
-        """Put dead (or one given) deliveries back to pending, due now."""
+        """Put dead (or one given) deliveries back to pending, due now.
+
+        One given delivery is replayed whatever its state (a delivered one is sent
+        again; a pending one waiting for its backoff is tried now) unless it is in
+        flight at this moment.
+        """
         o = t.outbox.c
         stmt = update(t.outbox)
         if delivery_id:
-            stmt = stmt.where(and_(o.delivery_id == delivery_id, o.status != "pending"))
+            idle = or_(
+                o.status != "pending", o.locked_until.is_(None), o.locked_until < time.time()
+            )
+            stmt = stmt.where(and_(o.delivery_id == delivery_id, idle))
         else:
             stmt = stmt.where(o.status == "dead")
             if tenant_id:
