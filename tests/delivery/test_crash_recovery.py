@@ -49,7 +49,9 @@ async def test_kill_9_while_the_receiver_is_down_loses_nothing(
     everything = {text for texts in sent.values() for text in texts}
 
     async def all_delivered() -> bool:
-        return everything <= {hit.json["message"] for hit in receiver.received if hit.answered == 200}
+        return everything <= {
+            hit.json["message"] for hit in receiver.received if hit.answered == 200
+        }
 
     await wait_for(all_delivered, timeout=30, interval=0.1, what="every message delivered")
     _check_and_report(receiver, sent)
