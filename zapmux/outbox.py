@@ -27,7 +27,7 @@ import aiohttp
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
 from zapmux.store.base import Store
-from zapmux.store.records import Delivery
+from zapmux.store.records import Delivery, DeliveryResult
 
 log = logging.getLogger("zapmux.outbox")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -129,6 +129,8 @@ def parse_retry_after(value: str | None) -> float | None:
 class Deliverer:
     """Posts due outbox rows; one background loop per node, many requests in flight.
 
+    Outcomes are written by the loop, in batches, before it claims more; if the
+    process dies first, the delivery is simply attempted again (at least once).
     A claimed row is locked for ``delivery_timeout_s + 30`` seconds. If this process
     dies meanwhile, the row is claimable again when the lock ends; on a single-node
     store (SQLite) every lock left at start belongs to a dead process and is released
@@ -145,6 +147,7 @@ class Deliverer:
         self.store_backoff = Backoff(0.2, 10.0)
         self.wakeup = asyncio.Event()
         self.in_flight: dict[asyncio.Task[None], str] = {}
+        self.done: list[DeliveryResult] = []  # outcomes not yet written
         self.session: aiohttp.ClientSession | None = None
         self.stats = {"delivered": 0, "failed_attempts": 0, "dead": 0, "store_errors": 0}
 
@@ -168,13 +171,18 @@ class Deliverer:
                 await self._abandon_in_flight()
 
     async def _abandon_in_flight(self) -> None:
-        """On stop: cancel what is in flight and unlock it for the next start."""
+        """On stop: write what finished, cancel the rest and unlock it for the next start."""
         ids = list(self.in_flight.values())
         for task in list(self.in_flight):
             task.cancel()
         await asyncio.gather(*self.in_flight, return_exceptions=True)
+        finished = {r.delivery_id for r in self.done}
         with contextlib.suppress(Exception):
-            await asyncio.shield(self.store.release_deliveries(ids))
+            await asyncio.shield(self._flush())
+        with contextlib.suppress(Exception):
+            await asyncio.shield(
+                self.store.release_deliveries([i for i in ids if i not in finished])
+            )
 
     async def _loop(self) -> None:
         failures = 0
@@ -190,7 +198,14 @@ class Deliverer:
                 await asyncio.sleep(delay)
 
     async def _tick(self) -> None:
+        """Write the outcomes gathered so far, then claim what the free slots can take.
+
+        Both are one transaction whatever their size, so the busier the outbox the
+        more each round trip carries. The outcomes go first: a delivered row unblocks
+        the next row of its chat for the claim that follows.
+        """
         self.wakeup.clear()
+        await self._flush()
         free = self.settings.delivery_concurrency - len(self.in_flight)
         claimed = await self.store.claim_deliveries(free, self._lock_s()) if free > 0 else []
         for delivery in claimed:
@@ -211,7 +226,19 @@ class Deliverer:
     def _lock_s(self) -> float:
         return self.settings.delivery_timeout_s + 30.0
 
+    async def _flush(self) -> None:
+        if not self.done:
+            return
+        batch, self.done = self.done, []
+        try:
+            await self.store.finish_deliveries(batch)
+        except BaseException:
+            self.done[:0] = batch  # written on the next round; the rows stay locked
+            raise
+
     async def _sleep(self) -> None:
+        if self.wakeup.is_set():
+            return
         if len(self.in_flight) >= self.settings.delivery_concurrency:
             wait = 1.0  # full: only a finished delivery (which wakes us) frees a slot
         else:
@@ -237,29 +264,15 @@ class Deliverer:
                 outcome.error,
                 "; dead" if decision.status == "dead" else f"; retry in {decision.delay:.1f}s",
             )
-        await self._record(delivery, decision, attempts, outcome.error)
-
-    async def _record(
-        self, delivery: Delivery, decision: Decision, attempts: int, error: str
-    ) -> None:
-        """Write the attempt's result; on a store error retry a few times, then let the
-        lock expire (the delivery is then attempted again: at least once, never lost)."""
-        for n in range(1, 6):
-            try:
-                await self.store.finish_delivery(
-                    delivery.delivery_id,
-                    status=decision.status,
-                    attempts=attempts,
-                    last_error=None if decision.status == "delivered" else error,
-                    next_attempt_at=(
-                        time.time() + decision.delay if decision.status == "pending" else None
-                    ),
-                )
-                return
-            except Exception as exc:
-                self.stats["store_errors"] += 1
-                log.error("❌ could not record delivery %s (%r)", delivery.delivery_id, exc)
-                await asyncio.sleep(self.store_backoff.ceiling(n))
+        self.done.append(
+            DeliveryResult(
+                delivery.delivery_id,
+                decision.status,
+                attempts,
+                None if decision.status == "delivered" else outcome.error,
+                time.time() + decision.delay if decision.status == "pending" else None,
+            )
+        )
 
     async def _post(self, delivery: Delivery) -> Outcome:
         assert self.session is not None

@@ -12,6 +12,7 @@ from typing import Any
 
 from zapmux.store.records import (
     Delivery,
+    DeliveryResult,
     IdempotentAnswer,
     InboxMessage,
     MessageRecord,
@@ -127,6 +128,10 @@ class Store(ABC):
         last_error: str | None,
         next_attempt_at: float | None = None,
     ) -> None: ...
+
+    @abstractmethod
+    async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
+        """Record attempts' outcomes (and unlock their rows) in one transaction."""
 
     @abstractmethod
     async def next_delivery_due(self) -> float | None:

@@ -11,7 +11,20 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -20,6 +33,7 @@ from zapmux.store import schema as t
 from zapmux.store.base import Store
 from zapmux.store.records import (
     Delivery,
+    DeliveryResult,
     IdempotentAnswer,
     InboxMessage,
     MessageRecord,
@@ -44,11 +58,59 @@ def _values(record: Any, *, skip: Iterable[str] = ("id",)) -> dict[str, Any]:
     }
 
 
+def _blocked(o: Any) -> Any:
+    """An older pending row of the same chat exists: ``o`` must wait for it."""
+    older = t.outbox.alias("older")
+    return exists().where(
+        and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
+    )
+
+
+def _unlocked(o: Any) -> Any:
+    return or_(o.c.locked_until.is_(None), o.c.locked_until < bindparam("now"))
+
+
+_o = t.outbox
+_CLAIM_SELECT = (
+    select(_o.c.id)
+    .where(
+        and_(
+            _o.c.status == "pending",
+            _o.c.next_attempt_at <= bindparam("now"),
+            _unlocked(_o),
+            ~_blocked(_o),
+        )
+    )
+    .order_by(_o.c.next_attempt_at, _o.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+_CLAIM_UPDATE = (
+    update(_o)
+    .where(and_(_o.c.id.in_(bindparam("ids", expanding=True)), _o.c.status == "pending"))
+    .where(_unlocked(_o))
+    .values(locked_until=bindparam("until"))
+    .returning(*_o.c)
+)
+_FINISH_UPDATE = (
+    update(_o)
+    .where(_o.c.delivery_id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        last_error=bindparam("b_error"),
+        locked_until=None,
+        next_attempt_at=func.coalesce(bindparam("b_next", type_=Float), _o.c.next_attempt_at),
+        delivered_at=bindparam("b_delivered", type_=Float),
+    )
+)
+
+
 class SqlStore(Store):
     """Everything zapmux persists, over one SQLAlchemy async engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._claim_stmt: Any = None
 
     # --- lifecycle -----------------------------------------------------------------
     async def migrate(self) -> None:
@@ -317,31 +379,25 @@ class SqlStore(Store):
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
         """Due pending deliveries, each the oldest pending of its chat, locked for us."""
         now = time.time()
-        o = t.outbox
-        blocked = self._blocked(o)
-        unlocked = or_(o.c.locked_until.is_(None), o.c.locked_until < now)
-        stmt = (
-            select(o.c.id)
-            .where(and_(o.c.status == "pending", o.c.next_attempt_at <= now, unlocked, ~blocked))
-            .order_by(o.c.next_attempt_at, o.c.id)
-            .limit(limit)
-        )
         async with self.engine.begin() as conn:
-            ids = list((await conn.execute(self._lock(stmt))).scalars())
+            ids = list(
+                (await conn.execute(self._claim_select(), {"now": now, "limit": limit})).scalars()
+            )
             if not ids:
                 return []
             # Re-checked in the UPDATE: on SQLite two claimers may have read the same
             # rows; only the one whose UPDATE matched them gets them back.
             rows = list(
-                await conn.execute(
-                    update(o)
-                    .where(and_(o.c.id.in_(ids), o.c.status == "pending", unlocked))
-                    .values(locked_until=now + lock_s)
-                    .returning(*o.c)
-                )
+                await conn.execute(_CLAIM_UPDATE, {"ids": ids, "now": now, "until": now + lock_s})
             )
         rows.sort(key=lambda r: (r.next_attempt_at, r.id))
         return [_record(Delivery, r) for r in rows]
+
+    def _claim_select(self) -> Any:
+        # Built once: the statement (and its cache key) is the same on every claim.
+        if self._claim_stmt is None:
+            self._claim_stmt = self._lock(_CLAIM_SELECT)
+        return self._claim_stmt
 
     async def finish_delivery(
         self,
@@ -352,20 +408,28 @@ class SqlStore(Store):
         last_error: str | None,
         next_attempt_at: float | None = None,
     ) -> None:
-        values: dict[str, Any] = {
-            "status": status,
-            "attempts": attempts,
-            "last_error": last_error,
-            "locked_until": None,
-        }
-        if status == "delivered":
-            values["delivered_at"] = time.time()
-        if next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
+        await self.finish_deliveries(
+            [DeliveryResult(delivery_id, status, attempts, last_error, next_attempt_at)]
+        )
+
+    async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
+        """Record attempts' outcomes (and unlock their rows) in one transaction."""
+        if not results:
+            return
+        now = time.time()
+        params = [
+            {
+                "b_id": r.delivery_id,
+                "b_status": r.status,
+                "b_attempts": r.attempts,
+                "b_error": r.last_error,
+                "b_next": r.next_attempt_at,
+                "b_delivered": now if r.status == "delivered" else None,
+            }
+            for r in results
+        ]
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(t.outbox).where(t.outbox.c.delivery_id == delivery_id).values(**values)
-            )
+            await conn.execute(_FINISH_UPDATE, params)
 
     async def next_delivery_due(self) -> float | None:
         """When the next chat head may be claimed: its next attempt, or when its lock ends.
@@ -378,18 +442,10 @@ class SqlStore(Store):
             (o.c.locked_until > o.c.next_attempt_at, o.c.locked_until),
             else_=o.c.next_attempt_at,
         )
-        stmt = select(func.min(ready_at)).where(and_(o.c.status == "pending", ~self._blocked(o)))
+        stmt = select(func.min(ready_at)).where(and_(o.c.status == "pending", ~_blocked(o)))
         async with self.engine.connect() as conn:
             due = (await conn.execute(stmt)).scalar()
         return None if due is None else float(due)
-
-    @staticmethod
-    def _blocked(o: Any) -> Any:
-        """An older pending row of the same chat exists: ``o`` must wait for it."""
-        older = t.outbox.alias("older")
-        return exists().where(
-            and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
-        )
 
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
         """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
