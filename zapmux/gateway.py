@@ -11,6 +11,7 @@ from zapmux.engine import Engine
 from zapmux.engines import create_engine
 from zapmux.hub import Hub
 from zapmux.inbound import Dispatcher
+from zapmux.metrics import Metrics
 from zapmux.outbox import Deliverer
 from zapmux.qr import qr_view
 from zapmux.sending import Sender
@@ -33,10 +34,11 @@ class Gateway:
         self.store: Store = store or open_store(settings.store_url)  # type: ignore[assignment]
         self.engine = engine or create_engine(settings.engine, settings, self.store)
         self.hub = Hub()
+        self.metrics = Metrics()
         self.tasks = TaskGroup()
-        self.deliverer = Deliverer(settings, self.store)
-        self.dispatcher = Dispatcher(settings, self.store, self.hub, self.deliverer)
-        self.supervisor = Supervisor(settings, self.store, self.engine, self.tasks)
+        self.deliverer = Deliverer(settings, self.store, self.metrics)
+        self.dispatcher = Dispatcher(settings, self.store, self.hub, self.deliverer, self.metrics)
+        self.supervisor = Supervisor(settings, self.store, self.engine, self.tasks, self.metrics)
         self.supervisor.handlers.append(self.dispatcher.handle)
         self.supervisor.status_listeners.append(self._status_changed)
         self.sender = Sender(settings, self.store, self.supervisor, self.dispatcher, self.tasks)

@@ -26,6 +26,7 @@ import aiohttp
 
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
+from zapmux.metrics import Metrics
 from zapmux.store.base import Store
 from zapmux.store.records import Delivery, DeliveryResult
 
@@ -137,7 +138,8 @@ class Deliverer:
     at once, and on a clean stop the rows still in flight are released too.
     """
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
         self.policy = RetryPolicy(
@@ -149,7 +151,6 @@ class Deliverer:
         self.in_flight: dict[asyncio.Task[None], str] = {}
         self.done: list[DeliveryResult] = []  # outcomes not yet written
         self.session: aiohttp.ClientSession | None = None
-        self.stats = {"delivered": 0, "failed_attempts": 0, "dead": 0, "store_errors": 0}
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -192,7 +193,7 @@ class Deliverer:
                 failures = 0
             except Exception as exc:  # the store is down or busy: wait, never die
                 failures += 1
-                self.stats["store_errors"] += 1
+                self.metrics.inc("outbox_store_errors_total")
                 delay = self.store_backoff.ceiling(failures)
                 log.error("❌ outbox unavailable (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -251,12 +252,11 @@ class Deliverer:
         outcome = await self._post(delivery)
         attempts = delivery.attempts + 1
         decision = self.policy.decide(delivery, attempts, outcome.http_status, outcome.retry_after)
+        self.metrics.inc("webhook_attempts_total", outcome=decision.status)
         if decision.status == "delivered":
-            self.stats["delivered"] += 1
+            self.metrics.observe("delivery_latency_seconds", time.time() - delivery.created_at)
             log.info("✅ webhook %s delivered to %s", delivery.event, delivery.url)
         else:
-            self.stats["failed_attempts"] += 1
-            self.stats["dead"] += decision.status == "dead"
             log.warning(
                 "❌ webhook %s to %s failed (%s)%s",
                 delivery.event,
