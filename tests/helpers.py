@@ -149,6 +149,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    answered: int = 0  # the status the receiver answered with
 
     @property
     def json(self) -> Any:
@@ -159,7 +160,8 @@ class Received:
 class Receiver:
     """A webhook receiver on a real port that records what it is sent.
 
-    ``statuses`` answers the next requests (then 200); ``status`` answers all.
+    ``statuses`` answers the next requests (then 200); ``status`` answers all;
+    ``delay`` holds each answer back that long (``busy`` counts requests being held).
     """
 
     port: int = field(default_factory=free_port)
@@ -167,6 +169,8 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     runner: web.AppRunner | None = None
+    delay: float = 0.0
+    busy: int = 0
 
     @property
     def url(self) -> str:
@@ -174,8 +178,14 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.received.append(Received(request.path, dict(request.headers), body))
         status = self.statuses.pop(0) if self.statuses else self.status
+        self.received.append(Received(request.path, dict(request.headers), body, status))
+        if self.delay:
+            self.busy += 1
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.busy -= 1
         return web.json_response({"ok": status < 300}, status=status)
 
     async def __aenter__(self) -> Receiver:

@@ -7,6 +7,7 @@ them, in the envelope ``{event, tenant_id, timestamp, data}``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -65,6 +66,9 @@ class Dispatcher:
         self.hub = hub
         self.deliverer = deliverer
         self.metrics = metrics or Metrics()
+        # Envelopes are queued from separate tasks (one per status change); taking this
+        # lock first keeps their rows in the order the changes happened.
+        self.queue_lock = asyncio.Lock()
 
     def target(self, tenant: TenantRecord | None) -> tuple[str, str | None]:
         """Where this tenant's webhooks go, and with which secret."""
@@ -139,18 +143,19 @@ class Dispatcher:
     async def queue_webhook(self, tenant_id: str, envelope: dict[str, Any], chat: str = "") -> None:
         """Queue ``envelope`` for the tenant's webhook if it subscribed to its event."""
         event = envelope["event"]
-        tenant = await self.store.get_tenant(tenant_id)
-        if tenant is None or not tenant.webhook_url or event not in tenant.events:
-            return
-        delivery = new_delivery(
-            event=event,
-            url=tenant.webhook_url,
-            payload=envelope,
-            chat_key=f"{tenant_id}:{chat or event}",
-            tenant_id=tenant_id,
-            secret=tenant.webhook_secret,
-        )
-        await self.store.enqueue_deliveries([delivery])
+        async with self.queue_lock:
+            tenant = await self.store.get_tenant(tenant_id)
+            if tenant is None or not tenant.webhook_url or event not in tenant.events:
+                return
+            delivery = new_delivery(
+                event=event,
+                url=tenant.webhook_url,
+                payload=envelope,
+                chat_key=f"{tenant_id}:{chat or event}",
+                tenant_id=tenant_id,
+                secret=tenant.webhook_secret,
+            )
+            await self.store.enqueue_deliveries([delivery])
         self.deliverer.wake()
 
     async def relay(self, payload: dict[str, Any]) -> Delivery:

@@ -57,6 +57,7 @@ class Metrics:
         "worker_restarts_total": "Engine sessions (whatsmeow: worker processes) started again "
         "after one ended",
         "webhook_attempts_total": "Webhook POSTs, by outcome",
+        "outbox_store_errors_total": "Times the deliverer could not reach the outbox",
     }
     HISTOGRAMS: ClassVar[dict[str, str]] = {
         "send_latency_seconds": "From accepting a send to WhatsApp taking it",

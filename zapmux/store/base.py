@@ -12,6 +12,7 @@ from typing import Any
 
 from zapmux.store.records import (
     Delivery,
+    DeliveryResult,
     IdempotentAnswer,
     InboxMessage,
     MessageRecord,
@@ -23,6 +24,10 @@ from zapmux.store.records import (
 
 class Store(ABC):
     """Everything zapmux persists. Times are Unix seconds."""
+
+    #: True when no other node can share this store (SQLite): whatever is locked at
+    #: start was locked by a process that is gone, so it can be released at once.
+    single_node: bool = True
 
     @abstractmethod
     async def migrate(self) -> None: ...
@@ -146,7 +151,20 @@ class Store(ABC):
     ) -> None: ...
 
     @abstractmethod
-    async def next_delivery_due(self) -> float | None: ...
+    async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
+        """Record attempts' outcomes (and unlock their rows) in one transaction."""
+
+    @abstractmethod
+    async def next_delivery_due(self) -> float | None:
+        """When the next chat head may be claimed: its next attempt, or when its lock ends.
+
+        Rows waiting behind an older row of their chat are left out: they move when
+        that row finishes (which wakes the deliverer), not at their own time.
+        """
+
+    @abstractmethod
+    async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
 
     @abstractmethod
     async def list_deliveries(
@@ -160,7 +178,12 @@ class Store(ABC):
     async def retry_deliveries(
         self, *, delivery_id: str | None = None, tenant_id: str | None = None
     ) -> int:
-        """Put dead (or one given) deliveries back to pending, due now."""
+        """Put dead (or one given) deliveries back to pending, due now.
+
+        One given delivery is replayed whatever its state (a delivered one is sent
+        again; a pending one waiting for its backoff is tried now) unless it is in
+        flight at this moment.
+        """
 
     @abstractmethod
     async def count_deliveries(self) -> dict[str, int]: ...

@@ -119,6 +119,17 @@ class Delivery:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """The outcome of one attempt, as the outbox records it."""
+
+    delivery_id: str
+    status: str  # delivered | pending | dead
+    attempts: int
+    last_error: str | None
+    next_attempt_at: float | None = None  # when pending: the next attempt
+
+
 @dataclass(slots=True)
 class IdempotentAnswer:
     tenant_id: str
