@@ -1,0 +1,194 @@
+"""The dashboard at ``GET /`` in a real browser (Debian's Chromium driven by Playwright),
+against a real zapmux server with the sandbox engine: what an operator does, end to end.
+
+Set ``ZAPMUX_UPDATE_SCREENSHOT=1`` to rewrite ``docs/dashboard.png`` (the README's picture).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect
+
+if TYPE_CHECKING:
+    from conftest import Server, StartServer
+
+PHONE = "5511987654321"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+PNG_DATA_URL = re.compile(r"^data:image/png;base64,")
+PAIR_CODE = re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}$")
+LIVE_TIMEOUT_MS = 15_000
+
+
+def card(page: Page, tenant_id: str) -> Locator:
+    return page.locator(f'.card[data-tenant-id="{tenant_id}"]')
+
+
+def create_through_form(page: Page, tenant_id: str) -> Locator:
+    page.fill("#create-id", tenant_id)
+    page.click("#create-form button[type=submit]")
+    return card(page, tenant_id)
+
+
+def expect_status(tenant: Locator, status: str, timeout: int = LIVE_TIMEOUT_MS) -> None:
+    expect(tenant).to_have_attribute("data-status", status, timeout=timeout)
+
+
+def expect_qr_shown(tenant: Locator) -> Locator:
+    image = tenant.locator("img.qr-image")
+    expect(image).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    expect(image).to_have_attribute("src", PNG_DATA_URL)
+    return image
+
+
+def mark_no_reload(page: Page) -> None:
+    """A flag that a reload would erase: the test proves the page updated by itself."""
+    page.evaluate("window.__sameDocument = true")
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+
+
+def test_create_scan_and_see_connected_live(page: Page, server: Server) -> None:
+    page.goto(server.url + "/")
+    expect(page.locator("#live")).to_have_attribute("data-mode", "live")
+    mark_no_reload(page)
+
+    tenant = create_through_form(page, "shop-1")
+    expect_status(tenant, "awaiting_qr")
+    image = expect_qr_shown(tenant)
+    expect(image).to_have_attribute("data-qr", server.current_qr("shop-1"))
+
+    server.scan("shop-1", PHONE)
+
+    expect_status(tenant, "connected")
+    expect(tenant.locator('[data-field="status"]')).to_have_text("Connected")
+    expect(tenant.locator('[data-field="phone"]')).to_have_text(f"+{PHONE}")
+    expect(image).to_be_hidden()
+    assert_not_reloaded(page)
+
+
+def test_qr_image_follows_the_rotation(page: Page, server: Server) -> None:
+    server.create_tenant("rotating")
+    page.goto(server.url + "/")
+    image = expect_qr_shown(card(page, "rotating"))
+    first = image.get_attribute("src")
+
+    # The first code lives 3×QR_SECONDS; the page must show the next one without help.
+    expect(image).not_to_have_attribute("src", first or "", timeout=25_000)
+    expect(image).to_have_attribute("data-qr", server.current_qr("rotating"))
+
+
+def test_follows_by_polling_when_the_live_stream_is_blocked(page: Page, server: Server) -> None:
+    page.route("**/events*", lambda route: route.abort())
+    page.goto(server.url + "/")
+    expect(page.locator("#live")).to_have_attribute("data-mode", "polling")
+    mark_no_reload(page)
+
+    tenant = create_through_form(page, "polled")
+    expect_qr_shown(tenant)
+    server.scan("polled", PHONE)
+
+    expect_status(tenant, "connected")
+    assert_not_reloaded(page)
+
+
+def test_pairing_code_then_logout_start_and_delete(page: Page, server: Server) -> None:
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirmations of logout, delete
+    server.create_tenant("by-code")
+    page.goto(server.url + "/")
+    tenant = card(page, "by-code")
+    expect_status(tenant, "awaiting_qr")
+
+    code = ask_pairing_code(tenant, PHONE)
+    response = server.api("POST", "/sandbox/pair", json={"code": code, "phone": PHONE})
+    assert response.status_code == 200, response.text
+    expect_status(tenant, "connected")
+
+    tenant.locator('[data-action="logout"]').click()
+    expect_status(tenant, "logged_out")
+    tenant.locator('[data-action="start"]').click()
+    expect_status(tenant, "awaiting_qr")
+    expect_qr_shown(tenant)
+
+    tenant.locator('[data-action="delete"]').click()
+    expect(tenant).to_have_count(0)
+    assert "by-code" not in tenant_ids(server)
+
+
+def test_restart_reconnects_a_paired_tenant(page: Page, server: Server) -> None:
+    server.create_tenant("restarted")
+    server.scan("restarted", "5521999990000")
+    page.goto(server.url + "/")
+    tenant = card(page, "restarted")
+    expect_status(tenant, "connected")
+
+    tenant.locator('[data-action="restart"]').click()
+    expect(page.locator("#notice")).to_contain_text("restarting")
+    expect_status(tenant, "connected")
+
+
+def test_asks_for_the_admin_key_once_and_keeps_it(
+    browser: Browser, start_server: StartServer, tmp_path: Path
+) -> None:
+    key = "s3cret-admin-key"
+    with start_server(tmp_path / "secured", api_key=key) as server:
+        context = browser.new_context()
+        page = context.new_page()
+        prompts: list[str] = []
+
+        def answer(dialog: Dialog) -> None:
+            prompts.append(dialog.message)
+            dialog.accept(key)
+
+        page.on("dialog", answer)
+        page.goto(server.url + "/")
+        expect(page.locator("#live")).to_have_attribute("data-mode", "live")
+        tenant = create_through_form(page, "secured-1")
+        expect_qr_shown(tenant)
+        assert len(prompts) == 1, prompts
+        assert "admin key" in prompts[0]
+
+        page.reload()  # the key is remembered by the browser: no second prompt
+        expect_qr_shown(card(page, "secured-1"))
+        assert len(prompts) == 1, prompts
+        context.close()
+
+
+def test_screenshot_with_a_connected_and_an_awaiting_tenant(
+    page: Page, start_server: StartServer, tmp_path: Path
+) -> None:
+    with start_server(tmp_path / "shot") as server:
+        server.create_tenant("clinica-centro")
+        server.scan("clinica-centro", PHONE)
+        server.create_tenant("salao-bela-vista")
+        page.goto(server.url + "/")
+        expect_status(card(page, "clinica-centro"), "connected")
+        expect_qr_shown(card(page, "salao-bela-vista"))
+        time.sleep(0.5)  # let the pulse animation and fonts settle for a stable picture
+
+        shot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("ZAPMUX_UPDATE_SCREENSHOT") == "1":
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            shutil.copyfile(shot, SCREENSHOT)
+
+
+def ask_pairing_code(tenant: Locator, phone: str) -> str:
+    tenant.locator("details.pairing summary").click()
+    tenant.locator(".pair-form input[name=phone]").fill(phone)
+    tenant.locator(".pair-form button").click()
+    shown = tenant.locator('[data-field="pair_code"]')
+    expect(shown).to_have_text(PAIR_CODE, timeout=LIVE_TIMEOUT_MS)
+    return shown.inner_text()
+
+
+def tenant_ids(server: Server) -> list[str]:
+    return [t["tenant_id"] for t in server.api("GET", "/tenants").json()["tenants"]]
