@@ -292,7 +292,9 @@
 
   function renderPairing(entry) {
     const { card, data, pairCode } = entry;
-    row(card, "pairing").hidden = data.status === "connected" || data.status === "banned";
+    // Only an unlinked number can pair; a paired one that is down needs Start or Restart.
+    const unpaired = !data.phone && data.status !== "connected" && data.status !== "banned";
+    row(card, "pairing").hidden = !unpaired;
     row(card, "pair_code").hidden = !pairCode;
     setText(card, "pair_code", pairCode || "");
   }
