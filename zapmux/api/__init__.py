@@ -1,1 +1,1 @@
-"""The HTTP API."""
+"""The HTTP API (FastAPI): one module per resource."""
