@@ -120,8 +120,6 @@ def run_server(home: Path, api_key: str | None = None) -> Iterator[Server]:
     port = free_port()
     server = Server(f"http://127.0.0.1:{port}", api_key, home / "server.log")
     command = [sys.executable, "-m", "zapmux", "serve", "--engine", "sandbox", "--port", str(port)]
-    if os.environ.get("DASH_DEV_CMD"):  # FIXME(dev only): remove once Core lands
-        command = [sys.executable, os.environ["DASH_DEV_CMD"], str(port)]
     with server.log_path.open("wb") as log:
         # cwd is the temporary home so that no .env file of the checkout is read.
         process = subprocess.Popen(

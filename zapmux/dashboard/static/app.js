@@ -52,7 +52,8 @@
     for (let attempt = 0; attempt < 3; attempt += 1) {
       const key = savedKey();
       const response = await fetchWithKey(method, path, body, key);
-      if (response.status !== 401) return response;
+      // 403: a tenant's token was entered where the admin key is needed; same remedy.
+      if (response.status !== 401 && response.status !== 403) return response;
       // Requests in flight when the key was entered come back 401: retry them, do not re-ask.
       if (savedKey() && savedKey() !== key) continue;
       if (authDeclined || !askForKey(Boolean(key))) break;
@@ -161,7 +162,8 @@
 
   function reportRefreshError(error) {
     if (error instanceof AuthNeeded) return; // the banner says it
-    setLiveMode("offline", "Server unreachable");
+    if (error instanceof ApiError) notify(`The server answered: ${error.message}`, "error");
+    else setLiveMode("offline", "Server unreachable");
     console.warn("zapmux: refresh failed", error);
   }
 
@@ -318,7 +320,10 @@
     let qrText = "Preparing the QR code…";
     if (qr) {
       const ends = toMillis(qr.expires_at);
-      qrText = ends && ends > Date.now() ? `A new code comes in ${duration(ends - Date.now())}` : "Getting a new code…";
+      const left = ends > Date.now() ? duration(ends - Date.now()) : "";
+      if (!left) qrText = "Getting a new code…";
+      else if (qr.index && qr.total) qrText = `Code ${qr.index} of ${qr.total} · next one in ${left}`;
+      else qrText = `A new code comes in ${left}`;
     }
     setText(card, "qr_expires", qrText);
   }
@@ -404,6 +409,9 @@
     delete: "was deleted",
   };
 
+  // Answers to tenant actions carry the tenant's view, flat or under "tenant".
+  const snapshotOf = (payload) => payload.tenant || (payload.status ? payload : null);
+
   // Runs `work` with `button` disabled; API errors become a message on the page.
   async function busy(button, work) {
     button.disabled = true;
@@ -427,7 +435,7 @@
       const [method, path] = ACTIONS[action](id);
       const { payload } = await request(method, path);
       if (action === "delete") removeTenant(id);
-      else if (payload.tenant) applyStatus({ ...payload.tenant, tenant_id: id }, true);
+      else if (snapshotOf(payload)) applyStatus({ ...snapshotOf(payload), tenant_id: id }, true);
       notify(`“${id}” ${DONE[action]}.`);
       await refresh();
     });
@@ -454,7 +462,7 @@
     await busy(form.querySelector("button"), async () => {
       const { payload } = await request("POST", "/tenants", { tenant_id: id });
       form.reset();
-      applyStatus({ status: "connecting", ...(payload.tenant || {}), tenant_id: id }, false);
+      applyStatus({ status: "connecting", ...(snapshotOf(payload) || {}), tenant_id: id }, false);
       // The tenant's token is shown once by the server: keep it on screen until dismissed.
       if (payload.token) notify(`“${id}” added. Its own API token (shown only now, keep it safe): ${payload.token}`, "ok", true);
       else notify(`“${id}” added. Its QR code appears here in a moment.`);
@@ -474,6 +482,7 @@
 
   async function start() {
     $("create-form").addEventListener("submit", onCreate);
+    $("notice").addEventListener("click", () => ($("notice").hidden = true));
     $("tenants").addEventListener("click", onAction);
     $("tenants").addEventListener("submit", onPairSubmit);
     $("auth-retry").addEventListener("click", () => askForKey(false) && refresh().catch(reportRefreshError));
