@@ -320,7 +320,7 @@
     let qrText = "Preparing the QR code…";
     if (qr) {
       const ends = toMillis(qr.expires_at);
-      const left = ends > Date.now() ? duration(ends - Date.now()) : "";
+      const left = ends > Date.now() ? remaining(ends) : "";
       if (!left) qrText = "Getting a new code…";
       else if (qr.index && qr.total) qrText = `Code ${qr.index} of ${qr.total} · next one in ${left}`;
       else qrText = `A new code comes in ${left}`;
@@ -385,7 +385,9 @@
     return `${Math.floor(s / 86400)} days`;
   }
 
-  const untilText = (when) => (when > Date.now() ? `in ${duration(when - Date.now())}` : "now");
+  // Countdowns round up: "in 0 s" while there is still time left would read as a bug.
+  const remaining = (when) => duration(Math.ceil((when - Date.now()) / 1000) * 1000);
+  const untilText = (when) => (when > Date.now() ? `in ${remaining(when)}` : "now");
   const formatPhone = (phone) => (phone ? `+${String(phone).replace(/^\+/, "")}` : "");
 
   // --- what the person does ------------------------------------------------------------------
