@@ -10,10 +10,12 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from playwright.sync_api import Browser, Dialog, Locator, Page, expect
+import pytest
+from playwright.sync_api import Dialog, Locator, Page, expect
 
 if TYPE_CHECKING:
     from conftest import Server, StartServer
@@ -134,31 +136,51 @@ def test_restart_reconnects_a_paired_tenant(page: Page, server: Server) -> None:
     expect_status(tenant, "connected")
 
 
-def test_asks_for_the_admin_key_once_and_keeps_it(
-    browser: Browser, start_server: StartServer, tmp_path: Path
-) -> None:
-    key = "s3cret-admin-key"
-    with start_server(tmp_path / "secured", api_key=key) as server:
-        context = browser.new_context()
-        page = context.new_page()
-        prompts: list[str] = []
+ADMIN_KEY = "s3cret-admin-key"
 
-        def answer(dialog: Dialog) -> None:
-            prompts.append(dialog.message)
-            dialog.accept(key)
 
-        page.on("dialog", answer)
-        page.goto(server.url + "/")
-        expect(page.locator("#live")).to_have_attribute("data-mode", "live")
-        tenant = create_through_form(page, "secured-1")
-        expect_qr_shown(tenant)
-        assert len(prompts) == 1, prompts
-        assert "admin key" in prompts[0]
+@pytest.fixture(scope="module")
+def secured_server(
+    start_server: StartServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    with start_server(tmp_path_factory.mktemp("secured"), api_key=ADMIN_KEY) as server:
+        yield server
 
-        page.reload()  # the key is remembered by the browser: no second prompt
-        expect_qr_shown(card(page, "secured-1"))
-        assert len(prompts) == 1, prompts
-        context.close()
+
+def answer_prompts(page: Page, answers: list[str]) -> list[str]:
+    """Answers the page's prompts in turn; returns what they asked, as they come."""
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept(answers[min(len(asked), len(answers)) - 1])
+
+    page.on("dialog", answer)
+    return asked
+
+
+def test_asks_for_the_admin_key_once_and_keeps_it(page: Page, secured_server: Server) -> None:
+    asked = answer_prompts(page, [ADMIN_KEY])
+    page.goto(secured_server.url + "/")
+    expect(page.locator("#live")).to_have_attribute("data-mode", "live")
+    tenant = create_through_form(page, "secured-1")
+    expect_qr_shown(tenant)
+    assert len(asked) == 1, asked
+    assert "admin key" in asked[0]
+
+    page.reload()  # the browser remembers the key: no second prompt
+    expect_qr_shown(card(page, "secured-1"))
+    expect(page.locator("#live")).to_have_attribute("data-mode", "live")
+    assert len(asked) == 1, asked
+
+
+def test_asks_again_when_the_key_is_wrong(page: Page, secured_server: Server) -> None:
+    asked = answer_prompts(page, ["not-the-key", ADMIN_KEY])
+    page.goto(secured_server.url + "/")
+    expect(page.locator("#live")).to_have_attribute("data-mode", "live")
+    expect(page.locator("#auth-needed")).to_be_hidden()
+    assert len(asked) == 2, asked
+    assert "not accepted" in asked[1]
 
 
 def test_screenshot_with_a_connected_and_an_awaiting_tenant(
@@ -179,6 +201,7 @@ def test_screenshot_with_a_connected_and_an_awaiting_tenant(
         if os.environ.get("ZAPMUX_UPDATE_SCREENSHOT") == "1":
             SCREENSHOT.parent.mkdir(exist_ok=True)
             shutil.copyfile(shot, SCREENSHOT)
+        page.goto("about:blank")  # an open event stream holds the server's shutdown ~10 s
 
 
 def ask_pairing_code(tenant: Locator, phone: str) -> str:

@@ -134,6 +134,7 @@
     const id = envelope.tenant_id || data.tenant_id;
     if (!id) return;
     if (kind === "status") applyStatus({ ...data, tenant_id: id }, true);
+    if (tenants.has(id)) tenants.get(id).eventAt = Date.now();
     else if (kind === "qr") applyQr(id, data);
     else if (DELETED.has(kind)) removeTenant(id);
   }
@@ -149,11 +150,13 @@
   }
 
   async function refresh() {
+    const asked = Date.now();
     const { payload } = await request("GET", "/tenants");
     const seen = new Set();
     for (const tenant of payload.tenants || []) {
       seen.add(tenant.tenant_id);
-      applyStatus(tenant, false);
+      // An event that came while the list was on its way is newer than the list.
+      if (!(tenants.get(tenant.tenant_id)?.eventAt > asked)) applyStatus(tenant, false);
     }
     for (const id of [...tenants.keys()]) if (!seen.has(id)) removeTenant(id);
     $("empty").hidden = tenants.size > 0;
@@ -240,7 +243,8 @@
     if (!entry) {
       const card = $("tenant-card").content.firstElementChild.cloneNode(true);
       card.dataset.tenantId = id;
-      entry = { data: { tenant_id: id }, qr: null, qrAt: 0, pairCode: null, card, qrTimer: 0 };
+      entry = { data: { tenant_id: id }, card, qr: null, qrAt: 0, qrTimer: 0, pairCode: null };
+      entry.eventAt = 0; // when a live event last spoke about this tenant
       tenants.set(id, entry);
       insertInOrder(card, id);
       $("empty").hidden = true;
@@ -421,7 +425,9 @@
       await work();
     } catch (error) {
       if (error instanceof ApiError) notify(error.message, "error");
-      else if (!(error instanceof AuthNeeded)) notify(`Could not reach the server: ${error.message}`, "error");
+      else if (!(error instanceof AuthNeeded)) {
+        notify(`Could not reach the server: ${error.message}`, "error");
+      }
     } finally {
       button.disabled = false;
     }
@@ -466,8 +472,12 @@
       form.reset();
       applyStatus({ status: "connecting", ...(snapshotOf(payload) || {}), tenant_id: id }, false);
       // The tenant's token is shown once by the server: keep it on screen until dismissed.
-      if (payload.token) notify(`“${id}” added. Its own API token (shown only now, keep it safe): ${payload.token}`, "ok", true);
-      else notify(`“${id}” added. Its QR code appears here in a moment.`);
+      if (payload.token) {
+        const token = `Its own API token (shown only now, keep it safe): ${payload.token}`;
+        notify(`“${id}” added. ${token}`, "ok", true);
+      } else {
+        notify(`“${id}” added. Its QR code appears here in a moment.`);
+      }
       await refresh();
     });
   }
