@@ -13,11 +13,11 @@
   const POLL_SLOW_MS = 30000; // live stream up: only a safety net for what it missed
   const EVENTS_RETRY_MS = 5000;
   const RUNNING = new Set(["connecting", "awaiting_qr", "connected", "reconnecting"]);
-  // The stream sends unnamed `data:` envelopes; a server that names its events is heard too.
+  // Events may come named (`event: status`) or as plain `data:` envelopes: both are heard.
   const EVENT_NAMES = ["status", "qr", "deleted", "tenant.deleted"];
   const DELETED = new Set(["deleted", "tenant.deleted"]);
 
-  const tenants = new Map(); // tenant_id → {data, qr, qrAt, pairCode, card, timers}
+  const tenants = new Map(); // tenant_id → {data, card, qr, qrAt, qrTimer, pairCode, eventAt}
   let events = null;
   let live = false;
   let authDeclined = false; // the person cancelled the key prompt: do not ask again unasked
