@@ -9,12 +9,11 @@ browser test would let a broken dashboard through CI unnoticed.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-DEFAULT_CHROMIUM = "/usr/bin/chromium"
+from tests.helpers import free_port
+
+# Read at import: tests/conftest.py clears every ZAPMUX_* variable before each test.
+CHROMIUM = os.environ.get("ZAPMUX_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",  # runs as root in CI containers
@@ -73,12 +75,6 @@ class Server:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(home: Path, api_key: str | None) -> dict[str, str]:
@@ -138,14 +134,13 @@ def run_server(home: Path, api_key: str | None = None) -> Iterator[Server]:
 
 
 def chromium_path() -> str:
-    path = os.environ.get("ZAPMUX_CHROMIUM") or DEFAULT_CHROMIUM
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.fail(
-            f"Chromium not found at {path}. Install it with .ci/install-browser.sh "
+            f"Chromium not found at {CHROMIUM}. Install it with .ci/install-browser.sh "
             "(apt-get install -y chromium) or point ZAPMUX_CHROMIUM at a Chromium binary.",
             pytrace=False,
         )
-    return path
+    return CHROMIUM
 
 
 StartServer = Callable[..., AbstractContextManager[Server]]

@@ -18,10 +18,12 @@ import pytest
 from playwright.sync_api import Dialog, Locator, Page, expect
 
 if TYPE_CHECKING:
-    from conftest import Server, StartServer
+    from tests.browser.conftest import Server, StartServer
 
 PHONE = "5511987654321"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+# Read at import: tests/conftest.py clears every ZAPMUX_* variable before each test.
+UPDATE_SCREENSHOT = os.environ.get("ZAPMUX_UPDATE_SCREENSHOT") == "1"
 PNG_DATA_URL = re.compile(r"^data:image/png;base64,")
 PAIR_CODE = re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}$")
 LIVE_TIMEOUT_MS = 15_000
@@ -198,7 +200,7 @@ def test_screenshot_with_a_connected_and_an_awaiting_tenant(
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
-        if os.environ.get("ZAPMUX_UPDATE_SCREENSHOT") == "1":
+        if UPDATE_SCREENSHOT:
             SCREENSHOT.parent.mkdir(exist_ok=True)
             shutil.copyfile(shot, SCREENSHOT)
         page.goto("about:blank")  # an open event stream holds the server's shutdown ~10 s
