@@ -77,6 +77,10 @@ def test_create_scan_and_see_connected_live(page: Page, server: Server) -> None:
     expect(image).to_be_hidden()
     assert_not_reloaded(page)
 
+    create_through_form(page, "shop-1")  # a second time: the server's refusal is shown
+    expect(page.locator("#notice")).to_have_attribute("data-kind", "error")
+    expect(page.locator("#notice")).to_contain_text("shop-1")
+
 
 def test_qr_image_follows_the_rotation(page: Page, server: Server) -> None:
     server.create_tenant("rotating")
