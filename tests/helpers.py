@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +14,33 @@ from typing import Any
 import httpx
 import uvicorn
 from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from zapmux.api.app import create_app
 from zapmux.config import Settings
 from zapmux.gateway import Gateway
+
+
+async def fresh_pg_database(url: str) -> tuple[str, str]:
+    """A new empty database on the server of ``url``: (its URL, its name)."""
+    name = f"zapmux_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(
+        url.replace("postgresql://", "postgresql+asyncpg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name, name
+
+
+async def drop_pg_database(url: str, name: str) -> None:
+    admin = create_async_engine(
+        url.replace("postgresql://", "postgresql+asyncpg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
 
 
 def free_port() -> int:

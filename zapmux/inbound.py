@@ -15,6 +15,7 @@ from zapmux.config import Settings
 from zapmux.events import Event, IncomingMessage, Receipt
 from zapmux.hub import Hub
 from zapmux.ids import empresa_id
+from zapmux.metrics import Metrics
 from zapmux.outbox import Deliverer, new_delivery
 from zapmux.store.base import Store
 from zapmux.store.records import Delivery, MessageRecord, TenantRecord
@@ -51,12 +52,19 @@ def message_payload(tenant_id: str, m: IncomingMessage) -> dict[str, Any]:
 class Dispatcher:
     """Records engine events and queues their webhooks."""
 
-    def __init__(self, settings: Settings, store: Store, hub: Hub, deliverer: Deliverer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        hub: Hub,
+        deliverer: Deliverer,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
-        self.received = 0
+        self.metrics = metrics or Metrics()
 
     def target(self, tenant: TenantRecord | None) -> tuple[str, str | None]:
         """Where this tenant's webhooks go, and with which secret."""
@@ -106,7 +114,7 @@ class Dispatcher:
         )
         if not await self.store.record_incoming(record, [delivery]):
             return  # seen before: already logged and queued
-        self.received += 1
+        self.metrics.inc("messages_received_total")
         self.deliverer.wake()
         logging.getLogger(f"zapmux.tenant.{tenant_id}").info(
             "📨 message from %s: %s", m.phone, (m.text or m.message_type)[:80]

@@ -25,6 +25,7 @@ import aiohttp
 
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
+from zapmux.metrics import Metrics
 from zapmux.store.base import Store
 from zapmux.store.records import Delivery
 
@@ -87,7 +88,8 @@ class RetryPolicy:
 class Deliverer:
     """Posts due outbox rows; one background loop per node, many requests in flight."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
         self.policy = RetryPolicy(
@@ -97,7 +99,6 @@ class Deliverer:
         self.wakeup = asyncio.Event()
         self.in_flight: set[asyncio.Task[None]] = set()
         self.session: aiohttp.ClientSession | None = None
-        self.stats = {"delivered": 0, "failed_attempts": 0, "dead": 0}
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -148,12 +149,11 @@ class Deliverer:
         http_status, error = await self._post(delivery)
         attempts = delivery.attempts + 1
         decision = self.policy.decide(delivery, attempts, http_status)
+        self.metrics.inc("webhook_attempts_total", outcome=decision.status)
         if decision.status == "delivered":
-            self.stats["delivered"] += 1
+            self.metrics.observe("delivery_latency_seconds", time.time() - delivery.created_at)
             log.info("✅ webhook %s delivered to %s", delivery.event, delivery.url)
         else:
-            self.stats["failed_attempts"] += 1
-            self.stats["dead"] += decision.status == "dead"
             log.warning(
                 "❌ webhook %s to %s failed (%s)%s",
                 delivery.event,

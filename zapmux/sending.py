@@ -128,7 +128,6 @@ class Sender:
         self.wakeups: dict[str, asyncio.Event] = {}
         self.drains: dict[str, asyncio.Task[None]] = {}
         self.locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self.sent = 0
         supervisor.handlers.append(self.on_event)
 
     def bucket(self, tenant_id: str) -> TokenBucket:
@@ -278,12 +277,14 @@ class Sender:
             await self.store.update_message(
                 record.tenant_id, record.message_id, status="failed", error=exc.message
             )
+            self.supervisor.metrics.inc("messages_failed_total")
             raise
         await self.store.update_message(
             record.tenant_id, record.message_id, status="sent", wa_id=result.message_id
         )
         record.status, record.wa_id = "sent", result.message_id
-        self.sent += 1
+        self.supervisor.metrics.inc("messages_sent_total")
+        self.supervisor.metrics.observe("send_latency_seconds", time.time() - record.created_at)
         runner.log.info("✅ message sent to %s", record.phone)
         await self.dispatcher.emit(
             record.tenant_id, "message.sent", record.public(), chat=record.chat

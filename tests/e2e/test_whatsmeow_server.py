@@ -143,14 +143,14 @@ async def test_the_dial_failure_is_each_tenants_last_error(tmp_path: Path) -> No
 
             async def failed(tenant: str) -> dict | None:
                 body = (await http.get(f"/tenants/{tenant}/status")).json()
-                return body if body["last_error"] and body["status"] == "reconnecting" else None
+                return body if body["last_error"] and body["reconnect_attempts"] >= 1 else None
 
             for tenant in ("x", "y"):
                 status = await wait_for(
                     lambda t=tenant: failed(t), timeout=30, what=f"{tenant}'s dial error"
                 )
                 assert "refused" in status["last_error"] or "dial" in status["last_error"], status
-                assert status["next_retry_at"] is not None
+                assert status["status"] in {"reconnecting", "connecting"}  # retried, not given up
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -56,6 +56,22 @@ class Store(ABC):
         """Take (or renew) tenants that are unowned, expired, or already ours."""
 
     @abstractmethod
+    async def heartbeat(self, node: str, url: str) -> None:
+        """Say this node is alive and where other nodes reach it."""
+
+    @abstractmethod
+    async def node_url(self, node: str, max_age_s: float) -> str | None:
+        """The URL of a node whose heartbeat is recent, else None."""
+
+    @abstractmethod
+    async def tenant_owner(self, tenant_id: str) -> tuple[str | None, float] | None:
+        """(owner node, lease end) of a tenant; None when there is no such tenant."""
+
+    @abstractmethod
+    async def acquire_lease(self, node: str, tenant_id: str, lease_s: float) -> bool:
+        """Take one tenant when it is unowned or its lease ran out."""
+
+    @abstractmethod
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None: ...
 
     @abstractmethod

@@ -131,6 +131,48 @@ class SqlStore(Store):
             ids = sorted(claimed.scalars())
         return ids
 
+    async def heartbeat(self, node: str, url: str) -> None:
+        """Say this node is alive and where other nodes reach it."""
+        n = t.nodes
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(n).where(n.c.id == node))
+            await conn.execute(insert(n).values(id=node, url=url, heartbeat_at=time.time()))
+
+    async def node_url(self, node: str, max_age_s: float) -> str | None:
+        """The URL of a node whose heartbeat is recent, else None."""
+        n = t.nodes
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(n.c.url).where(
+                        and_(n.c.id == node, n.c.heartbeat_at > time.time() - max_age_s)
+                    )
+                )
+            ).first()
+        return row.url if row else None
+
+    async def tenant_owner(self, tenant_id: str) -> tuple[str | None, float] | None:
+        """(owner node, lease end) of a tenant; None when there is no such tenant."""
+        c = t.tenants.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(c.owner, c.lease_until).where(c.id == tenant_id))
+            ).first()
+        return (row.owner, row.lease_until or 0.0) if row else None
+
+    async def acquire_lease(self, node: str, tenant_id: str, lease_s: float) -> bool:
+        """Take one tenant when it is unowned or its lease ran out."""
+        now = time.time()
+        c = t.tenants.c
+        free = or_(c.owner.is_(None), c.owner == node, c.lease_until < now)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t.tenants)
+                .where(and_(c.id == tenant_id, free))
+                .values(owner=node, lease_until=now + lease_s)
+            )
+        return bool(result.rowcount)
+
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None:
         stmt = update(t.tenants).where(t.tenants.c.owner == node)
         if tenant_ids is not None:

@@ -147,13 +147,12 @@ async def test_the_server_process_never_loads_neonize(tmp_path: Path, refused_pr
     script = textwrap.dedent(
         f"""
         import asyncio, json, sys
-        from types import SimpleNamespace
+        from zapmux.config import Settings
         from zapmux.engines import create_engine
 
         async def main():
-            settings = SimpleNamespace(auth_dir={str(tmp_path)!r})
+            settings = Settings(auth_dir={str(tmp_path)!r}, whatsmeow_proxy={refused_proxy!r}, _env_file=None)
             engine = create_engine("whatsmeow", settings, None)
-            engine.options = type(engine.options)(proxy={refused_proxy!r})
             got = []
             async def sink(event): got.append(type(event).__name__)
             for tenant in ("a", "b"):
