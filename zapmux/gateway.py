@@ -67,6 +67,7 @@ class Gateway:
         )
 
     async def stop(self) -> None:
+        self.hub.close()
         await self.supervisor.stop()
         await self.cluster.stop()
         await self.tasks.cancel_all()
