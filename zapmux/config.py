@@ -39,12 +39,14 @@ class Settings(BaseSettings):
     log_format: Literal["pretty", "json"] = Field("pretty", validation_alias=_env("LOG_FORMAT"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
     node_id: str | None = Field(None, validation_alias=_env("NODE_ID"))
+    advertise_url: str | None = Field(None, validation_alias=_env("ADVERTISE_URL"))
 
     # Lifecycle
     start_concurrency: int = Field(8, ge=1, validation_alias=_env("START_CONCURRENCY"))
     reconnect_base_s: float = Field(1.0, gt=0, validation_alias=_env("RECONNECT_BASE_S"))
     reconnect_cap_s: float = Field(60.0, gt=0, validation_alias=_env("RECONNECT_CAP_S"))
     stable_after_s: float = Field(60.0, ge=0, validation_alias=_env("STABLE_AFTER_S"))
+    whatsmeow_proxy: str | None = Field(None, validation_alias=_env("WHATSMEOW_PROXY"))
     sandbox_qr_seconds: float = Field(20.0, gt=0, validation_alias=_env("SANDBOX_QR_SECONDS"))
 
     # Sending

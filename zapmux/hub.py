@@ -13,6 +13,7 @@ class Hub:
     def __init__(self, queue_size: int = 256) -> None:
         self.queue_size = queue_size
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.closed = asyncio.Event()
 
     def publish(self, event: str, tenant_id: str | None, data: dict[str, Any]) -> dict[str, Any]:
         envelope = {"event": event, "tenant_id": tenant_id, "timestamp": time.time(), "data": data}
@@ -29,3 +30,7 @@ class Hub:
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self.subscribers.discard(queue)
+
+    def close(self) -> None:
+        """The server is stopping: every stream ends now, not at its next keep-alive."""
+        self.closed.set()

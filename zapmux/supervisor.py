@@ -34,6 +34,7 @@ from zapmux.events import (
     Receipt,
     Replaced,
 )
+from zapmux.metrics import Metrics
 from zapmux.states import PERMANENT, Status
 from zapmux.store.base import Store
 from zapmux.store.records import TenantRecord
@@ -76,7 +77,8 @@ class TenantRunner:
             if self.session is not None:
                 return
             await self._set(Status.CONNECTING, last_error=None)
-            await self._open()
+            session = self._open()
+        await self._connect(session)
 
     async def stop(self, status: Status = Status.STOPPED) -> None:
         async with self.lock:
@@ -117,17 +119,24 @@ class TenantRunner:
             await asyncio.wait_for(self._handshake.wait(), limit_s)
 
     # --- the session ------------------------------------------------------------------
-    async def _open(self) -> None:
+    def _open(self) -> Session:
         self._cancel_retry()
         self._handshake.clear()
-        session = self.sup.engine.open_session(self.tenant_id, self._on_event)
-        self.session = session
-        async with self.sup.start_gate:  # bounded simultaneous handshakes
+        self.session = self.sup.engine.open_session(self.tenant_id, self._on_event)
+        return self.session
+
+    async def _connect(self, session: Session) -> None:
+        """Connect through the start gate (bounded simultaneous handshakes), outside the
+        runner's lock so that a stop never waits for a handshake."""
+        async with self.sup.start_gate:
+            if self.session is not session:
+                return  # stopped while waiting at the gate
             try:
                 await session.connect()
             except Exception as exc:
                 self.log.exception("❌ connect failed")
-                await self._handle(Disconnected(f"connect failed: {exc}"))
+                if self.session is session:
+                    await self._handle(Disconnected(f"connect failed: {exc}"))
                 return
             await self.wait_handshake()
 
@@ -135,6 +144,7 @@ class TenantRunner:
         self._cancel_retry()
         session, self.session = self.session, None
         self.qr = None
+        self._handshake.set()  # whoever waits at the gate for this session can go
         if session is not None:
             try:
                 await session.disconnect()
@@ -197,6 +207,7 @@ class TenantRunner:
             self.attempts = 0  # it had been fine for a while: start the backoff over
         self.connected_at = None
         self.attempts += 1
+        self.sup.metrics.inc("reconnect_attempts_total")
         delay = self.sup.backoff.delay(self.attempts)
         self.next_retry_at = time.time() + delay
         self.log.warning(
@@ -209,10 +220,13 @@ class TenantRunner:
         await asyncio.sleep(delay)
         async with self.lock:
             self._retry = None
-            if self.session is None and self.status == Status.RECONNECTING:
-                self.next_retry_at = None
-                await self._set(Status.CONNECTING)
-                await self._open()
+            if self.session is not None or self.status != Status.RECONNECTING:
+                return
+            self.next_retry_at = None
+            await self._set(Status.CONNECTING)
+            session = self._open()
+            self.sup.metrics.inc("worker_restarts_total")
+        await self._connect(session)
 
     async def _ended(self, event: PermanentDisconnect) -> None:
         await self._close()
@@ -263,7 +277,15 @@ class TenantRunner:
 class Supervisor:
     """Owns every tenant runner of this node."""
 
-    def __init__(self, settings: Settings, store: Store, engine: Engine, tasks: TaskGroup) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        engine: Engine,
+        tasks: TaskGroup,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
         self.engine = engine
@@ -275,12 +297,8 @@ class Supervisor:
         self.status_listeners: list[Callable[[TenantRunner], None]] = []
         self.log = logging.getLogger("zapmux.supervisor")
 
-    async def start(self) -> None:
-        """Bring every tenant back to what it was: paired and wanted running → connect."""
-        for record in await self.store.list_tenants():
-            await self.resume(record)
-
     async def resume(self, record: TenantRecord) -> TenantRunner:
+        """Bring a tenant back to what it was: paired and wanted running → connect."""
         runner = self.runners.get(record.id) or TenantRunner(self, record)
         self.runners[record.id] = runner
         if Status(record.status) in PERMANENT or record.wanted != "running":
@@ -295,6 +313,13 @@ class Supervisor:
         await asyncio.gather(
             *(r.stop(r.status) for r in self.runners.values()), return_exceptions=True
         )
+
+    async def release(self, tenant_id: str) -> None:
+        """Stop running a tenant here without recording anything: another node has it."""
+        runner = self.runners.pop(tenant_id, None)
+        if runner is not None:
+            async with runner.lock:
+                await runner._close()
 
     def runner(self, tenant_id: str) -> TenantRunner:
         runner = self.runners.get(tenant_id)

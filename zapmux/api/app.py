@@ -11,8 +11,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zapmux import __version__
-from zapmux.api import errors, events, messages, sandbox, system, tenants
+from zapmux.api import dashboard, errors, events, messages, metrics, sandbox, system, tenants
 from zapmux.api.deps import require_admin
+from zapmux.api.forward import Forwarder
 from zapmux.config import Settings
 from zapmux.gateway import Gateway
 
@@ -61,7 +62,11 @@ class BodyLimit:
             if not overflowed:
                 await send(message)
 
-        await self.app(scope, counted, answer)
+        try:
+            await self.app(scope, counted, answer)
+        except Exception:
+            if not overflowed:
+                raise  # past the limit, whatever failed failed on a cut-off body
         if overflowed:
             await _too_large(send, limit)
 
@@ -106,11 +111,13 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     errors.install(app)
-    for module in (tenants, messages, system, events):
+    for module in (tenants, messages, system, events, metrics, dashboard):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     if settings.engine == "sandbox":
         app.include_router(sandbox.router, responses=errors.ERROR_RESPONSES)
     _install_docs(app)
+    dashboard.mount_static(app)
+    app.add_middleware(Forwarder, gateway=gw)  # inside BodyLimit: forwarded bodies are capped too
     app.add_middleware(BodyLimit, media_limit=settings.media_max_bytes)
     return app
 

@@ -26,18 +26,28 @@ async def _stream(
     queue = hub.subscribe()
     try:
         yield "retry: 2000\n\n"
-        for envelope in first:
-            yield _frame(envelope)
-        while not await request.is_disconnected():
-            try:
-                envelope = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-            except TimeoutError:
+        for snapshot in first:
+            yield _frame(snapshot)
+        while not hub.closed.is_set() and not await request.is_disconnected():
+            envelope = await _next(queue, hub)
+            if envelope is None:
                 yield ": keep-alive\n\n"
-                continue
-            if tenant_id is None or envelope["tenant_id"] == tenant_id:
+            elif tenant_id is None or envelope["tenant_id"] == tenant_id:
                 yield _frame(envelope)
     finally:
         hub.unsubscribe(queue)
+
+
+async def _next(queue: asyncio.Queue[dict[str, Any]], hub: Hub) -> dict[str, Any] | None:
+    """The next event; None after a quiet keep-alive period or when the hub closes."""
+    getting = asyncio.ensure_future(queue.get())
+    closing = asyncio.ensure_future(hub.closed.wait())
+    done, pending = await asyncio.wait(
+        {getting, closing}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in pending:
+        task.cancel()
+    return getting.result() if getting in done else None
 
 
 def _frame(envelope: dict[str, Any]) -> str:
