@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     send_rate_per_minute: float = Field(20.0, ge=0, validation_alias=_env("SEND_RATE_PER_MINUTE"))
     send_burst: int = Field(5, ge=1, validation_alias=_env("SEND_BURST"))
     send_queue_max: int = Field(1000, ge=1, validation_alias=_env("SEND_QUEUE_MAX"))
-    send_wait_s: float = Field(10.0, ge=0, validation_alias=_env("SEND_WAIT_S"))
     jid_cache_ttl_s: float = Field(86400.0, ge=0, validation_alias=_env("JID_CACHE_TTL_S"))
     media_max_bytes: int = Field(16 * 1024 * 1024, ge=1, validation_alias=_env("MEDIA_MAX_BYTES"))
 
@@ -66,6 +65,9 @@ class Settings(BaseSettings):
     )
     delivery_backoff_cap_s: float = Field(
         300.0, gt=0, validation_alias=_env("DELIVERY_BACKOFF_CAP_S")
+    )
+    delivered_retention_s: float = Field(
+        7 * 86400.0, gt=0, validation_alias=_env("DELIVERED_RETENTION_S")
     )
     webhook_allowed_hosts: str | None = Field(None, validation_alias=_env("WEBHOOK_ALLOWED_HOSTS"))
 

@@ -58,6 +58,7 @@ class Gateway:
         await self.engine.start()
         await self.sender.fail_interrupted()
         self.tasks.spawn("deliverer", self.deliverer.run())
+        self.tasks.spawn("outbox-retention", self.deliverer.prune_forever())
         await self.cluster.start()
         log.info(
             "✅ zapmux %s started (engine %s, store %s)",

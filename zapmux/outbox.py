@@ -155,6 +155,16 @@ class Deliverer:
     def wake(self) -> None:
         self.wakeup.set()
 
+    async def prune_forever(self, every_s: float = 600.0) -> None:
+        """Delivered rows are kept ``delivered_retention_s`` (to list and replay), then
+        removed, so the outbox does not grow without end. Pending and dead rows stay."""
+        while True:
+            cutoff = time.time() - self.settings.delivered_retention_s
+            removed = await self.store.purge_delivered(cutoff)
+            if removed:
+                log.info("outbox: removed %d deliveries delivered before the retention", removed)
+            await asyncio.sleep(every_s)
+
     async def run(self) -> None:
         if self.store.single_node:
             released = await self.store.release_deliveries()

@@ -271,7 +271,6 @@ class Sender:
         record.payload = json.dumps(_payload(request))
         record = await self.store.add_message(record)
         self._wake(tenant_id)
-        await self.store.notify("send_queue")
         return record
 
     def _record(

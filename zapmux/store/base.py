@@ -118,9 +118,6 @@ class Store(ABC):
     async def count_queued(self, tenant_id: str) -> int: ...
 
     @abstractmethod
-    async def tenants_with_queue(self) -> list[str]: ...
-
-    @abstractmethod
     async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool: ...
 
     @abstractmethod
@@ -167,6 +164,10 @@ class Store(ABC):
         """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
 
     @abstractmethod
+    async def purge_delivered(self, older_than: float) -> int:
+        """Forget deliveries delivered before ``older_than``; the count removed."""
+
+    @abstractmethod
     async def list_deliveries(
         self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
     ) -> list[Delivery]: ...
@@ -203,10 +204,6 @@ class Store(ABC):
 
     @abstractmethod
     async def put_jid(self, tenant_id: str, phone: str, exists_: bool, jid: str | None) -> None: ...
-
-    @abstractmethod
-    async def notify(self, channel: str) -> None:
-        """Tell other nodes that work arrived on ``channel``."""
 
     @abstractmethod
     async def sandbox_session(self, tenant_id: str) -> SandboxSession | None: ...

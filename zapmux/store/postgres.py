@@ -1,10 +1,9 @@
-"""PostgreSQL: the shared store of several nodes (row claims with SKIP LOCKED, NOTIFY)."""
+"""PostgreSQL: the shared store of several nodes (row claims with FOR UPDATE SKIP LOCKED)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from zapmux.store.sql import SqlStore
@@ -22,7 +21,3 @@ class PostgresStore(SqlStore):
 
     def _lock(self, stmt: Any) -> Any:
         return stmt.with_for_update(skip_locked=True)
-
-    async def notify(self, channel: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(text("SELECT pg_notify(:c, '')"), {"c": f"zapmux_{channel}"})

@@ -361,16 +361,6 @@ class SqlStore(Store):
                 or 0
             )
 
-    async def tenants_with_queue(self) -> list[str]:
-        m = t.messages.c
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(m.tenant_id)
-                .where(and_(m.direction == "out", m.status == "queued"))
-                .distinct()
-            )
-        return [r[0] for r in rows]
-
     async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool:
         fields["updated_at"] = time.time()
         m = t.messages.c
@@ -433,7 +423,6 @@ class SqlStore(Store):
     async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         async with self.engine.begin() as conn:
             await self._insert_deliveries(conn, deliveries)
-        await self.notify("outbox")
 
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
         """Due pending deliveries, each the oldest pending of its chat, locked for us."""
@@ -518,6 +507,15 @@ class SqlStore(Store):
             result = await conn.execute(stmt.values(locked_until=None))
         return int(result.rowcount or 0)
 
+    async def purge_delivered(self, older_than: float) -> int:
+        """Forget deliveries delivered before ``older_than``; the count removed."""
+        o = t.outbox.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(t.outbox).where(and_(o.status == "delivered", o.delivered_at < older_than))
+            )
+        return int(result.rowcount or 0)
+
     async def list_deliveries(
         self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
     ) -> list[Delivery]:
@@ -567,7 +565,6 @@ class SqlStore(Store):
                     last_error=None,
                 )
             )
-        await self.notify("outbox")
         return int(result.rowcount or 0)
 
     async def count_deliveries(self) -> dict[str, int]:
@@ -639,11 +636,6 @@ class SqlStore(Store):
                 )
             )
 
-    # --- notifications (PostgreSQL overrides; one node needs none) -----------------
-    async def notify(self, channel: str) -> None:
-        """Tell other nodes that work arrived on ``channel``."""
-
-    # --- sandbox network state -----------------------------------------------------
     async def sandbox_session(self, tenant_id: str) -> SandboxSession | None:
         s = t.sandbox_sessions
         async with self.engine.connect() as conn:
@@ -751,7 +743,6 @@ class SqlStore(Store):
                     tenant_id=tenant_id, event=event, created_at=time.time()
                 )
             )
-        await self.notify("sandbox")
 
     async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]:
         p = t.sandbox_pending
