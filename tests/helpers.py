@@ -64,6 +64,9 @@ def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
         "delivery_backoff_cap_s": 0.2,
         "reconnect_base_s": 0.05,
         "reconnect_cap_s": 0.2,
+        # the tests serve media from their own 127.0.0.1 servers; the refusal of private
+        # addresses has its own test (tests/security/test_media_fetch.py)
+        "media_allow_private": True,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     send_burst: int = Field(5, ge=1, validation_alias=_env("SEND_BURST"))
     send_queue_max: int = Field(1000, ge=1, validation_alias=_env("SEND_QUEUE_MAX"))
     jid_cache_ttl_s: float = Field(86400.0, ge=0, validation_alias=_env("JID_CACHE_TTL_S"))
+    media_allow_private: bool = Field(False, validation_alias=_env("MEDIA_ALLOW_PRIVATE"))
     media_max_bytes: int = Field(16 * 1024 * 1024, ge=1, validation_alias=_env("MEDIA_MAX_BYTES"))
 
     # Webhook delivery

@@ -9,7 +9,6 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
@@ -17,6 +16,7 @@ from zapmux.api.deps import GatewayDep, TenantDep
 from zapmux.api.models import CheckBody, MediaBody, SendBody
 from zapmux.errors import InvalidInput, NotFound, PayloadTooLarge, TenantNotConnected
 from zapmux.events import Media
+from zapmux.fetch import fetch_media
 from zapmux.gateway import Gateway
 from zapmux.phone import normalize_phone
 from zapmux.sending import SendRequest
@@ -84,40 +84,7 @@ async def _media_bytes(gw: Gateway, spec: MediaBody) -> tuple[bytes, str | None]
         if len(data) > limit:
             raise PayloadTooLarge(f"media is larger than {limit} bytes")
         return data, None
-    url = spec.url or ""
-    if not url.startswith(("http://", "https://")):
-        raise InvalidInput("media url must be http(s)")
-    return await _download(url, limit)
-
-
-async def _download(url: str, limit: int) -> tuple[bytes, str | None]:
-    timeout = aiohttp.ClientTimeout(total=30)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
-            if resp.status != 200:
-                raise InvalidInput(
-                    f"fetching the media answered HTTP {resp.status}", code="media_fetch_failed"
-                )
-            data = await _read_capped(resp, limit)
-            declared = resp.content_type if "Content-Type" in resp.headers else None
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise InvalidInput(
-            f"could not fetch the media: {type(exc).__name__}", code="media_fetch_failed"
-        ) from exc
-    generic = {None, "application/octet-stream", "binary/octet-stream"}
-    return data, None if declared in generic else declared
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body (one read() returns only what has arrived), at most ``limit`` bytes."""
-    if resp.content_length is not None and resp.content_length > limit:
-        raise PayloadTooLarge(f"media is larger than {limit} bytes")
-    data = bytearray()
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        data += chunk
-        if len(data) > limit:
-            raise PayloadTooLarge(f"media is larger than {limit} bytes")
-    return bytes(data)
+    return await fetch_media(spec.url or "", limit, gw.settings.media_allow_private)
 
 
 async def _send(tenant_id: str, body: SendBody, gw: Gateway, key: str | None) -> JSONResponse:
