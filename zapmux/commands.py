@@ -1,0 +1,371 @@
+"""The commands that talk to a running server: tenants, send, qr, deliveries, doctor, reset.
+
+The server is at ``ZAPMUX_URL`` (default http://127.0.0.1:4000); ``ZAPMUX_API_KEY`` is
+sent as ``X-Api-Key``. Exit codes: 0 done, 1 the server refused or something is wrong,
+2 bad usage, 3 the server could not be reached.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import segno
+import typer
+
+from zapmux.doctor import Finding, Level, diagnose, diagnose_tenant
+from zapmux.errors import InvalidTenantId
+from zapmux.ids import validate_tenant_id
+from zapmux.remote import ClientSettings, Remote, RemoteError, Unreachable
+from zapmux.states import Status
+
+P = ParamSpec("P")
+R = TypeVar("R")
+EXIT_PROBLEM, EXIT_UNREACHABLE = 1, 3
+ICONS = {Level.OK: "✅", Level.NOTE: "📱", Level.PROBLEM: "❌"}
+STATE_ICONS = {"connected": "✅", "awaiting_qr": "📱", "reconnecting": "🔄", "connecting": "🔄"}
+#: States a tenant passes through right after /clear-all, before it settles.
+UNSETTLED = frozenset({Status.STOPPED, Status.CONNECTING, Status.RECONNECTING})
+
+
+def _tenant_id(value: str) -> str:
+    try:
+        return validate_tenant_id(value)
+    except InvalidTenantId as exc:
+        raise typer.BadParameter(exc.message) from exc
+
+
+TenantArg = Annotated[str, typer.Argument(help="Tenant (empresa) id.", callback=_tenant_id)]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def remote_command(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn the client's errors into one line on stderr and a non-zero exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except Unreachable as exc:
+            typer.secho(f"❌ {exc.message}", fg="red", err=True)
+            raise typer.Exit(EXIT_UNREACHABLE) from exc
+        except RemoteError as exc:
+            typer.secho(f"❌ {exc}", fg="red", err=True)
+            raise typer.Exit(EXIT_PROBLEM) from exc
+
+    return wrapper
+
+
+def connect() -> Remote:
+    """A client for the server the environment names."""
+    return Remote(ClientSettings())
+
+
+# --- tenants ---------------------------------------------------------------------------
+@remote_command
+def tenants_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON list.")] = False,
+) -> None:
+    """List every tenant with its state, phone and last error."""
+    with connect() as remote:
+        tenants = remote.get("/tenants").get("tenants") or []
+    if as_json:
+        typer.echo(json.dumps(tenants, indent=2, ensure_ascii=False))
+        return
+    if not tenants:
+        typer.echo("no tenants yet: `zapmux tenants create ID` makes one")
+    for tenant in tenants:
+        typer.echo(tenant_line(tenant))
+
+
+def tenant_line(tenant: dict[str, Any]) -> str:
+    """One tenant as a line: icon, id, state, phone, name, last error."""
+    state = str(tenant.get("status"))
+    icon = STATE_ICONS.get(state, "❌" if state in _PROBLEM_STATES else "⏸️")
+    cells = [f"{tenant.get('tenant_id')!s:<16}", f"{state:<13}"]
+    cells += [str(tenant[k]) for k in ("phone", "push_name") if tenant.get(k)]
+    if tenant.get("last_error") and state != Status.CONNECTED:
+        cells.append(f"last error: {tenant['last_error']}")
+    return f"{icon} " + "  ".join(cells)
+
+
+_PROBLEM_STATES = frozenset(
+    {"qr_timeout", "logged_out", "replaced", "banned", "failed", "reconnecting"}
+)
+
+
+@remote_command
+def tenants_create(tenant_id: TenantArg) -> None:
+    """Create a tenant and start its pairing (then `zapmux qr ID`)."""
+    with connect() as remote:
+        body = remote.post("/tenants", {"tenantId": tenant_id})
+    typer.echo(f"✅ tenant {tenant_id} created ({body.get('status', 'created')})")
+    if body.get("token"):
+        # The server shows a tenant token once; it grants only this tenant's routes.
+        typer.echo(f"🔑 tenant token (shown only now): {body['token']}")
+    typer.echo(f"📱 next: `zapmux qr {tenant_id}` and scan the code with the phone")
+
+
+def _tenant_action(path: str, verb: str, doc: str) -> Callable[[str], None]:
+    @remote_command
+    def action(tenant_id: TenantArg) -> None:
+        with connect() as remote:
+            body = remote.post(path.format(id=tenant_id))
+        state = body.get("status") or (body.get("tenant") or {}).get("status")
+        typer.echo(f"🔄 tenant {tenant_id} {verb}" + (f" (now {state})" if state else ""))
+
+    action.__doc__ = doc
+    return action
+
+
+@remote_command
+def tenants_delete(tenant_id: TenantArg, yes: YesOpt = False) -> None:
+    """Log the tenant out of WhatsApp (unlinking the device), wipe its session, delete it."""
+    if not yes:
+        typer.confirm(f"Log {tenant_id} out of WhatsApp and delete it?", abort=True)
+    with connect() as remote:
+        remote.delete(f"/tenants/{tenant_id}")
+    typer.echo(f"✅ tenant {tenant_id} logged out and deleted")
+
+
+# --- send and qr -----------------------------------------------------------------------
+@remote_command
+def send(
+    tenant_id: TenantArg,
+    phone: Annotated[str, typer.Argument(help="Recipient, digits with country code.")],
+    text: Annotated[str, typer.Argument(help="The message.")],
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Same key within 24 h sends only once.")
+    ] = None,
+) -> None:
+    """Send a text message from a tenant (`POST /send/{tenant}`)."""
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    with connect() as remote:
+        response = remote.request(
+            "POST", f"/send/{tenant_id}", json={"phone": phone, "message": text}, headers=headers
+        )
+    body = response.json()
+    if body.get("status") == "queued":
+        typer.echo(f"⏳ queued {body.get('message_id')}: goes out when {tenant_id} can send")
+    else:
+        typer.echo(f"📨 sent {body.get('message_id')} to {body.get('jid') or phone}")
+
+
+@remote_command
+def qr(
+    tenant_id: TenantArg,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Redraw as codes rotate, until paired.")
+    ] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a code.")] = 30.0,
+) -> None:
+    """Print the tenant's current pairing QR code in the terminal (starts pairing if needed)."""
+    with connect() as remote:
+        body = _fetch_qr(remote, tenant_id, wait)
+        shown = _show_qr(tenant_id, body)
+        while watch and body.get("status") == Status.AWAITING_QR:
+            time.sleep(1.0)
+            body = _fetch_qr(remote, tenant_id, wait)
+            if body.get("qr") != shown:
+                shown = _show_qr(tenant_id, body)
+    if body.get("status") not in {Status.AWAITING_QR, Status.CONNECTED}:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+def _fetch_qr(remote: Remote, tenant_id: str, wait_s: float) -> dict[str, Any]:
+    """The QR answer, waiting through the server's 202s (code not there yet)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        response = remote.request("GET", f"/tenants/{tenant_id}/qr")
+        if response.status_code != 202:
+            return dict(response.json())
+        if time.monotonic() >= deadline:
+            raise RemoteError(f"no QR code after {wait_s:.0f} s", "qr_not_ready", 202)
+        time.sleep(min(_retry_after(response), 1.0))
+
+
+def _show_qr(tenant_id: str, body: dict[str, Any]) -> str | None:
+    raw, state = body.get("qr"), body.get("status")
+    if state == Status.CONNECTED:
+        who = body.get("phone") or body.get("push_name") or ""
+        typer.echo(f"✅ {tenant_id} is connected {who}".rstrip())
+    elif raw:
+        typer.echo(render_qr(str(raw)))
+        expires = f" before {body['expires_at']}" if body.get("expires_at") else ""
+        typer.echo(f"📱 {tenant_id}: scan in WhatsApp › Linked devices › Link a device{expires}")
+    else:
+        typer.secho(f"❌ {tenant_id} is {state}: no QR code to show", fg="red", err=True)
+    return str(raw) if raw else None
+
+
+def render_qr(raw: str) -> str:
+    """The code as text: two modules per character cell, so it fits an 80-column terminal."""
+    out = io.StringIO()
+    segno.make_qr(raw, error="l").terminal(out=out, compact=True)
+    return out.getvalue()
+
+
+def _retry_after(response: Any) -> float:
+    try:
+        return max(0.2, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
+# --- deliveries ------------------------------------------------------------------------
+@remote_command
+def deliveries_list(
+    status: Annotated[str, typer.Option(help="pending, delivered or dead.")] = "dead",
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+) -> None:
+    """List webhook deliveries of one status (dead by default)."""
+    params = {"status": status, **({"tenant_id": tenant} if tenant else {})}
+    with connect() as remote:
+        rows = remote.get("/deliveries", **params).get("deliveries") or []
+    for d in rows:
+        typer.echo(
+            f"{d.get('id')}  {d.get('status')}  {d.get('tenant_id')}  {d.get('event')}  "
+            f"attempts={d.get('attempts')}  {d.get('last_error') or ''}".rstrip()
+        )
+    typer.echo(f"{len(rows)} {status} deliveries")
+
+
+@remote_command
+def deliveries_retry(delivery_id: Annotated[str, typer.Argument(help="Delivery id.")]) -> None:
+    """Deliver one delivery again now."""
+    with connect() as remote:
+        remote.post(f"/deliveries/{delivery_id}/retry")
+    typer.echo(f"🔄 delivery {delivery_id} queued again")
+
+
+@remote_command
+def deliveries_retry_dead(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's.")] = None,
+) -> None:
+    """Queue every dead delivery again (after the receiver is fixed)."""
+    with connect() as remote:
+        body = remote.post("/deliveries/retry-dead", {"tenant_id": tenant} if tenant else None)
+    count = body.get("count", body.get("retried", "all"))
+    typer.echo(f"🔄 {count} dead deliveries queued again")
+
+
+# --- doctor and reset ------------------------------------------------------------------
+@remote_command
+def doctor() -> None:
+    """Check the server, the Flask receiver, every tenant and the outbox; hint at fixes.
+
+    Exits 1 when something is wrong, 3 when the server cannot be reached.
+    """
+    settings = ClientSettings()
+    with Remote(settings) as remote:
+        findings = diagnose(remote, settings)
+    for finding in findings:
+        print_finding(finding)
+    problems = sum(f.level is Level.PROBLEM for f in findings)
+    typer.echo(f"\n{problems} problem(s) found" if problems else "\n✅ all good")
+    if problems:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+def print_finding(finding: Finding) -> None:
+    """One finding, and its hint indented below it."""
+    colour = {Level.OK: "green", Level.NOTE: "yellow", Level.PROBLEM: "red"}[finding.level]
+    typer.secho(f"{ICONS[finding.level]} {finding.text}", fg=colour)
+    if finding.hint:
+        typer.echo(f"   → {finding.hint}")
+
+
+@remote_command
+def reset(
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also wipe every session: all must scan a QR again.")
+    ] = False,
+    yes: YesOpt = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for tenants to settle.")] = 30.0,
+) -> None:
+    """Close every connection, clear retry counters and loop breakers, start all again.
+
+    What the old reset_whatsapp.sh did, through POST /clear-all; then waits and reports
+    each tenant's state. Exits 1 when a tenant ends in a state that needs a person.
+    """
+    what = (
+        "wipe every WhatsApp session (all tenants must pair again)"
+        if purge
+        else "reconnect every tenant"
+    )
+    if not yes:
+        typer.confirm(f"This will {what}. Continue?", abort=True)
+    with connect() as remote:
+        body = remote.post("/clear-all", {"purge_sessions": purge})
+        typer.echo(f"🔄 clear-all done{_count(body)}; waiting up to {wait:.0f} s for tenants")
+        tenants = wait_settled(remote, wait)
+    for tenant in tenants:
+        finding = diagnose_tenant(tenant)
+        typer.echo(tenant_line(tenant))
+        if finding.hint and finding.level is not Level.OK:
+            typer.echo(f"   → {finding.hint}")
+    if any(str(t.get("status")) in _PROBLEM_STATES | UNSETTLED for t in tenants):
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+def wait_settled(remote: Remote, wait_s: float) -> list[dict[str, Any]]:
+    """The tenants once none is stopped or on its way to connect, or when time is up."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        time.sleep(0.5)  # clear-all restarts tenants in the background: let it begin
+        tenants = list(remote.get("/tenants").get("tenants") or [])
+        if time.monotonic() >= deadline or not any(
+            str(t.get("status")) in UNSETTLED for t in tenants
+        ):
+            return tenants
+
+
+def _count(body: dict[str, Any]) -> str:
+    for key in ("count", "tenants", "restarted", "cleared"):
+        if isinstance(body.get(key), int):
+            return f" for {body[key]} tenant(s)"
+    return ""
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to the ``zapmux`` app."""
+    tenants = typer.Typer(
+        help="Create, list, pair, restart and delete tenants.", no_args_is_help=True
+    )
+    tenants.command("list")(tenants_list)
+    tenants.command("create")(tenants_create)
+    tenants.command("qr")(qr)
+    for name, path, verb, doc in _ACTIONS:
+        tenants.command(name)(_tenant_action(path, verb, doc))
+    tenants.command("delete")(tenants_delete)
+    app.add_typer(tenants, name="tenants")
+
+    deliveries = typer.Typer(help="Inspect and replay webhook deliveries.", no_args_is_help=True)
+    deliveries.command("list")(deliveries_list)
+    deliveries.command("retry")(deliveries_retry)
+    deliveries.command("retry-dead")(deliveries_retry_dead)
+    app.add_typer(deliveries, name="deliveries")
+
+    for command in (send, qr, doctor, reset):
+        app.command()(command)
+
+
+_ACTIONS = [
+    (
+        "restart",
+        "/restart/{id}",
+        "restarted",
+        "Close and reopen the tenant's connection, clearing its loop breaker.",
+    ),
+    (
+        "start",
+        "/tenants/{id}/start",
+        "started",
+        "Start the tenant (pairing by QR when it is not paired).",
+    ),
+    ("stop", "/tenants/{id}/stop", "stopped", "Close the tenant's connection and keep it closed."),
+]
