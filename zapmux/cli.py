@@ -9,15 +9,18 @@ import typer
 
 from zapmux import __version__
 
-app = typer.Typer(help="zapmux: a multi-tenant WhatsApp gateway.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="zapmux: a multi-tenant WhatsApp gateway.", no_args_is_help=True, add_completion=False
+)
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (ZAPMUX_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (ZAPMUX_PORT / PORT).")] = None,
-    engine: Annotated[str | None, typer.Option(help="whatsmeow or sandbox (ZAPMUX_ENGINE).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="whatsmeow or sandbox (ZAPMUX_ENGINE).")
+    ] = None,
 ) -> None:
     """Start the server."""
     from zapmux.server import run

@@ -26,6 +26,7 @@ class OutgoingMessage:
     text: str | None = None
     media: Media | None = None
     reply_to: str | None = None
+    message_id: str | None = None  # zapmux's id; engines that can, send with it
 
 
 @dataclass(frozen=True, slots=True)

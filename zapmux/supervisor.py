@@ -34,10 +34,9 @@ from zapmux.events import (
     Receipt,
     Replaced,
 )
-from zapmux.hub import Hub
 from zapmux.states import PERMANENT, Status
+from zapmux.store.base import Store
 from zapmux.store.records import TenantRecord
-from zapmux.store.sql import SqlStore
 from zapmux.tasks import TaskGroup
 
 HANDSHAKE_TIMEOUT_S = 30.0
@@ -264,13 +263,10 @@ class TenantRunner:
 class Supervisor:
     """Owns every tenant runner of this node."""
 
-    def __init__(
-        self, settings: Settings, store: SqlStore, engine: Engine, hub: Hub, tasks: TaskGroup
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store, engine: Engine, tasks: TaskGroup) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
-        self.hub = hub
         self.tasks = tasks
         self.backoff = Backoff(settings.reconnect_base_s, settings.reconnect_cap_s)
         self.start_gate = asyncio.Semaphore(settings.start_concurrency)
@@ -336,7 +332,6 @@ class Supervisor:
             await handler(tenant_id, event)
 
     def publish_status(self, runner: TenantRunner) -> None:
-        self.hub.publish("status", runner.tenant_id, runner.snapshot())
         for listener in self.status_listeners:
             listener(runner)
 

@@ -40,8 +40,8 @@ from zapmux.events import (
     Replaced,
 )
 from zapmux.phone import USER_SERVER, ninth_digit_variants, normalize_phone
+from zapmux.store.base import Store
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
-from zapmux.store.sql import SqlStore
 
 QR_CODES = 6
 PAIR_CODE_TTL_S = 160.0
@@ -63,7 +63,7 @@ class SandboxEngine(Engine):
 
     name = "sandbox"
 
-    def __init__(self, settings: Settings, store: SqlStore) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self.sessions: dict[str, SandboxSessionImpl] = {}
@@ -191,21 +191,10 @@ class SandboxEngine(Engine):
 
     async def reset(self) -> None:
         """Forget every session, phone and message of the simulated network."""
-        from zapmux.store import schema as t
-
         for session in list(self.sessions.values()):
             await session.disconnect()
         self.sessions.clear()
-        async with self.store.engine.begin() as conn:
-            for table in (
-                t.sandbox_sessions,
-                t.sandbox_qr,
-                t.sandbox_pair_codes,
-                t.sandbox_phones,
-                t.sandbox_inbox,
-                t.sandbox_pending,
-            ):
-                await conn.execute(table.delete())
+        await self.store.sandbox_reset()
 
     async def lookup(self, phones: Sequence[str]) -> list[NumberInfo]:
         """Which numbers exist: a registered number as registered (ninth digit either
@@ -373,9 +362,9 @@ class SandboxSessionImpl(Session):
             chat=_jid(phone),
             sender=_jid(phone),
             phone=phone,
-            message_type=kind,
+            message_type=kind,  # type: ignore[arg-type]
             text=item.get("text") or "",
-            timestamp=item["timestamp"],  # type: ignore[arg-type]
+            timestamp=item["timestamp"],
             push_name=f"Cliente {phone[-4:]}",
             media=media,
         )
@@ -434,7 +423,7 @@ class SandboxSessionImpl(Session):
         if saved is None or saved.network_down:
             raise EngineError("the network is unreachable (sandbox)")
         phone = message.to.split("@", 1)[0]
-        message_id, media = new_message_id(), message.media
+        message_id, media = message.message_id or new_message_id(), message.media
         await self.store.sandbox_deliver_to_phone(
             InboxMessage(
                 phone=phone,

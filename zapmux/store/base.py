@@ -1,9 +1,225 @@
-"""The store interface (filled in from the SQL implementation's public methods)."""
+"""The store interface: everything zapmux persists, whatever the database.
+
+One implementation family today (``sql.SqlStore`` on SQLite and PostgreSQL); the
+contract tests in ``tests/contract/test_store_contract.py`` hold every backend to it.
+"""
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from zapmux.store.records import (
+    Delivery,
+    IdempotentAnswer,
+    InboxMessage,
+    MessageRecord,
+    SandboxQr,
+    SandboxSession,
+    TenantRecord,
+)
 
 
 class Store(ABC):
-    """Everything zapmux persists."""
+    """Everything zapmux persists. Times are Unix seconds."""
+
+    @abstractmethod
+    async def migrate(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def create_tenant(self, tenant: TenantRecord) -> TenantRecord: ...
+
+    @abstractmethod
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None: ...
+
+    @abstractmethod
+    async def tenant_by_token_hash(self, token_hash: str) -> TenantRecord | None: ...
+
+    @abstractmethod
+    async def list_tenants(self) -> list[TenantRecord]: ...
+
+    @abstractmethod
+    async def update_tenant(self, tenant_id: str, **fields: Any) -> bool: ...
+
+    @abstractmethod
+    async def delete_tenant(self, tenant_id: str) -> bool: ...
+
+    @abstractmethod
+    async def acquire_leases(self, node: str, lease_s: float, limit: int) -> list[str]:
+        """Take (or renew) tenants that are unowned, expired, or already ours."""
+
+    @abstractmethod
+    async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None: ...
+
+    @abstractmethod
+    async def add_message(self, message: MessageRecord) -> MessageRecord: ...
+
+    @abstractmethod
+    async def record_incoming(self, message: MessageRecord, deliveries: Sequence[Delivery]) -> bool:
+        """Log an incoming message and its webhook deliveries in one transaction.
+
+        False (and nothing written) when this message id was already recorded."""
+
+    @abstractmethod
+    async def save_media(
+        self, tenant_id: str, message_id: str, mimetype: str, filename: str | None, data: bytes
+    ) -> None: ...
+
+    @abstractmethod
+    async def get_media(
+        self, tenant_id: str, message_id: str
+    ) -> tuple[str, str | None, bytes] | None: ...
+
+    @abstractmethod
+    async def get_message(self, tenant_id: str, message_id: str) -> MessageRecord | None: ...
+
+    @abstractmethod
+    async def list_messages(
+        self,
+        tenant_id: str,
+        direction: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[MessageRecord]:
+        """Newest first; ``before`` is the ``id`` cursor of an earlier page's last row."""
+
+    @abstractmethod
+    async def next_queued(self, tenant_id: str) -> MessageRecord | None: ...
+
+    @abstractmethod
+    async def count_queued(self, tenant_id: str) -> int: ...
+
+    @abstractmethod
+    async def tenants_with_queue(self) -> list[str]: ...
+
+    @abstractmethod
+    async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool: ...
+
+    @abstractmethod
+    async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
+        """Move sent messages forward (sent → delivered → read); the message ids moved."""
+
+    @abstractmethod
+    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None: ...
+
+    @abstractmethod
+    async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
+        """Due pending deliveries, each the oldest pending of its chat, locked for us."""
+
+    @abstractmethod
+    async def finish_delivery(
+        self,
+        delivery_id: str,
+        *,
+        status: str,
+        attempts: int,
+        last_error: str | None,
+        next_attempt_at: float | None = None,
+    ) -> None: ...
+
+    @abstractmethod
+    async def next_delivery_due(self) -> float | None: ...
+
+    @abstractmethod
+    async def list_deliveries(
+        self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
+    ) -> list[Delivery]: ...
+
+    @abstractmethod
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    @abstractmethod
+    async def retry_deliveries(
+        self, *, delivery_id: str | None = None, tenant_id: str | None = None
+    ) -> int:
+        """Put dead (or one given) deliveries back to pending, due now."""
+
+    @abstractmethod
+    async def count_deliveries(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    async def get_idempotent(
+        self, tenant_id: str, key: str, max_age_s: float
+    ) -> IdempotentAnswer | None: ...
+
+    @abstractmethod
+    async def put_idempotent(self, answer: IdempotentAnswer) -> None: ...
+
+    @abstractmethod
+    async def get_jid(
+        self, tenant_id: str, phone: str, max_age_s: float
+    ) -> tuple[bool, str | None] | None: ...
+
+    @abstractmethod
+    async def put_jid(self, tenant_id: str, phone: str, exists_: bool, jid: str | None) -> None: ...
+
+    @abstractmethod
+    async def notify(self, channel: str) -> None:
+        """Tell other nodes that work arrived on ``channel``."""
+
+    @abstractmethod
+    async def sandbox_session(self, tenant_id: str) -> SandboxSession | None: ...
+
+    @abstractmethod
+    async def sandbox_save_session(self, session: SandboxSession) -> None: ...
+
+    @abstractmethod
+    async def sandbox_set_network(self, tenant_id: str, down: bool) -> bool: ...
+
+    @abstractmethod
+    async def sandbox_wipe(self, tenant_id: str) -> None: ...
+
+    @abstractmethod
+    async def sandbox_issue_qr(self, qr: SandboxQr) -> None: ...
+
+    @abstractmethod
+    async def sandbox_find_qr(self, code: str) -> SandboxQr | None: ...
+
+    @abstractmethod
+    async def sandbox_retire_qr(self, tenant_id: str) -> None: ...
+
+    @abstractmethod
+    async def sandbox_add_pair_code(
+        self, code: str, tenant_id: str, phone: str, expires_at: float
+    ) -> None: ...
+
+    @abstractmethod
+    async def sandbox_take_pair_code(self, code: str) -> tuple[str, str, float] | None: ...
+
+    @abstractmethod
+    async def sandbox_set_phone(self, phone: str, on_whatsapp: bool) -> None: ...
+
+    @abstractmethod
+    async def sandbox_phones(self, phones: Sequence[str]) -> dict[str, bool]: ...
+
+    @abstractmethod
+    async def sandbox_deliver_to_phone(self, message: InboxMessage) -> None: ...
+
+    @abstractmethod
+    async def sandbox_inbox(self, phone: str, unread_only: bool = False) -> list[InboxMessage]: ...
+
+    @abstractmethod
+    async def sandbox_mark_read(self, phone: str) -> list[InboxMessage]: ...
+
+    @abstractmethod
+    async def sandbox_push(self, tenant_id: str, event: str) -> None: ...
+
+    @abstractmethod
+    async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]: ...
+
+    @abstractmethod
+    async def sandbox_reset(self) -> None:
+        """Forget the whole simulated network."""
+
+    @abstractmethod
+    async def sandbox_ack(self, pending_id: int) -> None: ...
+
+    @abstractmethod
+    async def fail_interrupted_sends(self) -> int: ...

@@ -81,6 +81,13 @@ class SqlStore(Store):
             row = (await conn.execute(select(t.tenants).where(t.tenants.c.id == tenant_id))).first()
         return _record(TenantRecord, row) if row else None
 
+    async def tenant_by_token_hash(self, token_hash: str) -> TenantRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(t.tenants).where(t.tenants.c.token_hash == token_hash))
+            ).first()
+        return _record(TenantRecord, row) if row else None
+
     async def list_tenants(self) -> list[TenantRecord]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(t.tenants).order_by(t.tenants.c.id))
@@ -610,7 +617,34 @@ class SqlStore(Store):
             )
         return [(r.id, r.event) for r in rows]
 
+    async def sandbox_reset(self) -> None:
+        """Forget the whole simulated network."""
+        async with self.engine.begin() as conn:
+            for table in (
+                t.sandbox_sessions,
+                t.sandbox_qr,
+                t.sandbox_pair_codes,
+                t.sandbox_phones,
+                t.sandbox_inbox,
+                t.sandbox_pending,
+            ):
+                await conn.execute(delete(table))
+
     async def sandbox_ack(self, pending_id: int) -> None:
         p = t.sandbox_pending
         async with self.engine.begin() as conn:
             await conn.execute(delete(p).where(p.c.id == pending_id))
+
+    async def fail_interrupted_sends(self) -> int:
+        m = t.messages.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t.messages)
+                .where(and_(m.direction == "out", m.status == "sending"))
+                .values(
+                    status="failed",
+                    error="interrupted by a restart while sending; it may have gone out",
+                    updated_at=time.time(),
+                )
+            )
+        return int(result.rowcount or 0)

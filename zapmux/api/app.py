@@ -1,0 +1,120 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zapmux import __version__
+from zapmux.api import errors, events, messages, sandbox, system, tenants
+from zapmux.api.deps import require_admin
+from zapmux.config import Settings
+from zapmux.gateway import Gateway
+
+JSON_LIMIT = 1024 * 1024
+
+
+class BodyLimit:
+    """413 for bodies over the limit: 1 MiB of JSON, more on send routes (media)."""
+
+    def __init__(self, app: ASGIApp, media_limit: int) -> None:
+        self.app = app
+        self.media_limit = media_limit * 4 // 3 + JSON_LIMIT  # base64 plus the JSON around it
+
+    def limit_for(self, path: str) -> int:
+        return (
+            self.media_limit if path.endswith("/send") or path.startswith("/send/") else JSON_LIMIT
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    response = errors.error_response(
+        413, "payload_too_large", f"the request body is over {limit} bytes"
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(response.body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
+    """The whole HTTP API over one gateway (built from ``settings`` if not given)."""
+    gw = gateway or Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = FastAPI(
+        title="zapmux",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        openapi_url=None,
+        description="Multi-tenant WhatsApp gateway.",
+    )
+    app.state.gateway = gw
+    errors.install(app)
+    for module in (tenants, messages, system, events):
+        app.include_router(module.router)
+    if settings.engine == "sandbox":
+        app.include_router(sandbox.router)
+    _install_docs(app)
+    app.add_middleware(BodyLimit, media_limit=settings.media_max_bytes)
+    return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """OpenAPI and Swagger UI, behind the admin key like everything but /health."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_admin)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_admin)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="zapmux API")

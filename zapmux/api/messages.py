@@ -1,0 +1,185 @@
+"""Sending, number checks, the message log and media."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import aiohttp
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from zapmux.api.deps import GatewayDep, TenantDep
+from zapmux.api.models import CheckBody, MediaBody, SendBody
+from zapmux.errors import InvalidInput, NotFound, PayloadTooLarge, TenantNotConnected
+from zapmux.events import Media
+from zapmux.gateway import Gateway
+from zapmux.phone import normalize_phone
+from zapmux.sending import SendRequest
+from zapmux.states import Status
+
+router = APIRouter(tags=["messages"])
+MEDIA_KINDS = ("image", "document", "audio", "video")
+
+
+async def _media(gw: Gateway, body: SendBody) -> Media | None:
+    given = [(kind, getattr(body, kind)) for kind in MEDIA_KINDS if getattr(body, kind)]
+    if not given:
+        if not body.message:
+            raise InvalidInput("give a message (text) or one of image, document, audio, video")
+        return None
+    if len(given) > 1:
+        raise InvalidInput("send one media attachment per message")
+    kind, spec = given[0]
+    data = await _media_bytes(gw, spec)
+    return Media(
+        kind=kind,  # type: ignore[arg-type]
+        data=data,
+        mimetype=spec.mimetype or _guess_mimetype(kind, spec),
+        filename=spec.filename,
+        caption=spec.caption or body.message,
+        ptt=spec.ptt,
+    )
+
+
+def _guess_mimetype(kind: str, spec: MediaBody) -> str:
+    defaults = {
+        "image": "image/jpeg",
+        "audio": "audio/ogg",
+        "video": "video/mp4",
+        "document": "application/octet-stream",
+    }
+    import mimetypes
+
+    guessed = mimetypes.guess_type(spec.filename or spec.url or "")[0]
+    return guessed or defaults[kind]
+
+
+async def _media_bytes(gw: Gateway, spec: MediaBody) -> bytes:
+    limit = gw.settings.media_max_bytes
+    if bool(spec.url) == bool(spec.base64):
+        raise InvalidInput("media needs exactly one of url or base64")
+    if spec.base64 is not None:
+        if len(spec.base64) > limit * 4 // 3 + 4:
+            raise PayloadTooLarge(f"media is larger than {limit} bytes")
+        try:
+            return base64.b64decode(spec.base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput("media base64 is not valid base64") from exc
+    url = spec.url or ""
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput("media url must be http(s)")
+    return await _download(url, limit)
+
+
+async def _download(url: str, limit: int) -> bytes:
+    timeout = aiohttp.ClientTimeout(total=30)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+            if resp.status != 200:
+                raise InvalidInput(
+                    f"fetching the media answered HTTP {resp.status}", code="media_fetch_failed"
+                )
+            data = await resp.content.read(limit + 1)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise InvalidInput(
+            f"could not fetch the media: {type(exc).__name__}", code="media_fetch_failed"
+        ) from exc
+    if len(data) > limit:
+        raise PayloadTooLarge(f"media is larger than {limit} bytes")
+    return data
+
+
+async def _send(tenant_id: str, body: SendBody, gw: Gateway, key: str | None) -> JSONResponse:
+    request = SendRequest(
+        phone=normalize_phone(body.phone),
+        text=body.message,
+        media=await _media(gw, body),
+        reply_to=body.reply_to,
+    )
+    status, answer = await gw.sender.submit(tenant_id, request, key)
+    return JSONResponse(answer, status_code=status)
+
+
+_SEND_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"description": "sent"},
+    202: {"description": "queued"},
+}
+
+
+@router.post("/send/{tenant_id}", summary="Send a message (seed route)", responses=_SEND_DOC)
+async def send_seed(
+    tenant: TenantDep,
+    body: SendBody,
+    gw: GatewayDep,
+    idempotency_key: str | None = Header(None, max_length=256),
+) -> JSONResponse:
+    return await _send(tenant.id, body, gw, idempotency_key)
+
+
+@router.post("/tenants/{tenant_id}/send", summary="Send a message", responses=_SEND_DOC)
+async def send(
+    tenant: TenantDep,
+    body: SendBody,
+    gw: GatewayDep,
+    idempotency_key: str | None = Header(None, max_length=256),
+) -> JSONResponse:
+    return await _send(tenant.id, body, gw, idempotency_key)
+
+
+@router.post("/tenants/{tenant_id}/check", summary="Which numbers are on WhatsApp")
+async def check_numbers(tenant: TenantDep, body: CheckBody, gw: GatewayDep) -> dict[str, Any]:
+    phones = [normalize_phone(p) for p in body.phones]
+    runner = gw.supervisor.runner(tenant.id)
+    if runner.status != Status.CONNECTED or runner.session is None:
+        raise TenantNotConnected(
+            f"tenant is {runner.status.value}; checks need a connection", status=runner.status.value
+        )
+    results = await runner.session.check(phones)
+    for info in results:
+        await gw.store.put_jid(tenant.id, info.phone, info.exists, info.jid)
+    return {
+        "success": True,
+        "results": [{"phone": r.phone, "exists": r.exists, "jid": r.jid} for r in results],
+    }
+
+
+@router.get("/tenants/{tenant_id}/messages", summary="The message log, newest first")
+async def list_messages(
+    tenant: TenantDep,
+    gw: GatewayDep,
+    direction: str | None = Query(None, pattern="^(in|out)$"),
+    limit: int = Query(50, ge=1, le=500),
+    before: int | None = Query(None, ge=0, le=2**62, description="cursor: next_before of a page"),
+) -> dict[str, Any]:
+    rows = await gw.store.list_messages(tenant.id, direction, limit, before)
+    return {
+        "success": True,
+        "messages": [r.public() for r in rows],
+        "next_before": rows[-1].id if len(rows) == limit else None,
+    }
+
+
+@router.get("/tenants/{tenant_id}/messages/{message_id}", summary="One message and its status")
+async def get_message(tenant: TenantDep, message_id: str, gw: GatewayDep) -> dict[str, Any]:
+    record = await gw.store.get_message(tenant.id, message_id[:128])
+    if record is None:
+        raise NotFound(
+            f"no message {message_id[:128]!r} for tenant {tenant.id}", code="message_not_found"
+        )
+    return {"success": True, **record.public()}
+
+
+@router.get(
+    "/tenants/{tenant_id}/messages/{message_id}/media",
+    summary="A message's media file",
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def get_media(tenant: TenantDep, message_id: str, gw: GatewayDep) -> Response:
+    found = await gw.store.get_media(tenant.id, message_id[:128])
+    if found is None:
+        raise NotFound("that message has no media here", code="media_not_found")
+    mimetype, filename, data = found
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else {}
+    return Response(data, media_type=mimetype, headers=headers)

@@ -1,0 +1,96 @@
+"""Request bodies. The seed's spellings (``tenantId``) are accepted beside snake_case."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool
+
+Phone = str | int
+WebhookEvent = Literal["message", "status", "qr", "receipt", "message.sent"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+class CreateTenant(Body):
+    tenant_id: str | int = Field(
+        validation_alias=AliasChoices("tenant_id", "tenantId", "empresa_id")
+    )
+
+
+class MediaBody(Body):
+    url: str | None = Field(None, max_length=4096, description="http(s) URL to fetch the file from")
+    base64: str | None = Field(None, description="the file itself, base64-encoded")
+    mimetype: str | None = Field(None, max_length=128)
+    filename: str | None = Field(None, max_length=255)
+    caption: str | None = Field(None, max_length=4096)
+    ptt: StrictBool = Field(False, description="audio only: send as a voice note")
+
+
+class SendBody(Body):
+    phone: Phone = Field(description="digits with country code, e.g. 5511999999999")
+    message: str | None = Field(
+        None, max_length=65536, validation_alias=AliasChoices("message", "text")
+    )
+    reply_to: str | None = Field(None, max_length=128, description="a message id to quote")
+    image: MediaBody | None = None
+    document: MediaBody | None = None
+    audio: MediaBody | None = None
+    video: MediaBody | None = None
+
+
+class RelayBody(Body):
+    model_config = ConfigDict(extra="allow")
+    phone: Phone | None = None
+    message: str | None = None
+    message_type: str | None = "texto"
+    empresa_id: str | int | None = None
+
+
+class PairCodeBody(Body):
+    phone: Phone
+
+
+class CheckBody(Body):
+    phones: list[Phone] = Field(min_length=1, max_length=100)
+
+
+class ClearAllBody(Body):
+    purge_sessions: StrictBool = False
+
+
+class WebhookBody(Body):
+    url: str = Field(max_length=2048)
+    secret: str | None = Field(None, min_length=8, max_length=256)
+    events: list[WebhookEvent] = Field(default_factory=lambda: list[WebhookEvent](["message"]))
+
+
+class ScanBody(Body):
+    qr: str = Field(max_length=1024)
+    phone: Phone
+
+
+class PairBody(Body):
+    code: str = Field(max_length=32)
+    phone: Phone
+
+
+class PhoneMessageBody(Body):
+    sender: Phone = Field(validation_alias=AliasChoices("from", "sender", "phone"))
+    tenant_id: str | int = Field(
+        validation_alias=AliasChoices("tenant_id", "tenantId", "empresa_id")
+    )
+    text: str = Field("", max_length=65536, validation_alias=AliasChoices("text", "message"))
+    media: MediaBody | None = None
+    media_kind: Literal["image", "document", "audio", "video", "sticker"] | None = None
+
+
+class RegisterPhoneBody(Body):
+    phone: Phone
+    on_whatsapp: StrictBool = True
+
+
+class FaultBody(Body):
+    kind: Literal["disconnect", "network_down", "network_up", "logout", "replace", "ban"]

@@ -1,0 +1,49 @@
+"""Running the server: settings, the loopback rule, logging, uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from zapmux import logs
+from zapmux.config import Settings
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
+
+
+def run(**overrides: Any) -> int:
+    """Serve until stopped; the exit code (2 for a refused configuration)."""
+    try:
+        settings = load_settings(**overrides)
+    except ValidationError as exc:
+        print(f"zapmux: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    refusal = settings.binding_refusal(settings.host)
+    if refusal:
+        print(f"zapmux: {refusal}", file=sys.stderr)
+        return 2
+    logs.configure(settings)
+    from zapmux.api.app import create_app
+
+    app = create_app(settings)
+    logging.getLogger("zapmux").info(
+        "🚀 zapmux listening on http://%s:%d (engine %s)",
+        settings.host,
+        settings.port,
+        settings.engine,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
