@@ -248,8 +248,9 @@ def deliveries_retry_dead(
 ) -> None:
     """Queue every dead delivery again (after the receiver is fixed)."""
     with connect() as remote:
-        body = remote.post("/deliveries/retry-dead", {"tenant_id": tenant} if tenant else None)
-    count = body.get("count", body.get("retried", "all"))
+        params = {"tenant_id": tenant} if tenant else None
+        body = remote.request("POST", "/deliveries/retry-dead", params=params).json()
+    count = body.get("retried", "all")
     typer.echo(f"🔄 {count} dead deliveries queued again")
 
 
