@@ -166,14 +166,30 @@ def qr(
     """Print the tenant's current pairing QR code in the terminal (starts pairing if needed)."""
     with connect() as remote:
         body = _fetch_qr(remote, tenant_id, wait)
+        if body.get("status") == Status.CONNECTED:  # say as which phone: /status knows
+            body = remote.get(f"/tenants/{tenant_id}/status")
         shown = _show_qr(tenant_id, body)
-        while watch and body.get("status") == Status.AWAITING_QR:
-            time.sleep(1.0)
-            body = _fetch_qr(remote, tenant_id, wait)
-            if body.get("qr") != shown:
-                shown = _show_qr(tenant_id, body)
+        if watch and body.get("status") == Status.AWAITING_QR:
+            body = _watch(remote, tenant_id, shown, wait)
+            _show_qr(tenant_id, body)
     if body.get("status") not in {Status.AWAITING_QR, Status.CONNECTED}:
         raise typer.Exit(EXIT_PROBLEM)
+
+
+def _watch(remote: Remote, tenant_id: str, shown: str | None, wait_s: float) -> dict[str, Any]:
+    """Redraw the code as it rotates; the tenant's status once it is past pairing."""
+    while True:
+        time.sleep(1.0)
+        # Ask the state first: GET /qr would start a new pairing after a timeout, and a
+        # watcher must not become the endless QR loop that zapmux itself avoids.
+        status = remote.get(f"/tenants/{tenant_id}/status")
+        if status.get("status") == Status.CONNECTING:
+            continue  # scanned: the handshake is under way
+        if status.get("status") != Status.AWAITING_QR:
+            return status
+        body = _fetch_qr(remote, tenant_id, wait_s)
+        if body.get("qr") and body.get("qr") != shown:
+            shown = _show_qr(tenant_id, body)
 
 
 def _fetch_qr(remote: Remote, tenant_id: str, wait_s: float) -> dict[str, Any]:
@@ -181,8 +197,9 @@ def _fetch_qr(remote: Remote, tenant_id: str, wait_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + wait_s
     while True:
         response = remote.request("GET", f"/tenants/{tenant_id}/qr")
-        if response.status_code != 202:
-            return dict(response.json())
+        body = dict(response.json())
+        if response.status_code != 202 or body.get("status") == Status.RECONNECTING:
+            return body  # a reconnecting tenant is paired: no code will come
         if time.monotonic() >= deadline:
             raise RemoteError(f"no QR code after {wait_s:.0f} s", "qr_not_ready", 202)
         time.sleep(min(_retry_after(response), 1.0))
@@ -191,15 +208,29 @@ def _fetch_qr(remote: Remote, tenant_id: str, wait_s: float) -> dict[str, Any]:
 def _show_qr(tenant_id: str, body: dict[str, Any]) -> str | None:
     raw, state = body.get("qr"), body.get("status")
     if state == Status.CONNECTED:
-        who = body.get("phone") or body.get("push_name") or ""
-        typer.echo(f"✅ {tenant_id} is connected {who}".rstrip())
-    elif raw:
+        typer.echo(
+            f"✅ {tenant_id} is connected" + (f" as {body['phone']}" if body.get("phone") else "")
+        )
+    elif raw and state == Status.AWAITING_QR:
         typer.echo(render_qr(str(raw)))
-        expires = f" before {body['expires_at']}" if body.get("expires_at") else ""
-        typer.echo(f"📱 {tenant_id}: scan in WhatsApp › Linked devices › Link a device{expires}")
+        typer.echo(
+            f"📱 {tenant_id}: scan in WhatsApp › Linked devices › Link a device"
+            + _expiry(body.get("expires_at"))
+        )
     else:
-        typer.secho(f"❌ {tenant_id} is {state}: no QR code to show", fg="red", err=True)
+        advice = (
+            "`zapmux qr` again to start a new pairing"
+            if state == Status.QR_TIMEOUT
+            else "see `zapmux doctor`"
+        )
+        typer.secho(f"❌ {tenant_id} is {state}: no QR code to show; {advice}", fg="red", err=True)
     return str(raw) if raw else None
+
+
+def _expiry(expires_at: Any) -> str:
+    if isinstance(expires_at, int | float):  # epoch seconds: say how long the code lives
+        return f" within {max(0, round(expires_at - time.time()))} s"
+    return f" before {expires_at}" if expires_at else ""
 
 
 def render_qr(raw: str) -> str:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.cli.live import API_KEY, clean_env
+
 if TYPE_CHECKING:
-    from conftest import LiveServer, Receiver
+    from tests.cli.live import LiveServer, Receiver
 
 Launch = Callable[..., "LiveServer"]
 
@@ -41,6 +45,19 @@ def test_doctor_flags_a_down_receiver_and_an_expired_qr(launch: Launch, closed_u
     shown = live.cli("qr", "late")
     assert shown.exit_code == 0, shown.output
     assert "Link a device" in shown.stdout
+
+
+def test_qr_watch_stops_at_the_qr_timeout_instead_of_pairing_forever(
+    launch: Launch, closed_url: str
+) -> None:
+    live = launch(closed_url, ZAPMUX_SANDBOX_QR_SECONDS="0.3")
+    live.cli("tenants", "create", "nobody-scans")
+    watcher = live.cli_process("qr", "nobody-scans", "--watch")
+    _, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 1
+    assert "nobody-scans is qr_timeout" in err and "`zapmux qr` again" in err
+    time.sleep(1.5)  # had the watcher asked for a code again, a new pairing would be on
+    assert live.status("nobody-scans")["status"] == "qr_timeout"
 
 
 def test_doctor_tells_how_to_pair_a_logged_out_tenant_again(
@@ -119,6 +136,40 @@ def test_reset_asks_first_and_does_nothing_when_refused(launch: Launch, receiver
         assert "Continue?" in result.stdout
     after = live.status("keep")
     assert (after["status"], after["since"]) == ("connected", before["since"])
+
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def test_the_old_scripts_are_doctor_and_reset(
+    launch: Launch, receiver: Receiver, tmp_path: Path
+) -> None:
+    live = launch(receiver.url)
+    live.pair("old", "5511933330008")
+    env = clean_env(ZAPMUX_URL=live.url, ZAPMUX_API_KEY=API_KEY, ZAPMUX_FLASK_URL=receiver.url)
+
+    def run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPTS / name), *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    debug = run("debug_whatsapp.sh")
+    assert debug.returncode == 0, debug.stdout + debug.stderr
+    assert "tenant old: connected" in debug.stdout and "all good" in debug.stdout
+    since = live.status("old")["since"]
+    refused = run("reset_whatsapp.sh")  # no terminal to answer the question: nothing done
+    assert refused.returncode == 1
+    assert live.status("old")["since"] == since
+    reset = run("reset_whatsapp.sh", "--yes")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert "clear-all done for 1 tenant(s)" in reset.stdout
+    assert live.status("old")["since"] != since
 
 
 def _count(live: LiveServer, status: str) -> int:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from zapmux.commands import render_qr
 
 if TYPE_CHECKING:
-    from conftest import LiveServer
+    from tests.cli.live import LiveServer
 
 
 def test_create_then_list_shows_the_tenant_awaiting_its_scan(server: LiveServer) -> None:
@@ -49,11 +49,34 @@ def test_qr_prints_the_current_code_in_the_terminal(server: LiveServer) -> None:
     assert server.cli("tenants", "qr", "cli-qr").stdout == result.stdout
 
 
+def test_qr_watch_returns_once_the_code_is_scanned(server: LiveServer) -> None:
+    server.cli("tenants", "create", "cli-watch")
+    watcher = server.cli_process("qr", "cli-watch", "--watch")
+    try:
+        assert watcher.stdout is not None
+        shown = ""
+        while "Link a device" not in shown:  # scan only once the watcher drew the code
+            line = watcher.stdout.readline()
+            assert line, f"the watcher ended early: {watcher.communicate()}"
+            shown += line
+        raw = server.current_qr("cli-watch")
+        scan = server.http.post("/sandbox/scan", json={"qr": raw, "phone": "5511911110008"})
+        assert scan.status_code == 200, scan.text
+        rest, err = watcher.communicate(timeout=20)
+        out = shown + rest
+    finally:
+        watcher.kill()
+        watcher.wait()
+    assert watcher.returncode == 0, err
+    assert render_qr(raw) in out
+    assert out.rstrip().endswith("✅ cli-watch is connected as 5511911110008")
+
+
 def test_qr_of_a_paired_tenant_says_connected(server: LiveServer) -> None:
     server.pair("cli-paired", "5511911110001")
     result = server.cli("qr", "cli-paired")
     assert result.exit_code == 0, result.output
-    assert "cli-paired is connected" in result.stdout
+    assert "cli-paired is connected as 5511911110001" in result.stdout
     assert "█" not in result.stdout
 
 
