@@ -110,16 +110,45 @@ def tenants_create(tenant_id: TenantArg) -> None:
     typer.echo(f"📱 next: `zapmux qr {tenant_id}` and scan the code with the phone")
 
 
-def _tenant_action(path: str, verb: str, doc: str) -> Callable[[str], None]:
+def _tenant_action(path: str, verb: str, doc: str, done: Callable[[str], bool]) -> Any:
     @remote_command
-    def action(tenant_id: TenantArg) -> None:
+    def action(
+        tenant_id: TenantArg,
+        wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 10.0,
+    ) -> None:
         with connect() as remote:
-            body = remote.post(path.format(id=tenant_id))
-        state = body.get("status") or (body.get("tenant") or {}).get("status")
-        typer.echo(f"🔄 tenant {tenant_id} {verb}" + (f" (now {state})" if state else ""))
+            remote.post(path.format(id=tenant_id))
+            typer.echo(f"🔄 tenant {tenant_id} {verb}")
+            tenant = wait_tenant(remote, tenant_id, done, wait)
+        if not report([tenant]) or not done(str(tenant.get("status"))):
+            raise typer.Exit(EXIT_PROBLEM)
 
     action.__doc__ = doc
     return action
+
+
+def wait_tenant(
+    remote: Remote, tenant_id: str, done: Callable[[str], bool], wait_s: float
+) -> dict[str, Any]:
+    """The tenant's status once ``done(state)``, or when time is up."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        tenant = remote.get(f"/tenants/{tenant_id}/status")
+        if done(str(tenant.get("status"))) or time.monotonic() >= deadline:
+            return tenant
+        time.sleep(0.3)
+
+
+def report(tenants: list[dict[str, Any]]) -> bool:
+    """Print each tenant with the hint for its state; False when one needs a person."""
+    fine = True
+    for tenant in tenants:
+        finding = diagnose_tenant(tenant)
+        typer.echo(tenant_line(tenant))
+        if finding.hint and finding.level is not Level.OK:
+            typer.echo(f"   → {finding.hint}")
+        fine = fine and finding.level is not Level.PROBLEM
+    return fine
 
 
 @remote_command
@@ -335,12 +364,8 @@ def reset(
         body = remote.post("/clear-all", {"purge_sessions": purge})
         typer.echo(f"🔄 clear-all done{_count(body)}; waiting up to {wait:.0f} s for tenants")
         tenants = wait_settled(remote, wait)
-    for tenant in tenants:
-        finding = diagnose_tenant(tenant)
-        typer.echo(tenant_line(tenant))
-        if finding.hint and finding.level is not Level.OK:
-            typer.echo(f"   → {finding.hint}")
-    if any(str(t.get("status")) in _PROBLEM_STATES | UNSETTLED for t in tenants):
+    unsettled = any(str(t.get("status")) in UNSETTLED for t in tenants)
+    if not report(tenants) or unsettled:
         raise typer.Exit(EXIT_PROBLEM)
 
 
@@ -371,8 +396,8 @@ def register(app: typer.Typer) -> None:
     tenants.command("list")(tenants_list)
     tenants.command("create")(tenants_create)
     tenants.command("qr")(qr)
-    for name, path, verb, doc in _ACTIONS:
-        tenants.command(name)(_tenant_action(path, verb, doc))
+    for name, path, verb, doc, done in _ACTIONS:
+        tenants.command(name)(_tenant_action(path, verb, doc, done))
     tenants.command("delete")(tenants_delete)
     app.add_typer(tenants, name="tenants")
 
@@ -386,18 +411,31 @@ def register(app: typer.Typer) -> None:
         app.command()(command)
 
 
+def _settled(state: str) -> bool:
+    # Reconnecting is an outcome too (the network is down): report it, do not wait it out.
+    return state not in {Status.STOPPED, Status.CONNECTING}
+
+
 _ACTIONS = [
     (
         "restart",
         "/restart/{id}",
         "restarted",
         "Close and reopen the tenant's connection, clearing its loop breaker.",
+        _settled,
     ),
     (
         "start",
         "/tenants/{id}/start",
         "started",
         "Start the tenant (pairing by QR when it is not paired).",
+        _settled,
     ),
-    ("stop", "/tenants/{id}/stop", "stopped", "Close the tenant's connection and keep it closed."),
+    (
+        "stop",
+        "/tenants/{id}/stop",
+        "stopped",
+        "Close the tenant's connection and keep it closed.",
+        lambda state: state == Status.STOPPED,
+    ),
 ]

@@ -103,20 +103,37 @@ def test_send_to_a_malformed_phone_is_a_400(server: LiveServer) -> None:
     assert "HTTP 400" in result.stderr
 
 
-def test_restart_reconnects_a_paired_tenant(server: LiveServer) -> None:
+def test_restart_waits_and_reports_the_tenant_connected_again(server: LiveServer) -> None:
     server.pair("cli-restart", "5511911110005")
+    since = server.status("cli-restart")["since"]
     result = server.cli("tenants", "restart", "cli-restart")
     assert result.exit_code == 0, result.output
-    assert "restarted" in result.stdout
-    server.wait_status("cli-restart", "connected")
+    assert result.stdout.splitlines()[0] == "🔄 tenant cli-restart restarted"
+    assert result.stdout.splitlines()[1].split()[:3] == ["✅", "cli-restart", "connected"]
+    assert server.status("cli-restart")["since"] != since  # it did reconnect
 
 
 def test_stop_then_start(server: LiveServer) -> None:
     server.pair("cli-stop", "5511911110006")
-    assert server.cli("tenants", "stop", "cli-stop").exit_code == 0
-    server.wait_status("cli-stop", "stopped")
-    assert server.cli("tenants", "start", "cli-stop").exit_code == 0
-    server.wait_status("cli-stop", "connected")
+    stopped = server.cli("tenants", "stop", "cli-stop")
+    assert stopped.exit_code == 0, stopped.output
+    assert "cli-stop" in stopped.stdout and "stopped" in stopped.stdout.splitlines()[1]
+    assert "`zapmux tenants start cli-stop`" in stopped.stdout
+    assert server.status("cli-stop")["status"] == "stopped"
+    started = server.cli("tenants", "start", "cli-stop")
+    assert started.exit_code == 0, started.output
+    assert started.stdout.splitlines()[1].split()[:3] == ["✅", "cli-stop", "connected"]
+
+
+def test_restart_of_a_tenant_that_cannot_connect_says_why_and_fails(server: LiveServer) -> None:
+    server.pair("cli-offline", "5511911110009")
+    fault = server.http.post("/sandbox/tenants/cli-offline/fault", json={"kind": "network_down"})
+    assert fault.status_code == 200, fault.text
+    server.wait_status("cli-offline", "reconnecting")
+    result = server.cli("tenants", "restart", "cli-offline")
+    assert result.exit_code == 1, result.output
+    assert "reconnecting" in result.stdout and "network" in result.stdout
+    assert "cannot reach WhatsApp" in result.stdout
 
 
 def test_delete_asks_first_then_removes_the_tenant(server: LiveServer) -> None:
