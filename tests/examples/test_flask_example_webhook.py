@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import importlib.util
 import json
+import re
 import socket
 import time
 from pathlib import Path
@@ -14,7 +13,10 @@ from typing import Any
 
 import pytest
 
-APP_PATH = Path(__file__).resolve().parents[2] / "examples" / "flask_app" / "app.py"
+from zapmux.outbox import sign
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask_app"
+APP_PATH = EXAMPLE / "app.py"
 SECRET = "s3cret"
 
 
@@ -56,13 +58,13 @@ def payload(text: str = "Quero marcar um horário", message_id: str = "M1") -> b
 
 
 def signed(body: bytes, delivery: str, secret: str = SECRET, ts: int | None = None) -> dict:
+    # Signed by zapmux's own signer, so the example is checked against what the server sends.
     timestamp = str(int(time.time()) if ts is None else ts)
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return {
         "Content-Type": "application/json",
         "X-Zapmux-Delivery": delivery,
         "X-Zapmux-Timestamp": timestamp,
-        "X-Zapmux-Signature": f"sha256={mac}",
+        "X-Zapmux-Signature": sign(secret, timestamp, body),
     }
 
 
@@ -154,3 +156,16 @@ def test_send_says_502_when_zapmux_is_down(example: ModuleType, tmp_path: Path) 
     )
     assert response.status_code == 502
     assert response.get_json()["error"]["code"] == "zapmux_unreachable"
+
+
+def test_the_readme_verification_snippet_accepts_zapmux_signatures_only() -> None:
+    readme = (EXAMPLE / "README.md").read_text()
+    [snippet] = re.findall(r"```python\n(.*?)```", readme, re.S)
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    verify = namespace["verify"]
+    body = payload()
+    assert verify(SECRET, signed(body, "d1"), body) is True
+    assert verify(SECRET, signed(body, "d1"), body + b" ") is False
+    assert verify("other", signed(body, "d1"), body) is False
+    assert verify(SECRET, signed(body, "d1", ts=int(time.time()) - 400), body) is False
