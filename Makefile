@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,21 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP) $@
 
-run: $(STAMP)
+# neonize (the whatsmeow engine) needs libmagic; install it when we can, else say so.
+system-deps:
+	@if ! ldconfig -p 2>/dev/null | grep -q libmagic.so.1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq libmagic1 >/dev/null 2>&1 || \
+	      (apt-get update -qq && apt-get install -y -qq libmagic1); \
+	  else \
+	    echo "zapmux: the whatsmeow engine needs libmagic: sudo apt-get install libmagic1"; \
+	  fi; \
+	fi
+
+run: $(STAMP) system-deps
 	$(BIN)/zapmux serve
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check zapmux tests examples bench
 	$(BIN)/mypy zapmux
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     reconnect_base_s: float = Field(1.0, gt=0, validation_alias=_env("RECONNECT_BASE_S"))
     reconnect_cap_s: float = Field(60.0, gt=0, validation_alias=_env("RECONNECT_CAP_S"))
     stable_after_s: float = Field(60.0, ge=0, validation_alias=_env("STABLE_AFTER_S"))
+    whatsmeow_proxy: str | None = Field(None, validation_alias=_env("WHATSMEOW_PROXY"))
     sandbox_qr_seconds: float = Field(20.0, gt=0, validation_alias=_env("SANDBOX_QR_SECONDS"))
 
     # Sending

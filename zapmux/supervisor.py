@@ -76,7 +76,8 @@ class TenantRunner:
             if self.session is not None:
                 return
             await self._set(Status.CONNECTING, last_error=None)
-            await self._open()
+            session = self._open()
+        await self._connect(session)
 
     async def stop(self, status: Status = Status.STOPPED) -> None:
         async with self.lock:
@@ -117,17 +118,24 @@ class TenantRunner:
             await asyncio.wait_for(self._handshake.wait(), limit_s)
 
     # --- the session ------------------------------------------------------------------
-    async def _open(self) -> None:
+    def _open(self) -> Session:
         self._cancel_retry()
         self._handshake.clear()
-        session = self.sup.engine.open_session(self.tenant_id, self._on_event)
-        self.session = session
-        async with self.sup.start_gate:  # bounded simultaneous handshakes
+        self.session = self.sup.engine.open_session(self.tenant_id, self._on_event)
+        return self.session
+
+    async def _connect(self, session: Session) -> None:
+        """Connect through the start gate (bounded simultaneous handshakes), outside the
+        runner's lock so that a stop never waits for a handshake."""
+        async with self.sup.start_gate:
+            if self.session is not session:
+                return  # stopped while waiting at the gate
             try:
                 await session.connect()
             except Exception as exc:
                 self.log.exception("❌ connect failed")
-                await self._handle(Disconnected(f"connect failed: {exc}"))
+                if self.session is session:
+                    await self._handle(Disconnected(f"connect failed: {exc}"))
                 return
             await self.wait_handshake()
 
@@ -135,6 +143,7 @@ class TenantRunner:
         self._cancel_retry()
         session, self.session = self.session, None
         self.qr = None
+        self._handshake.set()  # whoever waits at the gate for this session can go
         if session is not None:
             try:
                 await session.disconnect()
@@ -209,10 +218,12 @@ class TenantRunner:
         await asyncio.sleep(delay)
         async with self.lock:
             self._retry = None
-            if self.session is None and self.status == Status.RECONNECTING:
-                self.next_retry_at = None
-                await self._set(Status.CONNECTING)
-                await self._open()
+            if self.session is not None or self.status != Status.RECONNECTING:
+                return
+            self.next_retry_at = None
+            await self._set(Status.CONNECTING)
+            session = self._open()
+        await self._connect(session)
 
     async def _ended(self, event: PermanentDisconnect) -> None:
         await self._close()

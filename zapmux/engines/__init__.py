@@ -19,5 +19,5 @@ def create_engine(name: str, settings: Settings, store: Store) -> Engine:
     if name == "whatsmeow":
         from zapmux.engines.whatsmeow.client import WhatsmeowEngine
 
-        return WhatsmeowEngine(settings, store)
+        return WhatsmeowEngine(settings, store, proxy=settings.whatsmeow_proxy)
     raise ValueError(f"unknown engine {name!r}: use 'whatsmeow' or 'sandbox'")

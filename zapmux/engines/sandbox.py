@@ -314,7 +314,10 @@ class SandboxSessionImpl(Session):
         while self.connected:
             self.wakeup.clear()
             for pending_id, raw in await self.store.sandbox_pending(self.tenant_id):
-                if not await self._deliver(json.loads(raw)):
+                item = json.loads(raw)
+                if item["kind"] == "fault":  # a fault happens once, whatever follows
+                    await self.store.sandbox_ack(pending_id)
+                if not await self._deliver(item):
                     return
                 await self.store.sandbox_ack(pending_id)
             with contextlib.suppress(TimeoutError):

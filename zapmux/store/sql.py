@@ -117,22 +117,18 @@ class SqlStore(Store):
             t.tenants.c.owner == node,
             t.tenants.c.lease_until < now,
         )
+        pick = select(t.tenants.c.id).where(free).order_by(t.tenants.c.id).limit(limit)
         async with self.engine.begin() as conn:
-            ids = list(
-                (
-                    await conn.execute(
-                        self._lock(
-                            select(t.tenants.c.id).where(free).order_by(t.tenants.c.id).limit(limit)
-                        )
-                    )
-                ).scalars()
+            ids = list((await conn.execute(self._lock(pick))).scalars())
+            if not ids:
+                return []
+            claimed = await conn.execute(
+                update(t.tenants)
+                .where(and_(t.tenants.c.id.in_(ids), free))
+                .values(owner=node, lease_until=now + lease_s)
+                .returning(t.tenants.c.id)
             )
-            if ids:
-                await conn.execute(
-                    update(t.tenants)
-                    .where(t.tenants.c.id.in_(ids))
-                    .values(owner=node, lease_until=now + lease_s)
-                )
+            ids = sorted(claimed.scalars())
         return ids
 
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None:
@@ -325,27 +321,28 @@ class SqlStore(Store):
         blocked = exists().where(
             and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
         )
+        unlocked = or_(o.c.locked_until.is_(None), o.c.locked_until < now)
         stmt = (
-            select(o)
-            .where(
-                and_(
-                    o.c.status == "pending",
-                    o.c.next_attempt_at <= now,
-                    or_(o.c.locked_until.is_(None), o.c.locked_until < now),
-                    ~blocked,
-                )
-            )
+            select(o.c.id)
+            .where(and_(o.c.status == "pending", o.c.next_attempt_at <= now, unlocked, ~blocked))
             .order_by(o.c.next_attempt_at, o.c.id)
             .limit(limit)
         )
         async with self.engine.begin() as conn:
-            rows = list(await conn.execute(self._lock(stmt)))
-            if rows:
+            ids = list((await conn.execute(self._lock(stmt))).scalars())
+            if not ids:
+                return []
+            # Re-checked in the UPDATE: on SQLite two claimers may have read the same
+            # rows; only the one whose UPDATE matched them gets them back.
+            rows = list(
                 await conn.execute(
                     update(o)
-                    .where(o.c.id.in_([r.id for r in rows]))
+                    .where(and_(o.c.id.in_(ids), o.c.status == "pending", unlocked))
                     .values(locked_until=now + lock_s)
+                    .returning(*o.c)
                 )
+            )
+        rows.sort(key=lambda r: (r.next_attempt_at, r.id))
         return [_record(Delivery, r) for r in rows]
 
     async def finish_delivery(

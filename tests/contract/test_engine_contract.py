@@ -1,0 +1,119 @@
+"""The engine seam's contract, run against every engine that can run here.
+
+Only what holds offline is asserted: no phone scans a QR and WhatsApp is unreachable,
+so "connect" ends in a QR code, or in a transient disconnect naming the dial error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from zapmux import events as ev
+from zapmux.config import Settings
+from zapmux.engine import Engine, OutgoingMessage
+from zapmux.engines import create_engine
+from zapmux.errors import TenantNotConnected
+from zapmux.store import open_store
+
+#: Every engine this contract runs against.
+ENGINES = ["sandbox", "whatsmeow"]
+
+FIRST_EVENT_WITHIN_S = 20.0
+
+
+def closed_port_proxy() -> str:
+    """A proxy nobody listens on: the whatsmeow dial fails at once, network or not."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(params=ENGINES)
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    settings = Settings(auth_dir=tmp_path / "auth", data_dir=tmp_path / "data", _env_file=None)
+    store = open_store(settings.store_url)
+    await store.migrate()
+    built = create_engine(request.param, settings, store)
+    if request.param == "whatsmeow":
+        from zapmux.engines.whatsmeow.client import WhatsmeowEngine, WorkerOptions
+
+        assert isinstance(built, WhatsmeowEngine)
+        built.options = WorkerOptions(proxy=closed_port_proxy())
+    await built.start()
+    yield built
+    await built.aclose()
+    await store.close()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[ev.Event] = asyncio.Queue()
+
+    async def __call__(self, event: ev.Event) -> None:
+        await self.queue.put(event)
+
+
+async def test_open_session_names_its_tenant(engine: Engine) -> None:
+    session = engine.open_session("tenant-1", Inbox())
+    assert session.tenant_id == "tenant-1"
+
+
+async def test_a_fresh_tenant_is_not_paired(engine: Engine) -> None:
+    assert await engine.is_paired("never-seen") is False
+
+
+async def test_wipe_of_an_unknown_tenant_is_harmless(engine: Engine) -> None:
+    await engine.wipe("never-seen")
+    assert await engine.is_paired("never-seen") is False
+
+
+async def test_commands_without_a_connection_raise_tenant_not_connected(engine: Engine) -> None:
+    session = engine.open_session("idle", Inbox())
+    with pytest.raises(TenantNotConnected):
+        await session.send(OutgoingMessage(to="5511988887777@s.whatsapp.net", text="oi"))
+    with pytest.raises(TenantNotConnected):
+        await session.check(["5511988887777"])
+    with pytest.raises(TenantNotConnected):
+        await session.mark_read(
+            "5511988887777@s.whatsapp.net", "5511988887777@s.whatsapp.net", ["X"]
+        )
+
+
+async def test_connect_reports_how_it_went(engine: Engine) -> None:
+    inbox = Inbox()
+    session = engine.open_session("unpaired", inbox)
+    await session.connect()
+    event = await asyncio.wait_for(inbox.queue.get(), FIRST_EVENT_WITHIN_S)
+    assert isinstance(event, ev.QrCode | ev.Disconnected)
+    if isinstance(event, ev.QrCode):
+        assert event.code and event.index == 1 and event.total == 6
+    else:
+        assert event.reason
+    await session.disconnect()
+
+
+async def test_disconnect_is_quiet_and_idempotent(engine: Engine) -> None:
+    inbox = Inbox()
+    session = engine.open_session("quiet", inbox)
+    await session.connect()
+    await asyncio.wait_for(inbox.queue.get(), FIRST_EVENT_WITHIN_S)
+    await session.disconnect()
+    await session.disconnect()
+    await asyncio.sleep(0.3)
+    assert inbox.queue.empty()
+    with pytest.raises(TenantNotConnected):
+        await session.send(OutgoingMessage(to="5511988887777@s.whatsapp.net", text="oi"))
+
+
+async def test_a_session_can_connect_again(engine: Engine) -> None:
+    inbox = Inbox()
+    session = engine.open_session("again", inbox)
+    for _ in range(2):
+        await session.connect()
+        await asyncio.wait_for(inbox.queue.get(), FIRST_EVENT_WITHIN_S)
+        await session.disconnect()

@@ -1,0 +1,181 @@
+"""One contract for every store backend: SQLite always, PostgreSQL when a URL is given."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from zapmux.errors import TenantExists
+from zapmux.outbox import new_delivery
+from zapmux.store.base import Store
+from zapmux.store.records import (
+    IdempotentAnswer,
+    MessageRecord,
+    SandboxQr,
+    SandboxSession,
+    TenantRecord,
+)
+
+
+def _message(
+    tenant: str, mid: str, status: str = "queued", direction: str = "out"
+) -> MessageRecord:
+    return MessageRecord(
+        tenant_id=tenant,
+        message_id=mid,
+        wa_id=mid,
+        direction=direction,
+        chat="5511999999999@s.whatsapp.net",
+        phone="5511999999999",
+        message_type="texto",
+        status=status,
+        timestamp=time.time(),
+        text=mid,
+    )
+
+
+def _delivery(chat: str, n: int):  # type: ignore[no-untyped-def]
+    return new_delivery(
+        event="message",
+        url="http://127.0.0.1:9/x",
+        payload={"n": n},
+        chat_key=chat,
+        tenant_id="t",
+        secret=None,
+    )
+
+
+async def test_migrate_twice_is_harmless(store: Store) -> None:
+    await store.migrate()
+    await store.ping()
+
+
+async def test_tenant_crud(store: Store) -> None:
+    await store.create_tenant(TenantRecord(id="t1", token_hash="h1"))
+    with pytest.raises(TenantExists):
+        await store.create_tenant(TenantRecord(id="t1"))
+    assert await store.update_tenant("t1", status="connected", phone="5511")
+    got = await store.get_tenant("t1")
+    assert got is not None and got.status == "connected" and got.phone == "5511"
+    assert (await store.tenant_by_token_hash("h1")).id == "t1"  # type: ignore[union-attr]
+    assert await store.tenant_by_token_hash("nope") is None
+    assert [t.id for t in await store.list_tenants()] == ["t1"]
+    assert not await store.update_tenant("missing", status="x")
+    assert await store.delete_tenant("t1")
+    assert await store.get_tenant("t1") is None
+
+
+async def test_incoming_is_recorded_once_with_its_delivery(store: Store) -> None:
+    message = _message("t", "in1", status="received", direction="in")
+    assert await store.record_incoming(message, [_delivery("t:c", 1)])
+    assert not await store.record_incoming(
+        _message("t", "in1", "received", "in"), [_delivery("t:c", 2)]
+    )
+    assert len(await store.list_deliveries()) == 1
+
+
+async def test_send_queue_is_fifo_per_tenant(store: Store) -> None:
+    for mid in ("m1", "m2", "m3"):
+        await store.add_message(_message("t", mid))
+    await store.add_message(_message("other", "o1"))
+    assert await store.count_queued("t") == 3
+    first = await store.next_queued("t")
+    assert first is not None and first.message_id == "m1"
+    await store.update_message("t", "m1", status="sent")
+    assert (await store.next_queued("t")).message_id == "m2"  # type: ignore[union-attr]
+    assert sorted(await store.tenants_with_queue()) == ["other", "t"]
+
+
+async def test_receipts_only_move_status_forward(store: Store) -> None:
+    await store.add_message(_message("t", "s1", status="sent"))
+    assert await store.apply_receipt("t", ["s1"], "read") == ["s1"]
+    assert await store.apply_receipt("t", ["s1"], "delivered") == []
+    assert (await store.get_message("t", "s1")).status == "read"  # type: ignore[union-attr]
+
+
+async def test_message_log_pages_newest_first(store: Store) -> None:
+    for i in range(5):
+        await store.add_message(_message("t", f"m{i}", status="sent"))
+    await store.add_message(_message("t", "in", status="received", direction="in"))
+    page = await store.list_messages("t", limit=3)
+    assert [m.message_id for m in page] == ["in", "m4", "m3"]
+    rest = await store.list_messages("t", limit=10, before=page[-1].id)
+    assert [m.message_id for m in rest] == ["m2", "m1", "m0"]
+    assert [m.message_id for m in await store.list_messages("t", direction="in")] == ["in"]
+
+
+async def test_claims_are_in_order_per_chat_and_exclusive(store: Store) -> None:
+    await store.enqueue_deliveries([_delivery("a", 1), _delivery("a", 2), _delivery("b", 1)])
+    claimed = await store.claim_deliveries(10, lock_s=30)
+    assert sorted(d.body for d in claimed) == ['{"n":1}', '{"n":1}']  # a#1 and b#1 only
+    assert await store.claim_deliveries(10, lock_s=30) == []  # locked, and a#2 waits for a#1
+    a1 = next(d for d in claimed if d.chat_key == "a")
+    await store.finish_delivery(a1.delivery_id, status="delivered", attempts=1, last_error=None)
+    nxt = await store.claim_deliveries(10, lock_s=30)
+    assert [(d.chat_key, d.body) for d in nxt] == [("a", '{"n":2}')]
+
+
+async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
+    await store.enqueue_deliveries([_delivery(f"chat{i}", i) for i in range(40)])
+    ids: list[str] = []
+    for _ in range(10):  # racing claimers may come back empty-handed, never with a shared row
+        batches = await asyncio.gather(*(store.claim_deliveries(10, lock_s=30) for _ in range(6)))
+        ids += [d.delivery_id for batch in batches for d in batch]
+        if len(set(ids)) == 40:
+            break
+    assert len(ids) == len(set(ids)) == 40
+
+
+async def test_dead_deliveries_can_be_retried(store: Store) -> None:
+    await store.enqueue_deliveries([_delivery("x", 1)])
+    (d,) = await store.claim_deliveries(1, lock_s=30)
+    await store.finish_delivery(d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
+    assert [x.delivery_id for x in await store.list_deliveries(status="dead")] == [d.delivery_id]
+    assert await store.count_deliveries() == {"dead": 1}
+    assert await store.retry_deliveries(tenant_id="t") == 1
+    again = await store.get_delivery(d.delivery_id)
+    assert again is not None and again.status == "pending" and again.last_error is None
+
+
+async def test_idempotency_answers_expire(store: Store) -> None:
+    answer = IdempotentAnswer("t", "k", "fp", 200, '{"a":1}', time.time() - 10)
+    await store.put_idempotent(answer)
+    assert (await store.get_idempotent("t", "k", 60)).response == '{"a":1}'  # type: ignore[union-attr]
+    assert await store.get_idempotent("t", "k", 5) is None
+
+
+async def test_jid_cache(store: Store) -> None:
+    await store.put_jid("t", "5511988887777", True, "551188887777@s.whatsapp.net")
+    assert await store.get_jid("t", "5511988887777", 60) == (True, "551188887777@s.whatsapp.net")
+    assert await store.get_jid("t", "other", 60) is None
+
+
+async def test_leases_go_to_one_node_until_they_expire(store: Store) -> None:
+    for tid in ("a", "b"):
+        await store.create_tenant(TenantRecord(id=tid))
+    assert await store.acquire_leases("node1", 0.3, 10) == ["a", "b"]
+    assert await store.acquire_leases("node2", 0.3, 10) == []
+    await asyncio.sleep(0.4)
+    assert await store.acquire_leases("node2", 5, 10) == ["a", "b"]
+    await store.release_leases("node2", ["a"])
+    assert await store.acquire_leases("node1", 5, 10) == ["a"]
+
+
+async def test_sandbox_state(store: Store) -> None:
+    now = time.time()
+    await store.sandbox_issue_qr(SandboxQr("c1", "t", now, now + 60, True))
+    await store.sandbox_issue_qr(SandboxQr("c2", "t", now, now + 60, True))
+    assert (await store.sandbox_find_qr("c1")).current is False  # type: ignore[union-attr]
+    assert (await store.sandbox_find_qr("c2")).current is True  # type: ignore[union-attr]
+    await store.sandbox_save_session(SandboxSession("t", "5511", "X", now))
+    assert await store.sandbox_set_network("t", True)
+    assert (await store.sandbox_session("t")).network_down is True  # type: ignore[union-attr]
+    await store.sandbox_push("t", '{"kind":"message"}')
+    pending = await store.sandbox_pending("t")
+    assert [e for _, e in pending] == ['{"kind":"message"}']
+    await store.sandbox_ack(pending[0][0])
+    assert await store.sandbox_pending("t") == []
+    await store.sandbox_wipe("t")
+    assert await store.sandbox_session("t") is None

@@ -1,0 +1,156 @@
+"""`zapmux serve` on the real whatsmeow engine, offline: a worker process per tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import free_port, wait_for
+
+WORKER_MODULE = "zapmux.engines.whatsmeow.worker"
+
+
+def worker_pids(server_pid: int) -> dict[str, int]:
+    """The server's live worker processes by tenant, read from /proc."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if ppid == server_pid and WORKER_MODULE.encode() in args and state != "Z":
+            found[args[args.index(b"--tenant") + 1].decode()] = int(entry.name)
+    return found
+
+
+@pytest.fixture
+async def blackhole_proxy() -> AsyncIterator[str]:
+    """A proxy that accepts and never answers: workers stay alive, dialing."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    for writer in held:
+        writer.close()
+    server.close()
+
+
+async def _serve(tmp_path: Path, proxy: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ZAPMUX_DATA_DIR": str(tmp_path / "data"),
+        "ZAPMUX_AUTH_DIR": str(tmp_path / "auth"),
+        "ZAPMUX_WHATSMEOW_PROXY": proxy,
+        "ZAPMUX_RECONNECT_BASE_S": "0.2",
+        "ZAPMUX_RECONNECT_CAP_S": "0.5",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zapmux", "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    async def up() -> bool:
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(f"{url}/health")).status_code == 200
+        except httpx.TransportError:
+            assert proc.poll() is None, "zapmux exited"
+            return False
+
+    await wait_for(up, timeout=30, what="zapmux")
+    return proc, url
+
+
+async def test_each_tenant_gets_its_own_worker_and_survives_a_killed_neighbour(
+    tmp_path: Path, blackhole_proxy: str
+) -> None:
+    proc, url = await _serve(tmp_path, blackhole_proxy)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            for tenant in ("a", "b"):
+                assert (await http.post("/tenants", json={"tenantId": tenant})).status_code == 201
+                await http.get(f"/tenants/{tenant}/qr")
+            workers = await wait_for(lambda: _two(proc.pid), timeout=30, what="two workers")
+            assert workers["a"] != workers["b"]
+            assert (tmp_path / "auth" / "a").is_dir() and (tmp_path / "auth" / "b").is_dir()
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+            assert "neonize" not in maps  # the Go library lives only in the workers
+
+            os.kill(workers["a"], signal.SIGKILL)
+
+            async def restarted() -> dict[str, int] | None:
+                now = worker_pids(proc.pid)
+                return now if now.get("a") not in (None, workers["a"]) else None
+
+            after = await wait_for(restarted, timeout=30, what="a new worker for a")
+            assert after["b"] == workers["b"]  # the neighbour was not touched
+            status = (await http.get("/tenants/a/status")).json()
+            assert status["reconnect_attempts"] >= 1
+            assert (await http.get("/health")).status_code == 200
+            errors = [e for e in await _last_errors(http, "a") if e]
+            assert any("signal 9" in e or "SIGKILL" in e for e in errors), errors
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    await asyncio.sleep(0.5)
+    assert worker_pids(proc.pid) == {}  # no orphans
+
+
+async def _two(server_pid: int) -> dict[str, int] | None:
+    pids = worker_pids(server_pid)
+    return pids if {"a", "b"} <= pids.keys() else None
+
+
+async def _last_errors(http: httpx.AsyncClient, tenant: str) -> list[str]:
+    """last_error as it moves: the crash is reported, then the new worker dials."""
+    seen = []
+    for _ in range(40):
+        seen.append((await http.get(f"/tenants/{tenant}/status")).json()["last_error"])
+        if any(e and ("signal 9" in e or "SIGKILL" in e) for e in seen):
+            break
+        await asyncio.sleep(0.05)
+    return seen
+
+
+async def test_the_dial_failure_is_each_tenants_last_error(tmp_path: Path) -> None:
+    refused = f"http://127.0.0.1:{free_port()}"  # nobody listens: the dial fails at once
+    proc, url = await _serve(tmp_path, refused)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            for tenant in ("x", "y"):
+                await http.post("/tenants", json={"tenantId": tenant})
+
+            async def failed(tenant: str) -> dict | None:
+                body = (await http.get(f"/tenants/{tenant}/status")).json()
+                return body if body["last_error"] and body["reconnect_attempts"] >= 1 else None
+
+            for tenant in ("x", "y"):
+                status = await wait_for(
+                    lambda t=tenant: failed(t), timeout=30, what=f"{tenant}'s dial error"
+                )
+                assert "refused" in status["last_error"] or "dial" in status["last_error"], status
+                assert status["status"] in {"reconnecting", "connecting"}  # retried, not given up
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

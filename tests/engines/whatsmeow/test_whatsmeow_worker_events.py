@@ -1,0 +1,317 @@
+"""neonize's own protobuf events through the worker's handlers, out as zapmux events.
+
+The worker runs in this process with a stand-in for neonize's *client* (the Go side
+cannot run here); the events are real ``neonize.proto.Neonize_pb2`` values delivered
+through the handlers the worker registered, and what comes out is decoded from the
+frames the worker would put on the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from neonize.proto import Neonize_pb2 as pb
+from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
+
+from zapmux import events as ev
+from zapmux.engines.whatsmeow import protocol
+from zapmux.engines.whatsmeow.worker import TenantWorker
+
+ME = pb.JID(User="5511999990000", Server="s.whatsapp.net", Device=7)
+
+
+class NeonizeClientStandIn:
+    """Just enough of ``NewAClient`` for the worker: handler registry, connect, calls."""
+
+    def __init__(self, store: str, tenant_id: str) -> None:
+        self.store, self.tenant_id = store, tenant_id
+        self.handlers: dict[type, Any] = {}
+        self.on_qr: Any = None
+        self.connect_task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.stopped = False
+        self.sent: list[tuple[Any, Any]] = []
+
+    def qr(self, handler: Any) -> None:
+        self.on_qr = handler
+
+    def event(self, event_type: type) -> Any:
+        return lambda handler: self.handlers.__setitem__(event_type, handler)
+
+    async def connect(self, proxy: Any = None) -> asyncio.Future[None]:
+        return self.connect_task
+
+    async def stop(self) -> None:
+        self.stopped = True
+        if not self.connect_task.done():
+            self.connect_task.set_result(None)
+
+    async def get_me(self) -> pb.Device:
+        return pb.Device(JID=ME, PushName="Clínica Sorriso")
+
+    async def send_message(self, to: Any, message: Any) -> pb.SendResponse:
+        self.sent.append((to, message))
+        return pb.SendResponse(ID="3EB0ABC", Timestamp=1_700_000_000)
+
+    async def is_on_whatsapp(self, *numbers: str) -> list[pb.IsOnWhatsAppResponse]:
+        jid = pb.JID(User="551188887777", Server="s.whatsapp.net")
+        return [pb.IsOnWhatsAppResponse(Query=numbers[0], JID=jid, IsIn=True)] + [
+            pb.IsOnWhatsAppResponse(Query=n, IsIn=False) for n in numbers[1:]
+        ]
+
+
+class Harness:
+    """A started worker, what it emitted, and a way to fire neonize events at it."""
+
+    def __init__(self, **options: Any) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.worker = TenantWorker(
+            "t1", "/nowhere/whatsmeow.db", self._emit, client_factory=NeonizeClientStandIn,
+            clock=lambda: 1_000_000.0, **options,
+        )  # fmt: skip
+
+    async def _emit(self, frame: dict[str, Any]) -> None:
+        self.frames.append(frame)
+
+    @property
+    def client(self) -> NeonizeClientStandIn:
+        return self.worker.client  # type: ignore[no-any-return]
+
+    @property
+    def events(self) -> list[ev.Event]:
+        return [protocol.decode_event(f) for f in self.frames if f["type"] == "event"]
+
+    async def fire(self, raw: Any) -> list[ev.Event]:
+        before = len(self.events)
+        await self.client.handlers[type(raw)](self.client, raw)
+        return self.events[before:]
+
+
+@pytest.fixture
+async def harness() -> Harness:
+    h = Harness()
+    await h.worker.start()
+    return h
+
+
+def incoming(content: e2e.Message, *, group: bool = False, from_me: bool = False) -> pb.Message:
+    sender = pb.JID(User="5511988887777", Server="s.whatsapp.net")
+    chat = pb.JID(User="120363000000", Server="g.us") if group else sender
+    source = pb.MessageSource(Chat=chat, Sender=sender, IsGroup=group, IsFromMe=from_me)
+    info = pb.MessageInfo(
+        MessageSource=source, ID="MSG1", Pushname="Ana", Timestamp=1_700_000_123_456
+    )
+    return pb.Message(Info=info, Message=content)
+
+
+async def test_text_message_becomes_incoming_message(harness: Harness) -> None:
+    [event] = await harness.fire(incoming(e2e.Message(conversation="Oi, quero marcar")))
+    assert event == ev.IncomingMessage(
+        message_id="MSG1", chat="5511988887777@s.whatsapp.net",
+        sender="5511988887777@s.whatsapp.net", phone="5511988887777", message_type="texto",
+        text="Oi, quero marcar", timestamp=1_700_000_123.456, push_name="Ana",
+    )  # fmt: skip
+
+
+async def test_group_message_from_phone_keeps_flags(harness: Harness) -> None:
+    [event] = await harness.fire(
+        incoming(e2e.Message(conversation="bom dia"), group=True, from_me=True)
+    )
+    assert isinstance(event, ev.IncomingMessage)
+    assert (event.is_group, event.from_me, event.chat) == (True, True, "120363000000@g.us")
+    assert event.phone == "5511988887777"
+
+
+async def test_lid_sender_uses_the_phone_jid(harness: Harness) -> None:
+    raw = incoming(e2e.Message(conversation="oi"))
+    raw.Info.MessageSource.Sender.CopyFrom(pb.JID(User="123456789012345", Server="lid"))
+    raw.Info.MessageSource.SenderAlt.CopyFrom(pb.JID(User="5511977776666", Server="s.whatsapp.net"))
+    [event] = await harness.fire(raw)
+    assert isinstance(event, ev.IncomingMessage) and event.phone == "5511977776666"
+
+
+async def test_extended_text_reply(harness: Harness) -> None:
+    text = e2e.ExtendedTextMessage(text="sim", contextInfo=e2e.ContextInfo(stanzaID="ORIG"))
+    [event] = await harness.fire(incoming(e2e.Message(extendedTextMessage=text)))
+    assert isinstance(event, ev.IncomingMessage)
+    assert (event.message_type, event.text, event.reply_to) == ("texto", "sim", "ORIG")
+
+
+@pytest.mark.parametrize(
+    ("content", "kind", "text"),
+    [
+        (e2e.Message(imageMessage=e2e.ImageMessage(caption="foto")), "imagem", "foto"),
+        (e2e.Message(audioMessage=e2e.AudioMessage(PTT=True)), "audio", ""),
+        (e2e.Message(videoMessage=e2e.VideoMessage(caption="v")), "video", "v"),
+        (e2e.Message(documentMessage=e2e.DocumentMessage(fileName="a.pdf")), "documento", ""),
+        (e2e.Message(stickerMessage=e2e.StickerMessage()), "figurinha", ""),
+        (
+            e2e.Message(locationMessage=e2e.LocationMessage(name="Clínica")),
+            "localizacao",
+            "Clínica",
+        ),
+        (e2e.Message(contactMessage=e2e.ContactMessage(displayName="Bia")), "contato", "Bia"),
+        (e2e.Message(reactionMessage=e2e.ReactionMessage(text="👍")), "reacao", "👍"),
+        (e2e.Message(pollCreationMessage=e2e.PollCreationMessage(name="?")), "outro", ""),
+        (
+            e2e.Message(
+                ephemeralMessage=e2e.FutureProofMessage(
+                    message=e2e.Message(imageMessage=e2e.ImageMessage(caption="efêmera"))
+                )
+            ),
+            "imagem",
+            "efêmera",
+        ),
+    ],
+)
+async def test_message_types_map_to_the_seeds_names(
+    harness: Harness, content: e2e.Message, kind: str, text: str
+) -> None:
+    [event] = await harness.fire(incoming(content))
+    assert isinstance(event, ev.IncomingMessage)
+    assert (event.message_type, event.text) == (kind, text)
+
+
+async def test_protocol_messages_are_not_delivered(harness: Harness) -> None:
+    content = e2e.Message(protocolMessage=e2e.ProtocolMessage(type=0))
+    assert await harness.fire(incoming(content)) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [(pb.Receipt.DELIVERED, "delivered"), (pb.Receipt.READ, "read"), (pb.Receipt.PLAYED, "played")],
+)
+async def test_receipts(harness: Harness, kind: int, status: str) -> None:
+    chat = pb.JID(User="5511988887777", Server="s.whatsapp.net")
+    raw = pb.Receipt(
+        MessageSource=pb.MessageSource(Chat=chat, Sender=chat),
+        MessageIDs=["A", "B"], Timestamp=1_700_000_000, Type=kind,
+    )  # fmt: skip
+    assert await harness.fire(raw) == [
+        ev.Receipt(("A", "B"), "5511988887777@s.whatsapp.net", status, 1_700_000_000.0)  # type: ignore[arg-type]
+    ]
+
+
+async def test_retry_receipts_are_internal(harness: Harness) -> None:
+    assert await harness.fire(pb.Receipt(MessageIDs=["A"], Type=pb.Receipt.RETRY)) == []
+
+
+async def test_connected_reads_the_device(harness: Harness) -> None:
+    assert await harness.fire(pb.Connected(status=True)) == [
+        ev.Connected(
+            phone="5511999990000", push_name="Clínica Sorriso", jid="5511999990000:7@s.whatsapp.net"
+        )
+    ]
+    assert harness.worker.state == "connected"
+
+
+async def test_pair_success_and_failure(harness: Harness) -> None:
+    ok = pb.PairStatus(ID=ME, BusinessName="Clínica", Status=pb.PairStatus.SUCCESS)
+    assert await harness.fire(ok) == [
+        ev.PairSuccess(
+            phone="5511999990000", jid="5511999990000:7@s.whatsapp.net", push_name="Clínica"
+        )
+    ]
+    bad = pb.PairStatus(Status=pb.PairStatus.ERROR, Error="bad signature")
+    [event] = await harness.fire(bad)
+    assert isinstance(event, ev.Disconnected) and "bad signature" in event.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (pb.LoggedOut(Reason=pb.ConnectFailureReason.LOGGED_OUT), ev.LoggedOut),
+        (pb.StreamReplaced(), ev.Replaced),
+        (pb.TemporaryBan(Code=pb.TemporaryBan.BLOCKED_BY_USERS, Expire=3600), ev.Banned),
+        (pb.ClientOutdated(), ev.Failed),
+        (pb.ConnectFailure(Reason=pb.ConnectFailureReason.MAIN_DEVICE_GONE), ev.LoggedOut),
+        (pb.ConnectFailure(Reason=pb.ConnectFailureReason.TEMP_BANNED), ev.Banned),
+        (pb.ConnectFailure(Reason=pb.ConnectFailureReason.INTERNAL_SERVER_ERROR), ev.Disconnected),
+        (pb.Disconnected(status=True), ev.Disconnected),
+        (pb.KeepAliveTimeout(ErrorCount=9, LastSuccess=1_000_000 - 600), ev.Disconnected),
+    ],
+)
+async def test_session_ends_report_once_and_stop_the_client(
+    harness: Harness, raw: Any, expected: type[ev.Event]
+) -> None:
+    await harness.fire(pb.Connected(status=True))
+    [event] = await harness.fire(raw)
+    assert type(event) is expected
+    assert harness.worker.ended.is_set() and harness.client.stopped
+    assert await harness.fire(pb.Disconnected(status=True)) == []  # nothing after the end
+
+
+async def test_temporary_ban_expiry(harness: Harness) -> None:
+    [event] = await harness.fire(pb.TemporaryBan(Code=pb.TemporaryBan.BROADCAST_LIST, Expire=60))
+    assert event == ev.Banned(reason="temporarily banned (broadcast_list)", expires_at=1_000_060.0)
+
+
+async def test_a_recent_keepalive_miss_is_not_an_end(harness: Harness) -> None:
+    assert await harness.fire(pb.KeepAliveTimeout(ErrorCount=1, LastSuccess=1_000_000 - 20)) == []
+    assert not harness.worker.ended.is_set()
+
+
+async def test_dial_failure_becomes_disconnected() -> None:
+    h = Harness()
+    await h.worker.start()
+    h.client.connect_task.set_exception(RuntimeError("failed to dial whatsapp web websocket"))
+    await asyncio.wait_for(h.worker.ended.wait(), 2)
+    assert h.events == [ev.Disconnected(reason="failed to dial whatsapp web websocket")]
+
+
+async def test_qr_codes_rotate_then_time_out() -> None:
+    h = Harness(qr_first_s=0.15, qr_next_s=0.05, qr_total=3)
+    await h.worker.start()
+    for n in range(4):  # whatsmeow may offer more codes than zapmux shows
+        await h.client.on_qr(h.client, f"2@code{n}".encode())
+    await asyncio.wait_for(h.worker.ended.wait(), 2)
+    codes = [e for e in h.events if isinstance(e, ev.QrCode)]
+    assert [(c.code, c.index, c.total) for c in codes] == [
+        ("2@code0", 1, 3), ("2@code1", 2, 3), ("2@code2", 3, 3),
+    ]  # fmt: skip
+    assert codes[0].expires_at == 1_000_000.15
+    assert h.events[-1] == ev.QrTimeout() and h.client.stopped
+
+
+async def test_a_scan_cancels_the_qr_timeout() -> None:
+    h = Harness(qr_first_s=0.05, qr_total=1)
+    await h.worker.start()
+    await h.client.on_qr(h.client, b"2@only")
+    await h.fire(pb.PairStatus(ID=ME, Status=pb.PairStatus.SUCCESS))
+    await asyncio.sleep(0.15)
+    assert not any(isinstance(e, ev.QrTimeout) for e in h.events)
+
+
+async def test_commands_wait_for_the_connection(harness: Harness) -> None:
+    command = {
+        "type": "command",
+        "id": 1,
+        "op": "send",
+        "args": {"to": "5511988887777", "text": "oi"},
+    }
+    reply = await harness.worker.handle(command)
+    assert reply == {
+        "type": "reply", "id": 1, "ok": False,
+        "error": {"kind": "not_connected", "message": "WhatsApp session is starting"},
+    }  # fmt: skip
+    await harness.fire(pb.Connected(status=True))
+    reply = await harness.worker.handle(command)
+    assert reply["result"] == {"message_id": "3EB0ABC", "timestamp": 1_700_000_000.0}
+    [(to, message)] = harness.client.sent
+    assert (to.User, to.Server, message.conversation) == ("5511988887777", "s.whatsapp.net", "oi")
+
+
+async def test_check_returns_the_jid_whatsapp_reports(harness: Harness) -> None:
+    await harness.fire(pb.Connected(status=True))
+    args = {"phones": ["5511988887777", "5511900000000"]}
+    reply = await harness.worker.handle({"type": "command", "id": 2, "op": "check", "args": args})
+    assert reply["result"] == [
+        {"phone": "5511988887777", "exists": True, "jid": "551188887777@s.whatsapp.net"},
+        {"phone": "5511900000000", "exists": False, "jid": None},
+    ]
+
+
+async def test_unknown_commands_are_refused(harness: Harness) -> None:
+    reply = await harness.worker.handle({"type": "command", "id": 3, "op": "format_disk"})
+    assert reply["error"]["kind"] == "invalid"

@@ -1,0 +1,170 @@
+"""Test helpers: a live zapmux server in this event loop, a webhook receiver, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from aiohttp import web
+
+from zapmux.api.app import create_app
+from zapmux.config import Settings
+from zapmux.gateway import Gateway
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
+    """Settings for a test: nothing from the developer's environment or .env."""
+    values: dict[str, Any] = {
+        "engine": "sandbox",
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "data_dir": tmp_path / "data",
+        "auth_dir": tmp_path / "auth",
+        "flask_url": "http://127.0.0.1:9",  # discard port: nothing listens
+        "sandbox_qr_seconds": 20.0,
+        "send_rate_per_minute": 0,
+        "delivery_backoff_base_s": 0.05,
+        "delivery_backoff_cap_s": 0.2,
+        "reconnect_base_s": 0.05,
+        "reconnect_cap_s": 0.2,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[Any]],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+class LiveServer:
+    """zapmux served by uvicorn on a real port, in the test's event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.gateway = Gateway(settings)
+        self.app = create_app(settings, self.gateway)
+        self.url = f"http://127.0.0.1:{settings.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on"
+            )
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=15)
+
+    async def __aenter__(self) -> LiveServer:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+        self.server.should_exit = True
+        if self.task:
+            await self.task
+
+    # --- conveniences over the API -------------------------------------------------
+    async def create_paired(self, tenant_id: str, phone: str = "5511988880000") -> dict[str, Any]:
+        created = await self.http.post("/tenants", json={"tenantId": tenant_id})
+        assert created.status_code == 201, created.text
+        qr = await wait_for(lambda: self._qr(tenant_id), what="a QR code")
+        scan = await self.http.post("/sandbox/scan", json={"qr": qr, "phone": phone})
+        assert scan.status_code == 200, scan.text
+        await self.wait_status(tenant_id, "connected")
+        return dict(created.json())
+
+    async def _qr(self, tenant_id: str) -> str | None:
+        response = await self.http.get(f"/tenants/{tenant_id}/qr")
+        return response.json().get("qr") if response.status_code == 200 else None
+
+    async def status(self, tenant_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/tenants/{tenant_id}/status")
+        return dict(response.json())
+
+    async def wait_status(
+        self, tenant_id: str, status: str, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            body = await self.status(tenant_id)
+            return body if body.get("status") == status else None
+
+        return dict(await wait_for(check, timeout, what=f"{tenant_id} to be {status}"))
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on a real port that records what it is sent.
+
+    ``statuses`` answers the next requests (then 200); ``status`` answers all.
+    """
+
+    port: int = field(default_factory=free_port)
+    status: int = 200
+    statuses: list[int] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append(Received(request.path, dict(request.headers), body))
+        status = self.statuses.pop(0) if self.statuses else self.status
+        return web.json_response({"ok": status < 300}, status=status)
+
+    async def __aenter__(self) -> Receiver:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+
+    def ok(self) -> list[Received]:
+        return [r for r in self.received]
