@@ -8,18 +8,17 @@ sent as ``X-Api-Key``. Exit codes: 0 done, 1 the server refused or something is 
 from __future__ import annotations
 
 import functools
-import io
 import json
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, ParamSpec, TypeVar
 
-import segno
 import typer
 
-from zapmux.doctor import Finding, Level, diagnose, diagnose_tenant
+from zapmux.doctor import Finding, Level, diagnose, diagnose_tenant, is_problem
 from zapmux.errors import InvalidTenantId
 from zapmux.ids import validate_tenant_id
+from zapmux.qr import qr_text
 from zapmux.remote import ClientSettings, Remote, RemoteError, Unreachable
 from zapmux.states import Status
 
@@ -85,17 +84,12 @@ def tenants_list(
 def tenant_line(tenant: dict[str, Any]) -> str:
     """One tenant as a line: icon, id, state, phone, name, last error."""
     state = str(tenant.get("status"))
-    icon = STATE_ICONS.get(state, "❌" if state in _PROBLEM_STATES else "⏸️")
+    icon = STATE_ICONS.get(state, "❌" if is_problem(state) else "⏸️")
     cells = [f"{tenant.get('tenant_id')!s:<16}", f"{state:<13}"]
     cells += [str(tenant[k]) for k in ("phone", "push_name") if tenant.get(k)]
     if tenant.get("last_error") and state != Status.CONNECTED:
         cells.append(f"last error: {tenant['last_error']}")
     return f"{icon} " + "  ".join(cells)
-
-
-_PROBLEM_STATES = frozenset(
-    {"qr_timeout", "logged_out", "replaced", "banned", "failed", "reconnecting"}
-)
 
 
 @remote_command
@@ -241,7 +235,7 @@ def _show_qr(tenant_id: str, body: dict[str, Any]) -> str | None:
             f"✅ {tenant_id} is connected" + (f" as {body['phone']}" if body.get("phone") else "")
         )
     elif raw and state == Status.AWAITING_QR:
-        typer.echo(render_qr(str(raw)))
+        typer.echo(qr_text(str(raw)))  # drawn as GET /qr?format=text draws it
         typer.echo(
             f"📱 {tenant_id}: scan in WhatsApp › Linked devices › Link a device"
             + _expiry(body.get("expires_at"))
@@ -260,13 +254,6 @@ def _expiry(expires_at: Any) -> str:
     if isinstance(expires_at, int | float):  # epoch seconds: say how long the code lives
         return f" within {max(0, round(expires_at - time.time()))} s"
     return f" before {expires_at}" if expires_at else ""
-
-
-def render_qr(raw: str) -> str:
-    """The code as text: two modules per character cell, so it fits an 80-column terminal."""
-    out = io.StringIO()
-    segno.make_qr(raw, error="l").terminal(out=out, compact=True)
-    return out.getvalue()
 
 
 def _retry_after(response: Any) -> float:
@@ -382,10 +369,8 @@ def wait_settled(remote: Remote, wait_s: float) -> list[dict[str, Any]]:
 
 
 def _count(body: dict[str, Any]) -> str:
-    for key in ("count", "tenants", "restarted", "cleared"):
-        if isinstance(body.get(key), int):
-            return f" for {body[key]} tenant(s)"
-    return ""
+    count = body.get("tenants")  # how many tenants /clear-all restarted
+    return f" for {count} tenant(s)" if isinstance(count, int) else ""
 
 
 def register(app: typer.Typer) -> None:

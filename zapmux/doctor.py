@@ -69,6 +69,14 @@ STATE_ADVICE: dict[Status, tuple[Level, str]] = {
 }
 
 
+def is_problem(state: str) -> bool:
+    """Whether a tenant in this state needs a person (or is failing now)."""
+    try:
+        return STATE_ADVICE[Status(state)][0] is Level.PROBLEM
+    except ValueError:
+        return True  # a state this CLI does not know: better looked at
+
+
 def diagnose(remote: Remote, settings: ClientSettings) -> list[Finding]:
     """Every finding about the server, the Flask receiver, the tenants and the outbox.
 

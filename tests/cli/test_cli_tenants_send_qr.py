@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from zapmux.commands import render_qr
+from zapmux.qr import qr_text
 
 if TYPE_CHECKING:
     from tests.cli.live import LiveServer
@@ -44,7 +44,9 @@ def test_qr_prints_the_current_code_in_the_terminal(server: LiveServer) -> None:
     raw = server.current_qr("cli-qr")  # the first code lives 60 s here: no rotation in between
     result = server.cli("qr", "cli-qr")
     assert result.exit_code == 0, result.output
-    assert render_qr(raw) in result.stdout
+    assert qr_text(raw) in result.stdout
+    drawn_by_server = server.http.get("/tenants/cli-qr/qr", params={"format": "text"}).text
+    assert drawn_by_server.strip() in result.stdout  # the same drawing as ?format=text
     assert "Link a device" in result.stdout
     assert server.cli("tenants", "qr", "cli-qr").stdout == result.stdout
 
@@ -68,7 +70,7 @@ def test_qr_watch_returns_once_the_code_is_scanned(server: LiveServer) -> None:
         watcher.kill()
         watcher.wait()
     assert watcher.returncode == 0, err
-    assert render_qr(raw) in out
+    assert qr_text(raw) in out
     assert out.rstrip().endswith("✅ cli-watch is connected as 5511911110008")
 
 
