@@ -20,6 +20,7 @@ import os
 import sqlite3
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from flask import Flask, current_app, g, jsonify, request
@@ -190,7 +191,8 @@ def _zapmux_send(empresa_id: str, phone: str, message: str) -> httpx.Response:
     headers = {"X-Api-Key": config["ZAPMUX_API_KEY"]} if config.get("ZAPMUX_API_KEY") else {}
     if request.headers.get("Idempotency-Key"):  # lets a retried form post send once
         headers["Idempotency-Key"] = request.headers["Idempotency-Key"]
-    url = f"{config['WHATSAPP_API_URL'].rstrip('/')}/send/{empresa_id}"
+    # Quoted: an empresa id from a request body must not be able to change the path.
+    url = f"{config['WHATSAPP_API_URL'].rstrip('/')}/send/{quote(empresa_id, safe='')}"
     timeout = float(config["SEND_TIMEOUT_S"])
     return httpx.post(
         url, json={"phone": phone, "message": message}, headers=headers, timeout=timeout

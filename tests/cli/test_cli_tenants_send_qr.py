@@ -167,6 +167,13 @@ def test_a_wrong_api_key_is_a_clear_401(server: LiveServer) -> None:
     assert "HTTP 401" in result.stderr
 
 
+def test_doctor_with_a_wrong_key_says_which_setting_to_fix(server: LiveServer) -> None:
+    result = server.cli("doctor", ZAPMUX_API_KEY="wrong")
+    assert result.exit_code == 1
+    assert "the server refused: HTTP 401" in result.stdout
+    assert "set ZAPMUX_API_KEY to the server's admin key" in result.stdout
+
+
 def test_an_unreachable_server_exits_3_with_one_line(server: LiveServer, closed_url: str) -> None:
     url = closed_url
     for args in (["tenants", "list"], ["send", "x", "5511922220010", "oi"], ["doctor"]):
