@@ -34,13 +34,13 @@ run: $(STAMP) system-deps
 	$(BIN)/zapmux serve
 
 test: $(TEST_STAMP) system-deps
-	$(BIN)/ruff check zapmux tests examples bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy zapmux
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check zapmux tests examples bench
-	$(BIN)/ruff format --check zapmux tests examples bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy zapmux
 
 bench: $(TEST_STAMP)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +14,33 @@ from typing import Any
 import httpx
 import uvicorn
 from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from zapmux.api.app import create_app
 from zapmux.config import Settings
 from zapmux.gateway import Gateway
+
+
+async def fresh_pg_database(url: str) -> tuple[str, str]:
+    """A new empty database on the server of ``url``: (its URL, its name)."""
+    name = f"zapmux_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(
+        url.replace("postgresql://", "postgresql+asyncpg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name, name
+
+
+async def drop_pg_database(url: str, name: str) -> None:
+    admin = create_async_engine(
+        url.replace("postgresql://", "postgresql+asyncpg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
 
 
 def free_port() -> int:
@@ -125,6 +149,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    answered: int = 0  # the status the receiver answered with
 
     @property
     def json(self) -> Any:
@@ -135,7 +160,8 @@ class Received:
 class Receiver:
     """A webhook receiver on a real port that records what it is sent.
 
-    ``statuses`` answers the next requests (then 200); ``status`` answers all.
+    ``statuses`` answers the next requests (then 200); ``status`` answers all;
+    ``delay`` holds each answer back that long (``busy`` counts requests being held).
     """
 
     port: int = field(default_factory=free_port)
@@ -143,6 +169,8 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     runner: web.AppRunner | None = None
+    delay: float = 0.0
+    busy: int = 0
 
     @property
     def url(self) -> str:
@@ -150,8 +178,14 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.received.append(Received(request.path, dict(request.headers), body))
         status = self.statuses.pop(0) if self.statuses else self.status
+        self.received.append(Received(request.path, dict(request.headers), body, status))
+        if self.delay:
+            self.busy += 1
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.busy -= 1
         return web.json_response({"ok": status < 300}, status=status)
 
     async def __aenter__(self) -> Receiver:

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     log_format: Literal["pretty", "json"] = Field("pretty", validation_alias=_env("LOG_FORMAT"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
     node_id: str | None = Field(None, validation_alias=_env("NODE_ID"))
+    advertise_url: str | None = Field(None, validation_alias=_env("ADVERTISE_URL"))
 
     # Lifecycle
     start_concurrency: int = Field(8, ge=1, validation_alias=_env("START_CONCURRENCY"))

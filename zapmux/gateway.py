@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import time
 
+import aiohttp
+
 from zapmux import __version__
+from zapmux.cluster import Cluster
 from zapmux.config import Settings
 from zapmux.engine import Engine
 from zapmux.engines import create_engine
 from zapmux.hub import Hub
 from zapmux.inbound import Dispatcher
+from zapmux.metrics import Metrics
 from zapmux.outbox import Deliverer
 from zapmux.qr import qr_view
 from zapmux.sending import Sender
@@ -33,13 +37,16 @@ class Gateway:
         self.store: Store = store or open_store(settings.store_url)  # type: ignore[assignment]
         self.engine = engine or create_engine(settings.engine, settings, self.store)
         self.hub = Hub()
+        self.metrics = Metrics()
         self.tasks = TaskGroup()
-        self.deliverer = Deliverer(settings, self.store)
-        self.dispatcher = Dispatcher(settings, self.store, self.hub, self.deliverer)
-        self.supervisor = Supervisor(settings, self.store, self.engine, self.tasks)
+        self.deliverer = Deliverer(settings, self.store, self.metrics)
+        self.dispatcher = Dispatcher(settings, self.store, self.hub, self.deliverer, self.metrics)
+        self.supervisor = Supervisor(settings, self.store, self.engine, self.tasks, self.metrics)
         self.supervisor.handlers.append(self.dispatcher.handle)
         self.supervisor.status_listeners.append(self._status_changed)
         self.sender = Sender(settings, self.store, self.supervisor, self.dispatcher, self.tasks)
+        self.cluster = Cluster(settings, self.store, self.supervisor, self.tasks)
+        self.http: aiohttp.ClientSession | None = None  # for forwarding to other nodes
         self.started_at = time.time()
 
     async def start(self) -> None:
@@ -47,10 +54,11 @@ class Gateway:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.auth_dir.mkdir(parents=True, exist_ok=True)
         await self.store.migrate()
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         await self.engine.start()
         await self.sender.fail_interrupted()
         self.tasks.spawn("deliverer", self.deliverer.run())
-        await self.supervisor.start()
+        await self.cluster.start()
         log.info(
             "✅ zapmux %s started (engine %s, store %s)",
             __version__,
@@ -60,9 +68,12 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.supervisor.stop()
+        await self.cluster.stop()
         await self.tasks.cancel_all()
         await self.engine.aclose()
         await self.store.close()
+        if self.http is not None:
+            await self.http.close()
 
     def _status_changed(self, runner: TenantRunner) -> None:
         """Publish the change live at once (in order), queue its webhooks behind."""

@@ -7,6 +7,7 @@ them, in the envelope ``{event, tenant_id, timestamp, data}``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from zapmux.config import Settings
 from zapmux.events import Event, IncomingMessage, Receipt
 from zapmux.hub import Hub
 from zapmux.ids import empresa_id
+from zapmux.metrics import Metrics
 from zapmux.outbox import Deliverer, new_delivery
 from zapmux.store.base import Store
 from zapmux.store.records import Delivery, MessageRecord, TenantRecord
@@ -51,12 +53,22 @@ def message_payload(tenant_id: str, m: IncomingMessage) -> dict[str, Any]:
 class Dispatcher:
     """Records engine events and queues their webhooks."""
 
-    def __init__(self, settings: Settings, store: Store, hub: Hub, deliverer: Deliverer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        hub: Hub,
+        deliverer: Deliverer,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
-        self.received = 0
+        self.metrics = metrics or Metrics()
+        # Envelopes are queued from separate tasks (one per status change); taking this
+        # lock first keeps their rows in the order the changes happened.
+        self.queue_lock = asyncio.Lock()
 
     def target(self, tenant: TenantRecord | None) -> tuple[str, str | None]:
         """Where this tenant's webhooks go, and with which secret."""
@@ -106,7 +118,7 @@ class Dispatcher:
         )
         if not await self.store.record_incoming(record, [delivery]):
             return  # seen before: already logged and queued
-        self.received += 1
+        self.metrics.inc("messages_received_total")
         self.deliverer.wake()
         logging.getLogger(f"zapmux.tenant.{tenant_id}").info(
             "📨 message from %s: %s", m.phone, (m.text or m.message_type)[:80]
@@ -131,18 +143,19 @@ class Dispatcher:
     async def queue_webhook(self, tenant_id: str, envelope: dict[str, Any], chat: str = "") -> None:
         """Queue ``envelope`` for the tenant's webhook if it subscribed to its event."""
         event = envelope["event"]
-        tenant = await self.store.get_tenant(tenant_id)
-        if tenant is None or not tenant.webhook_url or event not in tenant.events:
-            return
-        delivery = new_delivery(
-            event=event,
-            url=tenant.webhook_url,
-            payload=envelope,
-            chat_key=f"{tenant_id}:{chat or event}",
-            tenant_id=tenant_id,
-            secret=tenant.webhook_secret,
-        )
-        await self.store.enqueue_deliveries([delivery])
+        async with self.queue_lock:
+            tenant = await self.store.get_tenant(tenant_id)
+            if tenant is None or not tenant.webhook_url or event not in tenant.events:
+                return
+            delivery = new_delivery(
+                event=event,
+                url=tenant.webhook_url,
+                payload=envelope,
+                chat_key=f"{tenant_id}:{chat or event}",
+                tenant_id=tenant_id,
+                secret=tenant.webhook_secret,
+            )
+            await self.store.enqueue_deliveries([delivery])
         self.deliverer.wake()
 
     async def relay(self, payload: dict[str, Any]) -> Delivery:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hashlib
 import hmac
 import json
@@ -25,8 +26,9 @@ import aiohttp
 
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
+from zapmux.metrics import Metrics
 from zapmux.store.base import Store
-from zapmux.store.records import Delivery
+from zapmux.store.records import Delivery, DeliveryResult
 
 log = logging.getLogger("zapmux.outbox")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -67,70 +69,157 @@ class Decision:
     delay: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one POST came back with: an HTTP status, or None when none came back."""
+
+    http_status: int | None
+    error: str
+    retry_after: float | None = None  # the receiver's Retry-After, in seconds
+
+
 class RetryPolicy:
-    """Decides from the attempt's outcome and the delivery's age."""
+    """Decides from the attempt's outcome and the delivery's age.
+
+    2xx: delivered. No answer (connection error, timeout), 408, 425, 429 and 5xx:
+    retry after a full-jitter backoff (at least the receiver's ``Retry-After``, up to
+    the cap) while the delivery is younger than ``max_age_s``. Anything else (other
+    4xx, and 3xx: redirects are not followed) is dead at once.
+    """
 
     def __init__(self, backoff: Backoff, max_age_s: float) -> None:
         self.backoff = backoff
         self.max_age_s = max_age_s
 
-    def decide(self, delivery: Delivery, attempts: int, http_status: int | None) -> Decision:
+    @staticmethod
+    def retryable(http_status: int | None) -> bool:
+        return http_status is None or http_status >= 500 or http_status in RETRYABLE_STATUS
+
+    def decide(
+        self,
+        delivery: Delivery,
+        attempts: int,
+        http_status: int | None,
+        retry_after: float | None = None,
+    ) -> Decision:
         if http_status is not None and 200 <= http_status < 300:
             return Decision("delivered")
-        retryable = http_status is None or http_status >= 500 or http_status in RETRYABLE_STATUS
         delay = self.backoff.delay(attempts)
-        if not retryable or time.time() + delay - delivery.created_at > self.max_age_s:
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff.cap))
+        if (
+            not self.retryable(http_status)
+            or time.time() + delay - delivery.created_at > self.max_age_s
+        ):
             return Decision("dead")
         return Decision("pending", delay)
 
 
-class Deliverer:
-    """Posts due outbox rows; one background loop per node, many requests in flight."""
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    return None
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+
+class Deliverer:
+    """Posts due outbox rows; one background loop per node, many requests in flight.
+
+    Outcomes are written by the loop, in batches, before it claims more; if the
+    process dies first, the delivery is simply attempted again (at least once).
+    A claimed row is locked for ``delivery_timeout_s + 30`` seconds. If this process
+    dies meanwhile, the row is claimable again when the lock ends; on a single-node
+    store (SQLite) every lock left at start belongs to a dead process and is released
+    at once, and on a clean stop the rows still in flight are released too.
+    """
+
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
         self.policy = RetryPolicy(
             Backoff(settings.delivery_backoff_base_s, settings.delivery_backoff_cap_s),
             settings.delivery_max_age_s,
         )
+        self.store_backoff = Backoff(0.2, 10.0)
         self.wakeup = asyncio.Event()
-        self.in_flight: set[asyncio.Task[None]] = set()
+        self.in_flight: dict[asyncio.Task[None], str] = {}
+        self.done: list[DeliveryResult] = []  # outcomes not yet written
         self.session: aiohttp.ClientSession | None = None
-        self.stats = {"delivered": 0, "failed_attempts": 0, "dead": 0}
 
     def wake(self) -> None:
         self.wakeup.set()
 
     async def run(self) -> None:
+        if self.store.single_node:
+            released = await self.store.release_deliveries()
+            if released:
+                log.info("🔄 %d deliveries interrupted by the last stop will be retried", released)
         timeout = aiohttp.ClientTimeout(total=self.settings.delivery_timeout_s)
         connector = aiohttp.TCPConnector(limit=self.settings.delivery_concurrency * 2)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
             self.session = session
             try:
                 await self._loop()
             finally:
-                for task in list(self.in_flight):
-                    task.cancel()
-                await asyncio.gather(*self.in_flight, return_exceptions=True)
+                await self._abandon_in_flight()
+
+    async def _abandon_in_flight(self) -> None:
+        """On stop: write what finished, cancel the rest and unlock it for the next start."""
+        ids = list(self.in_flight.values())
+        for task in list(self.in_flight):
+            task.cancel()
+        await asyncio.gather(*self.in_flight, return_exceptions=True)
+        finished = {r.delivery_id for r in self.done}
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._flush())
+        with contextlib.suppress(Exception):
+            await asyncio.shield(
+                self.store.release_deliveries([i for i in ids if i not in finished])
+            )
 
     async def _loop(self) -> None:
-        limit = self.settings.delivery_concurrency
+        failures = 0
         while True:
-            self.wakeup.clear()
-            free = limit - len(self.in_flight)
-            claimed = await self.store.claim_deliveries(free, self._lock_s()) if free > 0 else []
-            for delivery in claimed:
-                task = asyncio.create_task(
-                    self._attempt(delivery), name=f"deliver-{delivery.delivery_id}"
-                )
-                self.in_flight.add(task)
-                task.add_done_callback(self._finished)
-            if len(claimed) < free:
-                await self._sleep()
+            try:
+                await self._tick()
+                failures = 0
+            except Exception as exc:  # the store is down or busy: wait, never die
+                failures += 1
+                self.metrics.inc("outbox_store_errors_total")
+                delay = self.store_backoff.ceiling(failures)
+                log.error("❌ outbox unavailable (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _tick(self) -> None:
+        """Write the outcomes gathered so far, then claim what the free slots can take.
+
+        Both are one transaction whatever their size, so the busier the outbox the
+        more each round trip carries. The outcomes go first: a delivered row unblocks
+        the next row of its chat for the claim that follows.
+        """
+        self.wakeup.clear()
+        await self._flush()
+        free = self.settings.delivery_concurrency - len(self.in_flight)
+        claimed = await self.store.claim_deliveries(free, self._lock_s()) if free > 0 else []
+        for delivery in claimed:
+            task = asyncio.create_task(
+                self._attempt(delivery), name=f"deliver-{delivery.delivery_id}"
+            )
+            self.in_flight[task] = delivery.delivery_id
+            task.add_done_callback(self._finished)
+        if len(claimed) < free or free <= 0:
+            await self._sleep()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self.in_flight.discard(task)
+        self.in_flight.pop(task, None)
         if not task.cancelled() and task.exception():
             log.error("❌ delivery task failed", exc_info=task.exception())
         self.wakeup.set()  # a finished delivery may unblock the next one of its chat
@@ -138,50 +227,74 @@ class Deliverer:
     def _lock_s(self) -> float:
         return self.settings.delivery_timeout_s + 30.0
 
+    async def _flush(self) -> None:
+        if not self.done:
+            return
+        batch, self.done = self.done, []
+        try:
+            await self.store.finish_deliveries(batch)
+        except BaseException:
+            self.done[:0] = batch  # written on the next round; the rows stay locked
+            raise
+
     async def _sleep(self) -> None:
-        due = await self.store.next_delivery_due()
-        wait = 1.0 if due is None else min(max(due - time.time(), 0.01), 1.0)
+        if self.wakeup.is_set():
+            return
+        if len(self.in_flight) >= self.settings.delivery_concurrency:
+            wait = 1.0  # full: only a finished delivery (which wakes us) frees a slot
+        else:
+            due = await self.store.next_delivery_due()
+            wait = 1.0 if due is None else min(max(due - time.time(), 0.01), 1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), wait)
 
     async def _attempt(self, delivery: Delivery) -> None:
-        http_status, error = await self._post(delivery)
+        outcome = await self._post(delivery)
         attempts = delivery.attempts + 1
-        decision = self.policy.decide(delivery, attempts, http_status)
+        decision = self.policy.decide(delivery, attempts, outcome.http_status, outcome.retry_after)
+        self.metrics.inc("webhook_attempts_total", outcome=decision.status)
         if decision.status == "delivered":
-            self.stats["delivered"] += 1
+            self.metrics.observe("delivery_latency_seconds", time.time() - delivery.created_at)
             log.info("✅ webhook %s delivered to %s", delivery.event, delivery.url)
         else:
-            self.stats["failed_attempts"] += 1
-            self.stats["dead"] += decision.status == "dead"
             log.warning(
                 "❌ webhook %s to %s failed (%s)%s",
                 delivery.event,
                 delivery.url,
-                error,
+                outcome.error,
                 "; dead" if decision.status == "dead" else f"; retry in {decision.delay:.1f}s",
             )
-        await self.store.finish_delivery(
-            delivery.delivery_id,
-            status=decision.status,
-            attempts=attempts,
-            last_error=None if decision.status == "delivered" else error,
-            next_attempt_at=time.time() + decision.delay if decision.status == "pending" else None,
+        self.done.append(
+            DeliveryResult(
+                delivery.delivery_id,
+                decision.status,
+                attempts,
+                None if decision.status == "delivered" else outcome.error,
+                time.time() + decision.delay if decision.status == "pending" else None,
+            )
         )
 
-    async def _post(self, delivery: Delivery) -> tuple[int | None, str]:
+    async def _post(self, delivery: Delivery) -> Outcome:
         assert self.session is not None
         body = delivery.body.encode()
         try:
             async with self.session.post(
-                delivery.url, data=body, headers=self.headers(delivery, body)
+                delivery.url,
+                data=body,
+                headers=self.headers(delivery, body),
+                allow_redirects=False,
             ) as resp:
                 await resp.read()
-                return resp.status, f"HTTP {resp.status}"
+                error = f"HTTP {resp.status}"
+                if 300 <= resp.status < 400:
+                    error += " (redirects are not followed: set the final URL)"
+                return Outcome(
+                    resp.status, error, parse_retry_after(resp.headers.get("Retry-After"))
+                )
         except TimeoutError:
-            return None, f"timed out after {self.settings.delivery_timeout_s:g}s"
+            return Outcome(None, f"timed out after {self.settings.delivery_timeout_s:g}s")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:500]
+            return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
 
     def headers(self, delivery: Delivery, body: bytes) -> dict[str, str]:
         timestamp = str(int(time.time()))

@@ -10,11 +10,13 @@ refuses sends (409), since nothing would ever send them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from zapmux.config import Settings
 from zapmux.engine import OutgoingMessage
 from zapmux.errors import (
     Conflict,
+    EngineError,
     NotOnWhatsApp,
     RateLimited,
     TenantNotConnected,
@@ -29,6 +32,7 @@ from zapmux.errors import (
 )
 from zapmux.events import Connected, Event, Media
 from zapmux.inbound import Dispatcher
+from zapmux.phone import USER_SERVER
 from zapmux.states import WILL_CONNECT, Status
 from zapmux.store.base import Store
 from zapmux.store.records import IdempotentAnswer, MessageRecord
@@ -73,6 +77,34 @@ class TokenBucket:
         return max(0.0, (1 - self.tokens) / self.rate)
 
 
+class KeyedLocks:
+    """One ``asyncio.Lock`` per key, forgotten once nobody holds or waits for it.
+
+    Dropping a lock while a waiter still holds a reference would let a newcomer run
+    beside that waiter; counting the users keeps the lock until the last one leaves.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 @dataclass(frozen=True, slots=True)
 class SendRequest:
     """One message a client asked to send."""
@@ -83,12 +115,22 @@ class SendRequest:
     reply_to: str | None = None
 
     def fingerprint(self) -> str:
+        """What makes two requests the same message (for Idempotency-Key reuse)."""
+        media = self.media
         raw = json.dumps(
             [
                 self.phone,
                 self.text,
                 self.reply_to,
-                self.media and hashlib.sha256(self.media.data).hexdigest(),
+                media
+                and [
+                    media.kind,
+                    media.mimetype,
+                    media.filename,
+                    media.caption,
+                    media.ptt,
+                    hashlib.sha256(media.data).hexdigest(),
+                ],
             ]
         )
         return hashlib.sha256(raw.encode()).hexdigest()
@@ -109,7 +151,12 @@ def new_message_id() -> str:
 
 
 class Sender:
-    """Accepts sends, keeps each tenant's queue moving while it is connected."""
+    """Accepts sends, keeps each tenant's queue moving while it is connected.
+
+    Order: every send of a tenant, direct or from its queue, goes to the engine while
+    holding that tenant's *lane*; a send goes direct only when nothing is queued, so a
+    later request can never overtake a message that is waiting or on its way.
+    """
 
     def __init__(
         self,
@@ -127,8 +174,8 @@ class Sender:
         self.buckets: dict[str, TokenBucket] = {}
         self.wakeups: dict[str, asyncio.Event] = {}
         self.drains: dict[str, asyncio.Task[None]] = {}
-        self.locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self.sent = 0
+        self.lanes = KeyedLocks()
+        self.keys = KeyedLocks()
         supervisor.handlers.append(self.on_event)
 
     def bucket(self, tenant_id: str) -> TokenBucket:
@@ -146,8 +193,7 @@ class Sender:
         runner = self.supervisor.runner(tenant_id)
         if not idempotency_key:
             return await self._submit(runner, request)
-        lock = self.locks.setdefault((tenant_id, idempotency_key), asyncio.Lock())
-        async with lock:
+        async with self.keys.hold((tenant_id, idempotency_key)):
             seen = await self.store.get_idempotent(tenant_id, idempotency_key, IDEMPOTENCY_TTL_S)
             if seen is not None:
                 if seen.fingerprint != request.fingerprint():
@@ -167,44 +213,61 @@ class Sender:
                     time.time(),
                 )
             )
-        self.locks.pop((tenant_id, idempotency_key), None)
         return status, body
 
     async def _submit(
         self, runner: TenantRunner, request: SendRequest
     ) -> tuple[int, dict[str, Any]]:
-        if runner.status not in WILL_CONNECT:
-            raise TenantNotConnected(
-                f"tenant {runner.tenant_id} is {runner.status.value}; it will not send until "
-                "it is paired and started",
-                status=runner.status.value,
-            )
-        queued = await self.store.count_queued(runner.tenant_id)
-        if queued >= self.settings.send_queue_max:
-            raise RateLimited(
-                f"the send queue of {runner.tenant_id} is full ({queued})",
-                retry_after=max(1.0, self.bucket(runner.tenant_id).wait_s()),
-            )
-        if (
-            runner.status == Status.CONNECTED
-            and queued == 0
-            and self.bucket(runner.tenant_id).take()
+        await self._refuse_if_hopeless(runner)
+        tenant_id = runner.tenant_id
+        async with self.lanes.hold(tenant_id):
+            queued = await self.store.count_queued(tenant_id)
+            if queued >= self.settings.send_queue_max:
+                raise RateLimited(
+                    f"the send queue of {tenant_id} is full ({queued} waiting)",
+                    retry_after=max(1.0, self.bucket(tenant_id).wait_s()),
+                )
+            jid = await self._resolve_early(runner, request.phone)
+            direct = runner.status == Status.CONNECTED and jid is not None and queued == 0
+            if direct and self.bucket(tenant_id).take():
+                record = await self.store.add_message(
+                    self._record(tenant_id, request, "sending", jid)
+                )
+                if await self._deliver(runner, record, request):
+                    return 200, self._answer(record, "sent", jid)
+                return 202, self._answer(record, "queued", jid)
+            record = await self._queue(tenant_id, request, jid)
+        return 202, self._answer(record, "queued", jid)
+
+    async def _refuse_if_hopeless(self, runner: TenantRunner) -> None:
+        """409 when nothing would ever send it: a permanent end, stopped, never paired."""
+        status = runner.status
+        if status == Status.CONNECTED or (
+            status in WILL_CONNECT and await self.supervisor.engine.is_paired(runner.tenant_id)
         ):
-            with contextlib.suppress(TenantNotConnected):
-                return 200, await self._send_now(runner, request)
-        record = await self._queue(runner.tenant_id, request)
-        return 202, self._answer(record, "queued")
-
-    async def _send_now(self, runner: TenantRunner, request: SendRequest) -> dict[str, Any]:
-        jid = await self.resolve(runner, request.phone)
-        record = await self.store.add_message(
-            self._record(runner.tenant_id, request, "sending", jid)
+            return
+        raise TenantNotConnected(
+            f"tenant {runner.tenant_id} is {status.value}; it will not send until it is "
+            "paired and started",
+            status=status.value,
         )
-        await self._deliver(runner, record, request)
-        return self._answer(record, "sent")
 
-    async def _queue(self, tenant_id: str, request: SendRequest) -> MessageRecord:
-        record = self._record(tenant_id, request, "queued", None)
+    async def _resolve_early(self, runner: TenantRunner, phone: str) -> str | None:
+        """The JID when it can be known now (online, or cached); NotOnWhatsApp at once.
+
+        Resolving before queueing means a paced send to a number that is not on
+        WhatsApp is refused (422) instead of accepted and failed later.
+        """
+        if runner.status == Status.CONNECTED:
+            with contextlib.suppress(TenantNotConnected):
+                return await self.resolve(runner, phone)
+        cached = await self.store.get_jid(runner.tenant_id, phone, self.settings.jid_cache_ttl_s)
+        if cached is not None and not cached[0]:
+            raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
+        return None  # a cached JID is checked again when the queue sends it
+
+    async def _queue(self, tenant_id: str, request: SendRequest, jid: str | None) -> MessageRecord:
+        record = self._record(tenant_id, request, "queued", jid)
         record.payload = json.dumps(_payload(request))
         record = await self.store.add_message(record)
         self._wake(tenant_id)
@@ -215,11 +278,13 @@ class Sender:
         self, tenant_id: str, request: SendRequest, status: str, jid: str | None
     ) -> MessageRecord:
         media = request.media
+        message_id = new_message_id()
         return MessageRecord(
             tenant_id=tenant_id,
-            message_id=new_message_id(),
+            message_id=message_id,
+            wa_id=message_id,  # engines that send with our id: receipts match at once
             direction="out",
-            chat=jid or f"{request.phone}@s.whatsapp.net",
+            chat=jid or f"{request.phone}@{USER_SERVER}",
             phone=request.phone,
             message_type=request.message_type(),
             status=status,
@@ -231,23 +296,24 @@ class Sender:
             media_filename=media.filename if media else None,
         )
 
-    def _answer(self, record: MessageRecord, status: str) -> dict[str, Any]:
+    def _answer(self, record: MessageRecord, status: str, jid: str | None) -> dict[str, Any]:
         return {
             "success": True,
             "message_id": record.message_id,
             "status": status,
             "tenant_id": record.tenant_id,
             "phone": record.phone,
-            "jid": record.chat if status == "sent" else None,
+            "jid": jid,  # None while queued unresolved: the queue asks WhatsApp later
         }
 
     async def resolve(self, runner: TenantRunner, phone: str) -> str:
         """The JID WhatsApp reports for ``phone`` (cached), or NotOnWhatsApp."""
         cached = await self.store.get_jid(runner.tenant_id, phone, self.settings.jid_cache_ttl_s)
         if cached is None:
-            if runner.session is None:
+            session = runner.session
+            if session is None:
                 raise TenantNotConnected("the tenant is not connected")
-            info = (await runner.session.check([phone]))[0]
+            info = (await session.check([phone]))[0]
             cached = (info.exists, info.jid)
             await self.store.put_jid(runner.tenant_id, phone, info.exists, info.jid)
         exists, jid = cached
@@ -257,11 +323,12 @@ class Sender:
 
     async def _deliver(
         self, runner: TenantRunner, record: MessageRecord, request: SendRequest
-    ) -> None:
-        """Hand one logged message to the engine and record the outcome."""
-        if runner.session is None:
-            await self.store.update_message(record.tenant_id, record.message_id, status="queued")
-            raise TenantNotConnected("the tenant is not connected")
+    ) -> bool:
+        """Hand one logged message to the engine and record the outcome.
+
+        False when the tenant went offline: the message waits in the queue again.
+        Other failures mark it ``failed`` and raise.
+        """
         message = OutgoingMessage(
             to=record.chat,
             text=request.text,
@@ -270,24 +337,47 @@ class Sender:
             message_id=record.message_id,
         )
         try:
-            result = await runner.session.send(message)
+            session = runner.session
+            if session is None:
+                raise TenantNotConnected("the tenant is not connected")
+            result = await session.send(message)
         except TenantNotConnected:
-            await self.store.update_message(record.tenant_id, record.message_id, status="queued")
-            raise
+            await self._requeue(record, request)
+            return False
         except ZapmuxError as exc:
-            await self.store.update_message(
-                record.tenant_id, record.message_id, status="failed", error=exc.message
-            )
+            await self._fail(runner, record, exc.message)
             raise
-        await self.store.update_message(
-            record.tenant_id, record.message_id, status="sent", wa_id=result.message_id
-        )
+        except Exception as exc:
+            await self._fail(runner, record, f"the engine failed: {exc!r}")
+            raise EngineError(f"the engine failed to send: {type(exc).__name__}") from exc
+        await self.store.mark_sent(record.tenant_id, record.message_id, result.message_id)
         record.status, record.wa_id = "sent", result.message_id
-        self.sent += 1
+        self.supervisor.metrics.inc("messages_sent_total")
+        self.supervisor.metrics.observe("send_latency_seconds", time.time() - record.created_at)
         runner.log.info("✅ message sent to %s", record.phone)
         await self.dispatcher.emit(
             record.tenant_id, "message.sent", record.public(), chat=record.chat
         )
+        return True
+
+    async def _requeue(self, record: MessageRecord, request: SendRequest) -> None:
+        """Back to the queue, with what it needs to be sent later."""
+        await self.store.update_message(
+            record.tenant_id,
+            record.message_id,
+            status="queued",
+            payload=json.dumps(_payload(request)),
+        )
+        record.status = "queued"
+
+    async def _fail(self, runner: TenantRunner, record: MessageRecord, error: str) -> None:
+        # the payload (possibly megabytes of media) is not needed once it cannot go out
+        await self.store.update_message(
+            record.tenant_id, record.message_id, status="failed", error=error, payload=None
+        )
+        record.status, record.error = "failed", error
+        self.supervisor.metrics.inc("messages_failed_total")
+        runner.log.error("❌ message %s to %s failed: %s", record.message_id, record.phone, error)
 
     # --- the queue --------------------------------------------------------------------
     async def on_event(self, tenant_id: str, event: Event) -> None:
@@ -305,40 +395,54 @@ class Sender:
     def _wake(self, tenant_id: str) -> None:
         self.wakeups.setdefault(tenant_id, asyncio.Event()).set()
 
+    def _connected_runner(self, tenant_id: str) -> TenantRunner | None:
+        runner = self.supervisor.runners.get(tenant_id)
+        return runner if runner is not None and runner.status == Status.CONNECTED else None
+
     async def _drain(self, tenant_id: str) -> None:
-        """Send the tenant's queued messages in order, at its pace, while it is connected."""
+        """Send the tenant's queued messages in order, at its pace, while it is connected.
+
+        It only ever ends when it sees the tenant offline, never while waiting, so a
+        ``Connected`` that arrives meanwhile finds it alive and wakes it.
+        """
         wakeup = self.wakeups.setdefault(tenant_id, asyncio.Event())
-        while (
-            runner := self.supervisor.runners.get(tenant_id)
-        ) and runner.status == Status.CONNECTED:
+        while (runner := self._connected_runner(tenant_id)) is not None:
             wakeup.clear()
-            record = await self.store.next_queued(tenant_id)
-            if record is None:
+            try:
+                progressed = await self._drain_one(runner)
+            except Exception:  # a store hiccup must not stop the queue for good
+                runner.log.exception("❌ the send queue stumbled; trying again")
+                progressed = False
+            if not progressed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), 1.0)
-                continue
-            await self.bucket(tenant_id).acquire()
-            if not await self._send_queued(runner, record):
-                return
+
+    async def _drain_one(self, runner: TenantRunner) -> bool:
+        """Send the oldest queued message; False when there was none or it must wait."""
+        record = await self.store.next_queued(runner.tenant_id)
+        if record is None:
+            return False
+        await self.bucket(runner.tenant_id).acquire()
+        async with self.lanes.hold(runner.tenant_id):
+            return await self._send_queued(runner, record)
 
     async def _send_queued(self, runner: TenantRunner, record: MessageRecord) -> bool:
         """False when the tenant went offline (the message stays queued)."""
         request = _request(record)
         try:
             record.chat = await self.resolve(runner, record.phone or "")
-            await self.store.update_message(
-                record.tenant_id, record.message_id, status="sending", chat=record.chat
-            )
-            await self._deliver(runner, record, request)
         except TenantNotConnected:
-            await self.store.update_message(record.tenant_id, record.message_id, status="queued")
             return False
-        except ZapmuxError as exc:
-            await self.store.update_message(
-                record.tenant_id, record.message_id, status="failed", error=exc.message
-            )
-            runner.log.error("❌ queued message %s failed: %s", record.message_id, exc.message)
-        return True
+        except ZapmuxError as exc:  # not on WhatsApp: it never will go out
+            await self._fail(runner, record, exc.message)
+            return True
+        await self.store.update_message(
+            record.tenant_id, record.message_id, status="sending", chat=record.chat
+        )
+        try:
+            return await self._deliver(runner, record, request)
+        except ZapmuxError:
+            return True  # marked failed and logged; the queue goes on
 
     async def fail_interrupted(self) -> None:
         """At start: a message left ``sending`` by a crash may or may not have gone out."""
@@ -348,8 +452,6 @@ class Sender:
 def _payload(request: SendRequest) -> dict[str, Any]:
     data = asdict(request)
     if request.media is not None:
-        import base64
-
         data["media"]["data"] = base64.b64encode(request.media.data).decode()
     return data
 
@@ -358,8 +460,6 @@ def _request(record: MessageRecord) -> SendRequest:
     data = json.loads(record.payload or "{}")
     media = data.get("media")
     if media:
-        import base64
-
         media = Media(**{**media, "data": base64.b64decode(media["data"])})
     return SendRequest(
         phone=data.get("phone") or record.phone or "",

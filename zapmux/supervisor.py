@@ -34,6 +34,7 @@ from zapmux.events import (
     Receipt,
     Replaced,
 )
+from zapmux.metrics import Metrics
 from zapmux.states import PERMANENT, Status
 from zapmux.store.base import Store
 from zapmux.store.records import TenantRecord
@@ -206,6 +207,7 @@ class TenantRunner:
             self.attempts = 0  # it had been fine for a while: start the backoff over
         self.connected_at = None
         self.attempts += 1
+        self.sup.metrics.inc("reconnect_attempts_total")
         delay = self.sup.backoff.delay(self.attempts)
         self.next_retry_at = time.time() + delay
         self.log.warning(
@@ -223,6 +225,7 @@ class TenantRunner:
             self.next_retry_at = None
             await self._set(Status.CONNECTING)
             session = self._open()
+            self.sup.metrics.inc("worker_restarts_total")
         await self._connect(session)
 
     async def _ended(self, event: PermanentDisconnect) -> None:
@@ -274,7 +277,15 @@ class TenantRunner:
 class Supervisor:
     """Owns every tenant runner of this node."""
 
-    def __init__(self, settings: Settings, store: Store, engine: Engine, tasks: TaskGroup) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        engine: Engine,
+        tasks: TaskGroup,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
         self.engine = engine
@@ -286,12 +297,8 @@ class Supervisor:
         self.status_listeners: list[Callable[[TenantRunner], None]] = []
         self.log = logging.getLogger("zapmux.supervisor")
 
-    async def start(self) -> None:
-        """Bring every tenant back to what it was: paired and wanted running → connect."""
-        for record in await self.store.list_tenants():
-            await self.resume(record)
-
     async def resume(self, record: TenantRecord) -> TenantRunner:
+        """Bring a tenant back to what it was: paired and wanted running → connect."""
         runner = self.runners.get(record.id) or TenantRunner(self, record)
         self.runners[record.id] = runner
         if Status(record.status) in PERMANENT or record.wanted != "running":
@@ -306,6 +313,13 @@ class Supervisor:
         await asyncio.gather(
             *(r.stop(r.status) for r in self.runners.values()), return_exceptions=True
         )
+
+    async def release(self, tenant_id: str) -> None:
+        """Stop running a tenant here without recording anything: another node has it."""
+        runner = self.runners.pop(tenant_id, None)
+        if runner is not None:
+            async with runner.lock:
+                await runner._close()
 
     def runner(self, tenant_id: str) -> TenantRunner:
         runner = self.runners.get(tenant_id)

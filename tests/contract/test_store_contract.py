@@ -11,6 +11,7 @@ from zapmux.errors import TenantExists
 from zapmux.outbox import new_delivery
 from zapmux.store.base import Store
 from zapmux.store.records import (
+    DeliveryResult,
     IdempotentAnswer,
     MessageRecord,
     SandboxQr,
@@ -93,6 +94,20 @@ async def test_receipts_only_move_status_forward(store: Store) -> None:
     assert await store.apply_receipt("t", ["s1"], "read") == ["s1"]
     assert await store.apply_receipt("t", ["s1"], "delivered") == []
     assert (await store.get_message("t", "s1")).status == "read"  # type: ignore[union-attr]
+
+
+async def test_mark_sent_drops_the_payload_and_never_moves_status_back(store: Store) -> None:
+    await store.add_message(_message("t", "a"))
+    await store.update_message("t", "a", status="sending", payload='{"media": "..."}')
+    await store.mark_sent("t", "a", "WA-a")
+    sent = await store.get_message("t", "a")
+    assert sent is not None and (sent.status, sent.wa_id, sent.payload) == ("sent", "WA-a", None)
+    # a delivered receipt that raced the send is kept
+    await store.add_message(_message("t", "b"))
+    await store.update_message("t", "b", status="sending")
+    assert await store.apply_receipt("t", ["b"], "delivered") == ["b"]
+    await store.mark_sent("t", "b", "b")
+    assert (await store.get_message("t", "b")).status == "delivered"  # type: ignore[union-attr]
 
 
 async def test_message_log_pages_newest_first(store: Store) -> None:
@@ -179,3 +194,54 @@ async def test_sandbox_state(store: Store) -> None:
     assert await store.sandbox_pending("t") == []
     await store.sandbox_wipe("t")
     assert await store.sandbox_session("t") is None
+
+
+async def test_outcomes_are_written_in_one_batch(store: Store) -> None:
+    await store.enqueue_deliveries([_delivery("a", 1), _delivery("b", 1), _delivery("c", 1)])
+    a, b, c = sorted(await store.claim_deliveries(10, lock_s=30), key=lambda d: d.chat_key)
+    later = time.time() + 60
+    await store.finish_deliveries(
+        [
+            DeliveryResult(a.delivery_id, "delivered", 1, None),
+            DeliveryResult(b.delivery_id, "pending", 1, "HTTP 503", later),
+            DeliveryResult(c.delivery_id, "dead", 1, "HTTP 400"),
+        ]
+    )
+    got = {d.chat_key: d for d in await store.list_deliveries()}
+    assert got["a"].status == "delivered" and got["a"].delivered_at is not None
+    assert got["b"].status == "pending" and got["b"].next_attempt_at == pytest.approx(later)
+    assert got["b"].last_error == "HTTP 503" and got["b"].locked_until is None
+    assert got["c"].status == "dead" and got["c"].next_attempt_at == c.next_attempt_at
+    assert await store.next_delivery_due() == pytest.approx(later)
+    assert await store.claim_deliveries(10, lock_s=30) == []  # b waits for its time
+
+
+async def test_released_claims_are_claimable_again(store: Store) -> None:
+    """What a process killed mid-delivery leaves locked comes back on release."""
+    await store.enqueue_deliveries([_delivery("a", 1), _delivery("a", 2), _delivery("b", 1)])
+    claimed = await store.claim_deliveries(10, lock_s=300)
+    assert len(claimed) == 2
+    assert await store.claim_deliveries(10, lock_s=300) == []
+    # Locked rows are due when their lock ends; a#2 (behind a#1) is not counted.
+    due = await store.next_delivery_due()
+    assert due is not None and due > time.time() + 200
+    assert await store.release_deliveries([claimed[0].delivery_id]) == 1
+    again = await store.claim_deliveries(10, lock_s=300)
+    assert [d.delivery_id for d in again] == [claimed[0].delivery_id]
+    assert await store.release_deliveries() == 2
+    assert len(await store.claim_deliveries(10, lock_s=300)) == 2
+
+
+async def test_replaying_one_delivery_whatever_its_state(store: Store) -> None:
+    await store.enqueue_deliveries([_delivery("a", 1)])
+    (d,) = await store.claim_deliveries(1, lock_s=30)
+    assert await store.retry_deliveries(delivery_id=d.delivery_id) == 0  # in flight
+    await store.finish_delivery(d.delivery_id, status="delivered", attempts=1, last_error=None)
+    assert await store.retry_deliveries(delivery_id=d.delivery_id) == 1  # sent again
+    assert [x.delivery_id for x in await store.claim_deliveries(1, lock_s=30)] == [d.delivery_id]
+    later = time.time() + 600
+    await store.finish_delivery(
+        d.delivery_id, status="pending", attempts=2, last_error="HTTP 503", next_attempt_at=later
+    )
+    assert await store.retry_deliveries(delivery_id=d.delivery_id) == 1  # now, not later
+    assert len(await store.claim_deliveries(1, lock_s=30)) == 1

@@ -11,8 +11,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zapmux import __version__
-from zapmux.api import errors, events, messages, sandbox, system, tenants
+from zapmux.api import dashboard, errors, events, messages, metrics, sandbox, system, tenants
 from zapmux.api.deps import require_admin
+from zapmux.api.forward import Forwarder
 from zapmux.config import Settings
 from zapmux.gateway import Gateway
 
@@ -99,11 +100,13 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     errors.install(app)
-    for module in (tenants, messages, system, events):
+    for module in (tenants, messages, system, events, metrics, dashboard):
         app.include_router(module.router)
     if settings.engine == "sandbox":
         app.include_router(sandbox.router)
     _install_docs(app)
+    dashboard.mount_static(app)
+    app.add_middleware(Forwarder, gateway=gw)  # inside BodyLimit: forwarded bodies are capped too
     app.add_middleware(BodyLimit, media_limit=settings.media_max_bytes)
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import mimetypes
 from typing import Any
 
 import aiohttp
@@ -32,48 +33,61 @@ async def _media(gw: Gateway, body: SendBody) -> Media | None:
     if len(given) > 1:
         raise InvalidInput("send one media attachment per message")
     kind, spec = given[0]
-    data = await _media_bytes(gw, spec)
+    data, served_as = await _media_bytes(gw, spec)
     return Media(
         kind=kind,  # type: ignore[arg-type]
         data=data,
-        mimetype=spec.mimetype or _guess_mimetype(kind, spec),
+        mimetype=spec.mimetype or served_as or _guess_mimetype(kind, spec, data),
         filename=spec.filename,
         caption=spec.caption or body.message,
         ptt=spec.ptt,
     )
 
 
-def _guess_mimetype(kind: str, spec: MediaBody) -> str:
-    defaults = {
-        "image": "image/jpeg",
-        "audio": "audio/ogg",
-        "video": "video/mp4",
-        "document": "application/octet-stream",
-    }
-    import mimetypes
+_MAGIC = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"%PDF", "application/pdf"),
+    (b"OggS", "audio/ogg"),
+)
+_DEFAULT_MIMETYPES = {
+    "image": "image/jpeg",
+    "audio": "audio/ogg",
+    "video": "video/mp4",
+    "document": "application/octet-stream",
+}
 
+
+def _guess_mimetype(kind: str, spec: MediaBody, data: bytes) -> str:
+    """From the name, then the file's first bytes, then the kind's usual type."""
     guessed = mimetypes.guess_type(spec.filename or spec.url or "")[0]
-    return guessed or defaults[kind]
+    sniffed = next((mime for magic, mime in _MAGIC if data.startswith(magic)), None)
+    return guessed or sniffed or _DEFAULT_MIMETYPES[kind]
 
 
-async def _media_bytes(gw: Gateway, spec: MediaBody) -> bytes:
+async def _media_bytes(gw: Gateway, spec: MediaBody) -> tuple[bytes, str | None]:
+    """The file, and the type its server declared (None for base64)."""
     limit = gw.settings.media_max_bytes
     if bool(spec.url) == bool(spec.base64):
         raise InvalidInput("media needs exactly one of url or base64")
     if spec.base64 is not None:
-        if len(spec.base64) > limit * 4 // 3 + 4:
+        if len(spec.base64) > limit * 4 // 3 + 4:  # refuse before decoding megabytes
             raise PayloadTooLarge(f"media is larger than {limit} bytes")
         try:
-            return base64.b64decode(spec.base64, validate=True)
+            data = base64.b64decode(spec.base64, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput("media base64 is not valid base64") from exc
+        if len(data) > limit:
+            raise PayloadTooLarge(f"media is larger than {limit} bytes")
+        return data, None
     url = spec.url or ""
     if not url.startswith(("http://", "https://")):
         raise InvalidInput("media url must be http(s)")
     return await _download(url, limit)
 
 
-async def _download(url: str, limit: int) -> bytes:
+async def _download(url: str, limit: int) -> tuple[bytes, str | None]:
     timeout = aiohttp.ClientTimeout(total=30)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
@@ -81,14 +95,26 @@ async def _download(url: str, limit: int) -> bytes:
                 raise InvalidInput(
                     f"fetching the media answered HTTP {resp.status}", code="media_fetch_failed"
                 )
-            data = await resp.content.read(limit + 1)
+            data = await _read_capped(resp, limit)
+            declared = resp.content_type if "Content-Type" in resp.headers else None
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         raise InvalidInput(
             f"could not fetch the media: {type(exc).__name__}", code="media_fetch_failed"
         ) from exc
-    if len(data) > limit:
+    generic = {None, "application/octet-stream", "binary/octet-stream"}
+    return data, None if declared in generic else declared
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body (one read() returns only what has arrived), at most ``limit`` bytes."""
+    if resp.content_length is not None and resp.content_length > limit:
         raise PayloadTooLarge(f"media is larger than {limit} bytes")
-    return data
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise PayloadTooLarge(f"media is larger than {limit} bytes")
+    return bytes(data)
 
 
 async def _send(tenant_id: str, body: SendBody, gw: Gateway, key: str | None) -> JSONResponse:

@@ -423,8 +423,10 @@ class SandboxSessionImpl(Session):
         if not self.connected:
             raise TenantNotConnected("the tenant is not connected")
         saved = await self.store.sandbox_session(self.tenant_id)
-        if saved is None or saved.network_down:
-            raise EngineError("the network is unreachable (sandbox)")
+        if saved is None:
+            raise EngineError("this session is no longer paired (sandbox)")
+        if saved.network_down:  # the socket is dead before the drop is noticed: offline
+            raise TenantNotConnected("the network is unreachable (sandbox network_down)")
         phone = message.to.split("@", 1)[0]
         message_id, media = message.message_id or new_message_id(), message.media
         await self.store.sandbox_deliver_to_phone(

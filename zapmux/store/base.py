@@ -12,6 +12,7 @@ from typing import Any
 
 from zapmux.store.records import (
     Delivery,
+    DeliveryResult,
     IdempotentAnswer,
     InboxMessage,
     MessageRecord,
@@ -23,6 +24,10 @@ from zapmux.store.records import (
 
 class Store(ABC):
     """Everything zapmux persists. Times are Unix seconds."""
+
+    #: True when no other node can share this store (SQLite): whatever is locked at
+    #: start was locked by a process that is gone, so it can be released at once.
+    single_node: bool = True
 
     @abstractmethod
     async def migrate(self) -> None: ...
@@ -54,6 +59,22 @@ class Store(ABC):
     @abstractmethod
     async def acquire_leases(self, node: str, lease_s: float, limit: int) -> list[str]:
         """Take (or renew) tenants that are unowned, expired, or already ours."""
+
+    @abstractmethod
+    async def heartbeat(self, node: str, url: str) -> None:
+        """Say this node is alive and where other nodes reach it."""
+
+    @abstractmethod
+    async def node_url(self, node: str, max_age_s: float) -> str | None:
+        """The URL of a node whose heartbeat is recent, else None."""
+
+    @abstractmethod
+    async def tenant_owner(self, tenant_id: str) -> tuple[str | None, float] | None:
+        """(owner node, lease end) of a tenant; None when there is no such tenant."""
+
+    @abstractmethod
+    async def acquire_lease(self, node: str, tenant_id: str, lease_s: float) -> bool:
+        """Take one tenant when it is unowned or its lease ran out."""
 
     @abstractmethod
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None: ...
@@ -103,6 +124,11 @@ class Store(ABC):
     async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool: ...
 
     @abstractmethod
+    async def mark_sent(self, tenant_id: str, message_id: str, wa_id: str) -> None:
+        """The engine took the message: keep its id, drop the payload (media can be large);
+        ``sent`` unless a receipt that raced the send already moved it further."""
+
+    @abstractmethod
     async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
         """Move sent messages forward (sent → delivered → read); the message ids moved."""
 
@@ -125,7 +151,20 @@ class Store(ABC):
     ) -> None: ...
 
     @abstractmethod
-    async def next_delivery_due(self) -> float | None: ...
+    async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
+        """Record attempts' outcomes (and unlock their rows) in one transaction."""
+
+    @abstractmethod
+    async def next_delivery_due(self) -> float | None:
+        """When the next chat head may be claimed: its next attempt, or when its lock ends.
+
+        Rows waiting behind an older row of their chat are left out: they move when
+        that row finishes (which wakes the deliverer), not at their own time.
+        """
+
+    @abstractmethod
+    async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
 
     @abstractmethod
     async def list_deliveries(
@@ -139,7 +178,12 @@ class Store(ABC):
     async def retry_deliveries(
         self, *, delivery_id: str | None = None, tenant_id: str | None = None
     ) -> int:
-        """Put dead (or one given) deliveries back to pending, due now."""
+        """Put dead (or one given) deliveries back to pending, due now.
+
+        One given delivery is replayed whatever its state (a delivered one is sent
+        again; a pending one waiting for its backoff is tried now) unless it is in
+        flight at this moment.
+        """
 
     @abstractmethod
     async def count_deliveries(self) -> dict[str, int]: ...

@@ -11,6 +11,9 @@ from zapmux.store.sql import SqlStore
 
 
 class PostgresStore(SqlStore):
+    # Other nodes may hold claims right now: a dead node's claims are left to expire.
+    single_node = False
+
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
         rest = url.split("://", 1)[1]

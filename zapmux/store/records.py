@@ -63,7 +63,9 @@ class MessageRecord:
         return {
             "message_id": self.message_id,
             "direction": self.direction,
-            "status": self.status,
+            # "sending" lasts the instant of the hand-over; the API's statuses are
+            # queued|sent|delivered|read|failed (and "received" for incoming)
+            "status": "queued" if self.status == "sending" else self.status,
             "chat": self.chat,
             "phone": self.phone,
             "message_type": self.message_type,
@@ -115,6 +117,17 @@ class Delivery:
             "next_attempt_at": self.next_attempt_at if self.status == "pending" else None,
             "delivered_at": self.delivered_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """The outcome of one attempt, as the outbox records it."""
+
+    delivery_id: str
+    status: str  # delivered | pending | dead
+    attempts: int
+    last_error: str | None
+    next_attempt_at: float | None = None  # when pending: the next attempt
 
 
 @dataclass(slots=True)

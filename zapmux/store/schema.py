@@ -44,6 +44,15 @@ tenants = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# The nodes sharing this store (several only on PostgreSQL): where to reach each.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
 # The message log is also the send queue: an outgoing message is a row whose status
 # is "queued" until the tenant's owner sends it, in id order.
 messages = Table(

@@ -11,7 +11,20 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -20,6 +33,7 @@ from zapmux.store import schema as t
 from zapmux.store.base import Store
 from zapmux.store.records import (
     Delivery,
+    DeliveryResult,
     IdempotentAnswer,
     InboxMessage,
     MessageRecord,
@@ -44,11 +58,59 @@ def _values(record: Any, *, skip: Iterable[str] = ("id",)) -> dict[str, Any]:
     }
 
 
+def _blocked(o: Any) -> Any:
+    """An older pending row of the same chat exists: ``o`` must wait for it."""
+    older = t.outbox.alias("older")
+    return exists().where(
+        and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
+    )
+
+
+def _unlocked(o: Any) -> Any:
+    return or_(o.c.locked_until.is_(None), o.c.locked_until < bindparam("now"))
+
+
+_o = t.outbox
+_CLAIM_SELECT = (
+    select(_o.c.id)
+    .where(
+        and_(
+            _o.c.status == "pending",
+            _o.c.next_attempt_at <= bindparam("now"),
+            _unlocked(_o),
+            ~_blocked(_o),
+        )
+    )
+    .order_by(_o.c.next_attempt_at, _o.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+_CLAIM_UPDATE = (
+    update(_o)
+    .where(and_(_o.c.id.in_(bindparam("ids", expanding=True)), _o.c.status == "pending"))
+    .where(_unlocked(_o))
+    .values(locked_until=bindparam("until"))
+    .returning(*_o.c)
+)
+_FINISH_UPDATE = (
+    update(_o)
+    .where(_o.c.delivery_id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        last_error=bindparam("b_error"),
+        locked_until=None,
+        next_attempt_at=func.coalesce(bindparam("b_next", type_=Float), _o.c.next_attempt_at),
+        delivered_at=bindparam("b_delivered", type_=Float),
+    )
+)
+
+
 class SqlStore(Store):
     """Everything zapmux persists, over one SQLAlchemy async engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._claim_stmt: Any = None
 
     # --- lifecycle -----------------------------------------------------------------
     async def migrate(self) -> None:
@@ -130,6 +192,48 @@ class SqlStore(Store):
             )
             ids = sorted(claimed.scalars())
         return ids
+
+    async def heartbeat(self, node: str, url: str) -> None:
+        """Say this node is alive and where other nodes reach it."""
+        n = t.nodes
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(n).where(n.c.id == node))
+            await conn.execute(insert(n).values(id=node, url=url, heartbeat_at=time.time()))
+
+    async def node_url(self, node: str, max_age_s: float) -> str | None:
+        """The URL of a node whose heartbeat is recent, else None."""
+        n = t.nodes
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(n.c.url).where(
+                        and_(n.c.id == node, n.c.heartbeat_at > time.time() - max_age_s)
+                    )
+                )
+            ).first()
+        return row.url if row else None
+
+    async def tenant_owner(self, tenant_id: str) -> tuple[str | None, float] | None:
+        """(owner node, lease end) of a tenant; None when there is no such tenant."""
+        c = t.tenants.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(c.owner, c.lease_until).where(c.id == tenant_id))
+            ).first()
+        return (row.owner, row.lease_until or 0.0) if row else None
+
+    async def acquire_lease(self, node: str, tenant_id: str, lease_s: float) -> bool:
+        """Take one tenant when it is unowned or its lease ran out."""
+        now = time.time()
+        c = t.tenants.c
+        free = or_(c.owner.is_(None), c.owner == node, c.lease_until < now)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t.tenants)
+                .where(and_(c.id == tenant_id, free))
+                .values(owner=node, lease_until=now + lease_s)
+            )
+        return bool(result.rowcount)
 
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None:
         stmt = update(t.tenants).where(t.tenants.c.owner == node)
@@ -278,6 +382,23 @@ class SqlStore(Store):
             )
         return bool(result.rowcount)
 
+    async def mark_sent(self, tenant_id: str, message_id: str, wa_id: str) -> None:
+        """The engine took the message: keep its id, drop the payload (media can be large);
+        ``sent`` unless a receipt that raced the send already moved it further."""
+        m = t.messages.c
+        key = and_(m.tenant_id == tenant_id, m.message_id == message_id)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(t.messages)
+                .where(key)
+                .values(wa_id=wa_id, payload=None, updated_at=time.time())
+            )
+            await conn.execute(
+                update(t.messages)
+                .where(and_(key, m.status.in_(["queued", "sending"])))
+                .values(status="sent")
+            )
+
     async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
         """Move sent messages forward (sent → delivered → read); the message ids moved."""
         m = t.messages.c
@@ -317,33 +438,25 @@ class SqlStore(Store):
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
         """Due pending deliveries, each the oldest pending of its chat, locked for us."""
         now = time.time()
-        o, older = t.outbox, t.outbox.alias("older")
-        blocked = exists().where(
-            and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
-        )
-        unlocked = or_(o.c.locked_until.is_(None), o.c.locked_until < now)
-        stmt = (
-            select(o.c.id)
-            .where(and_(o.c.status == "pending", o.c.next_attempt_at <= now, unlocked, ~blocked))
-            .order_by(o.c.next_attempt_at, o.c.id)
-            .limit(limit)
-        )
         async with self.engine.begin() as conn:
-            ids = list((await conn.execute(self._lock(stmt))).scalars())
+            ids = list(
+                (await conn.execute(self._claim_select(), {"now": now, "limit": limit})).scalars()
+            )
             if not ids:
                 return []
             # Re-checked in the UPDATE: on SQLite two claimers may have read the same
             # rows; only the one whose UPDATE matched them gets them back.
             rows = list(
-                await conn.execute(
-                    update(o)
-                    .where(and_(o.c.id.in_(ids), o.c.status == "pending", unlocked))
-                    .values(locked_until=now + lock_s)
-                    .returning(*o.c)
-                )
+                await conn.execute(_CLAIM_UPDATE, {"ids": ids, "now": now, "until": now + lock_s})
             )
         rows.sort(key=lambda r: (r.next_attempt_at, r.id))
         return [_record(Delivery, r) for r in rows]
+
+    def _claim_select(self) -> Any:
+        # Built once: the statement (and its cache key) is the same on every claim.
+        if self._claim_stmt is None:
+            self._claim_stmt = self._lock(_CLAIM_SELECT)
+        return self._claim_stmt
 
     async def finish_delivery(
         self,
@@ -354,27 +467,56 @@ class SqlStore(Store):
         last_error: str | None,
         next_attempt_at: float | None = None,
     ) -> None:
-        values: dict[str, Any] = {
-            "status": status,
-            "attempts": attempts,
-            "last_error": last_error,
-            "locked_until": None,
-        }
-        if status == "delivered":
-            values["delivered_at"] = time.time()
-        if next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
+        await self.finish_deliveries(
+            [DeliveryResult(delivery_id, status, attempts, last_error, next_attempt_at)]
+        )
+
+    async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
+        """Record attempts' outcomes (and unlock their rows) in one transaction."""
+        if not results:
+            return
+        now = time.time()
+        params = [
+            {
+                "b_id": r.delivery_id,
+                "b_status": r.status,
+                "b_attempts": r.attempts,
+                "b_error": r.last_error,
+                "b_next": r.next_attempt_at,
+                "b_delivered": now if r.status == "delivered" else None,
+            }
+            for r in results
+        ]
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(t.outbox).where(t.outbox.c.delivery_id == delivery_id).values(**values)
-            )
+            await conn.execute(_FINISH_UPDATE, params)
 
     async def next_delivery_due(self) -> float | None:
-        o = t.outbox.c
+        """When the next chat head may be claimed: its next attempt, or when its lock ends.
+
+        Rows waiting behind an older row of their chat are left out: they move when
+        that row finishes (which wakes the deliverer), not at their own time.
+        """
+        o = t.outbox
+        ready_at = case(
+            (o.c.locked_until > o.c.next_attempt_at, o.c.locked_until),
+            else_=o.c.next_attempt_at,
+        )
+        stmt = select(func.min(ready_at)).where(and_(o.c.status == "pending", ~_blocked(o)))
         async with self.engine.connect() as conn:
-            return (
-                await conn.execute(select(func.min(o.next_attempt_at)).where(o.status == "pending"))
-            ).scalar()
+            due = (await conn.execute(stmt)).scalar()
+        return None if due is None else float(due)
+
+    async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
+        o = t.outbox.c
+        stmt = update(t.outbox).where(and_(o.status == "pending", o.locked_until.is_not(None)))
+        if delivery_ids is not None:
+            if not delivery_ids:
+                return 0
+            stmt = stmt.where(o.delivery_id.in_(list(delivery_ids)))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt.values(locked_until=None))
+        return int(result.rowcount or 0)
 
     async def list_deliveries(
         self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
@@ -399,11 +541,19 @@ class SqlStore(Store):
     async def retry_deliveries(
         self, *, delivery_id: str | None = None, tenant_id: str | None = None
     ) -> int:
-        """Put dead (or one given) deliveries back to pending, due now."""
+        """Put dead (or one given) deliveries back to pending, due now.
+
+        One given delivery is replayed whatever its state (a delivered one is sent
+        again; a pending one waiting for its backoff is tried now) unless it is in
+        flight at this moment.
+        """
         o = t.outbox.c
         stmt = update(t.outbox)
         if delivery_id:
-            stmt = stmt.where(and_(o.delivery_id == delivery_id, o.status != "pending"))
+            idle = or_(
+                o.status != "pending", o.locked_until.is_(None), o.locked_until < time.time()
+            )
+            stmt = stmt.where(and_(o.delivery_id == delivery_id, idle))
         else:
             stmt = stmt.where(o.status == "dead")
             if tenant_id:

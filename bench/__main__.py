@@ -1,0 +1,3 @@
+from bench.delivery import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The benchmark's webhook receiver, in its own process so that it never competes
+with the client under test for the event loop: answers 200 and notes arrival times."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+
+def build_app() -> web.Application:
+    arrivals: dict[str, list[tuple[int, float, float]]] = {}
+
+    async def hook(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        now = time.time()
+        arrivals.setdefault(body["run"], []).append((body["n"], body["enqueued_at"], now))
+        return web.Response(status=200, text='{"ok":true}', content_type="application/json")
+
+    async def count(request: web.Request) -> web.Response:
+        got = arrivals.get(request.match_info["run"], [])
+        return web.json_response({"count": len(got), "unique": len({a[0] for a in got})})
+
+    async def stats(request: web.Request) -> web.Response:
+        data: dict[str, Any] = {"arrivals": arrivals.pop(request.match_info["run"], [])}
+        return web.json_response(data)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/count/{run}", count)
+    app.router.add_get("/stats/{run}", stats)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    web.run_app(build_app(), host="127.0.0.1", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

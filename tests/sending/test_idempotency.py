@@ -1,0 +1,86 @@
+"""Idempotency-Key: a repeated send returns the first answer and sends once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.helpers import LiveServer, Receiver, make_settings
+from tests.sending.steps import inbox, send, wait_inbox
+
+
+async def test_two_sends_with_one_key_send_once(server: LiveServer) -> None:
+    await server.create_paired("acme")
+    first = await send(server, "acme", "5511911110001", "Lembrete 10h", key="rem-1")
+    again = await send(server, "acme", "5511911110001", "Lembrete 10h", key="rem-1")
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    phone = await inbox(server, "5511911110001")
+    assert [m["message_id"] for m in phone] == [first.json()["message_id"]]
+
+
+async def test_concurrent_sends_with_one_key_send_once(server: LiveServer) -> None:
+    await server.create_paired("acme")
+    answers = await asyncio.gather(
+        *(send(server, "acme", "5511911110002", "só uma vez", key="k") for _ in range(5))
+    )
+    assert {a.json()["message_id"] for a in answers} == {answers[0].json()["message_id"]}
+    assert len(await inbox(server, "5511911110002")) == 1
+
+
+async def test_same_key_different_body_is_409(server: LiveServer) -> None:
+    await server.create_paired("acme")
+    assert (await send(server, "acme", "5511911110003", "um", key="k2")).status_code == 200
+    other = await send(server, "acme", "5511911110003", "dois", key="k2")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(await inbox(server, "5511911110003")) == 1
+
+
+async def test_keys_are_per_tenant(server: LiveServer) -> None:
+    await server.create_paired("a", phone="5511988880001")
+    await server.create_paired("b", phone="5511988880002")
+    one = await send(server, "a", "5511911110004", "oi", key="same")
+    two = await send(server, "b", "5511911110004", "oi", key="same")
+    assert one.json()["message_id"] != two.json()["message_id"]
+    assert len(await inbox(server, "5511911110004")) == 2
+
+
+async def test_a_failed_first_try_does_not_poison_the_key(server: LiveServer) -> None:
+    await server.create_paired("acme")
+    await server.http.post("/sandbox/phones", json={"phone": "5511911110005", "on_whatsapp": False})
+    refused = await send(server, "acme", "5511911110005", "oi", key="k3")
+    assert refused.status_code == 422
+    await server.http.post("/sandbox/phones", json={"phone": "5511911110005", "on_whatsapp": True})
+    # the JID cache remembers the first answer: a check refreshes it
+    await server.http.post("/tenants/acme/check", json={"phones": ["5511911110005"]})
+    retried = await send(server, "acme", "5511911110005", "oi", key="k3")
+    assert retried.status_code == 200, retried.text
+    assert len(await inbox(server, "5511911110005")) == 1
+
+
+async def test_the_key_holds_across_a_restart(tmp_path: Path, receiver: Receiver) -> None:
+    async with LiveServer(make_settings(tmp_path, flask_url=receiver.url)) as server:
+        await server.create_paired("acme")
+        first = await send(server, "acme", "5511911110006", "antes", key="boot")
+        assert first.status_code == 200
+    async with LiveServer(make_settings(tmp_path, flask_url=receiver.url)) as server:
+        await server.wait_status("acme", "connected")
+        again = await send(server, "acme", "5511911110006", "antes", key="boot")
+        assert again.status_code == 200
+        assert again.json()["message_id"] == first.json()["message_id"]
+        await wait_inbox(server, "5511911110006", 1)
+        assert len(await inbox(server, "5511911110006")) == 1
+
+
+async def test_key_locks_are_forgotten_after_use(server: LiveServer) -> None:
+    """A busy server sees millions of keys: none may stay in memory after its request."""
+    await server.create_paired("acme")
+    await server.http.post("/sandbox/phones", json={"phone": "5511911110007", "on_whatsapp": False})
+    await asyncio.gather(
+        *(send(server, "acme", "5511911110008", f"m{n}", key=f"k{n}") for n in range(10)),
+        send(server, "acme", "5511911110007", "falha", key="fails"),
+        send(server, "acme", "5511911110008", "m0", key="k0"),
+    )
+    assert len(server.gateway.sender.keys) == 0
+    assert len(server.gateway.sender.lanes) == 0
