@@ -19,6 +19,10 @@ from zapmux.remote import ClientSettings, Remote, RemoteError, Unreachable
 from zapmux.states import Status
 
 
+#: The most deliveries of one status the doctor reads (the API's own maximum).
+LIST_LIMIT = 1000
+
+
 class Level(StrEnum):
     OK = "ok"
     NOTE = "note"
@@ -173,11 +177,11 @@ def _pending_finding(pending: list[dict[str, Any]]) -> Finding:
     if not pending:
         return Finding(Level.OK, "outbox: nothing waiting")
     if not failing:
-        return Finding(Level.NOTE, f"outbox: {len(pending)} deliveries on their way")
+        return Finding(Level.NOTE, f"outbox: {_many(pending)} deliveries on their way")
     return Finding(
         Level.PROBLEM,
-        f"outbox: {len(pending)} deliveries waiting (oldest {_oldest(pending)}), "
-        f"{len(failing)} failed at least once; last error: {failing[-1]['last_error']}",
+        f"outbox: {_many(pending)} deliveries waiting (oldest {_oldest(pending)}), "
+        f"{_many(failing)} failed at least once; last error: {failing[-1]['last_error']}",
         "check the receiver (Flask); they are retried by themselves with backoff",
     )
 
@@ -188,7 +192,7 @@ def _dead_finding(dead: list[dict[str, Any]]) -> Finding:
     errors = sorted({str(d.get("last_error")) for d in dead if d.get("last_error")})
     return Finding(
         Level.PROBLEM,
-        f"outbox: {len(dead)} dead deliveries (the receiver refused them or they aged out)"
+        f"outbox: {_many(dead)} dead deliveries (the receiver refused them or they aged out)"
         + (f"; errors: {'; '.join(errors[:3])}" if errors else ""),
         "fix the receiver, then replay them: `zapmux deliveries retry-dead`",
     )
@@ -205,7 +209,12 @@ def _oldest(deliveries: list[dict[str, Any]]) -> str:
 
 
 def _deliveries(remote: Remote, status: str) -> list[dict[str, Any]]:
-    return list(remote.get("/deliveries", status=status, limit=1000).get("deliveries") or [])
+    return list(remote.get("/deliveries", status=status, limit=LIST_LIMIT).get("deliveries") or [])
+
+
+def _many(rows: list[Any]) -> str:
+    # The deliveries API pages; a full page means there may be more than it showed.
+    return f"{len(rows)}+" if len(rows) >= LIST_LIMIT else str(len(rows))
 
 
 def _with_status(remote: Remote, tenant: dict[str, Any]) -> dict[str, Any]:
