@@ -18,7 +18,6 @@ import httpx
 from zapmux.remote import ClientSettings, Remote, RemoteError, Unreachable
 from zapmux.states import Status
 
-
 #: The most deliveries of one status the doctor reads (the API's own maximum).
 LIST_LIMIT = 1000
 
