@@ -80,6 +80,13 @@ class TenantRunner:
             session = self._open()
         await self._connect(session)
 
+    async def start_and_wait(self, limit_s: float) -> None:
+        """Start in the background; return at its first outcome (a QR code, connected,
+        a failure) or after ``limit_s``, whichever comes first."""
+        self._handshake.clear()
+        self.sup.tasks.spawn(f"start-{self.tenant_id}", self.start())
+        await self.wait_handshake(limit_s)
+
     async def stop(self, status: Status = Status.STOPPED) -> None:
         async with self.lock:
             await self._close()

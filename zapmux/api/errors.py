@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,7 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from zapmux.errors import RateLimited, ZapmuxError
+from zapmux.errors import InvalidTenantId, RateLimited, ZapmuxError
+from zapmux.ids import validate_tenant_id
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -45,6 +48,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "5XX": {"model": ErrorBody, "description": "The server or the engine failed"},
 }
 
+_RAW_TENANT_ROUTE = re.compile(r"^/(?:tenants|send|restart|sandbox/tenants)/([^/]+)")
+
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     error: dict[str, Any] = {"code": code, "message": message, **extra}
@@ -75,8 +80,20 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", summary, details=problems)
 
 
-def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _tenant_id_in_raw_path(request: Request) -> str | None:
+    """The tenant id as the client wrote it (before %-decoding split it into segments)."""
+    raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+    match = _RAW_TENANT_ROUTE.match(raw)
+    return unquote(match.group(1)) if match else None
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405) and (raw_id := _tenant_id_in_raw_path(request)) is not None:
+        try:  # "/tenants/..%2Fx/status" matches no route once decoded: say why it is bad
+            validate_tenant_id(raw_id)
+        except InvalidTenantId as bad:
+            return _zapmux_error(request, bad)
     if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
         # FastAPI's words for a body json.loads gave up on (bad UTF-8, nested too deep)
         return error_response(400, "invalid_json", "the request body is not valid JSON")

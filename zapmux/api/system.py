@@ -18,6 +18,7 @@ from zapmux.errors import InvalidInput, NotFound
 from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
+from zapmux.states import ALL as ALL_STATES
 
 router = APIRouter()
 
@@ -41,7 +42,7 @@ async def health(gw: GatewayDep) -> JSONResponse:
 @router.get("/status", tags=["system"], summary="The server, its tenants and their connections")
 async def server_status(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     records = await gw.store.list_tenants()
-    counts: dict[str, int] = {"total": len(records)}
+    counts: dict[str, int] = {"total": len(records), **dict.fromkeys(ALL_STATES, 0)}
     for record in records:
         counts[record.status] = counts.get(record.status, 0) + 1
     return {

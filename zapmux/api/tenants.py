@@ -73,8 +73,7 @@ async def create_tenant(body: CreateTenant, gw: GatewayDep, _: AdminDep) -> dict
 async def _start_pairing(gw: Gateway, runner: TenantRunner) -> None:
     """Start the tenant in the background and give it a moment to show its first code."""
     await gw.supervisor.set_wanted(runner.tenant_id, "running")
-    gw.tasks.spawn(f"start-{runner.tenant_id}", runner.start())
-    await runner.wait_handshake(QR_WAIT_S)
+    await runner.start_and_wait(QR_WAIT_S)
 
 
 @router.get("/tenants/{tenant_id}/status", summary="A tenant's state")
