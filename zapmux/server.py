@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from zapmux import logs
 from zapmux.config import Settings
+from zapmux.gateway import Gateway
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -38,7 +40,7 @@ def run(**overrides: Any) -> int:
         settings.port,
         settings.engine,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -46,4 +48,18 @@ def run(**overrides: Any) -> int:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    _Server(config, app.state.gateway).run()
     return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling the event streams to end as soon as a stop is asked: uvicorn
+    waits for open responses before the app's own shutdown, and a stream never ends."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.gateway.hub.close()
+        super().handle_exit(sig, frame)

@@ -110,3 +110,42 @@ async def test_non_loopback_without_key_is_refused(tmp_path: Path) -> None:
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "ZAPMUX_API_KEY" in lines[0] and "0.0.0.0" in lines[0]
     assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+async def test_sigterm_with_an_open_event_stream_stops_promptly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ZAPMUX_DATA_DIR": str(tmp_path / "data"),
+        "ZAPMUX_AUTH_DIR": str(tmp_path / "auth"),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zapmux",
+        "serve",
+        "--engine",
+        "sandbox",
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+
+        async def up() -> bool:
+            try:
+                return (await http.get("/health")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(up, timeout=20, what="the server")
+        async with http.stream("GET", "/events") as stream:
+            assert stream.status_code == 200
+            await stream.aiter_lines().__anext__()  # the stream is open
+            started = asyncio.get_running_loop().time()
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 8)  # not uvicorn's 10 s graceful timeout
+            assert asyncio.get_running_loop().time() - started < 8

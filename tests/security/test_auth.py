@@ -25,6 +25,7 @@ ACCESS: dict[Route, str] = {
     # the dashboard's page shell and its script: the script asks for the key on a 401
     ("GET", "/"): OPEN,
     ("*", "/static"): OPEN,
+    ("*", "/docs/assets"): OPEN,  # Swagger UI's script and stylesheet
     # the server and every tenant at once
     ("GET", "/tenants"): ADMIN,
     ("POST", "/tenants"): ADMIN,
@@ -224,7 +225,7 @@ async def test_a_token_for_an_unknown_tenant_is_403_not_404(matrix: Matrix) -> N
     assert_error(as_admin, 404, "tenant_not_found")
 
 
-async def test_query_api_key_only_on_event_streams(matrix: Matrix) -> None:
+async def test_query_api_key_only_where_a_browser_cannot_send_headers(matrix: Matrix) -> None:
     http = matrix.server.http
     alpha = matrix.tokens["alpha"]
     for path, key, expected in [
@@ -236,9 +237,14 @@ async def test_query_api_key_only_on_event_streams(matrix: Matrix) -> None:
     ]:
         async with http.stream("GET", path, params={"api_key": key}) as response:
             assert response.status_code == expected, (path, response.status_code)
-    for path in ("/tenants/alpha/status", "/tenants", "/openapi.json"):
+    for path in ("/tenants/alpha/status", "/tenants", "/status", "/metrics"):
         response = await http.get(path, params={"api_key": ADMIN_KEY})
         assert_error(response, 401, "unauthorized")
+    docs = await http.get("/docs", params={"api_key": ADMIN_KEY})
+    assert docs.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in docs.text
+    assert (await http.get("/openapi.json", params={"api_key": ADMIN_KEY})).status_code == 200
+    assert (await http.get("/docs/assets/swagger-ui-bundle.js")).status_code == 200
+    assert_error(await http.get("/docs", params={"api_key": alpha}), 403)
 
 
 async def test_token_is_shown_once_and_rotation_revokes_the_old_one(matrix: Matrix) -> None:

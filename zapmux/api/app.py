@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlencode
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from zapmux import __version__
 from zapmux.api import dashboard, errors, events, messages, metrics, sandbox, system, tenants
@@ -130,5 +133,16 @@ def _install_docs(app: FastAPI) -> None:
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_admin)])
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="zapmux API")
+    async def docs(request: Request) -> HTMLResponse:
+        key = request.query_params.get("api_key")
+        schema = "/openapi.json" + (f"?{urlencode({'api_key': key})}" if key else "")
+        return get_swagger_ui_html(
+            openapi_url=schema,
+            title="zapmux API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
+    # Swagger UI's own files, served here: no CDN, so /docs works offline too.
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")

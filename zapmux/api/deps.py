@@ -20,16 +20,20 @@ def gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
+BROWSER_PAGES = frozenset({"/docs", "/openapi.json"})
+
+
 def credential(request: Request) -> str | None:
-    """The key or token presented: ``X-Api-Key``, ``Authorization: Bearer``, or for
-    EventSource (which cannot send headers) ``?api_key=`` on event streams."""
+    """The key or token presented: ``X-Api-Key``, ``Authorization: Bearer``, or
+    ``?api_key=`` where a browser cannot send headers: event streams (EventSource) and
+    the API docs page with its schema."""
     key = request.headers.get("x-api-key")
     if key:
         return key
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    if request.url.path.endswith("/events"):
+    if request.url.path.endswith("/events") or request.url.path in BROWSER_PAGES:
         return request.query_params.get("api_key")
     return None
 

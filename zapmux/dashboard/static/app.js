@@ -492,7 +492,14 @@
 
   // --- start ---------------------------------------------------------------------------------
 
+  // A page link cannot carry a header: the docs take the key as ?api_key= instead.
+  function docsLinkWithKey(event) {
+    const key = savedKey();
+    if (key) event.currentTarget.href = `${event.currentTarget.pathname}?api_key=${encodeURIComponent(key)}`;
+  }
+
   async function start() {
+    $("docs-link").addEventListener("click", docsLinkWithKey);
     $("create-form").addEventListener("submit", onCreate);
     $("notice").addEventListener("click", () => ($("notice").hidden = true));
     $("tenants").addEventListener("click", onAction);
