@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from zapmux import __version__
+from zapmux.commands import register as register_remote_commands
 
 app = typer.Typer(
     help="zapmux: a multi-tenant WhatsApp gateway.", no_args_is_help=True, add_completion=False
@@ -35,15 +36,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _register_remote_commands() -> None:
-    try:
-        from zapmux.commands import register
-    except ImportError:  # the remote commands are optional while they are built
-        return
-    register(app)
-
-
-_register_remote_commands()
+register_remote_commands(app)
 
 
 def main() -> None:
