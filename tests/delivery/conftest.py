@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.delivery.process import ZapmuxProcess
+from tests.process import ZapmuxProcess
 
 SECRET = "flask-shared-secret"
 

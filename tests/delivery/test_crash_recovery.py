@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from tests.delivery.conftest import SECRET
-from tests.delivery.process import ZapmuxProcess, signature_ok
 from tests.helpers import Receiver, wait_for
+from tests.process import ZapmuxProcess, signature_ok
 
 CHATS = ["5511911110001", "5511911110002", "5521922220003"]
 PER_CHAT = 8

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.delivery.process import ZapmuxProcess
 from tests.helpers import Receiver, wait_for
+from tests.process import ZapmuxProcess
 
 
 class SseReader:

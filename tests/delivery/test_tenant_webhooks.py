@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.delivery.conftest import SECRET
-from tests.delivery.process import ZapmuxProcess, signature_ok
 from tests.helpers import Receiver, wait_for
+from tests.process import ZapmuxProcess, signature_ok
 
 TENANT_SECRET = "salao-secret-1234"
 EVENTS = ["message", "message.sent", "qr", "receipt", "status"]

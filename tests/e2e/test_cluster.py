@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.helpers import (
     LiveServer,
     Receiver,
     drop_pg_database,
-    free_port,
     fresh_pg_database,
     make_settings,
     wait_for,
 )
+from tests.process import ZapmuxProcess
 
 PG_URL = os.environ.get("ZAPMUX_TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(
@@ -37,44 +33,18 @@ async def database() -> AsyncIterator[str]:
     await drop_pg_database(PG_URL, name)
 
 
-async def _node_a(
-    tmp_path: Path, database: str, receiver: Receiver
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "ZAPMUX_DATABASE_URL": database,
-        "ZAPMUX_NODE_ID": "node-a",
-        "ZAPMUX_LEASE_SECONDS": str(LEASE_S),
-        "ZAPMUX_DATA_DIR": str(tmp_path / "a"),
-        "ZAPMUX_AUTH_DIR": str(tmp_path / "a-auth"),
-        "ZAPMUX_FLASK_URL": receiver.url,
-        "ZAPMUX_SEND_RATE_PER_MINUTE": "0",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zapmux", "serve", "--engine", "sandbox", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    async def up() -> bool:
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(f"{url}/health")).status_code == 200
-        except httpx.TransportError:
-            assert proc.poll() is None, "node a exited"
-            return False
-
-    await wait_for(up, timeout=30, what="node a")
-    return proc, url
-
-
 async def test_any_node_answers_and_a_dead_nodes_tenant_moves(
     tmp_path: Path, database: str, receiver: Receiver
 ) -> None:
-    proc, a_url = await _node_a(tmp_path, database, receiver)
+    node_a = ZapmuxProcess(
+        tmp_path / "a",
+        receiver.url,
+        ZAPMUX_DATABASE_URL=database,
+        ZAPMUX_NODE_ID="node-a",
+        ZAPMUX_LEASE_SECONDS=str(LEASE_S),
+    )
+    (tmp_path / "a").mkdir()
+    await node_a.start()
     settings = make_settings(
         tmp_path / "b",
         database_url=database,
@@ -83,8 +53,8 @@ async def test_any_node_answers_and_a_dead_nodes_tenant_moves(
         flask_url=receiver.url,
     )
     try:
-        async with LiveServer(settings) as b, httpx.AsyncClient(base_url=a_url, timeout=10) as a:
-            assert (await a.post("/tenants", json={"tenantId": "t1"})).status_code == 201
+        async with LiveServer(settings) as b:
+            assert (await node_a.http.post("/tenants", json={"tenantId": "t1"})).status_code == 201
             # through node b: forwarded to node a, which runs t1
             qr = await wait_for(lambda: _qr(b), what="the QR through node b")
             assert (
@@ -97,8 +67,7 @@ async def test_any_node_answers_and_a_dead_nodes_tenant_moves(
             )
             assert sent.status_code == 200 and sent.json()["status"] == "sent"
 
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+            await node_a.kill()
             await wait_for(
                 lambda: _runs_here(b), timeout=LEASE_S * 4, what="node b to take t1 over"
             )
@@ -114,9 +83,7 @@ async def test_any_node_answers_and_a_dead_nodes_tenant_moves(
             )
             await wait_for(lambda: _got(receiver), what="the webhook from node b")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        await node_a.close()
 
 
 async def _qr(b: LiveServer) -> str | None:

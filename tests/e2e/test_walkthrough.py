@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.helpers import Receiver, free_port, wait_for
+from tests.process import ZapmuxProcess
 
 
 @pytest.fixture
@@ -113,39 +114,16 @@ async def test_non_loopback_without_key_is_refused(tmp_path: Path) -> None:
 
 
 async def test_sigterm_with_an_open_event_stream_stops_promptly(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "ZAPMUX_DATA_DIR": str(tmp_path / "data"),
-        "ZAPMUX_AUTH_DIR": str(tmp_path / "auth"),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zapmux",
-        "serve",
-        "--engine",
-        "sandbox",
-        "--port",
-        str(port),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-
-        async def up() -> bool:
-            try:
-                return (await http.get("/health")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_for(up, timeout=20, what="the server")
-        async with http.stream("GET", "/events") as stream:
+    server = ZapmuxProcess(tmp_path, "http://127.0.0.1:9")
+    await server.start()
+    try:
+        async with server.http.stream("GET", "/events") as stream:
             assert stream.status_code == 200
             await stream.aiter_lines().__anext__()  # the stream is open
             started = asyncio.get_running_loop().time()
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 8)  # not uvicorn's 10 s graceful timeout
+            assert server.proc is not None
+            server.proc.terminate()
+            await asyncio.wait_for(server.proc.wait(), 8)  # not uvicorn's 10 s graceful timeout
             assert asyncio.get_running_loop().time() - started < 8
+    finally:
+        await server.close()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import httpx
 import pytest
 
 from tests.helpers import free_port, wait_for
+from tests.process import ZapmuxProcess
 
 WORKER_MODULE = "zapmux.engines.whatsmeow.worker"
 
@@ -51,56 +50,38 @@ async def blackhole_proxy() -> AsyncIterator[str]:
     server.close()
 
 
-async def _serve(tmp_path: Path, proxy: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "ZAPMUX_DATA_DIR": str(tmp_path / "data"),
-        "ZAPMUX_AUTH_DIR": str(tmp_path / "auth"),
-        "ZAPMUX_WHATSMEOW_PROXY": proxy,
-        "ZAPMUX_RECONNECT_BASE_S": "0.2",
-        "ZAPMUX_RECONNECT_CAP_S": "0.5",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zapmux", "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def _server(tmp_path: Path, proxy: str) -> ZapmuxProcess:
+    """zapmux on the real whatsmeow engine, dialing through ``proxy``."""
+    return ZapmuxProcess(
+        tmp_path,
+        "http://127.0.0.1:9",
+        engine="whatsmeow",
+        ZAPMUX_WHATSMEOW_PROXY=proxy,
+        ZAPMUX_RECONNECT_BASE_S="0.2",
+        ZAPMUX_RECONNECT_CAP_S="0.5",
     )
-    url = f"http://127.0.0.1:{port}"
-
-    async def up() -> bool:
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(f"{url}/health")).status_code == 200
-        except httpx.TransportError:
-            assert proc.poll() is None, "zapmux exited"
-            return False
-
-    await wait_for(up, timeout=30, what="zapmux")
-    return proc, url
 
 
 async def test_each_tenant_gets_its_own_worker_and_survives_a_killed_neighbour(
     tmp_path: Path, blackhole_proxy: str
 ) -> None:
-    proc, url = await _serve(tmp_path, blackhole_proxy)
+    server = _server(tmp_path, blackhole_proxy)
+    await server.start()
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             for tenant in ("a", "b"):
                 assert (await http.post("/tenants", json={"tenantId": tenant})).status_code == 201
                 await http.get(f"/tenants/{tenant}/qr")
-            workers = await wait_for(lambda: _two(proc.pid), timeout=30, what="two workers")
+            workers = await wait_for(lambda: _two(server.pid), timeout=30, what="two workers")
             assert workers["a"] != workers["b"]
             assert (tmp_path / "auth" / "a").is_dir() and (tmp_path / "auth" / "b").is_dir()
-            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+            maps = Path(f"/proc/{server.pid}/maps").read_text()
             assert "neonize" not in maps  # the Go library lives only in the workers
 
             os.kill(workers["a"], signal.SIGKILL)
 
             async def restarted() -> dict[str, int] | None:
-                now = worker_pids(proc.pid)
+                now = worker_pids(server.pid)
                 return now if now.get("a") not in (None, workers["a"]) else None
 
             after = await wait_for(restarted, timeout=30, what="a new worker for a")
@@ -110,11 +91,11 @@ async def test_each_tenant_gets_its_own_worker_and_survives_a_killed_neighbour(
             assert (await http.get("/health")).status_code == 200
             errors = [e for e in await _last_errors(http, "a") if e]
             assert any("signal 9" in e or "SIGKILL" in e for e in errors), errors
+        pid = server.pid
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        await server.close()
     await asyncio.sleep(0.5)
-    assert worker_pids(proc.pid) == {}  # no orphans
+    assert worker_pids(pid) == {}  # no orphans
 
 
 async def _two(server_pid: int) -> dict[str, int] | None:
@@ -135,9 +116,10 @@ async def _last_errors(http: httpx.AsyncClient, tenant: str) -> list[str]:
 
 async def test_the_dial_failure_is_each_tenants_last_error(tmp_path: Path) -> None:
     refused = f"http://127.0.0.1:{free_port()}"  # nobody listens: the dial fails at once
-    proc, url = await _serve(tmp_path, refused)
+    server = _server(tmp_path, refused)
+    await server.start()
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             for tenant in ("x", "y"):
                 await http.post("/tenants", json={"tenantId": tenant})
 
@@ -152,5 +134,4 @@ async def test_the_dial_failure_is_each_tenants_last_error(tmp_path: Path) -> No
                 assert "refused" in status["last_error"] or "dial" in status["last_error"], status
                 assert status["status"] in {"reconnecting", "connecting"}  # retried, not given up
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        await server.close()

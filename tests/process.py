@@ -1,5 +1,5 @@
-"""zapmux as a real process (``python -m zapmux serve --engine sandbox``) for tests
-that kill it with SIGKILL and start it again on the same data."""
+"""zapmux as a real process (``python -m zapmux serve``) for tests that need one: to
+kill it with SIGKILL and start it again on the same data, or to look at its children."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from tests.helpers import Received, free_port, wait_for
 class ZapmuxProcess:
     """One server process over a data directory that outlives it (start, kill, start)."""
 
-    def __init__(self, root: Path, flask_url: str, **env: str) -> None:
+    def __init__(self, root: Path, flask_url: str, engine: str = "sandbox", **env: str) -> None:
         self.root = root
+        self.engine = engine
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -59,13 +60,18 @@ class ZapmuxProcess:
                 "zapmux",
                 "serve",
                 "--engine",
-                "sandbox",
+                self.engine,
                 env=env,
                 cwd=self.root,
                 stdout=log,
                 stderr=log,
             )
-        await wait_for(self._healthy, timeout=20, interval=0.1, what="zapmux to start")
+        await wait_for(self._healthy, timeout=30, interval=0.1, what="zapmux to start")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     async def _healthy(self) -> bool:
         assert self.proc is not None
