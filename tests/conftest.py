@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -39,3 +40,18 @@ def settings_for(tmp_path: Path) -> Any:
 async def server(tmp_path: Path, receiver: Receiver) -> AsyncIterator[LiveServer]:
     async with LiveServer(make_settings(tmp_path, flask_url=receiver.url)) as live:
         yield live
+
+
+@pytest.fixture
+async def blackhole_proxy() -> AsyncIterator[str]:
+    """A proxy that accepts and never answers: a whatsmeow worker stays alive, dialing."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    for writer in held:
+        writer.close()
+    server.close()

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.helpers import free_port, wait_for
 from tests.process import ZapmuxProcess
@@ -33,21 +31,6 @@ def worker_pids(server_pid: int) -> dict[str, int]:
         if ppid == server_pid and WORKER_MODULE.encode() in args and state != "Z":
             found[args[args.index(b"--tenant") + 1].decode()] = int(entry.name)
     return found
-
-
-@pytest.fixture
-async def blackhole_proxy() -> AsyncIterator[str]:
-    """A proxy that accepts and never answers: workers stay alive, dialing."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    for writer in held:
-        writer.close()
-    server.close()
 
 
 def _server(tmp_path: Path, proxy: str) -> ZapmuxProcess:

@@ -105,15 +105,6 @@ _SEND_DOC: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/send/{tenant_id}", summary="Send a message (seed route)", responses=_SEND_DOC)
-async def send_seed(
-    tenant: TenantDep,
-    body: SendBody,
-    gw: GatewayDep,
-    idempotency_key: str | None = Header(None, max_length=256),
-) -> JSONResponse:
-    return await _send(tenant.id, body, gw, idempotency_key)
-
-
 @router.post("/tenants/{tenant_id}/send", summary="Send a message", responses=_SEND_DOC)
 async def send(
     tenant: TenantDep,

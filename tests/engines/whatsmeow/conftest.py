@@ -3,13 +3,11 @@ make the offline dial deterministic (refused at once, or hanging forever)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import socket
 import subprocess
 import time
 import warnings
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,20 +40,3 @@ def refused_proxy() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
-async def blackhole_proxy() -> AsyncIterator[str]:
-    """A proxy that accepts and never answers: the worker stays alive, dialing."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    for writer in held:
-        writer.close()
-    server.close()
-    await server.wait_closed()
