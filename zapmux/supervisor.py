@@ -93,10 +93,6 @@ class TenantRunner:
             self.attempts = 0
             await self._set(status)
 
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
-
     async def logout(self) -> None:
         async with self.lock:
             self._cancel_retry()
@@ -110,8 +106,9 @@ class TenantRunner:
             await self._set(Status.LOGGED_OUT, last_error="logged out by request")
 
     async def pair_code(self, phone: str) -> str:
-        if self.session is None or self.status not in {Status.AWAITING_QR, Status.CONNECTING}:
-            await self.start()
+        if self.session is None:
+            await self.start()  # returns once the first QR (or another outcome) is in
+        elif self.status == Status.CONNECTING:
             await self.wait_handshake()
         if self.session is None or self.status != Status.AWAITING_QR:
             raise Conflict(
