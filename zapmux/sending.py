@@ -40,6 +40,7 @@ from zapmux.supervisor import Supervisor, TenantRunner
 from zapmux.tasks import TaskGroup
 
 IDEMPOTENCY_TTL_S = 24 * 3600.0
+PROVISIONAL = 0  # the status code of a key remembered before its answer is known
 
 
 class TokenBucket:
@@ -192,31 +193,56 @@ class Sender:
         """(HTTP status, body) for a send; the same answer again for a repeated key."""
         runner = self.supervisor.runner(tenant_id)
         if not idempotency_key:
-            return await self._submit(runner, request)
-        async with self.keys.hold((tenant_id, idempotency_key)):
-            seen = await self.store.get_idempotent(tenant_id, idempotency_key, IDEMPOTENCY_TTL_S)
+            return await self._submit(runner, request, new_message_id())
+        key = idempotency_key
+        async with self.keys.hold((tenant_id, key)):
+            seen = await self.store.get_idempotent(tenant_id, key, IDEMPOTENCY_TTL_S)
             if seen is not None:
                 if seen.fingerprint != request.fingerprint():
                     raise Conflict(
                         "this Idempotency-Key was used for a different message",
                         code="idempotency_key_reused",
                     )
-                return seen.status_code, json.loads(seen.response)
-            status, body = await self._submit(runner, request)
-            await self.store.put_idempotent(
-                IdempotentAnswer(
-                    tenant_id,
-                    idempotency_key,
-                    request.fingerprint(),
-                    status,
-                    json.dumps(body),
-                    time.time(),
-                )
-            )
+                if seen.status_code != PROVISIONAL:
+                    return seen.status_code, json.loads(seen.response)
+                logged = await self._answer_from_log(tenant_id, json.loads(seen.response))
+                if logged is not None:
+                    return logged
+            # Remembered before the message exists: if the process dies from here on,
+            # a retry with this key finds the message instead of sending it again.
+            message_id = new_message_id()
+            await self._remember(tenant_id, key, request, PROVISIONAL, {"message_id": message_id})
+            try:
+                status, body = await self._submit(runner, request, message_id)
+            except ZapmuxError:
+                await self.store.forget_idempotent(tenant_id, key)  # refused: nothing sent
+                raise
+            await self._remember(tenant_id, key, request, status, body)
         return status, body
 
+    async def _remember(
+        self, tenant_id: str, key: str, request: SendRequest, status: int, body: dict[str, Any]
+    ) -> None:
+        answer = IdempotentAnswer(
+            tenant_id, key, request.fingerprint(), status, json.dumps(body), time.time()
+        )
+        await self.store.put_idempotent(answer)
+
+    async def _answer_from_log(
+        self, tenant_id: str, provisional: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]] | None:
+        """After a crash mid-send: the message's own state, or None if it never got in."""
+        record = await self.store.get_message(tenant_id, provisional["message_id"])
+        if record is None:
+            return None
+        status = record.public()["status"]
+        body = self._answer(record, status, record.chat if status != "queued" else None)
+        if record.error:
+            body["error"] = record.error
+        return (202 if status == "queued" else 200), body
+
     async def _submit(
-        self, runner: TenantRunner, request: SendRequest
+        self, runner: TenantRunner, request: SendRequest, message_id: str
     ) -> tuple[int, dict[str, Any]]:
         await self._refuse_if_hopeless(runner)
         tenant_id = runner.tenant_id
@@ -231,12 +257,12 @@ class Sender:
             direct = runner.status == Status.CONNECTED and jid is not None and queued == 0
             if direct and self.bucket(tenant_id).take():
                 record = await self.store.add_message(
-                    self._record(tenant_id, request, "sending", jid)
+                    self._record(tenant_id, message_id, request, "sending", jid)
                 )
                 if await self._deliver(runner, record, request):
                     return 200, self._answer(record, "sent", jid)
                 return 202, self._answer(record, "queued", jid)
-            record = await self._queue(tenant_id, request, jid)
+            record = await self._queue(tenant_id, message_id, request, jid)
         return 202, self._answer(record, "queued", jid)
 
     async def _refuse_if_hopeless(self, runner: TenantRunner) -> None:
@@ -266,18 +292,19 @@ class Sender:
             raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
         return None  # a cached JID is checked again when the queue sends it
 
-    async def _queue(self, tenant_id: str, request: SendRequest, jid: str | None) -> MessageRecord:
-        record = self._record(tenant_id, request, "queued", jid)
+    async def _queue(
+        self, tenant_id: str, message_id: str, request: SendRequest, jid: str | None
+    ) -> MessageRecord:
+        record = self._record(tenant_id, message_id, request, "queued", jid)
         record.payload = json.dumps(_payload(request))
         record = await self.store.add_message(record)
         self._wake(tenant_id)
         return record
 
     def _record(
-        self, tenant_id: str, request: SendRequest, status: str, jid: str | None
+        self, tenant_id: str, message_id: str, request: SendRequest, status: str, jid: str | None
     ) -> MessageRecord:
         media = request.media
-        message_id = new_message_id()
         return MessageRecord(
             tenant_id=tenant_id,
             message_id=message_id,

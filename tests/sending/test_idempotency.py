@@ -84,3 +84,29 @@ async def test_key_locks_are_forgotten_after_use(server: LiveServer) -> None:
     )
     assert len(server.gateway.sender.keys) == 0
     assert len(server.gateway.sender.lanes) == 0
+
+
+async def test_a_key_interrupted_mid_send_never_sends_twice(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """kill -9 between handing a message to WhatsApp and storing the answer: the key was
+    remembered first, so the retry finds the message instead of sending it again."""
+    settings = make_settings(tmp_path, flask_url=receiver.url)
+    async with LiveServer(settings) as server:
+        await server.create_paired("acme")
+        sender = server.gateway.sender
+        real_remember = sender._remember
+
+        async def die_after_the_send(tenant_id, key, request, status, body):  # type: ignore[no-untyped-def]
+            if status:  # the final answer: the message already went out
+                raise SystemExit("killed")  # nothing after this runs, as with kill -9
+            await real_remember(tenant_id, key, request, status, body)
+
+        sender._remember = die_after_the_send  # type: ignore[method-assign]
+        dying = await send(server, "acme", "5511911110009", "uma vez só", key="crash-1")
+        assert dying.status_code == 500
+    async with LiveServer(settings) as server:  # restarted on the same data
+        retried = await send(server, "acme", "5511911110009", "uma vez só", key="crash-1")
+        assert retried.status_code == 200, retried.text
+        phone = await inbox(server, "5511911110009")
+        assert [m["message_id"] for m in phone] == [retried.json()["message_id"]]

@@ -198,6 +198,10 @@ class Store(ABC):
     async def put_idempotent(self, answer: IdempotentAnswer) -> None: ...
 
     @abstractmethod
+    async def forget_idempotent(self, tenant_id: str, key: str) -> None:
+        """Drop a remembered key (its request was refused: nothing was sent)."""
+
+    @abstractmethod
     async def get_jid(
         self, tenant_id: str, phone: str, max_age_s: float
     ) -> tuple[bool, str | None] | None: ...

@@ -602,6 +602,13 @@ class SqlStore(Store):
             )
             await conn.execute(insert(t.idempotency).values(_values(answer, skip=())))
 
+    async def forget_idempotent(self, tenant_id: str, key: str) -> None:
+        i = t.idempotency.c
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(t.idempotency).where(and_(i.tenant_id == tenant_id, i.key == key))
+            )
+
     async def get_jid(
         self, tenant_id: str, phone: str, max_age_s: float
     ) -> tuple[bool, str | None] | None:
