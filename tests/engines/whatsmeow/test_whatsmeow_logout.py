@@ -19,6 +19,11 @@ from zapmux import events as ev
 from zapmux.config import Settings
 from zapmux.engines.whatsmeow.client import WhatsmeowEngine
 from zapmux.engines.whatsmeow.procinfo import wait_gone
+from zapmux.states import Status
+from zapmux.store import open_store
+from zapmux.store.records import TenantRecord
+from zapmux.supervisor import Supervisor
+from zapmux.tasks import TaskGroup
 
 if TYPE_CHECKING:
     from conftest import PairStore
@@ -135,3 +140,28 @@ async def test_logout_through_a_worker_that_is_not_connected_still_wipes(
     assert await wait_gone(pid)
     [warning] = warnings_of(caplog, "dialing")
     assert "WhatsApp session is starting" in warning
+
+
+async def test_the_supervisor_logs_a_stopped_tenant_out_through_the_engine(
+    settings: Settings,
+    refused_proxy: str,
+    paired_store: PairStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = open_store(settings.store_url)
+    await store.migrate()
+    engine = WhatsmeowEngine(settings, store, proxy=refused_proxy)
+    supervisor = Supervisor(settings, store, engine, TaskGroup())
+    try:
+        await paired_store(engine, "stopped")
+        record = await store.create_tenant(TenantRecord(id="stopped", wanted="stopped"))
+        runner = await supervisor.add(record)
+        assert runner.session is None  # never started
+        await asyncio.wait_for(runner.logout(), 30)
+        assert runner.status == Status.LOGGED_OUT
+        assert not await engine.is_paired("stopped")
+    finally:
+        await engine.aclose()
+        await store.close()
+    [warning] = warnings_of(caplog, "stopped")
+    assert "failed to dial whatsapp web websocket" in warning
