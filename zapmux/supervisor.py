@@ -97,9 +97,10 @@ class TenantRunner:
         async with self.lock:
             self._cancel_retry()
             session, self.session = self.session, None
-            if session is not None:
-                with contextlib.suppress(Exception):
-                    await session.logout()
+            # Not running: a session of its own still unlinks the device (emits nothing).
+            session = session or self.sup.engine.open_session(self.tenant_id, self._on_event)
+            with contextlib.suppress(Exception):
+                await session.logout()
             await self.sup.engine.wipe(self.tenant_id)
             self.phone = self.push_name = self.jid = None
             self.attempts = 0

@@ -117,3 +117,16 @@ async def test_a_session_can_connect_again(engine: Engine) -> None:
         await session.connect()
         await asyncio.wait_for(inbox.queue.get(), FIRST_EVENT_WITHIN_S)
         await session.disconnect()
+
+
+async def test_logout_of_a_session_that_is_not_running_is_quiet(engine: Engine) -> None:
+    inbox = Inbox()
+    session = engine.open_session("leaving", inbox)
+    await session.logout()  # never connected
+    await session.connect()
+    await asyncio.wait_for(inbox.queue.get(), FIRST_EVENT_WITHIN_S)
+    await session.disconnect()
+    await asyncio.wait_for(engine.open_session("leaving", inbox).logout(), 40)
+    assert await engine.is_paired("leaving") is False
+    await asyncio.sleep(0.3)
+    assert inbox.queue.empty()

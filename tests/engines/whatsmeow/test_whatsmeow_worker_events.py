@@ -9,6 +9,7 @@ frames the worker would put on the channel.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from neonize.proto import Neonize_pb2 as pb
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
 from zapmux import events as ev
+from zapmux.engine import OutgoingMessage
 from zapmux.engines.whatsmeow import protocol
+from zapmux.engines.whatsmeow.client import encode_outgoing
 from zapmux.engines.whatsmeow.worker import TenantWorker
 
 ME = pb.JID(User="5511999990000", Server="s.whatsapp.net", Device=7)
@@ -32,6 +35,8 @@ class NeonizeClientStandIn:
         self.connect_task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stopped = False
         self.sent: list[tuple[Any, Any]] = []
+        self.downloads: list[e2e.Message] = []
+        self.download_result: Any = b"\x89PNG fake image bytes"  # bytes, an error, a future
 
     def qr(self, handler: Any) -> None:
         self.on_qr = handler
@@ -53,6 +58,15 @@ class NeonizeClientStandIn:
     async def send_message(self, to: Any, message: Any) -> pb.SendResponse:
         self.sent.append((to, message))
         return pb.SendResponse(ID="3EB0ABC", Timestamp=1_700_000_000)
+
+    async def download_any(self, message: e2e.Message) -> bytes:
+        self.downloads.append(message)
+        result = self.download_result
+        if isinstance(result, BaseException):
+            raise result
+        if isinstance(result, asyncio.Future):
+            return await result  # type: ignore[no-any-return]
+        return result  # type: ignore[no-any-return]
 
     async def is_on_whatsapp(self, *numbers: str) -> list[pb.IsOnWhatsAppResponse]:
         jid = pb.JID(User="551188887777", Server="s.whatsapp.net")
@@ -315,3 +329,156 @@ async def test_check_returns_the_jid_whatsapp_reports(harness: Harness) -> None:
 async def test_unknown_commands_are_refused(harness: Harness) -> None:
     reply = await harness.worker.handle({"type": "command", "id": 3, "op": "format_disk"})
     assert reply["error"]["kind"] == "invalid"
+
+
+# -- incoming media ------------------------------------------------------------------
+
+
+def image(caption: str = "raio-x", size: int = 22) -> e2e.Message:
+    return e2e.Message(
+        imageMessage=e2e.ImageMessage(
+            caption=caption, mimetype="image/png", fileLength=size, directPath="/v/t62/x"
+        )
+    )
+
+
+async def test_incoming_image_arrives_with_its_bytes(harness: Harness) -> None:
+    [event] = await harness.fire(incoming(image()))
+    assert isinstance(event, ev.IncomingMessage)
+    assert (event.message_type, event.text) == ("imagem", "raio-x")
+    assert event.media == ev.Media(
+        kind="image", data=b"\x89PNG fake image bytes", mimetype="image/png", caption="raio-x"
+    )
+    [request] = harness.client.downloads
+    assert request == e2e.Message(imageMessage=image().imageMessage)  # the part alone
+
+
+@pytest.mark.parametrize(
+    ("content", "expected", "asked_for"),
+    [
+        (
+            e2e.Message(audioMessage=e2e.AudioMessage(PTT=True, mimetype="audio/ogg; codecs=opus")),
+            ev.Media("audio", b"data", "audio/ogg; codecs=opus", ptt=True),
+            "audioMessage",
+        ),
+        (
+            e2e.Message(
+                documentMessage=e2e.DocumentMessage(
+                    fileName="exame.pdf", mimetype="application/pdf", caption="resultado"
+                )
+            ),
+            ev.Media("document", b"data", "application/pdf", "exame.pdf", "resultado"),
+            "documentMessage",
+        ),
+        (
+            e2e.Message(videoMessage=e2e.VideoMessage(mimetype="video/mp4", caption="v")),
+            ev.Media("video", b"data", "video/mp4", caption="v"),
+            "videoMessage",
+        ),
+        (  # a round video note: whatsmeow's DownloadAny only looks in videoMessage
+            e2e.Message(ptvMessage=e2e.VideoMessage(mimetype="video/mp4")),
+            ev.Media("video", b"data", "video/mp4"),
+            "videoMessage",
+        ),
+        (
+            e2e.Message(stickerMessage=e2e.StickerMessage(mimetype="image/webp")),
+            ev.Media("sticker", b"data", "image/webp"),
+            "stickerMessage",
+        ),
+        (  # view-once and ephemeral wrappers are opened: DownloadAny does not
+            e2e.Message(
+                viewOnceMessage=e2e.FutureProofMessage(
+                    message=e2e.Message(imageMessage=e2e.ImageMessage(mimetype="image/jpeg"))
+                )
+            ),
+            ev.Media("image", b"data", "image/jpeg"),
+            "imageMessage",
+        ),
+    ],
+)
+async def test_each_media_kind_is_downloaded(
+    harness: Harness, content: e2e.Message, expected: ev.Media, asked_for: str
+) -> None:
+    harness.client.download_result = b"data"
+    [event] = await harness.fire(incoming(content))
+    assert isinstance(event, ev.IncomingMessage) and event.media == expected
+    [request] = harness.client.downloads
+    assert [field.name for field, _ in request.ListFields()] == [asked_for]
+
+
+async def test_messages_without_media_download_nothing(harness: Harness) -> None:
+    await harness.fire(incoming(e2e.Message(conversation="oi")))
+    await harness.fire(incoming(e2e.Message(locationMessage=e2e.LocationMessage(name="x"))))
+    assert harness.client.downloads == []
+
+
+async def test_a_failed_download_still_delivers_the_message(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.client.download_result = RuntimeError("failed to download: 403 Forbidden")
+    [event] = await harness.fire(incoming(image()))
+    assert isinstance(event, ev.IncomingMessage)
+    assert (event.message_type, event.text, event.media) == ("imagem", "raio-x", None)
+    assert "the image of message MSG1 not downloaded: failed to download: 403" in caplog.text
+
+
+async def test_media_over_the_limit_is_not_downloaded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness(media_max_bytes=1000)
+    await h.worker.start()
+    [event] = await h.fire(incoming(image(size=1001)))
+    assert isinstance(event, ev.IncomingMessage) and event.media is None
+    assert h.client.downloads == [] and "over the limit of 1000" in caplog.text
+
+    h.client.download_result = b"x" * 1001  # the sender understated the size
+    [event] = await h.fire(incoming(image(size=10)))
+    assert isinstance(event, ev.IncomingMessage) and event.media is None
+    assert len(h.client.downloads) == 1
+
+
+async def test_a_slow_download_lets_the_message_go_on_in_order() -> None:
+    h = Harness(media_wait_s=0.2)
+    await h.worker.start()
+    await h.fire(pb.Connected(status=True))
+    hanging: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    h.client.download_result = hanging
+    later = incoming(e2e.Message(conversation="depois"))
+    later.Info.ID = "MSG2"
+    handler = h.client.handlers[pb.Message]
+    # neonize runs each handler call as its own task, in the order whatsmeow emitted.
+    first = asyncio.ensure_future(handler(h.client, incoming(image())))
+    second = asyncio.ensure_future(handler(h.client, later))
+    await asyncio.wait_for(asyncio.gather(first, second), 2)
+    messages = [e for e in h.events if isinstance(e, ev.IncomingMessage)]
+    assert [(m.message_id, m.media) for m in messages] == [("MSG1", None), ("MSG2", None)]
+    # Go's download still holds the FFI lock: no other call into Go meanwhile.
+    reply = asyncio.ensure_future(
+        h.worker.handle({"type": "command", "id": 9, "op": "check", "args": {"phones": ["1"]}})
+    )
+    await asyncio.sleep(0.05)
+    assert not reply.done()
+    hanging.set_result(b"late")
+    assert (await asyncio.wait_for(reply, 2))["ok"] is True
+
+
+async def test_media_survives_the_channel(harness: Harness) -> None:
+    payload = bytes(range(256)) * 100
+    harness.client.download_result = payload
+    await harness.fire(incoming(image()))
+    frame = protocol.pack(harness.frames[-1])
+    event = protocol.decode_event(json.loads(frame[4:]))
+    assert isinstance(event, ev.IncomingMessage) and event.media is not None
+    assert event.media.data == payload
+
+
+# -- outgoing ids ----------------------------------------------------------------------
+
+
+async def test_the_send_result_carries_whatsapps_id_not_zapmuxs(harness: Harness) -> None:
+    await harness.fire(pb.Connected(status=True))
+    outgoing = OutgoingMessage(to="5511988887777@s.whatsapp.net", text="oi", message_id="ZM1")
+    command = {"type": "command", "id": 4, "op": "send", "args": encode_outgoing(outgoing)}
+    reply = await harness.worker.handle(command)
+    # receipts carry the id whatsmeow generated; neonize cannot send with ours.
+    assert reply["result"]["message_id"] == "3EB0ABC"

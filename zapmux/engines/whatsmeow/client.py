@@ -14,22 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zapmux import events as ev
 from zapmux.engine import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
 from zapmux.engines.whatsmeow.process import WorkerProcess
-from zapmux.engines.whatsmeow.protocol import encode_media
-from zapmux.errors import TenantNotConnected
-from zapmux.ids import validate_tenant_id
+from zapmux.engines.whatsmeow.protocol import MAX_MEDIA_BYTES, encode_media
+from zapmux.engines.whatsmeow.store import WhatsmeowStore, open_whatsmeow_store
+from zapmux.errors import EngineError, TenantNotConnected, ZapmuxError
 
-STORE_FILE = "whatsmeow.db"
 _TIMEOUTS = {"connect": 30.0, "pair_phone": 60.0, "send": 120.0, "logout": 30.0}
 _DEFAULT_TIMEOUT = 30.0
+_DEFAULT_MEDIA_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +40,15 @@ class WorkerOptions:
     log_level: str = "INFO"
     ready_timeout_s: float = 30.0
     stop_timeout_s: float = 5.0
+    logout_timeout_s: float = 30.0  # a stopped tenant's logout: connect, unlink, stop
+    media_max_bytes: int = _DEFAULT_MEDIA_MAX_BYTES
     qr_first_s: float | None = None
     qr_next_s: float | None = None
     qr_total: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def worker_args(self) -> list[str]:
-        args = ["--log-level", self.log_level]
+        args = ["--log-level", self.log_level, "--media-max-bytes", str(self.media_max_bytes)]
         if self.proxy:
             args += ["--proxy", self.proxy]
         for flag, value in (
@@ -63,55 +64,54 @@ class WorkerOptions:
 class WhatsmeowEngine(Engine):
     """Real WhatsApp through neonize, each tenant in its own worker process.
 
-    The tenant's whatsmeow store is ``AUTH_DIR/<tenant_id>/whatsmeow.db``. ``store``
-    (zapmux's own) is accepted for symmetry with the other engines and not used.
+    Each tenant's whatsmeow store is ``AUTH_DIR/<tenant_id>/whatsmeow.db`` with SQLite,
+    its own schema with ``ZAPMUX_DATABASE_URL=postgresql://…`` (:mod:`.store`).
+    ``store`` (zapmux's own) is accepted for symmetry with the other engines and not
+    used.
     """
 
     name = "whatsmeow"
 
     def __init__(self, settings: Any, store: object = None, **options: Any) -> None:
         self.auth_dir = Path(settings.auth_dir)
-        level = str(getattr(settings, "log_level", "INFO"))
-        self.options = WorkerOptions(**{"log_level": level, **options})
+        self.whatsmeow_store = open_whatsmeow_store(
+            self.auth_dir, getattr(settings, "database_url", None)
+        )
+        defaults = {
+            "log_level": str(getattr(settings, "log_level", "INFO")),
+            "media_max_bytes": min(
+                int(getattr(settings, "media_max_bytes", _DEFAULT_MEDIA_MAX_BYTES)),
+                MAX_MEDIA_BYTES,
+            ),
+        }
+        self.options = WorkerOptions(**{**defaults, **options})
         self._sessions: set[WhatsmeowSession] = set()
 
-    def tenant_dir(self, tenant_id: str) -> Path:
-        """Where the tenant's session lives (the id is checked before it touches a path)."""
-        return self.auth_dir / validate_tenant_id(tenant_id)
-
     def open_session(self, tenant_id: str, sink: EventSink) -> WhatsmeowSession:
-        session = WhatsmeowSession(tenant_id, sink, self.tenant_dir(tenant_id), self.options)
+        session = WhatsmeowSession(tenant_id, sink, self.whatsmeow_store, self.options)
         self._sessions.add(session)
         return session
 
     async def is_paired(self, tenant_id: str) -> bool:
-        return await asyncio.to_thread(has_device, self.tenant_dir(tenant_id) / STORE_FILE)
+        return await self.whatsmeow_store.is_paired(tenant_id)
 
     async def wipe(self, tenant_id: str) -> None:
-        await asyncio.to_thread(shutil.rmtree, self.tenant_dir(tenant_id), True)
+        await self.whatsmeow_store.wipe(tenant_id)
 
     async def aclose(self) -> None:
-        """Stop every worker this engine started."""
+        """Stop every worker this engine started, then close the store's connections."""
         sessions, self._sessions = list(self._sessions), set()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
-
-
-def has_device(store: Path) -> bool:
-    """Whether a whatsmeow SQLite store holds a paired device (read without neonize)."""
-    if not store.is_file():
-        return False
-    try:
-        with sqlite3.connect(store.resolve().as_uri() + "?mode=ro", uri=True) as db:
-            return db.execute("SELECT 1 FROM whatsmeow_device LIMIT 1").fetchone() is not None
-    except sqlite3.Error:
-        return False  # created but never migrated, or not a store at all
+        await self.whatsmeow_store.aclose()
 
 
 class WhatsmeowSession(Session):
     """One tenant's session: at most one live worker, replaced on every connect()."""
 
-    def __init__(self, tenant_id: str, sink: EventSink, home: Path, options: WorkerOptions):
-        self.tenant_id, self.home, self.options = tenant_id, home, options
+    def __init__(
+        self, tenant_id: str, sink: EventSink, store: WhatsmeowStore, options: WorkerOptions
+    ) -> None:
+        self.tenant_id, self.store, self.options = tenant_id, store, options
         self._sink = sink
         self._log = logging.getLogger(f"zapmux.tenant.{tenant_id}")
         self._run: WorkerProcess | None = None
@@ -132,27 +132,77 @@ class WhatsmeowSession(Session):
     async def connect(self) -> None:
         async with self._lock:
             await self._retire()
-            self.home.mkdir(parents=True, exist_ok=True)
-            run = WorkerProcess(self.tenant_id, self._sink, self.options, self._log)
-            self._run = run
-            await run.spawn(self.home / STORE_FILE)
+            run = await self._spawn(self._sink)
             if await run.wait_ready():
                 await run.request("connect", {}, _TIMEOUTS["connect"])
+
+    async def _spawn(self, sink: EventSink) -> WorkerProcess:
+        try:
+            location = await self.store.prepare(self.tenant_id)
+        except ZapmuxError:
+            raise
+        except Exception as exc:  # OSError, asyncpg's errors: the store is unreachable
+            raise EngineError(f"cannot open the whatsmeow store: {exc}") from exc
+        run = WorkerProcess(self.tenant_id, sink, self.options, self._log)
+        self._run = run
+        await run.spawn(location)
+        return run
 
     async def disconnect(self) -> None:
         async with self._lock:
             await self._retire()
 
     async def logout(self) -> None:
+        """Unlink the device from the phone, then wipe the store.
+
+        With no worker running, one is started on the stored session just to log out
+        (bounded by ``logout_timeout_s``). When WhatsApp cannot be reached the store is
+        wiped anyway, and a warning says the phone may still list the device.
+        """
         async with self._lock:
             run = self._run
             if run is not None and run.alive:
-                try:
-                    await run.request("logout", {}, _TIMEOUTS["logout"])
-                finally:
-                    await self._retire()
-            # whatsmeow deletes its device on logout; remove the rest of the tenant's files.
-            await asyncio.to_thread(shutil.rmtree, self.home, True)
+                problem = await self._logout_through(run)
+            elif await self.store.is_paired(self.tenant_id):
+                problem = await self._logout_with_new_worker()
+            else:
+                problem = None
+            await self._retire()
+            if problem:
+                self._log.warning(
+                    "could not unlink the device from WhatsApp (%s); the local session "
+                    "is deleted but the phone may still list it under Linked devices",
+                    problem,
+                )
+            await self.store.wipe(self.tenant_id)
+
+    async def _logout_through(self, run: WorkerProcess) -> str | None:
+        """Ask a live worker to log out; what went wrong, or None."""
+        try:
+            await run.request("logout", {}, _TIMEOUTS["logout"])
+        except ZapmuxError as exc:
+            return str(exc)
+        return None
+
+    async def _logout_with_new_worker(self) -> str | None:
+        """Connect a worker on the stored session only to log out; what went wrong."""
+        outcomes: asyncio.Queue[ev.Event] = asyncio.Queue()
+        try:
+            async with asyncio.timeout(self.options.logout_timeout_s):
+                run = await self._spawn(outcomes.put)
+                if not await run.wait_ready():
+                    return "the worker did not start"
+                await run.request("connect", {}, _TIMEOUTS["connect"])
+                while not isinstance(event := await outcomes.get(), ev.Connected):
+                    if isinstance(event, ev.Disconnected | ev.PermanentDisconnect):
+                        return event.reason
+                    if isinstance(event, ev.QrCode | ev.QrTimeout):
+                        return "the stored session is no longer valid"
+                return await self._logout_through(run)
+        except TimeoutError:
+            return f"WhatsApp did not answer within {self.options.logout_timeout_s:g} s"
+        except ZapmuxError as exc:
+            return str(exc)
 
     async def close(self) -> None:
         """Stop the worker and wait for everything this session owns."""
@@ -192,6 +242,11 @@ class WhatsmeowSession(Session):
 
 
 def encode_outgoing(message: OutgoingMessage) -> dict[str, Any]:
-    """The ``send`` command's arguments."""
+    """The ``send`` command's arguments.
+
+    ``message.message_id`` (zapmux's id) is not sent: neonize 0.5.2's ``SendMessage``
+    takes no ``SendRequestExtra``, so whatsmeow picks the id, and the worker returns it
+    for zapmux to match receipts against (docs/whatsmeow.md, "Message ids").
+    """
     media = encode_media(message.media) if message.media is not None else None
     return {"to": message.to, "text": message.text, "reply_to": message.reply_to, "media": media}

@@ -9,9 +9,11 @@ protobuf values directly. Importing this module loads neonize: only the worker d
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from neonize.proto import Neonize_pb2 as pb
+from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
 from zapmux import events as ev
 from zapmux.phone import JID, USER_SERVER
@@ -51,6 +53,17 @@ _WRAPPERS = (
     "documentWithCaptionMessage",
     "editedMessage",
 )
+MediaKind = Literal["image", "document", "audio", "video", "sticker"]
+# waE2E fields with a downloadable attachment: zapmux's kind, and the field whatsmeow's
+# DownloadAny looks in (it knows no ptvMessage, a round video of the same type).
+_MEDIA: dict[str, tuple[MediaKind, str]] = {
+    "imageMessage": ("image", "imageMessage"),
+    "videoMessage": ("video", "videoMessage"),
+    "ptvMessage": ("video", "videoMessage"),
+    "audioMessage": ("audio", "audioMessage"),
+    "documentMessage": ("document", "documentMessage"),
+    "stickerMessage": ("sticker", "stickerMessage"),
+}
 _PLUMBING = frozenset({"messageContextInfo", "senderKeyDistributionMessage"})
 
 
@@ -138,6 +151,41 @@ def _reply_to(content: Any) -> str:
     if content.HasField("extendedTextMessage"):
         return str(content.extendedTextMessage.contextInfo.stanzaID)
     return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """The media of an incoming message, before download."""
+
+    kind: MediaKind
+    request: e2e.Message  # what neonize's download_any takes: the part alone
+    size: int  # as the sender declared it (0 when unknown)
+    mimetype: str
+    filename: str | None
+    caption: str | None
+    ptt: bool
+
+    def media(self, data: bytes) -> ev.Media:
+        """The zapmux media once its bytes are in."""
+        return ev.Media(self.kind, data, self.mimetype, self.filename, self.caption, self.ptt)
+
+
+def attachment_of(message: Any) -> Attachment | None:
+    """The downloadable attachment of a waE2E message (wrappers opened), if any."""
+    content = unwrap(message)
+    for name, (kind, request_field) in _MEDIA.items():
+        if content.HasField(name):
+            part = getattr(content, name)
+            return Attachment(
+                kind=kind,
+                request=e2e.Message(**{request_field: part}),
+                size=int(part.fileLength),
+                mimetype=part.mimetype or "application/octet-stream",
+                filename=getattr(part, "fileName", "") or None,
+                caption=getattr(part, "caption", "") or None,
+                ptt=bool(getattr(part, "PTT", False)),
+            )
+    return None
 
 
 def receipt_event(raw: pb.Receipt) -> ev.Receipt | None:

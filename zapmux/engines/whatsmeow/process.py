@@ -9,7 +9,6 @@ import itertools
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zapmux import events as ev
@@ -62,19 +61,23 @@ class WorkerProcess:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    async def spawn(self, store: Path) -> None:
-        """Start the process with two pipes as its channel (commands in, events out)."""
+    async def spawn(self, store: str) -> None:
+        """Start the process with two pipes as its channel (commands in, events out).
+
+        ``store`` (a SQLite path or a postgres URL) goes in the environment: a URL may
+        hold a password, and anyone on the machine can read a command line.
+        """
         command_r, command_w = os.pipe()
         event_r, event_w = os.pipe()
         theirs = (command_r, event_w)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *self._command(store, theirs),
+                *self._command(theirs),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=theirs,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.options.extra_env},
+                env=self._environment(store),
                 limit=_LINE_LIMIT,
             )
         except OSError as exc:
@@ -95,10 +98,14 @@ class WorkerProcess:
         self._tasks.append(asyncio.create_task(self._watch(), name=f"{name}-watch"))
         self._log.debug("started whatsmeow worker pid %d", self.proc.pid)
 
-    def _command(self, store: Path, fds: tuple[int, int]) -> list[str]:
+    def _environment(self, store: str) -> dict[str, str]:
+        extra = self.options.extra_env
+        return {**os.environ, "PYTHONUNBUFFERED": "1", **extra, protocol.STORE_ENV: store}
+
+    def _command(self, fds: tuple[int, int]) -> list[str]:
         return [
             self.options.python, "-m", WORKER_MODULE,
-            "--tenant", self.tenant_id, "--store", str(store), "--fds", f"{fds[0]},{fds[1]}",
+            "--tenant", self.tenant_id, "--fds", f"{fds[0]},{fds[1]}",
             "--parent-pid", str(os.getpid()), *self.options.worker_args(),
         ]  # fmt: skip
 

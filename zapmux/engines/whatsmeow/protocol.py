@@ -30,6 +30,10 @@ from typing import Any
 from zapmux import events as ev
 
 MAX_FRAME = 64 * 1024 * 1024  # media travels base64-encoded inside a frame
+MAX_MEDIA_BYTES = 40 * 1024 * 1024  # base64 (×4/3) plus the rest must fit in a frame
+#: The worker's store (a SQLite path or a postgres URL with a password) travels in the
+#: environment, not on the command line that every local user can read.
+STORE_ENV = "ZAPMUX_WHATSMEOW_STORE"
 _HEADER = struct.Struct(">I")
 
 OPS = frozenset({"connect", "pair_phone", "send", "check", "mark_read", "logout", "stop"})

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import signal
@@ -34,6 +35,8 @@ log = logging.getLogger("zapmux.worker")
 QR_FIRST_S, QR_NEXT_S, QR_TOTAL = 60.0, 20.0, 6  # whatsmeow's code lifetimes
 SOCKET_WAIT_S = 15.0  # how long pair_phone waits for the websocket to come up
 STOP_TIMEOUT_S = 3.0  # bound on Go's Stop; the process exits after it anyway
+MEDIA_WAIT_S = 60.0  # how long a message waits for its media before going without
+MEDIA_MAX_BYTES = 16 * 1024 * 1024
 _PR_SET_PDEATHSIG = 1
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -48,7 +51,7 @@ class CommandError(Exception):
 
 
 def default_client_factory(store: str, tenant_id: str) -> Any:
-    """A neonize asyncio client on the tenant's own SQLite store."""
+    """A neonize asyncio client on the tenant's own store (SQLite file or postgres URL)."""
     from neonize.aioze.client import NewAClient
 
     return NewAClient(store, uuid=tenant_id)
@@ -73,15 +76,19 @@ class TenantWorker:
         qr_first_s: float = QR_FIRST_S,
         qr_next_s: float = QR_NEXT_S,
         qr_total: int = QR_TOTAL,
+        media_max_bytes: int = MEDIA_MAX_BYTES,
+        media_wait_s: float = MEDIA_WAIT_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.tenant_id, self.store, self.emit = tenant_id, store, emit
         self._factory, self._proxy, self._clock = client_factory, proxy, clock
+        self._media_max, self._media_wait = media_max_bytes, media_wait_s
         self._qr_first, self._qr_next, self._qr_total = qr_first_s, qr_next_s, qr_total
         self.state = "idle"
         self.client: Any = None
         self.ended = asyncio.Event()
         self._ffi_lock = asyncio.Lock()
+        self._event_order = asyncio.Lock()
         self._state_changed = asyncio.Condition()
         self._connect_task: asyncio.Future[Any] | None = None
         self._qr_timer: asyncio.Task[None] | None = None
@@ -158,10 +165,11 @@ class TenantWorker:
             self.state = state
             self._state_changed.notify_all()
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- callbacks from neonize ----------------------------------------------------
 
@@ -188,21 +196,29 @@ class TenantWorker:
             await self.finish(ev.QrTimeout())
 
     async def on_event(self, client: Any, raw: Any) -> None:
-        """A neonize event: map it, report it; end the session after a disconnect."""
-        try:
-            event = await self._map(client, raw)
-            if event is None:
-                return
-            if isinstance(event, ev.Disconnected | ev.PermanentDisconnect | ev.QrTimeout):
-                await self.finish(event)
-                return
-            if isinstance(event, ev.PairSuccess | ev.Connected) and self._qr_timer is not None:
-                self._qr_timer.cancel()
-            if isinstance(event, ev.Connected):
-                await self._set_state("connected")
-            await self.emit(protocol.encode_event(event))
-        except Exception:
-            log.exception("event handler failed for %s", type(raw).__name__)
+        """A neonize event: map it, report it; end the session after a disconnect.
+
+        neonize schedules each handler call as its own task; the lock (FIFO) keeps
+        events in the order whatsmeow emitted them while one waits for its media.
+        """
+        async with self._event_order:
+            try:
+                await self._report(client, raw)
+            except Exception:
+                log.exception("event handler failed for %s", type(raw).__name__)
+
+    async def _report(self, client: Any, raw: Any) -> None:
+        event = await self._map(client, raw)
+        if event is None:
+            return
+        if isinstance(event, ev.Disconnected | ev.PermanentDisconnect | ev.QrTimeout):
+            await self.finish(event)
+            return
+        if isinstance(event, ev.PairSuccess | ev.Connected) and self._qr_timer is not None:
+            self._qr_timer.cancel()
+        if isinstance(event, ev.Connected):
+            await self._set_state("connected")
+        await self.emit(protocol.encode_event(event))
 
     async def _map(self, client: Any, raw: Any) -> ev.Event | None:
         from zapmux.engines.whatsmeow import mapping
@@ -213,7 +229,47 @@ class TenantWorker:
         event = mapping.to_event(raw, self._clock())
         if isinstance(event, ev.Disconnected) and self._qr_exhausted():
             return ev.QrTimeout()  # whatsmeow closes the socket itself after the last code
+        if isinstance(event, ev.IncomingMessage):
+            return await self._with_media(client, raw, event)
         return event
+
+    async def _with_media(
+        self, client: Any, raw: Any, event: ev.IncomingMessage
+    ) -> ev.IncomingMessage:
+        """The message with its media downloaded; without it (logged) when too large or
+        when the download fails, so that the message itself is never lost."""
+        from zapmux.engines.whatsmeow import mapping
+
+        attachment = mapping.attachment_of(raw.Message)
+        if attachment is None:
+            return event
+        what = f"the {attachment.kind} of message {event.message_id}"
+        if attachment.size > self._media_max:
+            log.warning("%s not downloaded: %d bytes, over the limit of %d",
+                        what, attachment.size, self._media_max)  # fmt: skip
+            return event
+        try:
+            data = await self._download(client, attachment.request)
+        except Exception as exc:
+            log.warning("%s not downloaded: %s", what, str(exc) or type(exc).__name__)
+            return event
+        if len(data) > self._media_max:
+            log.warning("%s dropped: %d bytes, over the limit of %d",
+                        what, len(data), self._media_max)  # fmt: skip
+            return event
+        return dataclasses.replace(event, media=attachment.media(data))
+
+    async def _download(self, client: Any, request: Any) -> bytes:
+        # The call into Go cannot be cancelled: on timeout the message goes on without
+        # its media while the download keeps the FFI lock until Go returns.
+        allow = ("starting", "awaiting_qr")  # offline messages may come before Connected
+        download = self._spawn(self._ffi(lambda: client.download_any(request), allow))
+        download.add_done_callback(_note_late_failure)
+        try:
+            data = await asyncio.wait_for(asyncio.shield(download), self._media_wait)
+        except TimeoutError:
+            raise TimeoutError(f"no answer in {self._media_wait:g} s") from None
+        return bytes(data or b"")
 
     def _qr_exhausted(self) -> bool:
         return self.state == "awaiting_qr" and self._qr_index >= self._qr_total
@@ -276,6 +332,8 @@ class TenantWorker:
                 )
 
     async def op_send(self, **args: Any) -> dict[str, Any]:
+        """Send; the id returned is whatsmeow's, the one receipts will carry (neonize
+        cannot send with zapmux's own id)."""
         from zapmux.engines.whatsmeow import sending
 
         response = await self._ffi(lambda: sending.send(self.client, args))
@@ -307,6 +365,12 @@ class TenantWorker:
             )
         )
         return {}
+
+
+def _note_late_failure(task: asyncio.Future[Any]) -> None:
+    # Retrieve the outcome of a download nobody waits for any more (else asyncio warns).
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("a media download failed after its message went on: %s", task.exception())
 
 
 # -- the process -------------------------------------------------------------------------
@@ -346,6 +410,7 @@ async def serve(args: argparse.Namespace) -> None:
     worker = TenantWorker(
         args.tenant, args.store, emit, proxy=args.proxy,
         qr_first_s=args.qr_first_s, qr_next_s=args.qr_next_s, qr_total=args.qr_total,
+        media_max_bytes=min(args.media_max_bytes, protocol.MAX_MEDIA_BYTES),
     )  # fmt: skip
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: worker._spawn(worker.finish(None)))
@@ -377,7 +442,11 @@ async def _answer(worker: TenantWorker, message: dict[str, Any], emit: Emit) -> 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tenant", required=True)
-    parser.add_argument("--store", required=True, help="the whatsmeow SQLite file or postgres URL")
+    parser.add_argument(
+        "--store",
+        default=os.environ.get(protocol.STORE_ENV),
+        help=f"the whatsmeow SQLite file or postgres URL (default: ${protocol.STORE_ENV})",
+    )
     parser.add_argument("--fds", required=True, help="COMMANDS,EVENTS: the inherited pipe ends")
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--proxy", default=None)
@@ -385,7 +454,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--qr-first-s", type=float, default=QR_FIRST_S)
     parser.add_argument("--qr-next-s", type=float, default=QR_NEXT_S)
     parser.add_argument("--qr-total", type=int, default=QR_TOTAL)
-    return parser.parse_args(argv)
+    parser.add_argument("--media-max-bytes", type=int, default=MEDIA_MAX_BYTES)
+    args = parser.parse_args(argv)
+    if not args.store:
+        parser.error(f"no store: give --store or set {protocol.STORE_ENV}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
