@@ -6,19 +6,13 @@ live in the ``sqlite`` and ``postgres`` subclasses.
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import (
-    Float,
-    Integer,
     and_,
-    bindparam,
-    case,
     delete,
-    exists,
     func,
     insert,
     or_,
@@ -26,86 +20,26 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.errors import TenantExists
 from zapmux.store import schema as t
 from zapmux.store.base import Store
 from zapmux.store.records import (
     Delivery,
-    DeliveryResult,
     IdempotentAnswer,
-    InboxMessage,
     MessageRecord,
-    SandboxQr,
-    SandboxSession,
     TenantRecord,
 )
+from zapmux.store.rows import record as _record
+from zapmux.store.rows import values as _values
+from zapmux.store.sql_outbox import OutboxTables
+from zapmux.store.sql_sandbox import SandboxTables
 
-R = TypeVar("R")
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
-def _record(cls: type[R], row: Any) -> R:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in row._mapping.items() if k in names})
-
-
-def _values(record: Any, *, skip: Iterable[str] = ("id",)) -> dict[str, Any]:
-    skipped = set(skip)
-    return {
-        k: v for k, v in dataclasses.asdict(record).items() if k not in skipped and k != "extra"
-    }
-
-
-def _blocked(o: Any) -> Any:
-    """An older pending row of the same chat exists: ``o`` must wait for it."""
-    older = t.outbox.alias("older")
-    return exists().where(
-        and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
-    )
-
-
-def _unlocked(o: Any) -> Any:
-    return or_(o.c.locked_until.is_(None), o.c.locked_until < bindparam("now"))
-
-
-_o = t.outbox
-_CLAIM_SELECT = (
-    select(_o.c.id)
-    .where(
-        and_(
-            _o.c.status == "pending",
-            _o.c.next_attempt_at <= bindparam("now"),
-            _unlocked(_o),
-            ~_blocked(_o),
-        )
-    )
-    .order_by(_o.c.next_attempt_at, _o.c.id)
-    .limit(bindparam("limit", type_=Integer))
-)
-_CLAIM_UPDATE = (
-    update(_o)
-    .where(and_(_o.c.id.in_(bindparam("ids", expanding=True)), _o.c.status == "pending"))
-    .where(_unlocked(_o))
-    .values(locked_until=bindparam("until"))
-    .returning(*_o.c)
-)
-_FINISH_UPDATE = (
-    update(_o)
-    .where(_o.c.delivery_id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        attempts=bindparam("b_attempts"),
-        last_error=bindparam("b_error"),
-        locked_until=None,
-        next_attempt_at=func.coalesce(bindparam("b_next", type_=Float), _o.c.next_attempt_at),
-        delivered_at=bindparam("b_delivered", type_=Float),
-    )
-)
-
-
-class SqlStore(Store):
+class SqlStore(OutboxTables, SandboxTables, Store):
     """Everything zapmux persists, over one SQLAlchemy async engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -409,170 +343,6 @@ class SqlStore(Store):
                 )
         return ids
 
-    # --- outbox --------------------------------------------------------------------
-    async def _insert_deliveries(
-        self, conn: AsyncConnection, deliveries: Sequence[Delivery]
-    ) -> None:
-        now = time.time()
-        for d in deliveries:
-            d.created_at = d.created_at or now
-            d.next_attempt_at = d.next_attempt_at or now
-        if deliveries:
-            await conn.execute(insert(t.outbox), [_values(d) for d in deliveries])
-
-    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
-        async with self.engine.begin() as conn:
-            await self._insert_deliveries(conn, deliveries)
-
-    async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
-        """Due pending deliveries, each the oldest pending of its chat, locked for us."""
-        now = time.time()
-        async with self.engine.begin() as conn:
-            ids = list(
-                (await conn.execute(self._claim_select(), {"now": now, "limit": limit})).scalars()
-            )
-            if not ids:
-                return []
-            # Re-checked in the UPDATE: on SQLite two claimers may have read the same
-            # rows; only the one whose UPDATE matched them gets them back.
-            rows = list(
-                await conn.execute(_CLAIM_UPDATE, {"ids": ids, "now": now, "until": now + lock_s})
-            )
-        rows.sort(key=lambda r: (r.next_attempt_at, r.id))
-        return [_record(Delivery, r) for r in rows]
-
-    def _claim_select(self) -> Any:
-        # Built once: the statement (and its cache key) is the same on every claim.
-        if self._claim_stmt is None:
-            self._claim_stmt = self._lock(_CLAIM_SELECT)
-        return self._claim_stmt
-
-    async def finish_delivery(
-        self,
-        delivery_id: str,
-        *,
-        status: str,
-        attempts: int,
-        last_error: str | None,
-        next_attempt_at: float | None = None,
-    ) -> None:
-        await self.finish_deliveries(
-            [DeliveryResult(delivery_id, status, attempts, last_error, next_attempt_at)]
-        )
-
-    async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
-        """Record attempts' outcomes (and unlock their rows) in one transaction."""
-        if not results:
-            return
-        now = time.time()
-        params = [
-            {
-                "b_id": r.delivery_id,
-                "b_status": r.status,
-                "b_attempts": r.attempts,
-                "b_error": r.last_error,
-                "b_next": r.next_attempt_at,
-                "b_delivered": now if r.status == "delivered" else None,
-            }
-            for r in results
-        ]
-        async with self.engine.begin() as conn:
-            await conn.execute(_FINISH_UPDATE, params)
-
-    async def next_delivery_due(self) -> float | None:
-        """When the next chat head may be claimed: its next attempt, or when its lock ends.
-
-        Rows waiting behind an older row of their chat are left out: they move when
-        that row finishes (which wakes the deliverer), not at their own time.
-        """
-        o = t.outbox
-        ready_at = case(
-            (o.c.locked_until > o.c.next_attempt_at, o.c.locked_until),
-            else_=o.c.next_attempt_at,
-        )
-        stmt = select(func.min(ready_at)).where(and_(o.c.status == "pending", ~_blocked(o)))
-        async with self.engine.connect() as conn:
-            due = (await conn.execute(stmt)).scalar()
-        return None if due is None else float(due)
-
-    async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
-        """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
-        o = t.outbox.c
-        stmt = update(t.outbox).where(and_(o.status == "pending", o.locked_until.is_not(None)))
-        if delivery_ids is not None:
-            if not delivery_ids:
-                return 0
-            stmt = stmt.where(o.delivery_id.in_(list(delivery_ids)))
-        async with self.engine.begin() as conn:
-            result = await conn.execute(stmt.values(locked_until=None))
-        return int(result.rowcount or 0)
-
-    async def purge_delivered(self, older_than: float) -> int:
-        """Forget deliveries delivered before ``older_than``; the count removed."""
-        o = t.outbox.c
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                delete(t.outbox).where(and_(o.status == "delivered", o.delivered_at < older_than))
-            )
-        return int(result.rowcount or 0)
-
-    async def list_deliveries(
-        self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
-    ) -> list[Delivery]:
-        o = t.outbox.c
-        stmt = select(t.outbox)
-        if status:
-            stmt = stmt.where(o.status == status)
-        if tenant_id:
-            stmt = stmt.where(o.tenant_id == tenant_id)
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(stmt.order_by(o.id.desc()).limit(limit))
-        return [_record(Delivery, r) for r in rows]
-
-    async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(t.outbox).where(t.outbox.c.delivery_id == delivery_id))
-            ).first()
-        return _record(Delivery, row) if row else None
-
-    async def retry_deliveries(
-        self, *, delivery_id: str | None = None, tenant_id: str | None = None
-    ) -> int:
-        """Put dead (or one given) deliveries back to pending, due now.
-
-        One given delivery is replayed whatever its state (a delivered one is sent
-        again; a pending one waiting for its backoff is tried now) unless it is in
-        flight at this moment.
-        """
-        o = t.outbox.c
-        stmt = update(t.outbox)
-        if delivery_id:
-            idle = or_(
-                o.status != "pending", o.locked_until.is_(None), o.locked_until < time.time()
-            )
-            stmt = stmt.where(and_(o.delivery_id == delivery_id, idle))
-        else:
-            stmt = stmt.where(o.status == "dead")
-            if tenant_id:
-                stmt = stmt.where(o.tenant_id == tenant_id)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                stmt.values(
-                    status="pending",
-                    next_attempt_at=time.time(),
-                    locked_until=None,
-                    last_error=None,
-                )
-            )
-        return int(result.rowcount or 0)
-
-    async def count_deliveries(self) -> dict[str, int]:
-        o = t.outbox.c
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(select(o.status, func.count()).group_by(o.status))
-        return {r[0]: int(r[1]) for r in rows}
-
     # --- idempotency and the JID cache ---------------------------------------------
     async def get_idempotent(
         self, tenant_id: str, key: str, max_age_s: float
@@ -642,143 +412,6 @@ class SqlStore(Store):
                     checked_at=time.time(),
                 )
             )
-
-    async def sandbox_session(self, tenant_id: str) -> SandboxSession | None:
-        s = t.sandbox_sessions
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(s).where(s.c.tenant_id == tenant_id))).first()
-        return _record(SandboxSession, row) if row else None
-
-    async def sandbox_save_session(self, session: SandboxSession) -> None:
-        s = t.sandbox_sessions
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(s).where(s.c.tenant_id == session.tenant_id))
-            await conn.execute(insert(s).values(_values(session, skip=())))
-
-    async def sandbox_set_network(self, tenant_id: str, down: bool) -> bool:
-        s = t.sandbox_sessions
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(s).where(s.c.tenant_id == tenant_id).values(network_down=down)
-            )
-        return bool(result.rowcount)
-
-    async def sandbox_wipe(self, tenant_id: str) -> None:
-        async with self.engine.begin() as conn:
-            for table in (
-                t.sandbox_sessions,
-                t.sandbox_qr,
-                t.sandbox_pair_codes,
-                t.sandbox_pending,
-            ):
-                await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
-
-    async def sandbox_issue_qr(self, qr: SandboxQr) -> None:
-        q = t.sandbox_qr
-        async with self.engine.begin() as conn:
-            await conn.execute(update(q).where(q.c.tenant_id == qr.tenant_id).values(current=False))
-            await conn.execute(insert(q).values(_values(qr, skip=())))
-
-    async def sandbox_find_qr(self, code: str) -> SandboxQr | None:
-        q = t.sandbox_qr
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(q).where(q.c.code == code))).first()
-        return _record(SandboxQr, row) if row else None
-
-    async def sandbox_retire_qr(self, tenant_id: str) -> None:
-        q = t.sandbox_qr
-        async with self.engine.begin() as conn:
-            await conn.execute(update(q).where(q.c.tenant_id == tenant_id).values(current=False))
-
-    async def sandbox_add_pair_code(
-        self, code: str, tenant_id: str, phone: str, expires_at: float
-    ) -> None:
-        p = t.sandbox_pair_codes
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(p).where(p.c.tenant_id == tenant_id))
-            await conn.execute(
-                insert(p).values(code=code, tenant_id=tenant_id, phone=phone, expires_at=expires_at)
-            )
-
-    async def sandbox_take_pair_code(self, code: str) -> tuple[str, str, float] | None:
-        p = t.sandbox_pair_codes
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(select(p).where(p.c.code == code))).first()
-            if row:
-                await conn.execute(delete(p).where(p.c.code == code))
-        return (row.tenant_id, row.phone, row.expires_at) if row else None
-
-    async def sandbox_set_phone(self, phone: str, on_whatsapp: bool) -> None:
-        p = t.sandbox_phones
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(p).where(p.c.phone == phone))
-            await conn.execute(insert(p).values(phone=phone, on_whatsapp=on_whatsapp))
-
-    async def sandbox_phones(self, phones: Sequence[str]) -> dict[str, bool]:
-        p = t.sandbox_phones
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(select(p).where(p.c.phone.in_(list(phones))))
-        return {r.phone: bool(r.on_whatsapp) for r in rows}
-
-    async def sandbox_deliver_to_phone(self, message: InboxMessage) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(t.sandbox_inbox).values(_values(message)))
-
-    async def sandbox_inbox(self, phone: str, unread_only: bool = False) -> list[InboxMessage]:
-        i = t.sandbox_inbox
-        stmt = select(i).where(i.c.phone == phone)
-        if unread_only:
-            stmt = stmt.where(i.c.read.is_(False))
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(stmt.order_by(i.c.id))
-        return [_record(InboxMessage, r) for r in rows]
-
-    async def sandbox_mark_read(self, phone: str) -> list[InboxMessage]:
-        unread = await self.sandbox_inbox(phone, unread_only=True)
-        if unread:
-            i = t.sandbox_inbox
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    update(i).where(i.c.id.in_([m.id for m in unread])).values(read=True)
-                )
-        return unread
-
-    async def sandbox_push(self, tenant_id: str, event: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(t.sandbox_pending).values(
-                    tenant_id=tenant_id, event=event, created_at=time.time()
-                )
-            )
-
-    async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]:
-        p = t.sandbox_pending
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(p.c.id, p.c.event)
-                .where(p.c.tenant_id == tenant_id)
-                .order_by(p.c.id)
-                .limit(limit)
-            )
-        return [(r.id, r.event) for r in rows]
-
-    async def sandbox_reset(self) -> None:
-        """Forget the whole simulated network."""
-        async with self.engine.begin() as conn:
-            for table in (
-                t.sandbox_sessions,
-                t.sandbox_qr,
-                t.sandbox_pair_codes,
-                t.sandbox_phones,
-                t.sandbox_inbox,
-                t.sandbox_pending,
-            ):
-                await conn.execute(delete(table))
-
-    async def sandbox_ack(self, pending_id: int) -> None:
-        p = t.sandbox_pending
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(p).where(p.c.id == pending_id))
 
     async def fail_interrupted_sends(self) -> int:
         m = t.messages.c
