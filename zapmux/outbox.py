@@ -109,7 +109,7 @@ class RetryPolicy:
             delay = max(delay, min(retry_after, self.backoff.cap))
         if (
             not self.retryable(http_status)
-            or time.time() + delay - delivery.created_at > self.max_age_s
+            or time.time() + delay - (delivery.replayed_at or delivery.created_at) > self.max_age_s
         ):
             return Decision("dead")
         return Decision("pending", delay)

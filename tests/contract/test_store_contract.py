@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from sqlalchemy import text
 
 from zapmux.errors import TenantExists
 from zapmux.outbox import new_delivery
@@ -51,6 +52,22 @@ def _delivery(chat: str, n: int):  # type: ignore[no-untyped-def]
 async def test_migrate_twice_is_harmless(store: Store) -> None:
     await store.migrate()
     await store.ping()
+
+
+async def test_a_version_1_store_is_migrated(store: Store) -> None:
+    engine = store.engine  # type: ignore[attr-defined]
+    async with engine.begin() as conn:  # back to how version 1 stored the outbox
+        await conn.execute(text("ALTER TABLE outbox DROP COLUMN replayed_at"))
+        await conn.execute(text("UPDATE schema_version SET version = 1"))
+    await store.migrate()
+    await store.enqueue_deliveries([_delivery("m", 1)])
+    (d,) = await store.claim_deliveries(1, lock_s=30)
+    await store.finish_delivery(d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
+    assert await store.retry_deliveries(delivery_id=d.delivery_id) == 1
+    replayed = await store.get_delivery(d.delivery_id)
+    assert replayed is not None and replayed.replayed_at is not None
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT version FROM schema_version"))).scalar() == 2
 
 
 async def test_tenant_crud(store: Store) -> None:

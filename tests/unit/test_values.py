@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,7 @@ def test_retry_policy_decisions() -> None:
         url="u",
         body="{}",
         chat_key="c",
-        created_at=__import__("time").time(),
+        created_at=time.time(),
     )
     assert policy.decide(fresh, 1, 204).status == "delivered"
     for status in (None, 408, 429, 500, 503):
@@ -116,6 +117,8 @@ def test_retry_policy_decisions() -> None:
         assert policy.decide(fresh, 1, status).status == "dead"
     old = Delivery(delivery_id="d", event="message", url="u", body="{}", chat_key="c", created_at=0)
     assert policy.decide(old, 9, 503).status == "dead"  # past its maximum age
+    old.replayed_at = time.time()  # a person replayed it: 24 h from now
+    assert policy.decide(old, 10, 503).status == "pending"
 
 
 def test_signature_is_hmac_of_timestamp_dot_body() -> None:

@@ -101,6 +101,7 @@ class Delivery:
     created_at: float = 0.0
     next_attempt_at: float = 0.0
     delivered_at: float | None = None
+    replayed_at: float | None = None
     id: int | None = None
     locked_until: float | None = None
 

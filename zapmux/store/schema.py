@@ -16,7 +16,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: What turns a store of an older version into this one (a new store is created whole).
+MIGRATIONS: dict[int, list[str]] = {
+    2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
+}
 metadata = MetaData()
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
@@ -103,6 +107,8 @@ outbox = Table(
     Column("next_attempt_at", Float, nullable=False),
     Column("locked_until", Float),
     Column("delivered_at", Float),
+    # set when a person replays it: its 24 h of retries count from then
+    Column("replayed_at", Float),
 )
 Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt_at)
 Index("ix_outbox_chat", outbox.c.chat_key, outbox.c.status, outbox.c.id)

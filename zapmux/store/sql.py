@@ -17,6 +17,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -51,8 +52,14 @@ class SqlStore(OutboxTables, SandboxTables, Store):
         async with self.engine.begin() as conn:
             await conn.run_sync(t.metadata.create_all)
             version = (await conn.execute(select(t.schema_version.c.version))).scalar()
-            if version is None:
+            if version is None:  # a new store: create_all made it whole
                 await conn.execute(insert(t.schema_version).values(version=t.SCHEMA_VERSION))
+                return
+            for step in range(version + 1, t.SCHEMA_VERSION + 1):
+                for statement in t.MIGRATIONS[step]:
+                    await conn.execute(text(statement))
+            if version < t.SCHEMA_VERSION:
+                await conn.execute(update(t.schema_version).values(version=t.SCHEMA_VERSION))
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -238,6 +238,7 @@ class OutboxTables:
                 stmt.values(
                     status="pending",
                     next_attempt_at=time.time(),
+                    replayed_at=time.time(),
                     locked_until=None,
                     last_error=None,
                 )
