@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from zapmux.config import Settings
+from zapmux.redact import redact_urls
 
 _COLOURS = {
     "✅": "\033[32m",
@@ -27,8 +28,6 @@ _RESET = "\033[0m"
 _TOKEN = re.compile(r"zt_[A-Za-z0-9_\-]{8,}")
 # A URL's password and its query values are where webhook receivers keep their
 # credentials (``https://user:pass@host/hook?token=…``); the event streams' ``?api_key=``.
-_URL_USERINFO = re.compile(r"(?<=://)[^\s/?#@]+@")
-_QUERY_VALUE = re.compile(r"([?&][^=&\s#\"']+=)[^&\s#\"']+")
 
 
 def tenant_of(record: logging.LogRecord) -> str | None:
@@ -92,8 +91,7 @@ class RedactSecrets(logging.Filter):
 
     def redact(self, text: str) -> str:
         cleaned = _TOKEN.sub("zt_***", text)
-        cleaned = _URL_USERINFO.sub("***@", cleaned)
-        cleaned = _QUERY_VALUE.sub(r"\1***", cleaned)
+        cleaned = redact_urls(cleaned)
         for secret in self.secrets:
             cleaned = cleaned.replace(secret, "***")
         return cleaned

@@ -353,6 +353,30 @@ async def test_a_webhook_secret_is_never_echoed(live: LiveServer) -> None:
         assert secret not in answer.text and secret[:-4] not in answer.text
 
 
+async def test_credentials_inside_a_webhook_url_are_never_echoed(live: LiveServer) -> None:
+    url = "http://hook-user:hook-pass-123@127.0.0.1:9/h?token=tok-456&v=1"
+    http = live.http
+    put = await http.put(
+        "/tenants/alpha/webhook", json={"url": url, "events": ["message", "status"]}
+    )
+    assert put.status_code == 200
+    assert put.json()["webhook"]["url"] == "http://***@127.0.0.1:9/h?token=***&v=***"
+    await http.post("/tenants/alpha/stop")  # a status event: a delivery to that URL
+    for answer in (
+        put,
+        await http.get("/tenants/alpha/webhook"),
+        await http.get("/tenants"),
+        await http.get("/tenants/alpha/status"),
+        await http.get("/status"),
+        await http.get("/deliveries"),
+    ):
+        assert "hook-pass-123" not in answer.text and "tok-456" not in answer.text, answer.text
+    assert any(
+        d["url"].startswith("http://***@")
+        for d in (await http.get("/deliveries")).json()["deliveries"]
+    )
+
+
 @pytest.mark.parametrize(
     ("filename", "mimetype", "served_as"),
     [

@@ -18,6 +18,7 @@ from zapmux.errors import InvalidInput, NotFound
 from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
+from zapmux.redact import redact_urls
 from zapmux.states import ALL as ALL_STATES
 
 router = APIRouter()
@@ -89,7 +90,8 @@ def check_webhook_url(gw: Gateway, url: str) -> str:
 
 def _webhook_view(url: str | None, secret: str | None, events: Sequence[str]) -> dict[str, Any]:
     hint = f"…{secret[-4:]}" if secret else None  # never echo a secret in full
-    return {"url": url, "secret_set": bool(secret), "secret_hint": hint, "events": events}
+    shown = redact_urls(url) if url else url  # credentials in the URL are never echoed
+    return {"url": shown, "secret_set": bool(secret), "secret_hint": hint, "events": events}
 
 
 @router.put("/tenants/{tenant_id}/webhook", tags=["webhooks"], summary="Set the tenant's webhook")

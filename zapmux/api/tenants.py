@@ -16,6 +16,7 @@ from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
 from zapmux.qr import qr_data_url, qr_png, qr_text
+from zapmux.redact import redact_urls
 from zapmux.states import PERMANENT, Status
 from zapmux.store.records import TenantRecord
 from zapmux.supervisor import TenantRunner
@@ -38,7 +39,7 @@ def tenant_view(record: TenantRecord) -> dict[str, Any]:
         "reconnect_attempts": record.reconnect_attempts,
         "next_retry_at": record.next_retry_at,
         "wanted": record.wanted,
-        "webhook_url": record.webhook_url,
+        "webhook_url": redact_urls(record.webhook_url) if record.webhook_url else None,
         "created_at": record.created_at,
     }
 

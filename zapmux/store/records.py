@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from zapmux.redact import redact_urls
+
 
 @dataclass(slots=True)
 class TenantRecord:
@@ -111,7 +113,7 @@ class Delivery:
             "status": self.status,
             "tenant_id": self.tenant_id,
             "event": self.event,
-            "url": self.url,
+            "url": redact_urls(self.url),
             "attempts": self.attempts,
             "last_error": self.last_error,
             "created_at": self.created_at,
