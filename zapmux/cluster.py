@@ -13,6 +13,9 @@ import asyncio
 import logging
 import socket
 import time
+from typing import Any
+
+import aiohttp
 
 from zapmux.config import Settings, is_loopback
 from zapmux.store.base import Store
@@ -43,6 +46,7 @@ class Cluster:
         self.lease_s = settings.lease_seconds
         self.node, self.url = node_identity(settings)
         self.synced = False
+        self.http: aiohttp.ClientSession | None = None  # set by the gateway when it starts
 
     async def start(self) -> None:
         """Announce this node, take the free tenants, keep renewing."""
@@ -77,6 +81,25 @@ class Cluster:
             log.warning("🔄 lease of tenant %s lost; another node runs it now", tenant_id)
             await self.supervisor.release(tenant_id)
         self.synced = True
+
+    async def broadcast(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> int:
+        """POST ``body`` to ``path`` on every other live node (credentials passed on);
+        the sum of their ``tenants`` counts. A node that does not answer is logged."""
+        session = self.http
+        total = 0
+        keep = {k: v for k, v in headers.items() if k.lower() in {"x-api-key", "authorization"}}
+        keep["X-Zapmux-Forwarded-By"] = self.node
+        for node, url in await self.store.live_nodes(self.lease_s):
+            if node == self.node or session is None:
+                continue
+            try:
+                async with session.post(
+                    url + path, json=body, headers=keep, timeout=aiohttp.ClientTimeout(total=30)
+                ) as response:
+                    total += int((await response.json()).get("tenants") or 0)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning("❌ node %s did not take %s: %r", node, path, exc)
+        return total
 
     def new_lease(self) -> tuple[str, float]:
         """Owner and lease end for a tenant created on this node."""

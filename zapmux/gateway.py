@@ -55,6 +55,7 @@ class Gateway:
         settings.auth_dir.mkdir(parents=True, exist_ok=True)
         await self.store.migrate()
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        self.cluster.http = self.http
         await self.engine.start()
         await self.sender.fail_interrupted()
         self.tasks.spawn("deliverer", self.deliverer.run())

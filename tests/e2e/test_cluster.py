@@ -67,6 +67,12 @@ async def test_any_node_answers_and_a_dead_nodes_tenant_moves(
             )
             assert sent.status_code == 200 and sent.json()["status"] == "sent"
 
+            # /clear-all asked of node b restarts node a's tenants too
+            before = (await b.http.get("/tenants/t1/status")).json()["since"]
+            cleared = await b.http.post("/clear-all")
+            assert cleared.status_code == 200 and cleared.json()["tenants"] == 1
+            await wait_for(lambda: _restarted(b, before), what="t1 restarted by node a")
+
             await node_a.kill()
             await wait_for(
                 lambda: _runs_here(b), timeout=LEASE_S * 4, what="node b to take t1 over"
@@ -89,6 +95,11 @@ async def test_any_node_answers_and_a_dead_nodes_tenant_moves(
 async def _qr(b: LiveServer) -> str | None:
     response = await b.http.get("/tenants/t1/qr")
     return response.json().get("qr") if response.status_code == 200 else None
+
+
+async def _restarted(b: LiveServer, before: float) -> bool:
+    status = (await b.http.get("/tenants/t1/status")).json()
+    return bool(status["status"] == "connected" and status["since"] > before)
 
 
 async def _runs_here(b: LiveServer) -> bool:

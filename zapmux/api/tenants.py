@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
+from zapmux.api.forward import FORWARDED
 from zapmux.api.models import ClearAllBody, CreateTenant, PairCodeBody
 from zapmux.auth import hash_token, new_token
 from zapmux.errors import Conflict
@@ -206,10 +207,14 @@ async def rotate_token(tenant: TenantDep, gw: GatewayDep, _: AdminDep) -> dict[s
 
 @router.post("/clear-all", summary="Reset every connection and retry counter, start all again")
 async def clear_all(
-    gw: GatewayDep, _: AdminDep, body: ClearAllBody | None = None
+    request: Request, gw: GatewayDep, _: AdminDep, body: ClearAllBody | None = None
 ) -> dict[str, Any]:
     purge = bool(body and body.purge_sessions)
     count = await gw.supervisor.clear_all(purge)
+    if FORWARDED.decode() not in request.headers:  # asked by a person: every node clears
+        count += await gw.cluster.broadcast(
+            request.url.path, {"purge_sessions": purge}, dict(request.headers)
+        )
     return {
         "success": True,
         "tenants": count,

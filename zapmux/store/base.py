@@ -69,6 +69,10 @@ class Store(ABC):
         """The URL of a node whose heartbeat is recent, else None."""
 
     @abstractmethod
+    async def live_nodes(self, max_age_s: float) -> list[tuple[str, str]]:
+        """(id, URL) of every node whose heartbeat is recent."""
+
+    @abstractmethod
     async def tenant_owner(self, tenant_id: str) -> tuple[str | None, float] | None:
         """(owner node, lease end) of a tenant; None when there is no such tenant."""
 

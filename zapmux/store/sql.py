@@ -154,6 +154,15 @@ class SqlStore(OutboxTables, SandboxTables, Store):
             ).first()
         return row.url if row else None
 
+    async def live_nodes(self, max_age_s: float) -> list[tuple[str, str]]:
+        """(id, URL) of every node whose heartbeat is recent."""
+        n = t.nodes.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(n.id, n.url).where(n.heartbeat_at > time.time() - max_age_s).order_by(n.id)
+            )
+        return [(r.id, r.url) for r in rows]
+
     async def tenant_owner(self, tenant_id: str) -> tuple[str | None, float] | None:
         """(owner node, lease end) of a tenant; None when there is no such tenant."""
         c = t.tenants.c
