@@ -57,7 +57,6 @@ class Gateway:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self.cluster.http = self.http
         await self.engine.start()
-        await self.sender.fail_interrupted()
         self.tasks.spawn("deliverer", self.deliverer.run())
         self.tasks.spawn("outbox-retention", self.deliverer.prune_forever())
         await self.cluster.start()

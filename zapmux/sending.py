@@ -470,10 +470,6 @@ class Sender:
         except ZapmuxError:
             return True  # marked failed and logged; the queue goes on
 
-    async def fail_interrupted(self) -> None:
-        """At start: a message left ``sending`` by a crash may or may not have gone out."""
-        await self.store.fail_interrupted_sends()
-
 
 def _payload(request: SendRequest) -> dict[str, Any]:
     data = asdict(request)

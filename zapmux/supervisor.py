@@ -303,7 +303,14 @@ class Supervisor:
         self.log = logging.getLogger("zapmux.supervisor")
 
     async def resume(self, record: TenantRecord) -> TenantRunner:
-        """Bring a tenant back to what it was: paired and wanted running → connect."""
+        """Bring a tenant back to what it was: paired and wanted running → connect.
+
+        Called when this node takes the tenant (at start, or from a dead node): a
+        message its last runner left half-sent may or may not have gone out, so it
+        ends ``failed`` saying so, never sent twice.
+        """
+        if record.id not in self.runners:
+            await self.store.fail_interrupted_sends(record.id)
         runner = self.runners.get(record.id) or TenantRunner(self, record)
         self.runners[record.id] = runner
         if Status(record.status) in PERMANENT or record.wanted != "running":

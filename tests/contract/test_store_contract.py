@@ -106,6 +106,19 @@ async def test_send_queue_is_fifo_per_tenant(store: Store) -> None:
     assert await store.count_queued("other") == 1
 
 
+async def test_half_sent_messages_of_one_tenant_end_failed(store: Store) -> None:
+    await store.add_message(_message("t", "s1", status="sending"))
+    await store.add_message(_message("other", "s2", status="sending"))
+    assert await store.fail_interrupted_sends("t") == 1
+    failed = await store.get_message("t", "s1")
+    assert (
+        failed is not None
+        and failed.status == "failed"
+        and "may have gone out" in (failed.error or "")
+    )
+    assert (await store.get_message("other", "s2")).status == "sending"  # type: ignore[union-attr]
+
+
 async def test_receipts_only_move_status_forward(store: Store) -> None:
     await store.add_message(_message("t", "s1", status="sent"))
     assert await store.apply_receipt("t", ["s1"], "read") == ["s1"]

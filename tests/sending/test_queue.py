@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.helpers import LiveServer, Receiver, make_settings
@@ -13,6 +14,7 @@ from tests.sending.steps import (
     wait_inbox,
     wait_message_status,
 )
+from zapmux.store.records import MessageRecord
 
 
 async def test_send_while_reconnecting_is_queued_then_delivered(server: LiveServer) -> None:
@@ -119,3 +121,34 @@ async def test_queued_number_not_on_whatsapp_ends_failed(server: LiveServer) -> 
     assert "not on WhatsApp" in failed["error"]
     await wait_inbox(server, "5511922220008", 1)  # the queue moved on
     assert await inbox(server, "5511922220007") == []
+
+
+async def test_a_message_cut_off_mid_send_ends_failed_after_a_restart(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """What kill -9 leaves while a message is with WhatsApp: a ``sending`` row. It may
+    have gone out, so it is not sent again: it ends ``failed`` and says why."""
+    settings = make_settings(tmp_path, flask_url=receiver.url)
+    async with LiveServer(settings) as server:
+        await server.create_paired("acme")
+        await server.gateway.store.add_message(
+            MessageRecord(
+                tenant_id="acme",
+                message_id="ZMCUT",
+                wa_id="ZMCUT",
+                direction="out",
+                chat="5511922220009@s.whatsapp.net",
+                phone="5511922220009",
+                message_type="texto",
+                status="sending",
+                timestamp=time.time(),
+                text="cut",
+            )
+        )
+    async with LiveServer(settings) as server:
+        await server.wait_status("acme", "connected")
+        message = (await server.http.get("/tenants/acme/messages/ZMCUT")).json()
+        assert message["status"] == "failed" and "may have gone out" in message["error"]
+        assert (await server.http.get("/sandbox/phones/5511922220009/messages")).json()[
+            "messages"
+        ] == []

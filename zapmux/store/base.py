@@ -271,4 +271,5 @@ class Store(ABC):
     async def sandbox_ack(self, pending_id: int) -> None: ...
 
     @abstractmethod
-    async def fail_interrupted_sends(self) -> int: ...
+    async def fail_interrupted_sends(self, tenant_id: str) -> int:
+        """Mark the tenant's half-sent messages failed (its last runner is gone)."""

@@ -429,12 +429,13 @@ class SqlStore(OutboxTables, SandboxTables, Store):
                 )
             )
 
-    async def fail_interrupted_sends(self) -> int:
+    async def fail_interrupted_sends(self, tenant_id: str) -> int:
+        """Mark the tenant's half-sent messages failed (its last runner is gone)."""
         m = t.messages.c
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(t.messages)
-                .where(and_(m.direction == "out", m.status == "sending"))
+                .where(and_(m.tenant_id == tenant_id, m.direction == "out", m.status == "sending"))
                 .values(
                     status="failed",
                     error="interrupted by a restart while sending; it may have gone out",
