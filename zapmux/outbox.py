@@ -160,7 +160,11 @@ class Deliverer:
         removed, so the outbox does not grow without end. Pending and dead rows stay."""
         while True:
             cutoff = time.time() - self.settings.delivered_retention_s
-            removed = await self.store.purge_delivered(cutoff)
+            try:
+                removed = await self.store.purge_delivered(cutoff)
+            except Exception:  # the store is away: the next round tries again
+                log.exception("❌ pruning the outbox failed")
+                removed = 0
             if removed:
                 log.info("outbox: removed %d deliveries delivered before the retention", removed)
             await asyncio.sleep(every_s)
