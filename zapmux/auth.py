@@ -29,7 +29,6 @@ class Principal:
     """The caller: the admin (``tenant_id`` None) or one tenant's token holder."""
 
     tenant_id: str | None = None
-    anonymous: bool = False
 
     @property
     def is_admin(self) -> bool:

@@ -15,8 +15,7 @@
     ├── PayloadTooLarge         413 payload_too_large
     ├── NotOnWhatsApp           422 not_on_whatsapp
     ├── RateLimited             429 rate_limited
-    ├── EngineError             502 engine_error   (the engine failed a command)
-    └── NotReady                503 not_ready
+    └── EngineError             502 engine_error   (the engine failed a command)
 
 Engine and driver errors are translated into these at the seam, ``raise … from exc``.
 """
@@ -135,9 +134,3 @@ class EngineError(ZapmuxError):
     """The WhatsApp engine failed to carry out the command."""
 
     status, code = 502, "engine_error"
-
-
-class NotReady(ZapmuxError):
-    """The server is not ready to do that now."""
-
-    status, code = 503, "not_ready"

@@ -163,7 +163,3 @@ class Receipt(Event):
     chat: str
     status: ReceiptStatus
     timestamp: float
-
-
-def is_permanent(event: Event) -> bool:
-    return isinstance(event, PermanentDisconnect)

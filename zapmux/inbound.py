@@ -21,7 +21,6 @@ from zapmux.outbox import Deliverer, new_delivery
 from zapmux.store.base import Store
 from zapmux.store.records import Delivery, MessageRecord, TenantRecord
 
-ENVELOPE_EVENTS = ("status", "qr", "receipt", "message.sent")
 log = logging.getLogger("zapmux.inbound")
 
 

@@ -72,10 +72,6 @@ class JID:
             device = int(dev) if dev.isdigit() else 0
         return cls(user=user, server=server, device=device)
 
-    @classmethod
-    def for_phone(cls, phone: str) -> JID:
-        return cls(user=normalize_phone(phone))
-
     @property
     def is_group(self) -> bool:
         return self.server == GROUP_SERVER

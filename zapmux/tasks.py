@@ -33,9 +33,6 @@ class TaskGroup:
         self.failures.append({"task": task.get_name(), "error": repr(exc), "at": time.time()})
         del self.failures[:-20]
 
-    def running(self) -> list[str]:
-        return sorted(t.get_name() for t in self.tasks)
-
     async def cancel_all(self) -> None:
         tasks = list(self.tasks)
         for task in tasks:

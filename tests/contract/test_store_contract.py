@@ -38,6 +38,21 @@ def _message(
     )
 
 
+async def finish(
+    store: Store,
+    delivery_id: str,
+    *,
+    status: str,
+    attempts: int,
+    last_error: str | None,
+    next_attempt_at: float | None = None,
+) -> None:
+    """One attempt's outcome, as the deliverer writes them (in a batch of one)."""
+    await store.finish_deliveries(
+        [DeliveryResult(delivery_id, status, attempts, last_error, next_attempt_at)]
+    )
+
+
 def _delivery(chat: str, n: int):  # type: ignore[no-untyped-def]
     return new_delivery(
         event="message",
@@ -62,7 +77,7 @@ async def test_a_version_1_store_is_migrated(store: Store) -> None:
     await store.migrate()
     await store.enqueue_deliveries([_delivery("m", 1)])
     (d,) = await store.claim_deliveries(1, lock_s=30)
-    await store.finish_delivery(d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
+    await finish(store, d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
     assert await store.retry_deliveries(delivery_id=d.delivery_id) == 1
     replayed = await store.get_delivery(d.delivery_id)
     assert replayed is not None and replayed.replayed_at is not None
@@ -157,7 +172,7 @@ async def test_claims_are_in_order_per_chat_and_exclusive(store: Store) -> None:
     assert sorted(d.body for d in claimed) == ['{"n":1}', '{"n":1}']  # a#1 and b#1 only
     assert await store.claim_deliveries(10, lock_s=30) == []  # locked, and a#2 waits for a#1
     a1 = next(d for d in claimed if d.chat_key == "a")
-    await store.finish_delivery(a1.delivery_id, status="delivered", attempts=1, last_error=None)
+    await finish(store, a1.delivery_id, status="delivered", attempts=1, last_error=None)
     nxt = await store.claim_deliveries(10, lock_s=30)
     assert [(d.chat_key, d.body) for d in nxt] == [("a", '{"n":2}')]
 
@@ -176,7 +191,7 @@ async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
 async def test_delivered_rows_are_pruned_after_retention(store: Store) -> None:
     await store.enqueue_deliveries([_delivery("x", 1), _delivery("y", 2)])
     first, second = await store.claim_deliveries(2, lock_s=30)
-    await store.finish_delivery(first.delivery_id, status="delivered", attempts=1, last_error=None)
+    await finish(store, first.delivery_id, status="delivered", attempts=1, last_error=None)
     assert await store.purge_delivered(time.time() - 60) == 0  # too recent
     assert await store.purge_delivered(time.time() + 1) == 1  # only delivered rows go
     assert [d.delivery_id for d in await store.list_deliveries()] == [second.delivery_id]
@@ -185,7 +200,7 @@ async def test_delivered_rows_are_pruned_after_retention(store: Store) -> None:
 async def test_dead_deliveries_can_be_retried(store: Store) -> None:
     await store.enqueue_deliveries([_delivery("x", 1)])
     (d,) = await store.claim_deliveries(1, lock_s=30)
-    await store.finish_delivery(d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
+    await finish(store, d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
     assert [x.delivery_id for x in await store.list_deliveries(status="dead")] == [d.delivery_id]
     assert await store.count_deliveries() == {"dead": 1}
     assert await store.retry_deliveries(tenant_id="t") == 1
@@ -275,12 +290,17 @@ async def test_replaying_one_delivery_whatever_its_state(store: Store) -> None:
     await store.enqueue_deliveries([_delivery("a", 1)])
     (d,) = await store.claim_deliveries(1, lock_s=30)
     assert await store.retry_deliveries(delivery_id=d.delivery_id) == 0  # in flight
-    await store.finish_delivery(d.delivery_id, status="delivered", attempts=1, last_error=None)
+    await finish(store, d.delivery_id, status="delivered", attempts=1, last_error=None)
     assert await store.retry_deliveries(delivery_id=d.delivery_id) == 1  # sent again
     assert [x.delivery_id for x in await store.claim_deliveries(1, lock_s=30)] == [d.delivery_id]
     later = time.time() + 600
-    await store.finish_delivery(
-        d.delivery_id, status="pending", attempts=2, last_error="HTTP 503", next_attempt_at=later
+    await finish(
+        store,
+        d.delivery_id,
+        status="pending",
+        attempts=2,
+        last_error="HTTP 503",
+        next_attempt_at=later,
     )
     assert await store.retry_deliveries(delivery_id=d.delivery_id) == 1  # now, not later
     assert len(await store.claim_deliveries(1, lock_s=30)) == 1

@@ -56,7 +56,7 @@ def test_jid_round_trips(text: str) -> None:
 
 
 def test_jid_group_flag() -> None:
-    assert JID.parse("1203630@g.us").is_group and not JID.for_phone("5511999999999").is_group
+    assert JID.parse("1203630@g.us").is_group and not JID.parse("5511999999999").is_group
 
 
 @pytest.mark.parametrize("good", ["1", "empresa_1", "a.b-c", "A" * 64, "_x", 365])

@@ -141,17 +141,6 @@ class Store(ABC):
         """Due pending deliveries, each the oldest pending of its chat, locked for us."""
 
     @abstractmethod
-    async def finish_delivery(
-        self,
-        delivery_id: str,
-        *,
-        status: str,
-        attempts: int,
-        last_error: str | None,
-        next_attempt_at: float | None = None,
-    ) -> None: ...
-
-    @abstractmethod
     async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
         """Record attempts' outcomes (and unlock their rows) in one transaction."""
 

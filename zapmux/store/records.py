@@ -53,7 +53,6 @@ class MessageRecord:
     is_group: bool = False
     reply_to: str | None = None
     payload: str | None = None
-    media_path: str | None = None
     media_mimetype: str | None = None
     media_filename: str | None = None
     created_at: float = 0.0

@@ -78,7 +78,6 @@ messages = Table(
     Column("is_group", Boolean, nullable=False, default=False),
     Column("reply_to", String(128)),
     Column("payload", Text),
-    Column("media_path", Text),
     Column("media_mimetype", String(128)),
     Column("media_filename", Text),
     Column("timestamp", Float, nullable=False),

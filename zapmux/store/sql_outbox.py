@@ -124,19 +124,6 @@ class OutboxTables:
             self._claim_stmt = self._lock(_CLAIM_SELECT)
         return self._claim_stmt
 
-    async def finish_delivery(
-        self,
-        delivery_id: str,
-        *,
-        status: str,
-        attempts: int,
-        last_error: str | None,
-        next_attempt_at: float | None = None,
-    ) -> None:
-        await self.finish_deliveries(
-            [DeliveryResult(delivery_id, status, attempts, last_error, next_attempt_at)]
-        )
-
     async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
         """Record attempts' outcomes (and unlock their rows) in one transaction."""
         if not results:
