@@ -16,10 +16,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 2
-#: What turns a store of an older version into this one (a new store is created whole).
+SCHEMA_VERSION = 3
+#: What turns a store of an older version into this one (a new store is created whole;
+#: new tables are created by ``create_all`` on every start, so only columns need a step).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
+    3: ["ALTER TABLE tenants ADD COLUMN engine VARCHAR(16)"],
 }
 metadata = MetaData()
 
@@ -29,6 +31,8 @@ tenants = Table(
     "tenants",
     metadata,
     Column("id", String(64), primary_key=True),
+    # the engine that runs it; NULL (tenants older than per-tenant engines): the server's
+    Column("engine", String(16)),
     Column("wanted", String(16), nullable=False, default="running"),
     Column("status", String(16), nullable=False, default="stopped"),
     Column("phone", String(32)),
@@ -141,6 +145,19 @@ media = Table(
     Column("mimetype", String(128), nullable=False),
     Column("filename", Text),
     Column("data", LargeBinary, nullable=False),
+)
+
+# A cloud tenant's credentials for Meta's WhatsApp Cloud API (secrets: never shown).
+# The webhook finds its tenant by phone number id, so that is unique.
+cloud_accounts = Table(
+    "cloud_accounts",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("phone_number_id", String(64), nullable=False, unique=True),
+    Column("access_token", Text, nullable=False),
+    Column("app_secret", Text, nullable=False),
+    Column("verify_token", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 # --- the sandbox network's state (only used by the sandbox engine) ---------------
