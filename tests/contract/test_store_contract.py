@@ -11,7 +11,6 @@ from sqlalchemy import func, select, text
 from zapmux.errors import TenantExists, TenantNotFound
 from zapmux.outbox import new_delivery
 from zapmux.store.base import Store
-from zapmux.store.schema import SCHEMA_VERSION, metadata
 from zapmux.store.records import (
     DeliveryResult,
     IdempotentAnswer,
@@ -21,6 +20,7 @@ from zapmux.store.records import (
     SandboxSession,
     TenantRecord,
 )
+from zapmux.store.schema import SCHEMA_VERSION, metadata
 
 
 def _message(
@@ -322,9 +322,7 @@ async def _rows_of(store: Store, tenant_id: str) -> dict[str, int]:
         for table in metadata.sorted_tables:
             if "tenant_id" in table.c:
                 n = (
-                    await conn.execute(
-                        select(func.count()).where(table.c.tenant_id == tenant_id)
-                    )
+                    await conn.execute(select(func.count()).where(table.c.tenant_id == tenant_id))
                 ).scalar()
                 if n:
                     counts[table.name] = n
