@@ -19,6 +19,7 @@ from zapmux.api import (
     dashboard,
     errors,
     events,
+    inbound,
     messages,
     metrics,
     sandbox,
@@ -124,7 +125,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     errors.install(app)
-    for module in (tenants, messages, system, events, metrics, dashboard, cloud):
+    for module in (tenants, messages, system, inbound, events, metrics, dashboard, cloud):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     if settings.engine == "sandbox":
         app.include_router(sandbox.router, responses=errors.ERROR_RESPONSES)

@@ -18,8 +18,11 @@ from fastapi.responses import PlainTextResponse
 from zapmux.api.deps import GatewayDep
 from zapmux.engines.cloud import CloudEngine
 from zapmux.errors import Forbidden
+from zapmux.events import storable
 from zapmux.gateway import Gateway
 
+# Not StrictRoute: a NUL escaped in what a customer wrote must not turn Meta's post
+# into a 400 that Meta retries for days; the text keeps it visibly (events.storable).
 router = APIRouter(prefix="/cloud", tags=["cloud"])
 
 
@@ -47,5 +50,6 @@ async def receive(request: Request, gw: GatewayDep) -> dict[str, Any]:
     engine = await _engine(gw)
     events = await engine.receive(await request.body(), request.headers.get("x-hub-signature-256"))
     for tenant_id, event in events:
-        await gw.supervisor.on_engine_event(tenant_id, event)
+        # as a runner hands its engine's events over (NUL kept visibly), from any node
+        await gw.supervisor.on_engine_event(tenant_id, storable(event))
     return {"success": True, "events": len(events)}
