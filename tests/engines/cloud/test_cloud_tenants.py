@@ -175,3 +175,11 @@ async def test_sending_before_connect_is_refused(cloud: Cloud) -> None:
     await cloud.server.wait_status("7", "failed")
     refused = await cloud.http.post("/send/7", json={"phone": CUSTOMER, "message": "oi"})
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "tenant_not_connected"
+
+
+async def test_clear_all_purging_sessions_keeps_cloud_credentials(cloud: Cloud) -> None:
+    """They are the tenant's configuration, not a WhatsApp Web session to pair again."""
+    await cloud.create("7")
+    cleared = await cloud.http.post("/clear-all", json={"purge_sessions": True})
+    assert cleared.status_code == 200
+    await cloud.server.wait_status("7", "connected")

@@ -64,8 +64,9 @@ class CloudEngine(Engine):
         return await self.store.cloud_account(tenant_id) is not None
 
     async def wipe(self, tenant_id: str) -> None:
-        """Forget the credentials: logging out leaves a tenant that needs new ones."""
-        await self.store.cloud_forget(tenant_id)
+        """Nothing: the credentials are the tenant's configuration, not a session that
+        ``/clear-all`` with ``purge_sessions`` should drop. Logging out forgets them
+        (:meth:`CloudSession.logout`); deleting the tenant deletes them."""
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -215,7 +216,7 @@ class CloudSession(Session):
         """Nothing to unlink at Meta; the stored credentials are forgotten, so the tenant
         needs new ones (``PUT /tenants/{id}/cloud``), as others need a new pairing."""
         self.account = None
-        await self.engine.wipe(self.tenant_id)
+        await self.engine.store.cloud_forget(self.tenant_id)
 
     async def pair_phone(self, phone: str) -> str:
         raise Conflict(
