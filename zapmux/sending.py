@@ -178,6 +178,7 @@ class Sender:
         self.lanes = KeyedLocks()
         self.keys = KeyedLocks()
         supervisor.handlers.append(self.on_event)
+        supervisor.status_listeners.append(lambda runner: self._wake(runner.tenant_id))
 
     def bucket(self, tenant_id: str) -> TokenBucket:
         if tenant_id not in self.buckets:
@@ -413,13 +414,17 @@ class Sender:
     def ensure_drain(self, tenant_id: str) -> None:
         task = self.drains.get(tenant_id)
         if task is None or task.done():
+            self.wakeups.setdefault(tenant_id, asyncio.Event())
             self.drains[tenant_id] = self.tasks.spawn(
                 f"send-queue-{tenant_id}", self._drain(tenant_id)
             )
         self._wake(tenant_id)
 
     def _wake(self, tenant_id: str) -> None:
-        self.wakeups.setdefault(tenant_id, asyncio.Event()).set()
+        """Wake the tenant's queue (it ends there if the tenant is no longer connected)."""
+        wakeup = self.wakeups.get(tenant_id)
+        if wakeup is not None:
+            wakeup.set()
 
     def _connected_runner(self, tenant_id: str) -> TenantRunner | None:
         runner = self.supervisor.runners.get(tenant_id)
@@ -438,10 +443,10 @@ class Sender:
                 progressed = await self._drain_one(runner)
             except Exception:  # a store hiccup must not stop the queue for good
                 runner.log.exception("❌ the send queue stumbled; trying again")
-                progressed = False
+                await asyncio.sleep(1.0)
+                continue
             if not progressed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), 1.0)
+                await wakeup.wait()  # a new send, a connection or a change of state
 
     async def _drain_one(self, runner: TenantRunner) -> bool:
         """Send the oldest queued message; False when there was none or it must wait."""

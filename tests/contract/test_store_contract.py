@@ -304,3 +304,33 @@ async def test_replaying_one_delivery_whatever_its_state(store: Store) -> None:
     )
     assert await store.retry_deliveries(delivery_id=d.delivery_id) == 1  # now, not later
     assert len(await store.claim_deliveries(1, lock_s=30)) == 1
+
+
+async def test_writes_that_arrive_together_share_one_commit(store: Store) -> None:
+    writer = store.writer  # type: ignore[attr-defined]
+    before = writer.batches
+    await asyncio.gather(*(store.add_message(_message("t", f"g{n}")) for n in range(50)))
+    assert len(await store.list_messages("t", limit=100)) == 50
+    assert writer.batches - before < 50 / 4  # a share of a commit each, not one each
+
+
+async def test_a_failing_write_spoils_none_of_its_batch(store: Store) -> None:
+    await store.record_incoming(_message("t", "dup", "received", "in"), [])
+    outcomes = await asyncio.gather(
+        store.add_message(_message("t", "before")),
+        store.record_incoming(_message("t", "dup", "received", "in"), [_delivery("c", 1)]),
+        store.add_message(_message("t", "dup")),  # the same id again: refused
+        store.add_message(_message("t", "after")),
+        return_exceptions=True,
+    )
+    assert outcomes[1] is False
+    assert isinstance(outcomes[2], Exception)
+    ids = {m.message_id for m in await store.list_messages("t")}
+    assert ids == {"dup", "before", "after"}
+    assert await store.count_deliveries() == {}  # the duplicate's webhook was not queued
+
+
+async def test_a_write_is_visible_to_reads_once_it_returns(store: Store) -> None:
+    for n in range(20):
+        await store.add_message(_message("t", f"v{n}"))
+        assert await store.get_message("t", f"v{n}") is not None

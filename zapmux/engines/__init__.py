@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from zapmux.config import Settings
     from zapmux.engine import Engine
-    from zapmux.store.base import Store
+    from zapmux.store.base import SandboxStore
 
 
-def create_engine(name: str, settings: Settings, store: Store) -> Engine:
-    """The engine called ``name`` (``sandbox`` or ``whatsmeow``)."""
+def create_engine(name: str, settings: Settings, store: SandboxStore) -> Engine:
+    """The engine called ``name`` (``sandbox`` or ``whatsmeow``); only the sandbox keeps
+    its state in zapmux's store."""
     if name == "sandbox":
         from zapmux.engines.sandbox import SandboxEngine
 
@@ -19,5 +20,5 @@ def create_engine(name: str, settings: Settings, store: Store) -> Engine:
     if name == "whatsmeow":
         from zapmux.engines.whatsmeow.client import WhatsmeowEngine
 
-        return WhatsmeowEngine(settings, store, proxy=settings.whatsmeow_proxy)
+        return WhatsmeowEngine(settings, proxy=settings.whatsmeow_proxy)
     raise ValueError(f"unknown engine {name!r}: use 'whatsmeow' or 'sandbox'")

@@ -40,7 +40,7 @@ from zapmux.events import (
     Replaced,
 )
 from zapmux.phone import USER_SERVER, ninth_digit_variants, normalize_phone
-from zapmux.store.base import Store
+from zapmux.store.base import SandboxStore
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
 
 QR_CODES = 6
@@ -58,15 +58,32 @@ def _jid(phone: str) -> str:
     return f"{phone}@{USER_SERVER}"
 
 
+def _receipt(message_id: str, phone: str, status: str) -> str:
+    """The pending item of a phone's receipt for one message."""
+    item = {
+        "kind": "receipt",
+        "message_ids": [message_id],
+        "phone": phone,
+        "status": status,
+        "timestamp": time.time(),
+    }
+    return json.dumps(item)
+
+
 class SandboxEngine(Engine):
     """The simulated network and its sessions. Shipped in the package; ``reset()`` for tests."""
 
     name = "sandbox"
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    #: How often a node looks for what other nodes left for its sessions (only when
+    #: the store is shared; one query per node, not per tenant).
+    WATCH_S = 1.0
+
+    def __init__(self, settings: Settings, store: SandboxStore) -> None:
         self.settings = settings
         self.store = store
         self.sessions: dict[str, SandboxSessionImpl] = {}
+        self._watch: asyncio.Task[None] | None = None
 
     # --- the Engine seam -------------------------------------------------------------
     def open_session(self, tenant_id: str, sink: EventSink) -> Session:
@@ -80,9 +97,31 @@ class SandboxEngine(Engine):
     async def wipe(self, tenant_id: str) -> None:
         await self.store.sandbox_wipe(tenant_id)
 
+    async def start(self) -> None:
+        if not self.store.single_node:
+            self._watch = asyncio.create_task(self._watch_other_nodes(), name="sandbox-watch")
+
     async def aclose(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         for session in list(self.sessions.values()):
             await session.disconnect()
+
+    async def _watch_other_nodes(self) -> None:
+        """Wake the sessions for which another node left something (this node's own
+        pushes wake their session at once)."""
+        while True:
+            await asyncio.sleep(self.WATCH_S)
+            try:
+                waiting = await self.store.sandbox_waiting()
+            except Exception:  # the store is briefly away: the next round looks again
+                log.exception("❌ looking for pending sandbox events failed")
+                continue
+            for tenant_id in waiting:
+                self._wake(tenant_id)
 
     @property
     def qr_lifetimes(self) -> list[float]:
@@ -211,18 +250,7 @@ class SandboxEngine(Engine):
         return results
 
     async def _push_receipt(self, tenant_id: str, message_id: str, phone: str, status: str) -> None:
-        await self.store.sandbox_push(
-            tenant_id,
-            json.dumps(
-                {
-                    "kind": "receipt",
-                    "message_ids": [message_id],
-                    "phone": phone,
-                    "status": status,
-                    "timestamp": time.time(),
-                }
-            ),
-        )
+        await self.store.sandbox_push(tenant_id, _receipt(message_id, phone, status))
         self._wake(tenant_id)
 
     def _wake(self, tenant_id: str) -> None:
@@ -234,7 +262,7 @@ class SandboxEngine(Engine):
 class SandboxSessionImpl(Session):
     """One tenant's connection to the simulated network."""
 
-    POLL_S = 1.0  # how often pending events are looked for without a local wake-up
+    POLL_S = 1.0  # while pairing: how often to look whether another node paired it
 
     def __init__(self, network: SandboxEngine, tenant_id: str, sink: EventSink) -> None:
         self.network = network
@@ -313,15 +341,27 @@ class SandboxSessionImpl(Session):
         """Hand what the network holds for this tenant to zapmux, acking each after."""
         while self.connected:
             self.wakeup.clear()
-            for pending_id, raw in await self.store.sandbox_pending(self.tenant_id):
+            if not await self._hand_over(await self.store.sandbox_pending(self.tenant_id)):
+                return
+            await self.wakeup.wait()
+
+    async def _hand_over(self, pending: list[tuple[int, str]]) -> bool:
+        """Emit each item in order; acknowledge the handled ones together afterwards
+        (at least once: items handled before a crash come again, and zapmux knows
+        them). False when one ended the connection."""
+        done: list[int] = []
+        try:
+            for pending_id, raw in pending:
                 item = json.loads(raw)
                 if item["kind"] == "fault":  # a fault happens once, whatever follows
-                    await self.store.sandbox_ack(pending_id)
+                    await self.store.sandbox_ack(*done, pending_id)
+                    done = []
                 if not await self._deliver(item):
-                    return
-                await self.store.sandbox_ack(pending_id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=self.POLL_S)
+                    return False
+                done.append(pending_id)
+        finally:
+            await self.store.sandbox_ack(*done)
+        return True
 
     async def _deliver(self, item: dict[str, Any]) -> bool:
         """Emit one pending item; False when it ended the connection."""
@@ -441,9 +481,10 @@ class SandboxSessionImpl(Session):
                 media_filename=media.filename if media else None,
                 media_size=len(media.data) if media else None,
                 reply_to=message.reply_to,
-            )
+            ),
+            receipt=_receipt(message_id, phone, "delivered"),
         )
-        await self.network._push_receipt(self.tenant_id, message_id, phone, "delivered")
+        self.network._wake(self.tenant_id)
         return SendResult(message_id=message_id, timestamp=time.time())
 
     async def check(self, phones: Sequence[str]) -> list[NumberInfo]:

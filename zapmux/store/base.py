@@ -1,7 +1,9 @@
 """The store interface: everything zapmux persists, whatever the database.
 
-One implementation family today (``sql.SqlStore`` on SQLite and PostgreSQL); the
-contract tests in ``tests/contract/test_store_contract.py`` hold every backend to it.
+Narrow interfaces, one per concern (as whatsmeow's ``store.go``), and ``Store``, all
+of them. One implementation family today (``sql.SqlStore`` on SQLite and
+PostgreSQL); the contract tests in ``tests/contract/test_store_contract.py`` hold
+every backend to it.
 """
 
 from __future__ import annotations
@@ -22,21 +24,8 @@ from zapmux.store.records import (
 )
 
 
-class Store(ABC):
-    """Everything zapmux persists. Times are Unix seconds."""
-
-    #: True when no other node can share this store (SQLite): whatever is locked at
-    #: start was locked by a process that is gone, so it can be released at once.
-    single_node: bool = True
-
-    @abstractmethod
-    async def migrate(self) -> None: ...
-
-    @abstractmethod
-    async def ping(self) -> None: ...
-
-    @abstractmethod
-    async def close(self) -> None: ...
+class TenantStore(ABC):
+    """Tenants: their settings and last known state."""
 
     @abstractmethod
     async def create_tenant(self, tenant: TenantRecord) -> TenantRecord: ...
@@ -55,6 +44,10 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_tenant(self, tenant_id: str) -> bool: ...
+
+
+class LeaseStore(ABC):
+    """Which node runs which tenant, and where each node is reached."""
 
     @abstractmethod
     async def acquire_leases(self, node: str, lease_s: float, limit: int) -> list[str]:
@@ -83,6 +76,10 @@ class Store(ABC):
     @abstractmethod
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None: ...
 
+
+class MessageStore(ABC):
+    """The message log, which is also every tenant's send queue."""
+
     @abstractmethod
     async def add_message(self, message: MessageRecord) -> MessageRecord: ...
 
@@ -91,16 +88,6 @@ class Store(ABC):
         """Log an incoming message and its webhook deliveries in one transaction.
 
         False (and nothing written) when this message id was already recorded."""
-
-    @abstractmethod
-    async def save_media(
-        self, tenant_id: str, message_id: str, mimetype: str, filename: str | None, data: bytes
-    ) -> None: ...
-
-    @abstractmethod
-    async def get_media(
-        self, tenant_id: str, message_id: str
-    ) -> tuple[str, str | None, bytes] | None: ...
 
     @abstractmethod
     async def get_message(self, tenant_id: str, message_id: str) -> MessageRecord | None: ...
@@ -132,6 +119,32 @@ class Store(ABC):
     @abstractmethod
     async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
         """Move sent messages forward (sent → delivered → read); the message ids moved."""
+
+    @abstractmethod
+    async def fail_interrupted_sends(self, tenant_id: str) -> int:
+        """Mark the tenant's half-sent messages failed (its last runner is gone)."""
+
+
+class MediaStore(ABC):
+    """The bytes of received media."""
+
+    @abstractmethod
+    async def save_media(
+        self, tenant_id: str, message_id: str, mimetype: str, filename: str | None, data: bytes
+    ) -> None: ...
+
+    @abstractmethod
+    async def get_media(
+        self, tenant_id: str, message_id: str
+    ) -> tuple[str, str | None, bytes] | None: ...
+
+
+class OutboxStore(ABC):
+    """The webhook outbox: enqueue, claim, finish, list, replay, prune."""
+
+    #: True when no other node can share this store (SQLite): whatever is locked at
+    #: start was locked by a process that is gone, so it can be released at once.
+    single_node: bool = True
 
     @abstractmethod
     async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None: ...
@@ -182,6 +195,10 @@ class Store(ABC):
     @abstractmethod
     async def count_deliveries(self) -> dict[str, int]: ...
 
+
+class IdempotencyStore(ABC):
+    """Answers remembered per Idempotency-Key."""
+
     @abstractmethod
     async def get_idempotent(
         self, tenant_id: str, key: str, max_age_s: float
@@ -194,6 +211,10 @@ class Store(ABC):
     async def forget_idempotent(self, tenant_id: str, key: str) -> None:
         """Drop a remembered key (its request was refused: nothing was sent)."""
 
+
+class JidStore(ABC):
+    """WhatsApp's answer per phone number, kept a while."""
+
     @abstractmethod
     async def get_jid(
         self, tenant_id: str, phone: str, max_age_s: float
@@ -201,6 +222,12 @@ class Store(ABC):
 
     @abstractmethod
     async def put_jid(self, tenant_id: str, phone: str, exists_: bool, jid: str | None) -> None: ...
+
+
+class SandboxStore(ABC):
+    """The sandbox network's state (only the sandbox engine uses it)."""
+
+    single_node: bool = True  # as ``OutboxStore.single_node``
 
     @abstractmethod
     async def sandbox_session(self, tenant_id: str) -> SandboxSession | None: ...
@@ -238,7 +265,11 @@ class Store(ABC):
     async def sandbox_phones(self, phones: Sequence[str]) -> dict[str, bool]: ...
 
     @abstractmethod
-    async def sandbox_deliver_to_phone(self, message: InboxMessage) -> None: ...
+    async def sandbox_deliver_to_phone(
+        self, message: InboxMessage, receipt: str | None = None
+    ) -> None:
+        """Put ``message`` in the phone's inbox and, in the same transaction, the
+        phone's ``receipt`` event in what waits for the sending tenant."""
 
     @abstractmethod
     async def sandbox_inbox(self, phone: str, unread_only: bool = False) -> list[InboxMessage]: ...
@@ -253,12 +284,39 @@ class Store(ABC):
     async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]: ...
 
     @abstractmethod
+    async def sandbox_waiting(self) -> set[str]:
+        """The tenants something waits for."""
+
+    @abstractmethod
     async def sandbox_reset(self) -> None:
         """Forget the whole simulated network."""
 
     @abstractmethod
-    async def sandbox_ack(self, pending_id: int) -> None: ...
+    async def sandbox_ack(self, *pending_ids: int) -> None:
+        """Forget pending items the tenant's session has handed over."""
+
+
+class Store(
+    TenantStore,
+    LeaseStore,
+    MessageStore,
+    MediaStore,
+    OutboxStore,
+    IdempotencyStore,
+    JidStore,
+    SandboxStore,
+):
+    """Everything zapmux persists. Times are Unix seconds.
+
+    Each part of zapmux is handed the narrow interface it uses (``OutboxStore`` for
+    the deliverer, ``SandboxStore`` for the sandbox engine, …); this is all of them.
+    """
 
     @abstractmethod
-    async def fail_interrupted_sends(self, tenant_id: str) -> int:
-        """Mark the tenant's half-sent messages failed (its last runner is gone)."""
+    async def migrate(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...

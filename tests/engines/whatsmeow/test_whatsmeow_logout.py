@@ -61,7 +61,7 @@ async def test_offline_logout_of_a_stopped_tenant_tries_whatsapp_then_wipes(
     paired_store: PairStore,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    engine = WhatsmeowEngine(any_store_settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(any_store_settings, proxy=refused_proxy)
     await paired_store(engine, "clinic")
     assert await engine.is_paired("clinic")
     caplog.clear()
@@ -88,8 +88,8 @@ async def test_logout_gives_up_after_its_time_bound(
     paired_store: PairStore,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await paired_store(WhatsmeowEngine(settings, None, proxy=refused_proxy), "slow")
-    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy, logout_timeout_s=1.5)
+    await paired_store(WhatsmeowEngine(settings, proxy=refused_proxy), "slow")
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy, logout_timeout_s=1.5)
     caplog.clear()
     caplog.set_level(logging.DEBUG, logger="zapmux.tenant.slow")
     started = time.monotonic()
@@ -109,7 +109,7 @@ async def test_logout_gives_up_after_its_time_bound(
 async def test_logout_of_an_unpaired_tenant_starts_no_worker(
     any_store_settings: Settings, refused_proxy: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    engine = WhatsmeowEngine(any_store_settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(any_store_settings, proxy=refused_proxy)
     caplog.set_level(logging.DEBUG, logger="zapmux.tenant.fresh")
     try:
         await engine.open_session("fresh", Sink()).logout()
@@ -126,8 +126,8 @@ async def test_logout_through_a_worker_that_is_not_connected_still_wipes(
     paired_store: PairStore,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await paired_store(WhatsmeowEngine(settings, None, proxy=refused_proxy), "dialing")
-    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy)
+    await paired_store(WhatsmeowEngine(settings, proxy=refused_proxy), "dialing")
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy)
     session = engine.open_session("dialing", Sink())
     try:
         await session.connect()  # held mid-dial by the silent proxy
