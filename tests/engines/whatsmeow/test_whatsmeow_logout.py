@@ -150,7 +150,7 @@ async def test_the_supervisor_logs_a_stopped_tenant_out_through_the_engine(
 ) -> None:
     store = open_store(settings.store_url)
     await store.migrate()
-    engine = WhatsmeowEngine(settings, store, proxy=refused_proxy)
+    engine = WhatsmeowEngine(settings, proxy=refused_proxy)
     supervisor = Supervisor(settings, store, engine, TaskGroup())
     try:
         await paired_store(engine, "stopped")

@@ -207,7 +207,7 @@ async def test_workers_start_without_neonizes_ai_label_unless_asked(
     if setting is not None:
         monkeypatch.setenv("ZAPMUX_WHATSMEOW_BOT_TAG", setting)
     settings = Settings(auth_dir=tmp_path / "auth", _env_file=None)
-    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy)
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy)
     session = engine.open_session("label", Inbox())
     await session.connect()
     assert session.worker_pid
