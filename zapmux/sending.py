@@ -16,12 +16,11 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Hashable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from zapmux.config import Settings
-from zapmux.engine import OutgoingMessage
+from zapmux.engine import NumberInfo, OutgoingMessage, SendResult
 from zapmux.errors import (
     Conflict,
     EngineError,
@@ -32,6 +31,7 @@ from zapmux.errors import (
 )
 from zapmux.events import Connected, Event, Media
 from zapmux.inbound import Dispatcher
+from zapmux.locks import KeyedLocks
 from zapmux.phone import USER_SERVER
 from zapmux.states import WILL_CONNECT, Status
 from zapmux.store.base import Store
@@ -76,34 +76,6 @@ class TokenBucket:
             return 0.0
         self._refill()
         return max(0.0, (1 - self.tokens) / self.rate)
-
-
-class KeyedLocks:
-    """One ``asyncio.Lock`` per key, forgotten once nobody holds or waits for it.
-
-    Dropping a lock while a waiter still holds a reference would let a newcomer run
-    beside that waiter; counting the users keeps the lock until the last one leaves.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +220,7 @@ class Sender:
         await self._refuse_if_hopeless(runner)
         tenant_id = runner.tenant_id
         async with self.lanes.hold(tenant_id):
-            queued = await self.store.count_queued(tenant_id)
+            queued = await self._queued(runner)
             if queued >= self.settings.send_queue_max:
                 raise RateLimited(
                     f"the send queue of {tenant_id} is full ({queued} waiting)",
@@ -256,15 +228,24 @@ class Sender:
                 )
             jid = await self._resolve_early(runner, request.phone)
             direct = runner.status == Status.CONNECTED and jid is not None and queued == 0
-            if direct and self.bucket(tenant_id).take():
-                record = await self.store.add_message(
-                    self._record(tenant_id, message_id, request, "sending", jid)
-                )
-                if await self._deliver(runner, record, request):
-                    return 200, self._answer(record, "sent", jid)
+            if not (direct and self.bucket(tenant_id).take()):
+                record = await self._queue(runner, message_id, request, jid)
                 return 202, self._answer(record, "queued", jid)
-            record = await self._queue(tenant_id, message_id, request, jid)
-        return 202, self._answer(record, "queued", jid)
+            record = await self.store.add_message(
+                self._record(tenant_id, message_id, request, "sending", jid)
+            )
+            result = await self._hand_over(runner, record, request)
+        if result is None:
+            return 202, self._answer(record, "queued", jid)
+        # Outside the lane: the order is fixed once the engine has it.
+        await self._sent(runner, record, result)
+        return 200, self._answer(record, "sent", jid)
+
+    async def _queued(self, runner: TenantRunner) -> int:
+        """How many of the tenant's messages wait (kept by its runner once counted)."""
+        if runner.queued is None:
+            runner.queued = await self.store.count_queued(runner.tenant_id)
+        return runner.queued
 
     async def _refuse_if_hopeless(self, runner: TenantRunner) -> None:
         """409 when nothing would ever send it: a permanent end, stopped, never paired."""
@@ -288,18 +269,19 @@ class Sender:
         if runner.status == Status.CONNECTED:
             with contextlib.suppress(TenantNotConnected):
                 return await self.resolve(runner, phone)
-        cached = await self.store.get_jid(runner.tenant_id, phone, self.settings.jid_cache_ttl_s)
+        cached = await self._cached_jid(runner, phone)
         if cached is not None and not cached[0]:
             raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
         return None  # a cached JID is checked again when the queue sends it
 
     async def _queue(
-        self, tenant_id: str, message_id: str, request: SendRequest, jid: str | None
+        self, runner: TenantRunner, message_id: str, request: SendRequest, jid: str | None
     ) -> MessageRecord:
-        record = self._record(tenant_id, message_id, request, "queued", jid)
+        record = self._record(runner.tenant_id, message_id, request, "queued", jid)
         record.payload = json.dumps(_payload(request))
         record = await self.store.add_message(record)
-        self._wake(tenant_id)
+        runner.queued = (runner.queued or 0) + 1
+        self._wake(runner.tenant_id)
         return record
 
     def _record(
@@ -335,25 +317,41 @@ class Sender:
 
     async def resolve(self, runner: TenantRunner, phone: str) -> str:
         """The JID WhatsApp reports for ``phone`` (cached), or NotOnWhatsApp."""
-        cached = await self.store.get_jid(runner.tenant_id, phone, self.settings.jid_cache_ttl_s)
+        cached = await self._cached_jid(runner, phone)
         if cached is None:
             session = runner.session
             if session is None:
                 raise TenantNotConnected("the tenant is not connected")
             info = (await session.check([phone]))[0]
             cached = (info.exists, info.jid)
-            await self.store.put_jid(runner.tenant_id, phone, info.exists, info.jid)
+            await self.remember_jid(runner, NumberInfo(phone, info.exists, info.jid))
         exists, jid = cached
         if not exists or not jid:
             raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
         return jid
 
-    async def _deliver(
-        self, runner: TenantRunner, record: MessageRecord, request: SendRequest
-    ) -> bool:
-        """Hand one logged message to the engine and record the outcome.
+    async def remember_jid(self, runner: TenantRunner, info: NumberInfo) -> None:
+        """WhatsApp's fresh answer for a number: in the runner's memory and the store."""
+        await self.store.put_jid(runner.tenant_id, info.phone, info.exists, info.jid)
+        runner.remember_jid(info.phone, (info.exists, info.jid))
 
-        False when the tenant went offline: the message waits in the queue again.
+    async def _cached_jid(self, runner: TenantRunner, phone: str) -> tuple[bool, str | None] | None:
+        """WhatsApp's last answer for ``phone`` if fresh: from the runner's memory, else
+        from the store (another runner of this tenant may have asked)."""
+        ttl = self.settings.jid_cache_ttl_s
+        cached = runner.known_jid(phone, ttl)
+        if cached is None:
+            cached = await self.store.get_jid(runner.tenant_id, phone, ttl)
+            if cached is not None:
+                runner.remember_jid(phone, cached)
+        return cached
+
+    async def _hand_over(
+        self, runner: TenantRunner, record: MessageRecord, request: SendRequest
+    ) -> SendResult | None:
+        """Hand one logged message to the engine (inside the tenant's lane).
+
+        None when the tenant went offline: the message waits in the queue again.
         Other failures mark it ``failed`` and raise.
         """
         message = OutgoingMessage(
@@ -367,16 +365,19 @@ class Sender:
             session = runner.session
             if session is None:
                 raise TenantNotConnected("the tenant is not connected")
-            result = await session.send(message)
+            return await session.send(message)
         except TenantNotConnected:
-            await self._requeue(record, request)
-            return False
+            await self._requeue(runner, record, request)
+            return None
         except ZapmuxError as exc:
             await self._fail(runner, record, exc.message)
             raise
         except Exception as exc:
             await self._fail(runner, record, f"the engine failed: {exc!r}")
             raise EngineError(f"the engine failed to send: {type(exc).__name__}") from exc
+
+    async def _sent(self, runner: TenantRunner, record: MessageRecord, result: SendResult) -> None:
+        """Record that the engine took it, and its ``message.sent`` event."""
         await self.store.mark_sent(record.tenant_id, record.message_id, result.message_id)
         record.status, record.wa_id = "sent", result.message_id
         self.supervisor.metrics.inc("messages_sent_total")
@@ -385,9 +386,10 @@ class Sender:
         await self.dispatcher.emit(
             record.tenant_id, "message.sent", record.public(), chat=record.chat
         )
-        return True
 
-    async def _requeue(self, record: MessageRecord, request: SendRequest) -> None:
+    async def _requeue(
+        self, runner: TenantRunner, record: MessageRecord, request: SendRequest
+    ) -> None:
         """Back to the queue, with what it needs to be sent later."""
         await self.store.update_message(
             record.tenant_id,
@@ -396,6 +398,7 @@ class Sender:
             payload=json.dumps(_payload(request)),
         )
         record.status = "queued"
+        runner.queued = (runner.queued or 0) + 1
 
     async def _fail(self, runner: TenantRunner, record: MessageRecord, error: str) -> None:
         # the payload (possibly megabytes of media) is not needed once it cannot go out
@@ -452,28 +455,44 @@ class Sender:
         """Send the oldest queued message; False when there was none or it must wait."""
         record = await self.store.next_queued(runner.tenant_id)
         if record is None:
+            runner.queued = 0
             return False
         await self.bucket(runner.tenant_id).acquire()
         async with self.lanes.hold(runner.tenant_id):
-            return await self._send_queued(runner, record)
+            sent = await self._send_queued(runner, record)
+        if sent is None:
+            return False
+        if isinstance(sent, SendResult):
+            await self._sent(runner, record, sent)
+        return True
 
-    async def _send_queued(self, runner: TenantRunner, record: MessageRecord) -> bool:
-        """False when the tenant went offline (the message stays queued)."""
+    async def _send_queued(
+        self, runner: TenantRunner, record: MessageRecord
+    ) -> SendResult | bool | None:
+        """What the engine answered; True when it failed for good (the queue goes on),
+        None when the tenant went offline (the message stays queued)."""
         request = _request(record)
         try:
             record.chat = await self.resolve(runner, record.phone or "")
         except TenantNotConnected:
-            return False
+            return None
         except ZapmuxError as exc:  # not on WhatsApp: it never will go out
+            _left_queue(runner)
             await self._fail(runner, record, exc.message)
             return True
         await self.store.update_message(
             record.tenant_id, record.message_id, status="sending", chat=record.chat
         )
+        _left_queue(runner)
         try:
-            return await self._deliver(runner, record, request)
+            return await self._hand_over(runner, record, request)
         except ZapmuxError:
             return True  # marked failed and logged; the queue goes on
+
+
+def _left_queue(runner: TenantRunner) -> None:
+    if runner.queued:
+        runner.queued -= 1
 
 
 def _payload(request: SendRequest) -> dict[str, Any]:

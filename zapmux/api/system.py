@@ -103,6 +103,7 @@ async def put_webhook(tenant: TenantDep, body: WebhookBody, gw: GatewayDep) -> d
     await gw.store.update_tenant(
         tenant.id, webhook_url=url, webhook_secret=body.secret, webhook_events=json.dumps(events)
     )
+    gw.dispatcher.forget(tenant.id)
     return {
         "success": True,
         "tenant_id": tenant.id,
@@ -128,6 +129,7 @@ async def delete_webhook(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
     await gw.store.update_tenant(
         tenant.id, webhook_url=None, webhook_secret=None, webhook_events=None
     )
+    gw.dispatcher.forget(tenant.id)
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
 
 

@@ -194,6 +194,7 @@ async def logout_tenant(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
 async def delete_tenant(tenant: TenantDep, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     await gw.supervisor.remove(tenant.id)
     await gw.store.delete_tenant(tenant.id)
+    gw.dispatcher.forget(tenant.id)
     gw.hub.publish("deleted", tenant.id, {"tenant_id": tenant.id})
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
 

@@ -96,6 +96,9 @@ class SandboxEngine(Engine):
 
     async def wipe(self, tenant_id: str) -> None:
         await self.store.sandbox_wipe(tenant_id)
+        session = self.sessions.get(tenant_id)
+        if session is not None:
+            session.saved = None
 
     async def start(self) -> None:
         if not self.store.single_node:
@@ -224,6 +227,9 @@ class SandboxEngine(Engine):
             )
         if kind in {"network_down", "network_up"}:
             await self.store.sandbox_set_network(tenant_id, kind == "network_down")
+            session = self.sessions.get(tenant_id)
+            if session is not None and session.saved is not None:
+                session.saved.network_down = kind == "network_down"
         if kind != "network_up":
             await self.store.sandbox_push(tenant_id, json.dumps({"kind": "fault", "fault": kind}))
             self._wake(tenant_id)
@@ -273,6 +279,7 @@ class SandboxSessionImpl(Session):
         self.awaiting_scan = False
         self.paired = asyncio.Event()
         self.wakeup = asyncio.Event()
+        self.saved: SandboxSession | None = None  # the paired session, once connected
         self._task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -296,6 +303,7 @@ class SandboxSessionImpl(Session):
         if saved.network_down:
             await self._end(Disconnected("dial tcp: network is unreachable (sandbox network_down)"))
             return
+        self.saved = saved
         self.connected = True
         await self.sink(
             Connected(phone=saved.phone, push_name=saved.push_name, jid=_jid(saved.phone))
@@ -422,6 +430,7 @@ class SandboxSessionImpl(Session):
         }
         if fault == "logout":
             await self.store.sandbox_wipe(self.tenant_id)
+            self.saved = None
         await self._end(events[fault])
         return False
 
@@ -462,7 +471,7 @@ class SandboxSessionImpl(Session):
     async def send(self, message: OutgoingMessage) -> SendResult:
         if not self.connected:
             raise TenantNotConnected("the tenant is not connected")
-        saved = await self.store.sandbox_session(self.tenant_id)
+        saved = self.saved  # faults reach this node's sessions as well as the store
         if saved is None:
             raise EngineError("this session is no longer paired (sandbox)")
         if saved.network_down:  # the socket is dead before the drop is noticed: offline

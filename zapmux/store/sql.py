@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
+    Engine,
     and_,
     bindparam,
     delete,
@@ -22,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.errors import TenantExists
 from zapmux.store import schema as t
@@ -38,7 +40,7 @@ from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables
 from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
-from zapmux.store.writer import Writer
+from zapmux.store.writer import Reader, Writer
 
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
@@ -47,9 +49,10 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
     """Everything zapmux persists, over one SQLAlchemy async engine: reads through its
     pool, every write through the one :class:`Writer` (group commit)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
         self.engine = engine
-        self.writer = Writer(engine)
+        self.writer = Writer(engine, sync_engine)
+        self.reader = Reader(engine, sync_engine)
         self._claim_stmt: Any = None
 
     # --- lifecycle -----------------------------------------------------------------
@@ -99,13 +102,13 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
     async def update_tenant(self, tenant_id: str, **fields: Any) -> bool:
         fields["updated_at"] = time.time()
         stmt = update(t.tenants).where(t.tenants.c.id == tenant_id).values(**fields)
-        return bool(await self._rowcount(stmt))
+        return bool(await self._execute(stmt))
 
     async def delete_tenant(self, tenant_id: str) -> bool:
-        async def job(conn: AsyncConnection) -> bool:
+        def job(conn: Connection) -> bool:
             for table in (t.messages, t.idempotency, t.jid_cache, t.media):
-                await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
-            result = await conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
+                conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
+            result = conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
             return bool(result.rowcount)
 
         return await self._write(job)
@@ -121,11 +124,11 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         )
         pick = select(t.tenants.c.id).where(free).order_by(t.tenants.c.id).limit(limit)
 
-        async def job(conn: AsyncConnection) -> list[str]:
-            ids = list((await conn.execute(self._lock(pick))).scalars())
+        def job(conn: Connection) -> list[str]:
+            ids = list((conn.execute(self._lock(pick))).scalars())
             if not ids:
                 return []
-            claimed = await conn.execute(
+            claimed = conn.execute(
                 update(t.tenants)
                 .where(and_(t.tenants.c.id.in_(ids), free))
                 .values(owner=node, lease_until=now + lease_s)
@@ -170,7 +173,7 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
             .where(and_(c.id == tenant_id, free))
             .values(owner=node, lease_until=now + lease_s)
         )
-        return bool(await self._rowcount(stmt))
+        return bool(await self._execute(stmt))
 
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None:
         stmt = update(t.tenants).where(t.tenants.c.owner == node)
@@ -185,8 +188,7 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
     # --- messages and the send queue -----------------------------------------------
     async def add_message(self, message: MessageRecord) -> MessageRecord:
         message.created_at = message.updated_at = time.time()
-        result = await self._execute(_INSERT_MESSAGE, _values(message))
-        message.id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        message.id = await self._write(lambda conn: insert_message(conn, message))
         return message
 
     async def record_incoming(self, message: MessageRecord, deliveries: Sequence[Delivery]) -> bool:
@@ -196,9 +198,9 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         """
         message.created_at = message.updated_at = time.time()
 
-        async def job(conn: AsyncConnection) -> None:
-            await conn.execute(_INSERT_MESSAGE, _values(message))
-            await self._insert_deliveries(conn, deliveries)
+        def job(conn: Connection) -> None:
+            insert_message(conn, message)
+            self._insert_deliveries(conn, deliveries)
 
         try:
             await self._write(job)
@@ -246,8 +248,8 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         return _record(MessageRecord, row) if row else None
 
     async def count_queued(self, tenant_id: str) -> int:
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(_COUNT_QUEUED, {"k_tenant": tenant_id})).scalar() or 0)
+        row = await self._one(_COUNT_QUEUED, {"k_tenant": tenant_id})
+        return int(row[0] or 0) if row else 0
 
     async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool:
         fields["updated_at"] = time.time()
@@ -257,23 +259,23 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
             .where(and_(m.tenant_id == tenant_id, m.message_id == message_id))
             .values(**fields)
         )
-        return bool(await self._rowcount(stmt))
+        return bool(await self._execute(stmt))
 
     async def mark_sent(self, tenant_id: str, message_id: str, wa_id: str) -> None:
         """The engine took the message: keep its id, drop the payload (media can be large);
         ``sent`` unless a receipt that raced the send already moved it further."""
         params = {"k_tenant": tenant_id, "k_message": message_id, "k_wa_id": wa_id}
 
-        async def job(conn: AsyncConnection) -> None:
-            await mark_sent(conn, params)
+        def job(conn: Connection) -> None:
+            mark_sent(conn, params)
 
         await self._write(job)
 
     async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
         """Move sent messages forward (sent → delivered → read); the message ids moved."""
 
-        async def job(conn: AsyncConnection) -> list[str]:
-            return await apply_receipt(conn, tenant_id, wa_ids, status)
+        def job(conn: Connection) -> list[str]:
+            return apply_receipt(conn, tenant_id, wa_ids, status)
 
         return await self._write(job)
 
@@ -312,7 +314,7 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
     async def fail_interrupted_sends(self, tenant_id: str) -> int:
         """Mark the tenant's half-sent messages failed (its last runner is gone)."""
         m = t.messages.c
-        return await self._rowcount(
+        return await self._execute(
             update(t.messages)
             .where(and_(m.tenant_id == tenant_id, m.direction == "out", m.status == "sending"))
             .values(
@@ -360,20 +362,26 @@ _RECEIPT_MOVE = (
 )
 
 
-async def mark_sent(conn: AsyncConnection, params: dict[str, Any]) -> None:
+def insert_message(conn: Connection, message: MessageRecord) -> int | None:
+    """Add ``message`` to the log on ``conn`` (inside a write job); its row id."""
+    key = conn.execute(_INSERT_MESSAGE, _values(message)).inserted_primary_key
+    return int(key[0]) if key else None
+
+
+def mark_sent(conn: Connection, params: dict[str, Any]) -> None:
     """``SqlStore.mark_sent`` on ``conn`` (inside a write job)."""
-    await conn.execute(_SENT_ID, {**params, "k_now": time.time()})
-    await conn.execute(_SENT_STATUS, params)
+    conn.execute(_SENT_ID, {**params, "k_now": time.time()})
+    conn.execute(_SENT_STATUS, params)
 
 
-async def apply_receipt(
-    conn: AsyncConnection, tenant_id: str, wa_ids: Sequence[str], status: str
+def apply_receipt(
+    conn: Connection, tenant_id: str, wa_ids: Sequence[str], status: str
 ) -> list[str]:
     """``SqlStore.apply_receipt`` on ``conn`` (inside a write job)."""
     rank = _STATUS_RANK[status]
     lower = [s for s, r in _STATUS_RANK.items() if r < rank and s != "queued"]
     params = {"k_tenant": tenant_id, "k_wa_ids": list(wa_ids), "k_lower": lower}
-    ids = list((await conn.execute(_RECEIPT_FIND, params)).scalars())
+    ids = list((conn.execute(_RECEIPT_FIND, params)).scalars())
     if ids:
-        await conn.execute(_RECEIPT_MOVE, {**params, "k_status": status, "k_now": time.time()})
+        conn.execute(_RECEIPT_MOVE, {**params, "k_status": status, "k_now": time.time()})
     return ids

@@ -4,14 +4,13 @@ one :class:`~zapmux.store.writer.Writer`, and the few shapes of query they repea
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, and_, delete, insert, select
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, Table, and_, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from zapmux.store.writer import Writer
+from zapmux.store.writer import Reader, Writer
 
 T = TypeVar("T")
 
@@ -21,30 +20,26 @@ class SqlTables:
 
     engine: AsyncEngine
     writer: Writer
+    reader: Reader
 
-    async def _write(self, job: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _write(self, job: Callable[[Connection], T]) -> T:
         """Run ``job`` in the writer's next batch; its result once committed."""
         return await self.writer.write(job)
 
-    async def _execute(self, stmt: Any, params: Any = None) -> CursorResult[Any]:
-        """One writing statement, committed (in a batch)."""
+    async def _execute(self, stmt: Any, params: Any = None) -> int:
+        """One writing statement, committed (in a batch); the rows it touched."""
 
-        async def job(conn: AsyncConnection) -> CursorResult[Any]:
-            return await conn.execute(stmt, params)
+        def job(conn: Connection) -> int:
+            return int(conn.execute(stmt, params).rowcount or 0)
 
         return await self._write(job)
 
-    async def _rowcount(self, stmt: Any, params: Any = None) -> int:
-        return int((await self._execute(stmt, params)).rowcount or 0)
-
     async def _one(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Any:
         """The first row a read finds, or None."""
-        async with self.engine.connect() as conn:
-            return (await conn.execute(stmt, params)).first()
+        return await self.reader.read(lambda conn: conn.execute(stmt, params).first())
 
     async def _all(self, stmt: Any, params: Mapping[str, Any] | None = None) -> list[Any]:
-        async with self.engine.connect() as conn:
-            return list(await conn.execute(stmt, params))
+        return await self.reader.read(lambda conn: list(conn.execute(stmt, params)))
 
     async def _fresh(self, table: Table, stamp: str, max_age_s: float, **key: Any) -> Any:
         """The row of ``table`` at ``key`` if its ``stamp`` column is younger than
@@ -56,15 +51,13 @@ class SqlTables:
     async def _replace(self, table: Table, key: Mapping[str, Any], row: Mapping[str, Any]) -> None:
         """Write ``row`` at ``key``, whatever was there (delete, then insert)."""
 
-        async def job(conn: AsyncConnection) -> None:
-            await replace(conn, table, key, row)
+        def job(conn: Connection) -> None:
+            replace(conn, table, key, row)
 
         await self._write(job)
 
 
-async def replace(
-    conn: AsyncConnection, table: Table, key: Mapping[str, Any], row: Mapping[str, Any]
-) -> None:
+def replace(conn: Connection, table: Table, key: Mapping[str, Any], row: Mapping[str, Any]) -> None:
     """Delete the row at ``key`` and insert ``row``, on ``conn`` (inside a write job)."""
-    await conn.execute(delete(table).where(and_(*(table.c[k] == v for k, v in key.items()))))
-    await conn.execute(insert(table).values(**row))
+    conn.execute(delete(table).where(and_(*(table.c[k] == v for k, v in key.items()))))
+    conn.execute(insert(table).values(**row))

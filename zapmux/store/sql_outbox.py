@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Float,
     Integer,
     and_,
@@ -22,7 +23,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from zapmux.store import schema as t
 from zapmux.store.records import Delivery, DeliveryResult
@@ -93,19 +93,17 @@ class OutboxTables(SqlTables):
         return stmt
 
     # --- outbox --------------------------------------------------------------------
-    async def _insert_deliveries(
-        self, conn: AsyncConnection, deliveries: Sequence[Delivery]
-    ) -> None:
+    def _insert_deliveries(self, conn: Connection, deliveries: Sequence[Delivery]) -> None:
         now = time.time()
         for d in deliveries:
             d.created_at = d.created_at or now
             d.next_attempt_at = d.next_attempt_at or now
         if deliveries:
-            await conn.execute(_INSERT, [_values(d) for d in deliveries])
+            conn.execute(_INSERT, [_values(d) for d in deliveries])
 
     async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
-        async def job(conn: AsyncConnection) -> None:
-            await self._insert_deliveries(conn, deliveries)
+        def job(conn: Connection) -> None:
+            self._insert_deliveries(conn, deliveries)
 
         await self._write(job)
 
@@ -113,19 +111,17 @@ class OutboxTables(SqlTables):
         """Due pending deliveries, each the oldest pending of its chat, locked for us."""
         now = time.time()
 
-        async def job(conn: AsyncConnection) -> list[Any]:
-            ids = list(
-                (await conn.execute(self._claim_select(), {"now": now, "limit": limit})).scalars()
-            )
+        def job(conn: Connection) -> list[Any]:
+            ids = list((conn.execute(self._claim_select(), {"now": now, "limit": limit})).scalars())
             if not ids:
                 return []
             # Re-checked in the UPDATE: on PostgreSQL another node may have claimed
             # them meanwhile; only the one whose UPDATE matched them gets them back.
             return list(
-                await conn.execute(_CLAIM_UPDATE, {"ids": ids, "now": now, "until": now + lock_s})
-            )
+                conn.execute(_CLAIM_UPDATE, {"ids": ids, "now": now, "until": now + lock_s})
+            )  # fetched before the commit
 
-        rows = await self._write(job)
+        rows: list[Any] = await self._write(job)
         rows.sort(key=lambda r: (r.next_attempt_at, r.id))
         return [_record(Delivery, r) for r in rows]
 
@@ -171,12 +167,12 @@ class OutboxTables(SqlTables):
             if not delivery_ids:
                 return 0
             stmt = stmt.where(o.delivery_id.in_(list(delivery_ids)))
-        return await self._rowcount(stmt.values(locked_until=None))
+        return await self._execute(stmt.values(locked_until=None))
 
     async def purge_delivered(self, older_than: float) -> int:
         """Forget deliveries delivered before ``older_than``; the count removed."""
         o = t.outbox.c
-        return await self._rowcount(
+        return await self._execute(
             delete(t.outbox).where(and_(o.status == "delivered", o.delivered_at < older_than))
         )
 
@@ -216,7 +212,7 @@ class OutboxTables(SqlTables):
             stmt = stmt.where(o.status == "dead")
             if tenant_id:
                 stmt = stmt.where(o.tenant_id == tenant_id)
-        return await self._rowcount(
+        return await self._execute(
             stmt.values(
                 status="pending",
                 next_attempt_at=time.time(),

@@ -7,8 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from zapmux.store import schema as t
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
@@ -45,21 +44,21 @@ class SandboxTables(SqlTables):
     async def sandbox_set_network(self, tenant_id: str, down: bool) -> bool:
         s = t.sandbox_sessions
         stmt = update(s).where(s.c.tenant_id == tenant_id).values(network_down=down)
-        return bool(await self._rowcount(stmt))
+        return bool(await self._execute(stmt))
 
     async def sandbox_wipe(self, tenant_id: str) -> None:
-        async def job(conn: AsyncConnection) -> None:
+        def job(conn: Connection) -> None:
             for table in _TENANT_TABLES:
-                await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
+                conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
 
         await self._write(job)
 
     async def sandbox_issue_qr(self, qr: SandboxQr) -> None:
         q = t.sandbox_qr
 
-        async def job(conn: AsyncConnection) -> None:
-            await conn.execute(update(q).where(q.c.tenant_id == qr.tenant_id).values(current=False))
-            await conn.execute(insert(q).values(_values(qr, skip=())))
+        def job(conn: Connection) -> None:
+            conn.execute(update(q).where(q.c.tenant_id == qr.tenant_id).values(current=False))
+            conn.execute(insert(q).values(_values(qr, skip=())))
 
         await self._write(job)
 
@@ -80,11 +79,11 @@ class SandboxTables(SqlTables):
     async def sandbox_take_pair_code(self, code: str) -> tuple[str, str, float] | None:
         p = t.sandbox_pair_codes
 
-        async def job(conn: AsyncConnection) -> tuple[str, str, float] | None:
-            row = (await conn.execute(select(p).where(p.c.code == code))).first()
+        def job(conn: Connection) -> tuple[str, str, float] | None:
+            row = (conn.execute(select(p).where(p.c.code == code))).first()
             if row is None:
                 return None
-            await conn.execute(delete(p).where(p.c.code == code))
+            conn.execute(delete(p).where(p.c.code == code))
             return (row.tenant_id, row.phone, row.expires_at)
 
         return await self._write(job)
@@ -104,10 +103,10 @@ class SandboxTables(SqlTables):
         """Put ``message`` in the phone's inbox and, in the same transaction, the
         phone's ``receipt`` event in what waits for the sending tenant."""
 
-        async def job(conn: AsyncConnection) -> None:
-            await conn.execute(_TO_PHONE, _values(message))
+        def job(conn: Connection) -> None:
+            conn.execute(_TO_PHONE, _values(message))
             if receipt is not None:
-                await conn.execute(_PUSH, _pending(message.tenant_id, receipt))
+                conn.execute(_PUSH, _pending(message.tenant_id, receipt))
 
         await self._write(job)
 
@@ -142,9 +141,9 @@ class SandboxTables(SqlTables):
     async def sandbox_reset(self) -> None:
         """Forget the whole simulated network."""
 
-        async def job(conn: AsyncConnection) -> None:
+        def job(conn: Connection) -> None:
             for table in (*_TENANT_TABLES, t.sandbox_phones, t.sandbox_inbox):
-                await conn.execute(delete(table))
+                conn.execute(delete(table))
 
         await self._write(job)
 

@@ -1,18 +1,23 @@
 """One writer with group commit: every write of the store, one transaction per batch.
 
-Callers hand a *job* (a coroutine function of one connection) to :meth:`Writer.write`
-and wait for its commit. One task owns the writes: it takes every job that arrived
-while the previous commit was under way and runs them, in arrival order, in one
-transaction on its own connection. A burst of sends, receipts and outbox rows thus
-costs a share of a commit each, not a commit each, and on SQLite no two connections
-ever fight for its one write lock (readers use the pool; WAL lets them read beside
-the writer).
+Callers hand a *job* (a plain function of one SQLAlchemy ``Connection``) to
+:meth:`Writer.write` and wait for its commit. One task owns the writes: it takes
+every job that arrived while the previous commit was under way and runs them, in
+arrival order, in one transaction on its own connection. A burst of sends, receipts
+and outbox rows thus costs a share of a commit each, not a commit each.
+
+- SQLite: the writer's connection is a plain ``sqlite3`` one in a thread of its own,
+  and a whole batch runs there in one hop (not one hop per statement, as through
+  aiosqlite). No two connections ever compete for SQLite's one write lock; readers
+  use the async pool beside it (WAL).
+- PostgreSQL: the batch runs on one pooled asyncpg connection (``run_sync``).
 
 Nothing is answered before its commit: ``write`` returns (or raises) only once the
-batch holding the job is durable. A job that raises is not allowed to spoil its
-neighbours: the batch is rolled back and every job of it runs again alone, in its own
+batch holding the job is durable. A job that raises does not spoil its neighbours:
+the batch is rolled back and every job of it runs again alone, in its own
 transaction, so each gets exactly the outcome it would have had by itself. Jobs must
-therefore only write through ``conn`` (and may be run twice before one commit).
+therefore only write through ``conn`` (and may run twice before one commit), and
+return plain values (rows fetched, counts), not open results.
 """
 
 from __future__ import annotations
@@ -20,31 +25,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 T = TypeVar("T")
-Job = Callable[[AsyncConnection], Awaitable[Any]]
+Job = Callable[[Connection], Any]
 log = logging.getLogger("zapmux.store")
 
 
 class Writer:
-    """The store's only writer (see the module docstring)."""
+    """The store's only writer (see the module docstring).
 
-    def __init__(self, engine: AsyncEngine, max_batch: int = 500) -> None:
+    ``sync_engine`` (SQLite): run batches on it in the writer's own thread; else
+    batches run on a connection of ``engine``.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, sync_engine: Engine | None = None, max_batch: int = 500
+    ) -> None:
         self.engine = engine
+        self.sync_engine = sync_engine
         self.max_batch = max_batch
         self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
         self._pending = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._conn: AsyncConnection | None = None
         self._closing = False
-        self.batches = 0  # commits made (for tests and metrics)
+        self._conn: AsyncConnection | None = None
+        self._sync_conn: Connection | None = None
+        self._thread = ThreadPoolExecutor(1, "zapmux-writer") if sync_engine else None
+        self.batches = 0  # commits made
         self.jobs = 0  # jobs committed
 
-    async def write(self, job: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def write(self, job: Callable[[Connection], T]) -> T:
         """Run ``job`` in the next batch; its result once that batch is committed."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((job, future))
@@ -91,12 +107,28 @@ class Writer:
             _settle(future, result=result)
 
     async def _transaction(self, jobs: list[Job]) -> list[Any]:
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._sync_batch, jobs)
         conn = await self._connection()
         try:
             async with conn.begin():
-                return [await job(conn) for job in jobs]
+                return await conn.run_sync(_run_jobs, jobs)
         except Exception:
             await self._discard()  # whatever state it is in, the next batch starts clean
+            raise
+
+    def _sync_batch(self, jobs: list[Job]) -> list[Any]:
+        """In the writer's thread: the batch in one transaction on its own connection."""
+        assert self.sync_engine is not None
+        if self._sync_conn is None or self._sync_conn.closed:
+            self._sync_conn = self.sync_engine.connect()
+        try:
+            with self._sync_conn.begin():
+                return _run_jobs(self._sync_conn, jobs)
+        except Exception:
+            self._sync_conn.close()
+            self._sync_conn = None
             raise
 
     async def _connection(self) -> AsyncConnection:
@@ -111,7 +143,7 @@ class Writer:
                 await conn.close()
 
     async def close(self) -> None:
-        """Finish what was handed in, then stop (before the engine is disposed)."""
+        """Finish what was handed in, then stop (before the engines are disposed)."""
         task, self._task = self._task, None
         if task is not None and not task.done() and task.get_loop() is _loop_or_none():
             self._closing = True
@@ -119,6 +151,43 @@ class Writer:
             await task
             self._closing = False
         await self._discard()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
+
+    def _close_sync(self) -> None:
+        conn, self._sync_conn = self._sync_conn, None
+        if conn is not None:
+            conn.close()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
+
+
+class Reader:
+    """Reads beside the writer. On SQLite each read runs in one of a few threads on a
+    plain ``sqlite3`` connection: one hop per read, where aiosqlite takes one per
+    step (cursor, execute, fetch, close). Else through the async pool."""
+
+    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None, threads: int = 2) -> None:
+        self.engine = engine
+        self.sync_engine = sync_engine
+        self._threads = ThreadPoolExecutor(threads, "zapmux-reader") if sync_engine else None
+
+    async def read(self, query: Callable[[Connection], T]) -> T:
+        """``query``'s result, run on a connection of its own."""
+        if self._threads is None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(query)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._sync_read, query)
+
+    def _sync_read(self, query: Callable[[Connection], T]) -> T:
+        assert self.sync_engine is not None
+        with self.sync_engine.connect() as conn:
+            return query(conn)
+
+
+def _run_jobs(conn: Connection, jobs: list[Job]) -> list[Any]:
+    return [job(conn) for job in jobs]
 
 
 def _settle(
