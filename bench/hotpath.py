@@ -307,11 +307,12 @@ async def start_and_idle(opts: Options, tmp: Path) -> None:
     n = opts.start_tenants
     empty = zapmux_server(tmp / "empty", f"sqlite:///{tmp / 'empty.db'}", "http://127.0.0.1:9")
     try:
-        await empty.wait_health()
+        bare_start = await empty.wait_health()
         await asyncio.sleep(1.0)
         empty_rss = empty.rss_kb()
     finally:
         empty.stop()
+    opts.rows.append(Row("start", "sqlite", "/health 200 (no tenant)", bare_start, "s"))
     url = f"sqlite:///{tmp / 'start.db'}"
     await seed(url, n)
     server = zapmux_server(tmp / "start", url, "http://127.0.0.1:9")
@@ -327,7 +328,7 @@ async def start_and_idle(opts: Options, tmp: Path) -> None:
         await asyncio.sleep(opts.seconds)
         busy = (server.cpu_s() - cpu0) / (time.monotonic() - wall0) * 100
         opts.rows.append(Row("idle", "sqlite", f"CPU, {n} idle tenants", busy, "% of a core"))
-        for path in ("/status", "/tenants"):
+        for path in ("/status", "/tenants", "/status?limit=100", "/tenants?limit=100"):
             opts.rows.append(
                 Row("idle", "sqlite", f"GET {path}", await _median_ms(server.url + path), "ms")
             )

@@ -334,3 +334,11 @@ async def test_a_write_is_visible_to_reads_once_it_returns(store: Store) -> None
     for n in range(20):
         await store.add_message(_message("t", f"v{n}"))
         assert await store.get_message("t", f"v{n}") is not None
+
+
+async def test_tenants_are_listed_in_pages_and_counted_by_status(store: Store) -> None:
+    for name, status in (("a", "connected"), ("b", "stopped"), ("c", "connected")):
+        await store.create_tenant(TenantRecord(id=name, status=status))
+    assert [t.id for t in await store.list_tenants(limit=2)] == ["a", "b"]
+    assert [t.id for t in await store.list_tenants(after="b", limit=2)] == ["c"]
+    assert await store.count_tenants() == {"connected": 2, "stopped": 1}

@@ -51,9 +51,21 @@ async def _view(gw: Gateway, tenant_id: str) -> dict[str, Any]:
     return tenant_view(record)
 
 
-@router.get("/tenants", summary="List tenants")
-async def list_tenants(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
-    return {"success": True, "tenants": [tenant_view(r) for r in await gw.store.list_tenants()]}
+@router.get("/tenants", summary="List tenants (by id; pages with ?limit= and ?after=)")
+async def list_tenants(
+    gw: GatewayDep,
+    _: AdminDep,
+    limit: int | None = Query(None, ge=1, le=10_000, description="a page's size (else all)"),
+    after: str | None = Query(None, max_length=64, description="the previous page's `next`"),
+) -> JSONResponse:
+    records = await gw.store.list_tenants(after, limit)
+    body = {"success": True, "tenants": [tenant_view(r) for r in records]}
+    return JSONResponse({**body, "next": next_page(records, limit)})
+
+
+def next_page(records: list[TenantRecord], limit: int | None) -> str | None:
+    """The cursor of the page after ``records`` (None when this was the last one)."""
+    return records[-1].id if limit is not None and len(records) == limit else None
 
 
 @router.post("/tenants", status_code=201, summary="Create a tenant and start pairing")

@@ -37,7 +37,14 @@ class TenantStore(ABC):
     async def tenant_by_token_hash(self, token_hash: str) -> TenantRecord | None: ...
 
     @abstractmethod
-    async def list_tenants(self) -> list[TenantRecord]: ...
+    async def list_tenants(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[TenantRecord]:
+        """By id; ``after``: the last id of the previous page; ``limit``: a page's size."""
+
+    @abstractmethod
+    async def count_tenants(self) -> dict[str, int]:
+        """How many tenants are in each status."""
 
     @abstractmethod
     async def update_tenant(self, tenant_id: str, **fields: Any) -> bool: ...

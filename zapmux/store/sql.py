@@ -95,9 +95,22 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         row = await self._one(select(t.tenants).where(t.tenants.c.token_hash == token_hash))
         return _record(TenantRecord, row) if row else None
 
-    async def list_tenants(self) -> list[TenantRecord]:
-        rows = await self._all(select(t.tenants).order_by(t.tenants.c.id))
-        return [_record(TenantRecord, r) for r in rows]
+    async def list_tenants(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[TenantRecord]:
+        """By id; ``after``: the last id of the previous page; ``limit``: a page's size."""
+        stmt = select(t.tenants).order_by(t.tenants.c.id)
+        if after is not None:
+            stmt = stmt.where(t.tenants.c.id > after)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_record(TenantRecord, r) for r in await self._all(stmt)]
+
+    async def count_tenants(self) -> dict[str, int]:
+        """How many tenants are in each status."""
+        c = t.tenants.c
+        rows = await self._all(select(c.status, func.count()).group_by(c.status))
+        return {str(status): int(n) for status, n in rows}
 
     async def update_tenant(self, tenant_id: str, **fields: Any) -> bool:
         fields["updated_at"] = time.time()
