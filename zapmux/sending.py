@@ -184,22 +184,27 @@ class Sender:
             # Remembered before the message exists: if the process dies from here on,
             # a retry with this key finds the message instead of sending it again.
             message_id = new_message_id()
-            await self._remember(tenant_id, key, request, PROVISIONAL, {"message_id": message_id})
+            await self._remember(runner, key, request, PROVISIONAL, {"message_id": message_id})
             try:
                 status, body = await self._submit(runner, request, message_id)
             except ZapmuxError:
                 await self.store.forget_idempotent(tenant_id, key)  # refused: nothing sent
                 raise
-            await self._remember(tenant_id, key, request, status, body)
+            await self._remember(runner, key, request, status, body)
         return status, body
 
     async def _remember(
-        self, tenant_id: str, key: str, request: SendRequest, status: int, body: dict[str, Any]
+        self,
+        runner: TenantRunner,
+        key: str,
+        request: SendRequest,
+        status: int,
+        body: dict[str, Any],
     ) -> None:
         answer = IdempotentAnswer(
-            tenant_id, key, request.fingerprint(), status, json.dumps(body), time.time()
+            runner.tenant_id, key, request.fingerprint(), status, json.dumps(body), time.time()
         )
-        await self.store.put_idempotent(answer)
+        await self.store.put_idempotent(answer, runner.incarnation)
 
     async def _answer_from_log(
         self, tenant_id: str, provisional: dict[str, Any]
@@ -232,7 +237,8 @@ class Sender:
                 record = await self._queue(runner, message_id, request, jid)
                 return 202, self._answer(record, "queued", jid)
             record = await self.store.add_message(
-                self._record(tenant_id, message_id, request, "sending", jid)
+                self._record(tenant_id, message_id, request, "sending", jid),
+                runner.incarnation,
             )
             result = await self._hand_over(runner, record, request)
         if result is None:
@@ -279,7 +285,7 @@ class Sender:
     ) -> MessageRecord:
         record = self._record(runner.tenant_id, message_id, request, "queued", jid)
         record.payload = json.dumps(_payload(request))
-        record = await self.store.add_message(record)
+        record = await self.store.add_message(record, runner.incarnation)
         runner.queued = (runner.queued or 0) + 1
         self._wake(runner.tenant_id)
         return record
@@ -332,7 +338,9 @@ class Sender:
 
     async def remember_jid(self, runner: TenantRunner, info: NumberInfo) -> None:
         """WhatsApp's fresh answer for a number: in the runner's memory and the store."""
-        await self.store.put_jid(runner.tenant_id, info.phone, info.exists, info.jid)
+        await self.store.put_jid(
+            runner.tenant_id, info.phone, info.exists, info.jid, runner.incarnation
+        )
         runner.remember_jid(info.phone, (info.exists, info.jid))
 
     async def _cached_jid(self, runner: TenantRunner, phone: str) -> tuple[bool, str | None] | None:

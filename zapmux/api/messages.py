@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from zapmux.api.deps import GatewayDep, TenantDep, TenantIdDep
 from zapmux.api.models import CheckBody, MediaBody, SendBody
+from zapmux.api.strict import StrictRoute
 from zapmux.errors import InvalidInput, NotFound, PayloadTooLarge, TenantNotConnected
 from zapmux.events import Media
 from zapmux.fetch import fetch_media
@@ -22,7 +23,7 @@ from zapmux.phone import normalize_phone
 from zapmux.sending import SendRequest
 from zapmux.states import Status
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(tags=["messages"], route_class=StrictRoute)
 MEDIA_KINDS = ("image", "document", "audio", "video")
 _MIMETYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]{0,63}/[A-Za-z0-9][\w!#$&^.+-]{0,127}", re.ASCII)
 

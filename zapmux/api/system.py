@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from zapmux import __version__
 from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
 from zapmux.api.models import RelayBody, WebhookBody
+from zapmux.api.strict import StrictRoute
 from zapmux.api.tenants import next_page, tenant_view
 from zapmux.errors import InvalidInput, NotFound
 from zapmux.gateway import Gateway
@@ -22,7 +23,7 @@ from zapmux.phone import normalize_phone
 from zapmux.redact import redact_urls
 from zapmux.states import ALL as ALL_STATES
 
-router = APIRouter()
+router = APIRouter(route_class=StrictRoute)
 
 
 @router.get("/health", tags=["system"], summary="Liveness and store reachability (open)")

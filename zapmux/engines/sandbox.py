@@ -177,15 +177,21 @@ class SandboxEngine(Engine):
             session.paired.set()
 
     async def send_from_phone(
-        self, phone: str, tenant_id: str, text: str, media: dict[str, Any] | None = None
+        self,
+        phone: str,
+        tenant_id: str,
+        text: str,
+        media: dict[str, Any] | None = None,
+        message_id: str | None = None,
     ) -> str:
-        """A customer's phone sends a message to the tenant's number."""
+        """A customer's phone sends a message to the tenant's number (with a new id
+        unless ``message_id`` is given, as when a server hands one over again)."""
         phone = normalize_phone(phone)
         if await self.store.sandbox_session(tenant_id) is None:
             raise Conflict(
                 "that tenant has no WhatsApp number paired in the sandbox", code="tenant_not_paired"
             )
-        message_id = new_message_id()
+        message_id = message_id or new_message_id()
         await self.store.sandbox_push(
             tenant_id,
             json.dumps(
@@ -294,6 +300,17 @@ class SandboxSessionImpl(Session):
             log.error("sandbox session %s crashed", self.tenant_id, exc_info=task.exception())
 
     async def _run(self) -> None:
+        """The session; if it fails (zapmux could not take an event: the store is away),
+        the connection ends as a disconnect, so the tenant reconnects and the event is
+        handed over again, instead of the tenant looking connected with nothing moving."""
+        try:
+            await self._session()
+        except Exception as exc:
+            log.exception("sandbox session %s failed", self.tenant_id)
+            if self._task is asyncio.current_task():  # not closed meanwhile
+                await self._end(Disconnected(f"session failed: {type(exc).__name__}: {exc}"))
+
+    async def _session(self) -> None:
         saved = await self.store.sandbox_session(self.tenant_id)
         if saved is None:
             saved = await self._pair_by_qr()
@@ -356,38 +373,46 @@ class SandboxSessionImpl(Session):
     async def _hand_over(self, pending: list[tuple[int, str]]) -> bool:
         """Emit each item in order; acknowledge the handled ones together afterwards
         (at least once: items handled before a crash come again, and zapmux knows
-        them). False when one ended the connection."""
+        them). An item that can never be read is set aside (dead inbound). False when
+        one ended the connection."""
         done: list[int] = []
         try:
             for pending_id, raw in pending:
-                item = json.loads(raw)
-                if item["kind"] == "fault":  # a fault happens once, whatever follows
+                try:
+                    item = json.loads(raw)
+                    event = self._event(item)
+                except (ValueError, KeyError, TypeError) as exc:  # never readable: aside
+                    error = f"the sandbox cannot read it: {type(exc).__name__}: {exc}"
+                    await self.store.add_dead_inbound(self.tenant_id, raw, error)
                     await self.store.sandbox_ack(*done, pending_id)
                     done = []
-                if not await self._deliver(item):
+                    continue
+                if event is None:  # a fault happens once, whatever follows
+                    await self.store.sandbox_ack(*done, pending_id)
+                    done = []
+                    await self._apply_fault(item["fault"])
                     return False
+                await self.sink(event)
                 done.append(pending_id)
         finally:
             await self.store.sandbox_ack(*done)
         return True
 
-    async def _deliver(self, item: dict[str, Any]) -> bool:
-        """Emit one pending item; False when it ended the connection."""
+    def _event(self, item: dict[str, Any]) -> Event | None:
+        """The event a pending item carries; None for a fault (which ends the connection)."""
         kind = item["kind"]
         if kind == "message":
-            await self.sink(self._incoming(item))
-        elif kind == "receipt":
-            await self.sink(
-                Receipt(
-                    message_ids=tuple(item["message_ids"]),
-                    chat=_jid(item["phone"]),
-                    status=item["status"],
-                    timestamp=item["timestamp"],
-                )
+            return self._incoming(item)
+        if kind == "receipt":
+            return Receipt(
+                message_ids=tuple(item["message_ids"]),
+                chat=_jid(item["phone"]),
+                status=item["status"],
+                timestamp=item["timestamp"],
             )
-        elif kind == "fault":
-            return await self._apply_fault(item["fault"])
-        return True
+        if kind == "fault" and item["fault"] in FAULTS:
+            return None
+        raise ValueError(f"unknown pending item {kind!r}")
 
     def _incoming(self, item: dict[str, Any]) -> IncomingMessage:
         media, kind = None, "texto"
@@ -420,7 +445,7 @@ class SandboxSessionImpl(Session):
             media=media,
         )
 
-    async def _apply_fault(self, fault: str) -> bool:
+    async def _apply_fault(self, fault: str) -> None:
         events: dict[str, Event] = {
             "disconnect": Disconnected("websocket closed by server (sandbox disconnect)"),
             "network_down": Disconnected("network is unreachable (sandbox network_down)"),
@@ -432,7 +457,6 @@ class SandboxSessionImpl(Session):
             await self.store.sandbox_wipe(self.tenant_id)
             self.saved = None
         await self._end(events[fault])
-        return False
 
     async def _end(self, event: Event) -> None:
         self.connected = False

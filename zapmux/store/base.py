@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zapmux.store.records import (
+    DeadInbound,
     Delivery,
     DeliveryResult,
     IdempotentAnswer,
@@ -85,13 +86,25 @@ class LeaseStore(ABC):
 
 
 class MessageStore(ABC):
-    """The message log, which is also every tenant's send queue."""
+    """The message log, which is also every tenant's send queue.
+
+    Writes here and elsewhere that take ``incarnation`` land only while the tenant
+    exists in that life (else ``TenantNotFound`` and nothing written): see
+    ``store.guard``.
+    """
 
     @abstractmethod
-    async def add_message(self, message: MessageRecord) -> MessageRecord: ...
+    async def add_message(
+        self, message: MessageRecord, incarnation: str | None = None
+    ) -> MessageRecord: ...
 
     @abstractmethod
-    async def record_incoming(self, message: MessageRecord, deliveries: Sequence[Delivery]) -> bool:
+    async def record_incoming(
+        self,
+        message: MessageRecord,
+        deliveries: Sequence[Delivery],
+        incarnation: str | None = None,
+    ) -> bool:
         """Log an incoming message and its webhook deliveries in one transaction.
 
         False (and nothing written) when this message id was already recorded."""
@@ -137,7 +150,13 @@ class MediaStore(ABC):
 
     @abstractmethod
     async def save_media(
-        self, tenant_id: str, message_id: str, mimetype: str, filename: str | None, data: bytes
+        self,
+        tenant_id: str,
+        message_id: str,
+        mimetype: str,
+        filename: str | None,
+        data: bytes,
+        incarnation: str | None = None,
     ) -> None: ...
 
     @abstractmethod
@@ -154,7 +173,11 @@ class OutboxStore(ABC):
     single_node: bool = True
 
     @abstractmethod
-    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None: ...
+    async def enqueue_deliveries(
+        self, deliveries: Sequence[Delivery], incarnation: str | None = None
+    ) -> None:
+        """Queue deliveries; with ``incarnation``, only while that life of their tenant
+        exists (all of them are that tenant's)."""
 
     @abstractmethod
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
@@ -212,7 +235,9 @@ class IdempotencyStore(ABC):
     ) -> IdempotentAnswer | None: ...
 
     @abstractmethod
-    async def put_idempotent(self, answer: IdempotentAnswer) -> None: ...
+    async def put_idempotent(
+        self, answer: IdempotentAnswer, incarnation: str | None = None
+    ) -> None: ...
 
     @abstractmethod
     async def forget_idempotent(self, tenant_id: str, key: str) -> None:
@@ -228,11 +253,39 @@ class JidStore(ABC):
     ) -> tuple[bool, str | None] | None: ...
 
     @abstractmethod
-    async def put_jid(self, tenant_id: str, phone: str, exists_: bool, jid: str | None) -> None: ...
+    async def put_jid(
+        self,
+        tenant_id: str,
+        phone: str,
+        exists_: bool,
+        jid: str | None,
+        incarnation: str | None = None,
+    ) -> None: ...
 
 
-class SandboxStore(ABC):
-    """The sandbox network's state (only the sandbox engine uses it)."""
+class DeadInboundStore(ABC):
+    """Inbound events that could not be recorded, set aside to list and replay."""
+
+    @abstractmethod
+    async def add_dead_inbound(self, tenant_id: str, event: str, error: str) -> int:
+        """Set aside an inbound event that could not be recorded; its id."""
+
+    @abstractmethod
+    async def list_dead_inbound(
+        self, tenant_id: str | None = None, limit: int = 100
+    ) -> list[DeadInbound]: ...
+
+    @abstractmethod
+    async def get_dead_inbound(self, dead_id: int) -> DeadInbound | None: ...
+
+    @abstractmethod
+    async def drop_dead_inbound(self, dead_id: int) -> None:
+        """Forget a set-aside event (it was replayed)."""
+
+
+class SandboxStore(DeadInboundStore):
+    """The sandbox network's state (only the sandbox engine uses it), and where it sets
+    aside what it cannot read."""
 
     single_node: bool = True  # as ``OutboxStore.single_node``
 
@@ -311,6 +364,7 @@ class Store(
     OutboxStore,
     IdempotencyStore,
     JidStore,
+    DeadInboundStore,
     SandboxStore,
 ):
     """Everything zapmux persists. Times are Unix seconds.

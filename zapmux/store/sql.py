@@ -6,6 +6,7 @@ live in the ``sqlite`` and ``postgres`` subclasses.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from zapmux.errors import TenantExists
 from zapmux.store import schema as t
 from zapmux.store.base import Store
+from zapmux.store.guard import in_life
 from zapmux.store.records import (
+    DeadInbound,
     Delivery,
     IdempotentAnswer,
     MessageRecord,
@@ -42,6 +45,20 @@ from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
 from zapmux.store.writer import Reader, Writer
 
+#: Every table with rows of one tenant's life (removed with the tenant).
+_TENANT_TABLES = (
+    t.messages,
+    t.outbox,
+    t.idempotency,
+    t.jid_cache,
+    t.media,
+    t.inbound_dead,
+    t.sandbox_sessions,
+    t.sandbox_qr,
+    t.sandbox_pair_codes,
+    t.sandbox_pending,
+    t.sandbox_inbox,
+)
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
@@ -81,6 +98,7 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
     async def create_tenant(self, tenant: TenantRecord) -> TenantRecord:
         now = time.time()
         tenant.created_at = tenant.updated_at = now
+        tenant.incarnation = tenant.incarnation or secrets.token_hex(8)
         try:
             await self._execute(insert(t.tenants).values(_values(tenant, skip=())))
         except IntegrityError as exc:
@@ -118,10 +136,13 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         return bool(await self._execute(stmt))
 
     async def delete_tenant(self, tenant_id: str) -> bool:
+        """The tenant and everything of its life, so that nothing passes to a new tenant
+        of the same id. Its own row goes first: see ``store.guard`` for why."""
+
         def job(conn: Connection) -> bool:
-            for table in (t.messages, t.idempotency, t.jid_cache, t.media):
-                conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
             result = conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
+            for table in _TENANT_TABLES:
+                conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
             return bool(result.rowcount)
 
         return await self._write(job)
@@ -199,12 +220,24 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         return stmt
 
     # --- messages and the send queue -----------------------------------------------
-    async def add_message(self, message: MessageRecord) -> MessageRecord:
+    async def add_message(
+        self, message: MessageRecord, incarnation: str | None = None
+    ) -> MessageRecord:
         message.created_at = message.updated_at = time.time()
-        message.id = await self._write(lambda conn: insert_message(conn, message))
+
+        def job(conn: Connection) -> int | None:
+            with in_life(conn, message.tenant_id, incarnation):
+                return insert_message(conn, message)
+
+        message.id = await self._write(job)
         return message
 
-    async def record_incoming(self, message: MessageRecord, deliveries: Sequence[Delivery]) -> bool:
+    async def record_incoming(
+        self,
+        message: MessageRecord,
+        deliveries: Sequence[Delivery],
+        incarnation: str | None = None,
+    ) -> bool:
         """Log an incoming message and its webhook deliveries in one transaction.
 
         False (and nothing written) when this message id was already recorded.
@@ -212,8 +245,9 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         message.created_at = message.updated_at = time.time()
 
         def job(conn: Connection) -> None:
-            insert_message(conn, message)
-            self._insert_deliveries(conn, deliveries)
+            with in_life(conn, message.tenant_id, incarnation):
+                insert_message(conn, message)
+                self._insert_deliveries(conn, deliveries)
 
         try:
             await self._write(job)
@@ -222,12 +256,17 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         return True
 
     async def save_media(
-        self, tenant_id: str, message_id: str, mimetype: str, filename: str | None, data: bytes
+        self,
+        tenant_id: str,
+        message_id: str,
+        mimetype: str,
+        filename: str | None,
+        data: bytes,
+        incarnation: str | None = None,
     ) -> None:
         key = {"tenant_id": tenant_id, "message_id": message_id}
-        await self._replace(
-            t.media, key, {**key, "mimetype": mimetype, "filename": filename, "data": data}
-        )
+        row = {**key, "mimetype": mimetype, "filename": filename, "data": data}
+        await self._replace(t.media, key, row, incarnation)
 
     async def get_media(
         self, tenant_id: str, message_id: str
@@ -301,9 +340,11 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         )
         return _record(IdempotentAnswer, row) if row else None
 
-    async def put_idempotent(self, answer: IdempotentAnswer) -> None:
+    async def put_idempotent(
+        self, answer: IdempotentAnswer, incarnation: str | None = None
+    ) -> None:
         key = {"tenant_id": answer.tenant_id, "key": answer.key}
-        await self._replace(t.idempotency, key, _values(answer, skip=()))
+        await self._replace(t.idempotency, key, _values(answer, skip=()), incarnation)
 
     async def forget_idempotent(self, tenant_id: str, key: str) -> None:
         i = t.idempotency.c
@@ -319,10 +360,46 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
         )
         return (bool(row.exists), row.jid) if row else None
 
-    async def put_jid(self, tenant_id: str, phone: str, exists_: bool, jid: str | None) -> None:
+    async def put_jid(
+        self,
+        tenant_id: str,
+        phone: str,
+        exists_: bool,
+        jid: str | None,
+        incarnation: str | None = None,
+    ) -> None:
         key = {"tenant_id": tenant_id, "phone": phone}
         row = {**key, "exists": exists_, "jid": jid, "checked_at": time.time()}
-        await self._replace(t.jid_cache, key, row)
+        await self._replace(t.jid_cache, key, row, incarnation)
+
+    # --- inbound events set aside --------------------------------------------------
+    async def add_dead_inbound(self, tenant_id: str, event: str, error: str) -> int:
+        """Set aside an inbound event that could not be recorded; its id."""
+        row = DeadInbound(tenant_id, event, error.replace("\x00", "\\x00"), time.time())
+
+        def job(conn: Connection) -> int:
+            key = conn.execute(insert(t.inbound_dead).values(_values(row))).inserted_primary_key
+            return int(key[0]) if key else 0
+
+        return await self._write(job)
+
+    async def list_dead_inbound(
+        self, tenant_id: str | None = None, limit: int = 100
+    ) -> list[DeadInbound]:
+        d = t.inbound_dead.c
+        stmt = select(t.inbound_dead)
+        if tenant_id:
+            stmt = stmt.where(d.tenant_id == tenant_id)
+        rows = await self._all(stmt.order_by(d.id).limit(limit))
+        return [_record(DeadInbound, r) for r in rows]
+
+    async def get_dead_inbound(self, dead_id: int) -> DeadInbound | None:
+        row = await self._one(select(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
+        return _record(DeadInbound, row) if row else None
+
+    async def drop_dead_inbound(self, dead_id: int) -> None:
+        """Forget a set-aside event (it was replayed)."""
+        await self._execute(delete(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
 
     async def fail_interrupted_sends(self, tenant_id: str) -> int:
         """Mark the tenant's half-sent messages failed (its last runner is gone)."""

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Table, and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from zapmux.store.guard import in_life
 from zapmux.store.writer import Reader, Writer
 
 T = TypeVar("T")
@@ -48,11 +49,19 @@ class SqlTables:
         cond.append(table.c[stamp] > time.time() - max_age_s)
         return await self._one(select(table).where(and_(*cond)))
 
-    async def _replace(self, table: Table, key: Mapping[str, Any], row: Mapping[str, Any]) -> None:
-        """Write ``row`` at ``key``, whatever was there (delete, then insert)."""
+    async def _replace(
+        self,
+        table: Table,
+        key: Mapping[str, Any],
+        row: Mapping[str, Any],
+        incarnation: str | None = None,
+    ) -> None:
+        """Write ``row`` at ``key``, whatever was there (delete, then insert); with
+        ``incarnation``, only while that life of the key's tenant exists."""
 
         def job(conn: Connection) -> None:
-            replace(conn, table, key, row)
+            with in_life(conn, key.get("tenant_id"), incarnation):
+                replace(conn, table, key, row)
 
         await self._write(job)
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 from zapmux.store import schema as t
+from zapmux.store.guard import in_life
 from zapmux.store.records import Delivery, DeliveryResult
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
@@ -101,9 +102,16 @@ class OutboxTables(SqlTables):
         if deliveries:
             conn.execute(_INSERT, [_values(d) for d in deliveries])
 
-    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+    async def enqueue_deliveries(
+        self, deliveries: Sequence[Delivery], incarnation: str | None = None
+    ) -> None:
+        """Queue deliveries; with ``incarnation``, only while that life of their tenant
+        exists (all of them are that tenant's)."""
+        tenant_id = deliveries[0].tenant_id if deliveries else None
+
         def job(conn: Connection) -> None:
-            self._insert_deliveries(conn, deliveries)
+            with in_life(conn, tenant_id, incarnation):
+                self._insert_deliveries(conn, deliveries)
 
         await self._write(job)
 
