@@ -364,8 +364,7 @@ class Store(
     OutboxStore,
     IdempotencyStore,
     JidStore,
-    DeadInboundStore,
-    SandboxStore,
+    SandboxStore,  # and DeadInboundStore, which it includes
 ):
     """Everything zapmux persists. Times are Unix seconds.
 
