@@ -14,7 +14,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import secrets
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from zapmux.errors import (
     ZapmuxError,
 )
 from zapmux.events import Connected, Event, Media
+from zapmux.ids import random_hex
 from zapmux.inbound import Dispatcher
 from zapmux.locks import KeyedLocks
 from zapmux.phone import USER_SERVER
@@ -120,7 +120,7 @@ class SendRequest:
 
 
 def new_message_id() -> str:
-    return "ZM" + secrets.token_hex(10).upper()
+    return "ZM" + random_hex(20)
 
 
 class Sender:

@@ -39,11 +39,13 @@ from zapmux.events import (
     Receipt,
     Replaced,
 )
+from zapmux.ids import random_hex
 from zapmux.phone import USER_SERVER, ninth_digit_variants, normalize_phone
 from zapmux.store.base import SandboxStore
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
 
 QR_CODES = 6
+PENDING_PAGE = 100  # pending items a session reads from the store at once
 PAIR_CODE_TTL_S = 160.0
 FAULTS = ("disconnect", "network_down", "network_up", "logout", "replace", "ban")
 log = logging.getLogger("zapmux.sandbox")
@@ -51,7 +53,7 @@ log = logging.getLogger("zapmux.sandbox")
 
 def new_message_id() -> str:
     """An id shaped like WhatsApp's own (``3EB0`` + 18 hex digits)."""
-    return "3EB0" + secrets.token_hex(9).upper()
+    return "3EB0" + random_hex(18)
 
 
 def _jid(phone: str) -> str:
@@ -187,25 +189,22 @@ class SandboxEngine(Engine):
         """A customer's phone sends a message to the tenant's number (with a new id
         unless ``message_id`` is given, as when a server hands one over again)."""
         phone = normalize_phone(phone)
-        if await self.store.sandbox_session(tenant_id) is None:
+        session = self.sessions.get(tenant_id)
+        paired = session is not None and session.saved is not None  # known here: no read
+        if not paired and await self.store.sandbox_session(tenant_id) is None:
             raise Conflict(
                 "that tenant has no WhatsApp number paired in the sandbox", code="tenant_not_paired"
             )
         message_id = message_id or new_message_id()
-        await self.store.sandbox_push(
-            tenant_id,
-            json.dumps(
-                {
-                    "kind": "message",
-                    "message_id": message_id,
-                    "phone": phone,
-                    "text": text,
-                    "media": media,
-                    "timestamp": time.time(),
-                }
-            ),
-        )
-        self._wake(tenant_id)
+        item = {
+            "kind": "message",
+            "message_id": message_id,
+            "phone": phone,
+            "text": text,
+            "media": media,
+            "timestamp": time.time(),
+        }
+        await self._push(tenant_id, json.dumps(item))
         return message_id
 
     async def register_phone(self, phone: str, on_whatsapp: bool) -> str:
@@ -237,8 +236,7 @@ class SandboxEngine(Engine):
             if session is not None and session.saved is not None:
                 session.saved.network_down = kind == "network_down"
         if kind != "network_up":
-            await self.store.sandbox_push(tenant_id, json.dumps({"kind": "fault", "fault": kind}))
-            self._wake(tenant_id)
+            await self._push(tenant_id, json.dumps({"kind": "fault", "fault": kind}))
 
     async def reset(self) -> None:
         """Forget every session, phone and message of the simulated network."""
@@ -262,13 +260,23 @@ class SandboxEngine(Engine):
         return results
 
     async def _push_receipt(self, tenant_id: str, message_id: str, phone: str, status: str) -> None:
-        await self.store.sandbox_push(tenant_id, _receipt(message_id, phone, status))
-        self._wake(tenant_id)
+        await self._push(tenant_id, _receipt(message_id, phone, status))
 
-    def _wake(self, tenant_id: str) -> None:
+    async def _push(self, tenant_id: str, event: str) -> None:
+        """Leave ``event`` for the tenant's session (durably), and hand it over."""
+        self._wake(tenant_id, (await self.store.sandbox_push(tenant_id, event), event))
+
+    def _wake(self, tenant_id: str, item: tuple[int, str] | None = None) -> None:
+        """Wake the tenant's session here, if any, with the ``item`` just left for it
+        (without one it looks in the store: another node may have left something)."""
         session = self.sessions.get(tenant_id)
-        if session:
-            session.wakeup.set()
+        if session is None:
+            return
+        if item is None:
+            session.stale = True
+        else:
+            session.handed.append(item)
+        session.wakeup.set()
 
 
 class SandboxSessionImpl(Session):
@@ -286,6 +294,10 @@ class SandboxSessionImpl(Session):
         self.paired = asyncio.Event()
         self.wakeup = asyncio.Event()
         self.saved: SandboxSession | None = None  # the paired session, once connected
+        # What waits for this session: the store knows it all; what this node left
+        # since it last looked there is also handed over in memory (``handed``).
+        self.stale = True
+        self.handed: list[tuple[int, str]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -366,9 +378,23 @@ class SandboxSessionImpl(Session):
         """Hand what the network holds for this tenant to zapmux, acking each after."""
         while self.connected:
             self.wakeup.clear()
-            if not await self._hand_over(await self.store.sandbox_pending(self.tenant_id)):
+            if not await self._hand_over(await self._waiting()):
                 return
             await self.wakeup.wait()
+
+    async def _waiting(self) -> list[tuple[int, str]]:
+        """What waits, in order: from the store when this node may not know it all (at
+        connect, or when another node left something), else what was handed over."""
+        if not self.stale:
+            items, self.handed = self.handed, []
+            return items
+        self.stale, self.handed = False, []
+        found = await self.store.sandbox_pending(self.tenant_id, PENDING_PAGE)
+        if len(found) == PENDING_PAGE:
+            self.stale = True  # more than a page: look again next round
+        seen = {pending_id for pending_id, _ in found}
+        self.handed = [item for item in self.handed if item[0] not in seen]
+        return found
 
     async def _hand_over(self, pending: list[tuple[int, str]]) -> bool:
         """Emit each item in order; acknowledge the handled ones together afterwards
@@ -502,7 +528,8 @@ class SandboxSessionImpl(Session):
             raise TenantNotConnected("the network is unreachable (sandbox network_down)")
         phone = message.to.split("@", 1)[0]
         message_id, media = message.message_id or new_message_id(), message.media
-        await self.store.sandbox_deliver_to_phone(
+        receipt = _receipt(message_id, phone, "delivered")
+        receipt_id = await self.store.sandbox_deliver_to_phone(
             InboxMessage(
                 phone=phone,
                 tenant_id=self.tenant_id,
@@ -515,9 +542,10 @@ class SandboxSessionImpl(Session):
                 media_size=len(media.data) if media else None,
                 reply_to=message.reply_to,
             ),
-            receipt=_receipt(message_id, phone, "delivered"),
+            receipt=receipt,
         )
-        self.network._wake(self.tenant_id)
+        assert receipt_id is not None
+        self.network._wake(self.tenant_id, (receipt_id, receipt))
         return SendResult(message_id=message_id, timestamp=time.time())
 
     async def check(self, phones: Sequence[str]) -> list[NumberInfo]:

@@ -327,9 +327,9 @@ class SandboxStore(DeadInboundStore):
     @abstractmethod
     async def sandbox_deliver_to_phone(
         self, message: InboxMessage, receipt: str | None = None
-    ) -> None:
+    ) -> int | None:
         """Put ``message`` in the phone's inbox and, in the same transaction, the
-        phone's ``receipt`` event in what waits for the sending tenant."""
+        phone's ``receipt`` event in what waits for the sending tenant (its id)."""
 
     @abstractmethod
     async def sandbox_inbox(self, phone: str, unread_only: bool = False) -> list[InboxMessage]: ...
@@ -338,7 +338,8 @@ class SandboxStore(DeadInboundStore):
     async def sandbox_mark_read(self, phone: str) -> list[InboxMessage]: ...
 
     @abstractmethod
-    async def sandbox_push(self, tenant_id: str, event: str) -> None: ...
+    async def sandbox_push(self, tenant_id: str, event: str) -> int:
+        """Leave ``event`` for the tenant's session; its id."""
 
     @abstractmethod
     async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]: ...

@@ -99,16 +99,15 @@ class SandboxTables(SqlTables):
 
     async def sandbox_deliver_to_phone(
         self, message: InboxMessage, receipt: str | None = None
-    ) -> None:
+    ) -> int | None:
         """Put ``message`` in the phone's inbox and, in the same transaction, the
-        phone's ``receipt`` event in what waits for the sending tenant."""
+        phone's ``receipt`` event in what waits for the sending tenant (its id)."""
 
-        def job(conn: Connection) -> None:
+        def job(conn: Connection) -> int | None:
             conn.execute(_TO_PHONE, _values(message))
-            if receipt is not None:
-                conn.execute(_PUSH, _pending(message.tenant_id, receipt))
+            return None if receipt is None else _push(conn, message.tenant_id, receipt)
 
-        await self._write(job)
+        return await self._write(job)
 
     async def sandbox_inbox(self, phone: str, unread_only: bool = False) -> list[InboxMessage]:
         i = t.sandbox_inbox
@@ -127,8 +126,9 @@ class SandboxTables(SqlTables):
             )
         return unread
 
-    async def sandbox_push(self, tenant_id: str, event: str) -> None:
-        await self._execute(_PUSH, _pending(tenant_id, event))
+    async def sandbox_push(self, tenant_id: str, event: str) -> int:
+        """Leave ``event`` for the tenant's session; its id."""
+        return await self._write(lambda conn: _push(conn, tenant_id, event))
 
     async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]:
         rows = await self._all(_PENDING, {"k_tenant": tenant_id, "k_limit": limit})
@@ -153,5 +153,8 @@ class SandboxTables(SqlTables):
             await self._execute(_ACK, {"k_ids": list(pending_ids)})
 
 
-def _pending(tenant_id: str, event: str) -> dict[str, object]:
-    return {"tenant_id": tenant_id, "event": event, "created_at": time.time()}
+def _push(conn: Connection, tenant_id: str, event: str) -> int:
+    row = {"tenant_id": tenant_id, "event": event, "created_at": time.time()}
+    key = conn.execute(_PUSH, row).inserted_primary_key
+    assert key is not None
+    return int(key[0])
