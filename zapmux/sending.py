@@ -181,12 +181,16 @@ class Sender:
                 logged = await self._answer_from_log(tenant_id, json.loads(seen.response))
                 if logged is not None:
                     return logged
-            # Remembered before the message exists: if the process dies from here on,
-            # a retry with this key finds the message instead of sending it again.
+            # Remembered with the message, in its transaction: if the process dies
+            # from then on, a retry with this key finds the message instead of sending
+            # it again (and a send refused before that leaves no trace of the key).
             message_id = new_message_id()
-            await self._remember(runner, key, request, PROVISIONAL, {"message_id": message_id})
+            pointer = json.dumps({"message_id": message_id})
+            provisional = IdempotentAnswer(
+                tenant_id, key, request.fingerprint(), PROVISIONAL, pointer, time.time()
+            )
             try:
-                status, body = await self._submit(runner, request, message_id)
+                status, body = await self._submit(runner, request, message_id, provisional)
             except ZapmuxError:
                 await self.store.forget_idempotent(tenant_id, key)  # refused: nothing sent
                 raise
@@ -220,8 +224,13 @@ class Sender:
         return (202 if status == "queued" else 200), body
 
     async def _submit(
-        self, runner: TenantRunner, request: SendRequest, message_id: str
+        self,
+        runner: TenantRunner,
+        request: SendRequest,
+        message_id: str,
+        key: IdempotentAnswer | None = None,
     ) -> tuple[int, dict[str, Any]]:
+        """Send now or queue; ``key``: the Idempotency-Key to remember with the message."""
         await self._refuse_if_hopeless(runner)
         tenant_id = runner.tenant_id
         async with self.lanes.hold(tenant_id):
@@ -234,11 +243,12 @@ class Sender:
             jid = await self._resolve_early(runner, request.phone)
             direct = runner.status == Status.CONNECTED and jid is not None and queued == 0
             if not (direct and self.bucket(tenant_id).take()):
-                record = await self._queue(runner, message_id, request, jid)
+                record = await self._queue(runner, message_id, request, jid, key)
                 return 202, self._answer(record, "queued", jid)
             record = await self.store.add_message(
                 self._record(tenant_id, message_id, request, "sending", jid),
                 runner.incarnation,
+                key,
             )
             result = await self._hand_over(runner, record, request)
         if result is None:
@@ -281,11 +291,16 @@ class Sender:
         return None  # a cached JID is checked again when the queue sends it
 
     async def _queue(
-        self, runner: TenantRunner, message_id: str, request: SendRequest, jid: str | None
+        self,
+        runner: TenantRunner,
+        message_id: str,
+        request: SendRequest,
+        jid: str | None,
+        key: IdempotentAnswer | None,
     ) -> MessageRecord:
         record = self._record(runner.tenant_id, message_id, request, "queued", jid)
         record.payload = json.dumps(_payload(request))
-        record = await self.store.add_message(record, runner.incarnation)
+        record = await self.store.add_message(record, runner.incarnation, key)
         runner.queued = (runner.queued or 0) + 1
         self._wake(runner.tenant_id)
         return record

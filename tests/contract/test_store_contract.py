@@ -7,6 +7,7 @@ import time
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from zapmux.errors import TenantExists, TenantNotFound
 from zapmux.outbox import new_delivery
@@ -434,3 +435,14 @@ async def test_sends_racing_a_delete_leave_nothing(store: Store) -> None:
     *sent, _ = await asyncio.gather(*(sender(lane) for lane in range(8)), delete())
     assert any(sent)  # writes landed before the delete; every lane ended refused
     assert await _rows_of(store, "d") == {}
+
+
+async def test_a_message_and_its_idempotency_key_are_written_together(store: Store) -> None:
+    now = time.time()
+    key = IdempotentAnswer("t", "k1", "f", 0, '{"message_id": "m1"}', now)
+    await store.add_message(_message("t", "m1"), None, key)
+    assert (await store.get_idempotent("t", "k1", 60)) is not None
+    again = IdempotentAnswer("t", "k2", "f", 0, '{"message_id": "m1"}', now)
+    with pytest.raises(IntegrityError):  # the message is refused: so is its key
+        await store.add_message(_message("t", "m1"), None, again)
+    assert await store.get_idempotent("t", "k2", 60) is None

@@ -95,8 +95,13 @@ class MessageStore(ABC):
 
     @abstractmethod
     async def add_message(
-        self, message: MessageRecord, incarnation: str | None = None
-    ) -> MessageRecord: ...
+        self,
+        message: MessageRecord,
+        incarnation: str | None = None,
+        key: IdempotentAnswer | None = None,
+    ) -> MessageRecord:
+        """Log ``message``; with ``key``, remember that Idempotency-Key's answer in the
+        same transaction."""
 
     @abstractmethod
     async def record_incoming(

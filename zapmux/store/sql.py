@@ -40,7 +40,7 @@ from zapmux.store.records import (
 )
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
-from zapmux.store.sql_base import SqlTables
+from zapmux.store.sql_base import SqlTables, replace
 from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
 from zapmux.store.writer import Reader, Writer
@@ -221,12 +221,20 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
 
     # --- messages and the send queue -----------------------------------------------
     async def add_message(
-        self, message: MessageRecord, incarnation: str | None = None
+        self,
+        message: MessageRecord,
+        incarnation: str | None = None,
+        key: IdempotentAnswer | None = None,
     ) -> MessageRecord:
+        """Log ``message``; with ``key``, remember that Idempotency-Key's answer in the
+        same transaction."""
         message.created_at = message.updated_at = time.time()
 
         def job(conn: Connection) -> int | None:
             with in_life(conn, message.tenant_id, incarnation):
+                if key is not None:
+                    where = {"tenant_id": key.tenant_id, "key": key.key}
+                    replace(conn, t.idempotency, where, _values(key, skip=()))
                 return insert_message(conn, message)
 
         message.id = await self._write(job)
