@@ -25,6 +25,7 @@ from zapmux.errors import (
     EngineError,
     NotOnWhatsApp,
     RateLimited,
+    SendLater,
     TenantNotConnected,
     ZapmuxError,
 )
@@ -86,6 +87,7 @@ class SendRequest:
     text: str | None = None
     media: Media | None = None
     reply_to: str | None = None
+    template: dict[str, Any] | None = None  # Cloud API only: name, language, components
 
     def fingerprint(self) -> str:
         """What makes two requests the same message (for Idempotency-Key reuse)."""
@@ -105,6 +107,8 @@ class SendRequest:
                     hashlib.sha256(media.data).hexdigest(),
                 ],
             ]
+            + ([self.template] if self.template is not None else []),
+            sort_keys=True,
         )
         return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -116,6 +120,8 @@ class SendRequest:
             "document": "documento",
             "sticker": "figurinha",
         }
+        if self.template is not None:
+            return "template"
         return kinds[self.media.kind] if self.media else "texto"
 
 
@@ -147,6 +153,8 @@ class Sender:
         self.buckets: dict[str, TokenBucket] = {}
         self.wakeups: dict[str, asyncio.Event] = {}
         self.drains: dict[str, asyncio.Task[None]] = {}
+        # a tenant the engine asked to wait (throttled): nothing goes out before then
+        self.paused_until: dict[str, float] = {}
         self.lanes = KeyedLocks()
         self.keys = KeyedLocks()
         supervisor.handlers.append(self.on_event)
@@ -241,7 +249,12 @@ class Sender:
                     retry_after=max(1.0, self.bucket(tenant_id).wait_s()),
                 )
             jid = await self._resolve_early(runner, request.phone)
-            direct = runner.status == Status.CONNECTED and jid is not None and queued == 0
+            direct = (
+                runner.status == Status.CONNECTED
+                and jid is not None
+                and queued == 0
+                and self._pause_left(tenant_id) <= 0
+            )
             if not (direct and self.bucket(tenant_id).take()):
                 record = await self._queue(runner, message_id, request, jid, key)
                 return 202, self._answer(record, "queued", jid)
@@ -267,7 +280,7 @@ class Sender:
         """409 when nothing would ever send it: a permanent end, stopped, never paired."""
         status = runner.status
         if status == Status.CONNECTED or (
-            status in WILL_CONNECT and await self.supervisor.engine.is_paired(runner.tenant_id)
+            status in WILL_CONNECT and await runner.engine.is_paired(runner.tenant_id)
         ):
             return
         raise TenantNotConnected(
@@ -383,6 +396,7 @@ class Sender:
             media=request.media,
             reply_to=request.reply_to,
             message_id=record.message_id,
+            template=request.template,
         )
         try:
             session = runner.session
@@ -391,6 +405,11 @@ class Sender:
             return await session.send(message)
         except TenantNotConnected:
             await self._requeue(runner, record, request)
+            return None
+        except SendLater as exc:
+            await self._requeue(runner, record, request)
+            self.paused_until[record.tenant_id] = time.monotonic() + exc.retry_after
+            runner.log.warning("🔄 %s; retrying in %.1fs", exc.message, exc.retry_after)
             return None
         except ZapmuxError as exc:
             await self._fail(runner, record, exc.message)
@@ -446,6 +465,9 @@ class Sender:
             )
         self._wake(tenant_id)
 
+    def _pause_left(self, tenant_id: str) -> float:
+        return self.paused_until.get(tenant_id, 0.0) - time.monotonic()
+
     def _wake(self, tenant_id: str) -> None:
         """Wake the tenant's queue (it ends there if the tenant is no longer connected)."""
         wakeup = self.wakeups.get(tenant_id)
@@ -472,7 +494,17 @@ class Sender:
                 await asyncio.sleep(1.0)
                 continue
             if not progressed:
-                await wakeup.wait()  # a new send, a connection or a change of state
+                await self._idle(tenant_id, wakeup)
+
+    async def _idle(self, tenant_id: str, wakeup: asyncio.Event) -> None:
+        """Until a new send, a connection or a change of state; or, when the engine
+        asked the tenant to wait (throttled), until then."""
+        pause = self._pause_left(tenant_id)
+        if pause <= 0:
+            await wakeup.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), pause)
 
     async def _drain_one(self, runner: TenantRunner) -> bool:
         """Send the oldest queued message; False when there was none or it must wait."""
@@ -480,6 +512,8 @@ class Sender:
         if record is None:
             runner.queued = 0
             return False
+        if (pause := self._pause_left(runner.tenant_id)) > 0:
+            await asyncio.sleep(pause)
         await self.bucket(runner.tenant_id).acquire()
         async with self.lanes.hold(runner.tenant_id):
             sent = await self._send_queued(runner, record)
@@ -535,4 +569,5 @@ def _request(record: MessageRecord) -> SendRequest:
         text=data.get("text"),
         media=media,
         reply_to=data.get("reply_to"),
+        template=data.get("template"),
     )

@@ -62,7 +62,7 @@ async def server_status(
         "engine": gw.engine.name,
         "uptime_s": round(time.time() - gw.started_at, 3),
         "tenants": counts,
-        "connections": [tenant_view(r) for r in records],
+        "connections": [tenant_view(r, gw.settings.engine) for r in records],
         "next": next_page(records, limit),
         "deliveries": await gw.store.count_deliveries(),
         "background_tasks": {"running": len(gw.tasks.tasks), "failures": gw.tasks.failures[-10:]},

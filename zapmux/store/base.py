@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zapmux.store.records import (
+    CloudAccount,
     DeadInbound,
     Delivery,
     DeliveryResult,
@@ -142,8 +143,11 @@ class MessageStore(ABC):
         ``sent`` unless a receipt that raced the send already moved it further."""
 
     @abstractmethod
-    async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
-        """Move sent messages forward (sent → delivered → read); the message ids moved."""
+    async def apply_receipt(
+        self, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
+    ) -> list[str]:
+        """Move sent messages forward (sent → delivered → read, or failed with ``error``);
+        the message ids moved."""
 
     @abstractmethod
     async def fail_interrupted_sends(self, tenant_id: str) -> int:
@@ -288,6 +292,29 @@ class DeadInboundStore(ABC):
         """Forget a set-aside event (it was replayed)."""
 
 
+class CloudStore(ABC):
+    """Cloud tenants' credentials (the cloud engine and its webhook)."""
+
+    @abstractmethod
+    async def cloud_save(self, account: CloudAccount) -> None:
+        """Store (or replace) a tenant's credentials; Conflict when another tenant has
+        that phone number id."""
+
+    @abstractmethod
+    async def cloud_account(self, tenant_id: str) -> CloudAccount | None: ...
+
+    @abstractmethod
+    async def cloud_account_for_number(self, phone_number_id: str) -> CloudAccount | None: ...
+
+    @abstractmethod
+    async def cloud_verify_tokens(self) -> list[str]:
+        """Every cloud tenant's webhook verify token."""
+
+    @abstractmethod
+    async def cloud_forget(self, tenant_id: str) -> None:
+        """Drop a tenant's credentials, if any."""
+
+
 class SandboxStore(DeadInboundStore):
     """The sandbox network's state (only the sandbox engine uses it), and where it sets
     aside what it cannot read."""
@@ -370,6 +397,7 @@ class Store(
     OutboxStore,
     IdempotencyStore,
     JidStore,
+    CloudStore,
     SandboxStore,  # and DeadInboundStore, which it includes
 ):
     """Everything zapmux persists. Times are Unix seconds.

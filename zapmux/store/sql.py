@@ -41,6 +41,7 @@ from zapmux.store.records import (
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables, replace
+from zapmux.store.sql_cloud import CloudTables
 from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
 from zapmux.store.writer import Reader, Writer
@@ -53,6 +54,7 @@ _TENANT_TABLES = (
     t.jid_cache,
     t.media,
     t.inbound_dead,
+    t.cloud_accounts,
     t.sandbox_sessions,
     t.sandbox_qr,
     t.sandbox_pair_codes,
@@ -62,7 +64,7 @@ _TENANT_TABLES = (
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
-class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
+class SqlStore(OutboxTables, SandboxTables, CloudTables, SqlTables, Store):
     """Everything zapmux persists, over one SQLAlchemy async engine: reads through its
     pool, every write through the one :class:`Writer` (group commit)."""
 
@@ -331,11 +333,14 @@ class SqlStore(OutboxTables, SandboxTables, SqlTables, Store):
 
         await self._write(job)
 
-    async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
-        """Move sent messages forward (sent → delivered → read); the message ids moved."""
+    async def apply_receipt(
+        self, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
+    ) -> list[str]:
+        """Move sent messages forward (sent → delivered → read, or failed with ``error``);
+        the message ids moved."""
 
         def job(conn: Connection) -> list[str]:
-            return apply_receipt(conn, tenant_id, wa_ids, status)
+            return apply_receipt(conn, tenant_id, wa_ids, status, error)
 
         return await self._write(job)
 
@@ -458,6 +463,7 @@ _RECEIPT_MOVE = (
     .where(_RECEIPT_CONDITION)
     .values(status=bindparam("k_status"), updated_at=bindparam("k_now"))
 )
+_RECEIPT_FAIL = _RECEIPT_MOVE.values(error=bindparam("k_error"))
 
 
 def insert_message(conn: Connection, message: MessageRecord) -> int | None:
@@ -473,7 +479,7 @@ def mark_sent(conn: Connection, params: dict[str, Any]) -> None:
 
 
 def apply_receipt(
-    conn: Connection, tenant_id: str, wa_ids: Sequence[str], status: str
+    conn: Connection, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
 ) -> list[str]:
     """``SqlStore.apply_receipt`` on ``conn`` (inside a write job)."""
     rank = _STATUS_RANK[status]
@@ -481,5 +487,6 @@ def apply_receipt(
     params = {"k_tenant": tenant_id, "k_wa_ids": list(wa_ids), "k_lower": lower}
     ids = list((conn.execute(_RECEIPT_FIND, params)).scalars())
     if ids:
-        conn.execute(_RECEIPT_MOVE, {**params, "k_status": status, "k_now": time.time()})
+        move = {**params, "k_status": status, "k_now": time.time()}
+        conn.execute(_RECEIPT_FAIL if error else _RECEIPT_MOVE, {**move, "k_error": error})
     return ids
