@@ -269,6 +269,8 @@ class WorkerProcess:
             self._last_activity = time.monotonic()
             if isinstance(event, _OUTCOMES):
                 self.dial_open = False
+                if not self._hello.done():  # it could not even start (neonize missing)
+                    self._hello.set_result(None)
             if self._stopping:
                 self._log.debug("dropped %s after stop", type(event).__name__)
             else:

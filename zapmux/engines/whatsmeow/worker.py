@@ -472,7 +472,14 @@ async def serve(args: argparse.Namespace) -> None:
             writer.write(protocol.pack(message))
             await writer.drain()
 
-    import neonize.aioze.client  # noqa: F401 - load Go before saying hello
+    try:
+        import neonize.aioze.client  # noqa: F401 - load Go before saying hello
+    except Exception as exc:  # not installed, no libmagic, a glibc too old: retrying won't help
+        from zapmux.engines.whatsmeow.availability import unavailable
+
+        log.error("%s", unavailable(exc))
+        await emit(protocol.encode_event(ev.Failed(reason=unavailable(exc))))
+        return
 
     worker = TenantWorker(
         args.tenant, args.store, emit, proxy=args.proxy,
