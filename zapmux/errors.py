@@ -11,9 +11,11 @@
     ├── Conflict                409 conflict
     │   ├── TenantExists        409 tenant_exists
     │   └── TenantNotConnected  409 tenant_not_connected
+    │       └── SendsThrottled  409 rate_overlimit (the message waits in the queue)
     ├── QrExpired               410 qr_expired
     ├── PayloadTooLarge         413 payload_too_large
     ├── NotOnWhatsApp           422 not_on_whatsapp
+    ├── NewContactRestricted    422 new_contact_restricted
     ├── RateLimited             429 rate_limited
     └── EngineError             502 engine_error   (the engine failed a command)
 
@@ -102,6 +104,13 @@ class TenantNotConnected(Conflict):
     code = "tenant_not_connected"
 
 
+class SendsThrottled(TenantNotConnected):
+    """WhatsApp is limiting this number's sends (rate-overlimit); messages wait in the
+    queue and are tried again after a backoff."""
+
+    code = "rate_overlimit"
+
+
 class QrExpired(ZapmuxError):
     """That QR code is no longer valid: scan the current one."""
 
@@ -118,6 +127,13 @@ class NotOnWhatsApp(ZapmuxError):
     """That number is not on WhatsApp; nothing was sent."""
 
     status, code = 422, "not_on_whatsapp"
+
+
+class NewContactRestricted(ZapmuxError):
+    """WhatsApp refused a first message to this contact (error 463); it was not sent and
+    will not be retried: the contact must write to this number first."""
+
+    status, code = 422, "new_contact_restricted"
 
 
 class RateLimited(ZapmuxError):

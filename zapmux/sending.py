@@ -379,10 +379,10 @@ class Sender:
             await self._requeue(record, request)
             return False
         except ZapmuxError as exc:
-            await self._fail(runner, record, exc.message)
+            await self._fail(runner, record, exc.message, exc.code)
             raise
         except Exception as exc:
-            await self._fail(runner, record, f"the engine failed: {exc!r}")
+            await self._fail(runner, record, f"the engine failed: {exc!r}", "engine_error")
             raise EngineError(f"the engine failed to send: {type(exc).__name__}") from exc
         await self.store.mark_sent(record.tenant_id, record.message_id, result.message_id)
         record.status, record.wa_id = "sent", result.message_id
@@ -404,12 +404,16 @@ class Sender:
         )
         record.status = "queued"
 
-    async def _fail(self, runner: TenantRunner, record: MessageRecord, error: str) -> None:
+    async def _fail(
+        self, runner: TenantRunner, record: MessageRecord, error: str, code: str
+    ) -> None:
+        """Mark it failed with ``error`` for a person and ``code`` for a program."""
         # the payload (possibly megabytes of media) is not needed once it cannot go out
         await self.store.update_message(
-            record.tenant_id, record.message_id, status="failed", error=error, payload=None
-        )
-        record.status, record.error = "failed", error
+            record.tenant_id, record.message_id, status="failed", error=error,
+            error_code=code, payload=None,
+        )  # fmt: skip
+        record.status, record.error, record.error_code = "failed", error, code
         self.supervisor.metrics.inc("messages_failed_total")
         runner.log.error("❌ message %s to %s failed: %s", record.message_id, record.phone, error)
 
@@ -468,7 +472,7 @@ class Sender:
         except TenantNotConnected:
             return False
         except ZapmuxError as exc:  # not on WhatsApp: it never will go out
-            await self._fail(runner, record, exc.message)
+            await self._fail(runner, record, exc.message, exc.code)
             return True
         await self.store.update_message(
             record.tenant_id, record.message_id, status="sending", chat=record.chat

@@ -77,10 +77,13 @@ async def test_a_version_1_store_is_migrated(store: Store) -> None:
     async with engine.begin() as conn:  # back to how version 1 stored the outbox
         await conn.execute(text("ALTER TABLE outbox DROP COLUMN replayed_at"))
         await conn.execute(text("ALTER TABLE tenants DROP COLUMN incarnation"))
+        await conn.execute(text("ALTER TABLE tenants DROP COLUMN detail"))
+        await conn.execute(text("ALTER TABLE messages DROP COLUMN error_code"))
         await conn.execute(text("UPDATE schema_version SET version = 1"))
     await store.migrate()
     old = await store.get_tenant("old")
     assert old is not None and old.incarnation  # a tenant from before has a life too
+    assert await store.update_tenant("old", last_error="words", detail="raw")  # version 4
     await store.add_message(_message("old", "m1"), old.incarnation)
     await store.enqueue_deliveries([_delivery("m", 1)])
     (d,) = await store.claim_deliveries(1, lock_s=30)

@@ -20,6 +20,7 @@ from zapmux import events as ev
 from zapmux.engine import OutgoingMessage
 from zapmux.engines.whatsmeow import protocol
 from zapmux.engines.whatsmeow.client import encode_outgoing
+from zapmux.engines.whatsmeow.mapping import NO_ROUTE
 from zapmux.engines.whatsmeow.worker import TenantWorker
 
 ME = pb.JID(User="5511999990000", Server="s.whatsapp.net", Device=7)
@@ -36,6 +37,7 @@ class NeonizeClientStandIn:
         self.stopped = False
         self.dials = 0
         self.sent: list[tuple[Any, Any]] = []
+        self.send_error: Exception | None = None  # what WhatsApp answers, as neonize raises it
         self.downloads: list[e2e.Message] = []
         self.download_result: Any = b"\x89PNG fake image bytes"  # bytes, an error, a future
 
@@ -60,6 +62,8 @@ class NeonizeClientStandIn:
         return pb.Device(JID=ME, PushName="Clínica Sorriso")
 
     async def send_message(self, to: Any, message: Any) -> pb.SendResponse:
+        if self.send_error is not None:
+            raise self.send_error
         self.sent.append((to, message))
         return pb.SendResponse(ID="3EB0ABC", Timestamp=1_700_000_000)
 
@@ -297,7 +301,9 @@ async def test_dial_failure_becomes_disconnected_and_the_worker_can_dial_again()
     async with asyncio.timeout(2):
         await h.worker._wait_while("starting", 2)
         await h.worker._wait_while("parking", 2)
-    assert h.events == [ev.Disconnected(reason="failed to dial whatsapp web websocket")]
+    assert h.events == [
+        ev.Disconnected(reason=NO_ROUTE, detail="failed to dial whatsapp web websocket")
+    ]
     assert h.worker.state == "idle" and not h.worker.ended.is_set()
     await h.worker.start()
     assert h.client.dials == 2 and h.worker.dials == 2
@@ -511,3 +517,26 @@ async def test_the_send_result_carries_whatsapps_id_not_zapmuxs(harness: Harness
     reply = await harness.worker.handle(command)
     # receipts carry the id whatsmeow generated; neonize cannot send with ours.
     assert reply["result"]["message_id"] == "3EB0ABC"
+
+
+@pytest.mark.parametrize(
+    ("whatsmeow_says", "kind"),
+    [
+        ("server returned error 463", "new_contact_restricted"),
+        ("failed to get privacy token: info query returned status 429: rate-overlimit",
+         "rate_limited"),
+        ("server returned error 479", "engine"),
+    ],
+)  # fmt: skip
+async def test_send_refusals_reach_the_server_as_stable_kinds(
+    harness: Harness, whatsmeow_says: str, kind: str
+) -> None:
+    await harness.fire(pb.Connected(status=True))
+    harness.client.send_error = RuntimeError(whatsmeow_says)
+    reply = await harness.worker.handle(
+        {"id": 7, "op": "send", "args": {"to": "5511988887777@s.whatsapp.net", "text": "lembrete"}}
+    )
+    assert reply["ok"] is False and reply["error"]["kind"] == kind
+    assert kind in protocol.ERROR_KINDS
+    if kind == "engine":
+        assert reply["error"]["message"] == whatsmeow_says

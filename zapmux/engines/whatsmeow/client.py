@@ -19,16 +19,18 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zapmux import events as ev
+from zapmux.backoff import Backoff
 from zapmux.engine import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
 from zapmux.engines.whatsmeow.process import WorkerProcess
 from zapmux.engines.whatsmeow.protocol import MAX_MEDIA_BYTES, encode_media
 from zapmux.engines.whatsmeow.store import WhatsmeowStore, open_whatsmeow_store
-from zapmux.errors import EngineError, TenantNotConnected, ZapmuxError
+from zapmux.errors import EngineError, SendsThrottled, TenantNotConnected, ZapmuxError
 
 _TIMEOUTS = {"connect": 30.0, "pair_phone": 60.0, "send": 120.0, "logout": 30.0}
 _DEFAULT_TIMEOUT = 30.0
@@ -73,6 +75,35 @@ class WorkerOptions:
             if value is not None:
                 args += [flag, str(value)]
         return args
+
+
+@dataclass(slots=True)
+class SendThrottle:
+    """How long a tenant's sends pause after WhatsApp's rate-overlimit: 5 s, doubling
+    on each refusal in a row up to 5 min; the first send that goes through resets it.
+    While paused, sends fail at once with ``SendsThrottled`` (the message stays queued)
+    without asking WhatsApp."""
+
+    backoff: Backoff = field(default_factory=lambda: Backoff(5.0, 300.0))
+    refusals: int = 0
+    until: float = 0.0
+
+    def check(self, now: float) -> None:
+        if now < self.until:
+            raise SendsThrottled(
+                "WhatsApp is limiting this number's sends (rate-overlimit); "
+                f"the next try is in {self.until - now:.0f} s"
+            )
+
+    def refused(self, now: float) -> float:
+        """Record a refusal; the pause it starts, in seconds."""
+        self.refusals += 1
+        pause = self.backoff.ceiling(self.refusals)
+        self.until = now + pause
+        return pause
+
+    def passed(self) -> None:
+        self.refusals, self.until = 0, 0.0
 
 
 class WhatsmeowEngine(Engine):
@@ -134,6 +165,7 @@ class WhatsmeowSession(Session):
         self._run: WorkerProcess | None = None
         self._retired: set[WorkerProcess] = set()
         self._recycling: asyncio.Task[None] | None = None
+        self._throttle = SendThrottle()
         self._lock = asyncio.Lock()
 
     @property
@@ -266,6 +298,8 @@ class WhatsmeowSession(Session):
                         return "the worker did not start"
                 await run.request("connect", {}, _TIMEOUTS["connect"])
                 while not isinstance(event := await outcomes.get(), ev.Connected):
+                    if isinstance(event, ev.Disconnected) and event.detail:
+                        return f"{event.reason}: {event.detail}"
                     if isinstance(event, ev.Disconnected | ev.PermanentDisconnect):
                         return event.reason
                     if isinstance(event, ev.QrCode | ev.QrTimeout):
@@ -305,7 +339,16 @@ class WhatsmeowSession(Session):
         return str(result["code"])
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        result = await self._request("send", encode_outgoing(message))
+        """Send through the worker; ``SendsThrottled`` while WhatsApp's rate-overlimit
+        pause lasts (see :class:`SendThrottle`)."""
+        self._throttle.check(time.time())
+        try:
+            result = await self._request("send", encode_outgoing(message))
+        except SendsThrottled as exc:
+            pause = self._throttle.refused(time.time())
+            self._log.warning("🔄 %s; sends pause for %.0f s", exc.message, pause)
+            raise SendsThrottled(f"{exc.message}; the next try is in {pause:.0f} s") from exc
+        self._throttle.passed()
         return SendResult(message_id=result["message_id"], timestamp=result["timestamp"])
 
     async def check(self, phones: Any) -> list[NumberInfo]:

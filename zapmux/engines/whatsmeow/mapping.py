@@ -19,6 +19,14 @@ from zapmux import events as ev
 from zapmux.phone import JID, USER_SERVER
 
 KEEPALIVE_MAX_FAIL_S = 180.0  # whatsmeow's KeepAliveMaxFailTime: then the socket is dead
+#: What a tenant's ``last_error`` says when the dial never reached WhatsApp.
+NO_ROUTE = "this server cannot reach WhatsApp (internet, DNS or ZAPMUX_WHATSMEOW_PROXY)"
+# Go's words for a dial that went nowhere: DNS, routing, a proxy, a refused or timed-out
+# TCP connection (whatsmeow wraps them in "failed to dial whatsapp web websocket").
+_NO_ROUTE_SIGNS = (
+    "failed to dial", "dial tcp", "no such host", "network is unreachable",
+    "proxyconnect", "i/o timeout", "connection refused", "server misbehaving",
+)  # fmt: skip
 
 _Reason = pb.ConnectFailureReason
 _LOGOUT_REASONS = {_Reason.LOGGED_OUT, _Reason.MAIN_DEVICE_GONE, _Reason.UNKNOWN_LOGOUT}
@@ -186,6 +194,28 @@ def attachment_of(message: Any) -> Attachment | None:
                 ptt=bool(getattr(part, "PTT", False)),
             )
     return None
+
+
+def dial_error(raw: str) -> ev.Disconnected:
+    """The end of a dial that failed: in words when WhatsApp was never reached (the raw
+    error kept as ``detail``), else as whatsmeow said it."""
+    if any(sign in raw.lower() for sign in _NO_ROUTE_SIGNS):
+        return ev.Disconnected(reason=NO_ROUTE, detail=raw)
+    return ev.Disconnected(reason=raw)
+
+
+def send_failure(raw: str) -> tuple[str, str]:
+    """A failed send as (error kind, message): the refusals a person can act on get
+    their own kind (``protocol.ERROR_KINDS``), the rest are ``engine`` errors."""
+    text = raw.lower()
+    if "server returned error 463" in text:
+        return "new_contact_restricted", (
+            "WhatsApp refused a first message to this contact (error 463): it does not "
+            "let this number start a conversation with someone who never wrote to it"
+        )
+    if "rate-overlimit" in text or "returned error 429" in text or "status 429" in text:
+        return "rate_limited", "WhatsApp is limiting this number's sends (rate-overlimit)"
+    return "engine", raw
 
 
 def receipt_event(raw: pb.Receipt) -> ev.Receipt | None:

@@ -140,9 +140,11 @@ class TenantWorker:
         # neonize's connect task ends when the Go session returns: a dial error, or Stop.
         if self._session_over or task.cancelled():
             return
+        from zapmux.engines.whatsmeow import mapping
+
         exc = task.exception()
-        reason = str(exc) if exc else "whatsmeow session ended"
-        self._spawn(self.end_session(ev.Disconnected(reason=reason or type(exc).__name__)))
+        reason = (str(exc) or type(exc).__name__) if exc else "whatsmeow session ended"
+        self._spawn(self.end_session(mapping.dial_error(reason)))
 
     async def end_session(self, event: ev.Event) -> None:
         """Report how this dial ended (once); then wait for the next ``connect`` after a
@@ -401,9 +403,14 @@ class TenantWorker:
     async def op_send(self, **args: Any) -> dict[str, Any]:
         """Send; the id returned is whatsmeow's, the one receipts will carry (neonize
         cannot send with zapmux's own id)."""
-        from zapmux.engines.whatsmeow import sending
+        from zapmux.engines.whatsmeow import mapping, sending
 
-        response = await self._ffi(lambda: sending.send(self.client, args))
+        try:
+            response = await self._ffi(lambda: sending.send(self.client, args))
+        except CommandError:
+            raise
+        except Exception as exc:
+            raise CommandError(*mapping.send_failure(str(exc) or repr(exc))) from exc
         return {"message_id": response.ID, "timestamp": float(response.Timestamp or time.time())}
 
     async def op_check(self, phones: list[str]) -> list[dict[str, Any]]:
