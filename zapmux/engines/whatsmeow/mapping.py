@@ -16,7 +16,7 @@ from neonize.proto import Neonize_pb2 as pb
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
 from zapmux import events as ev
-from zapmux.phone import JID, USER_SERVER
+from zapmux.phone import JID, LID_SERVER, USER_SERVER
 
 KEEPALIVE_MAX_FAIL_S = 180.0  # whatsmeow's KeepAliveMaxFailTime: then the socket is dead
 #: What a tenant's ``last_error`` says when the dial never reached WhatsApp.
@@ -90,10 +90,20 @@ def to_neonize_jid(text: str) -> pb.JID:
 
 def sender_phone(source: Any) -> str:
     """The sender's number in digits, preferring the phone JID over a LID."""
-    for jid in (source.Sender, source.SenderAlt):
+    return phone_of(source.Sender, source.SenderAlt) or source.Sender.User
+
+
+def phone_of(*jids: Any) -> str | None:
+    """The first phone number (digits of a ``s.whatsapp.net`` JID) among ``jids``."""
+    for jid in jids:
         if jid.Server == USER_SERVER and jid.User.isdigit():
-            return jid.User
-    return source.Sender.User
+            return str(jid.User)
+    return None
+
+
+def lid_of(*jids: Any) -> Any | None:
+    """The first LID (``@lid``: WhatsApp's hidden-number identity) among ``jids``."""
+    return next((jid for jid in jids if jid.Server == LID_SERVER and jid.User), None)
 
 
 def unwrap(message: Any) -> Any:

@@ -295,8 +295,66 @@ class TenantWorker:
         if isinstance(event, ev.Disconnected) and self._qr_exhausted():
             return ev.QrTimeout()  # whatsmeow closes the socket itself after the last code
         if isinstance(event, ev.IncomingMessage):
+            event = await self._with_phone(client, raw.Info.MessageSource, event)
             return await self._with_media(client, raw, event)
+        if isinstance(event, ev.Receipt):
+            return await self._receipt_by_phone(client, raw.MessageSource, event)
         return event
+
+    async def _with_phone(
+        self, client: Any, source: Any, event: ev.IncomingMessage
+    ) -> ev.IncomingMessage:
+        """A message from a LID (a sender whose number WhatsApp hides) with the number
+        in ``phone`` — from the message's other address, else whatsmeow's LID↔phone
+        store — the chat as the phone JID, and the LID kept in ``extra["lid"]``."""
+        from zapmux.engines.whatsmeow import mapping
+
+        lid = mapping.lid_of(source.Sender, source.SenderAlt)
+        if lid is None:
+            return event
+        phone = mapping.phone_of(source.Sender, source.SenderAlt)
+        phone = phone or await self._phone_for_lid(client, lid)
+        extra = {**event.extra, "lid": f"{lid.User}@{mapping.LID_SERVER}"}
+        if phone is None:
+            return dataclasses.replace(event, extra=extra)  # unknown: the LID stays
+        chat = event.chat
+        if not event.is_group and source.Chat.Server == mapping.LID_SERVER:
+            chat = await self._chat_by_phone(client, source, phone)
+        return dataclasses.replace(event, phone=phone, chat=chat, extra=extra)
+
+    async def _chat_by_phone(self, client: Any, source: Any, sender_phone: str) -> str:
+        # A one-to-one chat is the other person: the sender, or (sent from the tenant's
+        # phone) the recipient, whose number the message may carry beside the LID.
+        from zapmux.engines.whatsmeow import mapping
+
+        phone = sender_phone if not source.IsFromMe else mapping.phone_of(source.RecipientAlt)
+        phone = phone or await self._phone_for_lid(client, source.Chat)
+        return f"{phone}@{mapping.USER_SERVER}" if phone else mapping.jid_text(source.Chat)
+
+    async def _receipt_by_phone(self, client: Any, source: Any, event: ev.Receipt) -> ev.Receipt:
+        """A receipt from a LID-addressed chat names the chat by its phone JID, as the
+        message was sent (the message ids match either way)."""
+        from zapmux.engines.whatsmeow import mapping
+
+        if source.IsGroup or source.Chat.Server != mapping.LID_SERVER:
+            return event
+        phone = mapping.phone_of(source.SenderAlt, source.RecipientAlt)
+        phone = phone or await self._phone_for_lid(client, source.Chat)
+        chat = f"{phone}@{mapping.USER_SERVER}" if phone else event.chat
+        return dataclasses.replace(event, chat=chat)
+
+    async def _phone_for_lid(self, client: Any, lid: Any) -> str | None:
+        """The phone number whatsmeow's store maps this LID to, if it knows one."""
+        from zapmux.engines.whatsmeow import mapping
+
+        allow = ("starting", "awaiting_qr")  # offline messages may come before Connected
+        bare = mapping.to_neonize_jid(f"{lid.User}@{lid.Server}")  # the user, not a device
+        try:
+            pn = await self._ffi(lambda: client.get_pn_from_lid(bare), allow)
+        except Exception as exc:
+            log.warning("no phone number for %s: %s", mapping.jid_text(bare), exc)
+            return None
+        return mapping.phone_of(pn) if pn is not None else None
 
     async def _with_media(
         self, client: Any, raw: Any, event: ev.IncomingMessage
