@@ -59,6 +59,7 @@ class WorkerOptions:
     max_dials: int = 8
     max_rss_mb: int | None = None  # a connected worker above this is replaced when idle
     recycle_idle_s: float = 30.0  # "idle": no command and no event for this long
+    lean_imports: bool = True  # defer neonize's unused imports (lean.py): ~12 MB less
     bot_tag: bool = False  # neonize's <bot biz_bot="1"/> on every message: an "AI" label
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -67,6 +68,8 @@ class WorkerOptions:
                 "--heartbeat-s", str(self.heartbeat_s)]  # fmt: skip
         if self.proxy:
             args += ["--proxy", self.proxy]
+        if not self.lean_imports:
+            args.append("--full-imports")
         for flag, value in (
             ("--qr-first-s", self.qr_first_s),
             ("--qr-next-s", self.qr_next_s),

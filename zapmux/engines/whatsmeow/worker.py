@@ -537,6 +537,10 @@ async def serve(args: argparse.Namespace) -> None:
             writer.write(protocol.pack(message))
             await writer.drain()
 
+    if not args.full_imports:
+        from zapmux.engines.whatsmeow import lean
+
+        lean.defer()  # neonize's link-preview and download packages: ~12 MB
     try:
         import neonize.aioze.client  # noqa: F401 - load Go before saying hello
     except Exception as exc:  # not installed, no libmagic, a glibc too old: retrying won't help
@@ -616,6 +620,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--qr-total", type=int, default=QR_TOTAL)
     parser.add_argument("--media-max-bytes", type=int, default=MEDIA_MAX_BYTES)
     parser.add_argument("--heartbeat-s", type=float, default=HEARTBEAT_S)
+    parser.add_argument("--full-imports", action="store_true", help="do not defer any import")
     args = parser.parse_args(argv)
     if not args.store:
         parser.error(f"no store: give --store or set {protocol.STORE_ENV}")
