@@ -11,13 +11,15 @@
     ├── Conflict                409 conflict
     │   ├── TenantExists        409 tenant_exists
     │   └── TenantNotConnected  409 tenant_not_connected
-    │       └── SendsThrottled  409 rate_overlimit (the message waits in the queue)
     ├── QrExpired               410 qr_expired
     ├── PayloadTooLarge         413 payload_too_large
     ├── NotOnWhatsApp           422 not_on_whatsapp
     ├── NewContactRestricted    422 new_contact_restricted
+    ├── Unprocessable           422 validation_error
+    │   └── NotSupported        422 not_supported  (the tenant's engine cannot do that)
     ├── RateLimited             429 rate_limited
     └── EngineError             502 engine_error   (the engine failed a command)
+        └── SendLater           502 send_later     (not sent now; the queue retries it)
 
 Engine and driver errors are translated into these at the seam, ``raise … from exc``.
 """
@@ -104,13 +106,6 @@ class TenantNotConnected(Conflict):
     code = "tenant_not_connected"
 
 
-class SendsThrottled(TenantNotConnected):
-    """WhatsApp is limiting this number's sends (rate-overlimit); messages wait in the
-    queue and are tried again after a backoff."""
-
-    code = "rate_overlimit"
-
-
 class QrExpired(ZapmuxError):
     """That QR code is no longer valid: scan the current one."""
 
@@ -136,6 +131,18 @@ class NewContactRestricted(ZapmuxError):
     status, code = 422, "new_contact_restricted"
 
 
+class Unprocessable(ZapmuxError):
+    """The request is well-formed but its fields do not fit together."""
+
+    status, code = 422, "validation_error"
+
+
+class NotSupported(Unprocessable):
+    """The tenant's engine cannot do that."""
+
+    code = "not_supported"
+
+
 class RateLimited(ZapmuxError):
     """Too many requests; retry later."""
 
@@ -150,3 +157,14 @@ class EngineError(ZapmuxError):
     """The WhatsApp engine failed to carry out the command."""
 
     status, code = 502, "engine_error"
+
+
+class SendLater(EngineError):
+    """The engine could not send now but may soon (throttled, network down): the
+    message waits in the tenant's queue and is tried again after ``retry_after``."""
+
+    code = "send_later"
+
+    def __init__(self, message: str | None = None, retry_after: float = 1.0, **details: Any):
+        super().__init__(message, **details)
+        self.retry_after = retry_after

@@ -14,7 +14,7 @@ from zapmux.config import Settings
 from zapmux.doctor import Level, diagnose_tenant
 from zapmux.engines.whatsmeow import mapping
 from zapmux.engines.whatsmeow.client import SendThrottle, WhatsmeowEngine
-from zapmux.errors import SendsThrottled
+from zapmux.errors import SendLater
 
 NO_ROUTE = "this server cannot reach WhatsApp (internet, DNS or ZAPMUX_WHATSMEOW_PROXY)"
 DNS = (
@@ -64,8 +64,9 @@ def test_the_send_throttle_doubles_then_resets() -> None:
     throttle = SendThrottle()
     throttle.check(0.0)  # nothing refused yet
     assert [throttle.refused(0.0) for _ in range(8)] == [5, 10, 20, 40, 80, 160, 300, 300]
-    with pytest.raises(SendsThrottled, match="rate-overlimit"):
+    with pytest.raises(SendLater, match="rate-overlimit") as paused:
         throttle.check(299.0)
+    assert paused.value.retry_after == 1.0  # the queue waits for the rest of the pause
     throttle.check(300.0)
     throttle.passed()
     assert throttle.refused(0.0) == 5

@@ -30,7 +30,7 @@ from zapmux.engine import Engine, EventSink, NumberInfo, OutgoingMessage, SendRe
 from zapmux.engines.whatsmeow.process import WorkerProcess
 from zapmux.engines.whatsmeow.protocol import MAX_MEDIA_BYTES, encode_media
 from zapmux.engines.whatsmeow.store import WhatsmeowStore, open_whatsmeow_store
-from zapmux.errors import EngineError, SendsThrottled, TenantNotConnected, ZapmuxError
+from zapmux.errors import EngineError, SendLater, TenantNotConnected, ZapmuxError
 
 _TIMEOUTS = {"connect": 30.0, "pair_phone": 60.0, "send": 120.0, "logout": 30.0}
 _DEFAULT_TIMEOUT = 30.0
@@ -84,7 +84,7 @@ class WorkerOptions:
 class SendThrottle:
     """How long a tenant's sends pause after WhatsApp's rate-overlimit: 5 s, doubling
     on each refusal in a row up to 5 min; the first send that goes through resets it.
-    While paused, sends fail at once with ``SendsThrottled`` (the message stays queued)
+    While paused, sends fail at once with ``SendLater`` (the message stays queued)
     without asking WhatsApp."""
 
     backoff: Backoff = field(default_factory=lambda: Backoff(5.0, 300.0))
@@ -93,9 +93,9 @@ class SendThrottle:
 
     def check(self, now: float) -> None:
         if now < self.until:
-            raise SendsThrottled(
-                "WhatsApp is limiting this number's sends (rate-overlimit); "
-                f"the next try is in {self.until - now:.0f} s"
+            raise SendLater(
+                "WhatsApp is limiting this number's sends (rate-overlimit)",
+                retry_after=self.until - now,
             )
 
     def refused(self, now: float) -> float:
@@ -342,15 +342,14 @@ class WhatsmeowSession(Session):
         return str(result["code"])
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        """Send through the worker; ``SendsThrottled`` while WhatsApp's rate-overlimit
-        pause lasts (see :class:`SendThrottle`)."""
+        """Send through the worker; ``SendLater`` (the queue tries again after its
+        ``retry_after``) while WhatsApp's rate-overlimit pause lasts (:class:`SendThrottle`)."""
         self._throttle.check(time.time())
         try:
             result = await self._request("send", encode_outgoing(message))
-        except SendsThrottled as exc:
+        except SendLater as exc:
             pause = self._throttle.refused(time.time())
-            self._log.warning("🔄 %s; sends pause for %.0f s", exc.message, pause)
-            raise SendsThrottled(f"{exc.message}; the next try is in {pause:.0f} s") from exc
+            raise SendLater(exc.message, retry_after=pause) from exc
         self._throttle.passed()
         return SendResult(message_id=result["message_id"], timestamp=result["timestamp"])
 

@@ -24,7 +24,7 @@ from zapmux.engines.whatsmeow import protocol
 from zapmux.errors import (
     EngineError,
     NewContactRestricted,
-    SendsThrottled,
+    SendLater,
     TenantNotConnected,
     ZapmuxError,
 )
@@ -41,7 +41,7 @@ _KILL_WAIT_S = 3.0
 _ERRORS: dict[str, type[ZapmuxError]] = {
     "not_connected": TenantNotConnected,
     "new_contact_restricted": NewContactRestricted,
-    "rate_limited": SendsThrottled,
+    "rate_limited": SendLater,
 }
 
 
