@@ -75,7 +75,7 @@ def test_the_send_throttle_doubles_then_resets() -> None:
 async def test_a_real_workers_failed_dial_reaches_the_tenant_in_words(
     settings: Settings, refused_proxy: str
 ) -> None:
-    engine = WhatsmeowEngine(settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(settings, proxy=refused_proxy)
     got: asyncio.Queue[ev.Event] = asyncio.Queue()
     try:
         await engine.open_session("semrede", got.put).connect()

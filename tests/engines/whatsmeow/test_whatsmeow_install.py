@@ -60,7 +60,7 @@ async def test_a_tenant_whose_worker_cannot_load_neonize_fails_with_the_reason(
     store = open_store(settings.store_url)
     await store.migrate()
     shadow = {"PYTHONPATH": broken_neonize(tmp_path)}
-    engine = WhatsmeowEngine(settings, store, proxy=refused_proxy, extra_env=shadow)
+    engine = WhatsmeowEngine(settings, proxy=refused_proxy, extra_env=shadow)
     tasks = TaskGroup()
     supervisor = Supervisor(settings, store, engine, tasks)
     try:
