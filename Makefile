@@ -47,6 +47,7 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench hotpath
+	$(BIN)/python scripts/measure_whatsmeow_workers.py 8
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -154,6 +154,8 @@ def diagnose_tenant(tenant: dict[str, Any]) -> Finding:
     text = f"tenant {tid}: {state}" + (f" ({who})" if who else "")
     if level is not Level.OK and tenant.get("last_error"):
         text += f"; last error: {tenant['last_error']}"
+        if tenant.get("detail"):
+            text += f" [{tenant['detail']}]"
     if state == Status.RECONNECTING and tenant.get("reconnect_attempts"):
         text += f"; attempt {tenant['reconnect_attempts']}{_next_retry(tenant)}"
     return Finding(level, text, advice.format(id=tid) or None)

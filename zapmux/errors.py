@@ -14,6 +14,7 @@
     ├── QrExpired               410 qr_expired
     ├── PayloadTooLarge         413 payload_too_large
     ├── NotOnWhatsApp           422 not_on_whatsapp
+    ├── NewContactRestricted    422 new_contact_restricted
     ├── Unprocessable           422 validation_error
     │   └── NotSupported        422 not_supported  (the tenant's engine cannot do that)
     ├── RateLimited             429 rate_limited
@@ -121,6 +122,13 @@ class NotOnWhatsApp(ZapmuxError):
     """That number is not on WhatsApp; nothing was sent."""
 
     status, code = 422, "not_on_whatsapp"
+
+
+class NewContactRestricted(ZapmuxError):
+    """WhatsApp refused a first message to this contact (error 463); it was not sent and
+    will not be retried: the contact must write to this number first."""
+
+    status, code = 422, "new_contact_restricted"
 
 
 class Unprocessable(ZapmuxError):

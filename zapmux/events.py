@@ -80,9 +80,12 @@ class Disconnected(Event):
     """The connection dropped or could not be made, for a reason that may pass.
 
     The session is closed; zapmux reconnects it with exponential backoff and jitter.
+    ``reason`` is for a person (``last_error``); ``detail``, when set, is the raw error
+    behind a reason put in words (the tenant status's ``detail``).
     """
 
     reason: str
+    detail: str | None = None
 
 
 class PermanentDisconnect(Event):

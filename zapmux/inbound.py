@@ -76,6 +76,8 @@ def message_payload(tenant_id: str, m: IncomingMessage) -> dict[str, Any]:
         "from_me": m.from_me,
         "tenant_id": tenant_id,
     }
+    for key, value in m.extra.items():  # what an engine adds (the sender's LID…)
+        payload.setdefault(key, value)
     if m.media is not None:
         payload["media"] = {
             "url": f"/tenants/{tenant_id}/messages/{m.message_id}/media",

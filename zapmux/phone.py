@@ -16,6 +16,7 @@ from zapmux.errors import InvalidPhone
 
 USER_SERVER = "s.whatsapp.net"
 GROUP_SERVER = "g.us"
+LID_SERVER = "lid"  # WhatsApp's "linked identity": an id that hides the phone number
 _SEPARATORS = re.compile(r"[\s().\-]")
 
 

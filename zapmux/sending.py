@@ -412,10 +412,10 @@ class Sender:
             runner.log.warning("🔄 %s; retrying in %.1fs", exc.message, exc.retry_after)
             return None
         except ZapmuxError as exc:
-            await self._fail(runner, record, exc.message)
+            await self._fail(runner, record, exc.message, exc.code)
             raise
         except Exception as exc:
-            await self._fail(runner, record, f"the engine failed: {exc!r}")
+            await self._fail(runner, record, f"the engine failed: {exc!r}", "engine_error")
             raise EngineError(f"the engine failed to send: {type(exc).__name__}") from exc
 
     async def _sent(self, runner: TenantRunner, record: MessageRecord, result: SendResult) -> None:
@@ -442,12 +442,16 @@ class Sender:
         record.status = "queued"
         runner.queued = (runner.queued or 0) + 1
 
-    async def _fail(self, runner: TenantRunner, record: MessageRecord, error: str) -> None:
+    async def _fail(
+        self, runner: TenantRunner, record: MessageRecord, error: str, code: str
+    ) -> None:
+        """Mark it failed with ``error`` for a person and ``code`` for a program."""
         # the payload (possibly megabytes of media) is not needed once it cannot go out
         await self.store.update_message(
-            record.tenant_id, record.message_id, status="failed", error=error, payload=None
-        )
-        record.status, record.error = "failed", error
+            record.tenant_id, record.message_id, status="failed", error=error,
+            error_code=code, payload=None,
+        )  # fmt: skip
+        record.status, record.error, record.error_code = "failed", error, code
         self.supervisor.metrics.inc("messages_failed_total")
         runner.log.error("❌ message %s to %s failed: %s", record.message_id, record.phone, error)
 
@@ -535,7 +539,7 @@ class Sender:
             return None
         except ZapmuxError as exc:  # not on WhatsApp: it never will go out
             _left_queue(runner)
-            await self._fail(runner, record, exc.message)
+            await self._fail(runner, record, exc.message, exc.code)
             return True
         await self.store.update_message(
             record.tenant_id, record.message_id, status="sending", chat=record.chat

@@ -19,8 +19,18 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
+def engine_problem(settings: Settings) -> str | None:
+    """Why the default engine cannot run on this machine, or None."""
+    if settings.engine != "whatsmeow":
+        return None
+    from zapmux.engines.whatsmeow.availability import probe
+
+    return probe()
+
+
 def run(**overrides: Any) -> int:
-    """Serve until stopped; the exit code (2 for a refused configuration)."""
+    """Serve until stopped; the exit code (2 for a refused configuration, 1 for an
+    engine that cannot run here)."""
     try:
         settings = load_settings(**overrides)
     except ValidationError as exc:
@@ -30,6 +40,10 @@ def run(**overrides: Any) -> int:
     if refusal:
         print(f"zapmux: {refusal}", file=sys.stderr)
         return 2
+    problem = engine_problem(settings)
+    if problem:
+        print(f"❌ zapmux: {problem}", file=sys.stderr)
+        return 1
     logs.configure(settings)
     from zapmux.api.app import create_app
 

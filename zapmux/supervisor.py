@@ -65,6 +65,7 @@ class TenantRunner:
         self.status = Status(record.status)
         self.since = record.since or time.time()
         self.last_error = record.last_error
+        self.detail = record.detail  # the raw error behind last_error, when put in words
         self.phone, self.push_name, self.jid = record.phone, record.push_name, record.jid
         self.attempts = 0
         self.next_retry_at: float | None = None
@@ -243,7 +244,7 @@ class TenantRunner:
             "🔄 disconnected (%s); retry %d in %.1fs", event.reason, self.attempts, delay
         )
         self._retry = self.sup.tasks.spawn(f"retry-{self.tenant_id}", self._retry_after(delay))
-        await self._set(Status.RECONNECTING, last_error=event.reason)
+        await self._set(Status.RECONNECTING, last_error=event.reason, detail=event.detail)
 
     async def _retry_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -272,13 +273,15 @@ class TenantRunner:
         self.status = status
         if changed:
             self.since = time.time()
-        if "last_error" in fields:
+        if "last_error" in fields:  # a new error (or none) replaces the old detail too
             self.last_error = fields["last_error"]
+            self.detail = fields.get("detail")
         await self.sup.store.update_tenant(
             self.tenant_id,
             status=status.value,
             since=self.since,
             last_error=self.last_error,
+            detail=self.detail,
             phone=self.phone,
             push_name=self.push_name,
             jid=self.jid,
@@ -311,6 +314,7 @@ class TenantRunner:
             "jid": self.jid,
             "since": self.since,
             "last_error": self.last_error,
+            "detail": self.detail,
             "reconnect_attempts": self.attempts,
             "next_retry_at": self.next_retry_at,
         }

@@ -114,7 +114,11 @@ async def test_the_dial_failure_is_each_tenants_last_error(tmp_path: Path) -> No
                 status = await wait_for(
                     lambda t=tenant: failed(t), timeout=30, what=f"{tenant}'s dial error"
                 )
-                assert "refused" in status["last_error"] or "dial" in status["last_error"], status
+                # in words for a person, the raw error kept beside it (issue 11)
+                assert status["last_error"] == (
+                    "this server cannot reach WhatsApp (internet, DNS or ZAPMUX_WHATSMEOW_PROXY)"
+                ), status
+                assert "refused" in status["detail"] and "dial" in status["detail"], status
                 assert status["status"] in {"reconnecting", "connecting"}  # retried, not given up
     finally:
         await server.close()

@@ -42,6 +42,7 @@ def tenant_view(record: TenantRecord, default_engine: str) -> dict[str, Any]:
         "jid": record.jid,
         "since": record.since,
         "last_error": record.last_error,
+        "detail": record.detail,
         "reconnect_attempts": record.reconnect_attempts,
         "next_retry_at": record.next_retry_at,
         "wanted": record.wanted,

@@ -20,6 +20,7 @@ class TenantRecord:
     jid: str | None = None
     since: float | None = None
     last_error: str | None = None
+    detail: str | None = None
     reconnect_attempts: int = 0
     next_retry_at: float | None = None
     token_hash: str | None = None
@@ -50,6 +51,7 @@ class MessageRecord:
     text: str | None = None
     wa_id: str | None = None
     error: str | None = None
+    error_code: str | None = None
     push_name: str | None = None
     from_me: bool = False
     is_group: bool = False
@@ -81,6 +83,7 @@ class MessageRecord:
             "media_mimetype": self.media_mimetype,
             "media_filename": self.media_filename,
             "error": self.error,
+            "error_code": self.error_code,
             "timestamp": self.timestamp,
             "created_at": self.created_at,
             "updated_at": self.updated_at,

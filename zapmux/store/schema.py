@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
@@ -25,6 +25,10 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE tenants SET incarnation = 'migrated'",
     ],  # new tables (inbound_dead) are made by create_all before these steps run
     4: ["ALTER TABLE tenants ADD COLUMN engine VARCHAR(16)"],  # NULL: the server's default
+    5: [
+        "ALTER TABLE tenants ADD COLUMN detail TEXT",
+        "ALTER TABLE messages ADD COLUMN error_code VARCHAR(32)",
+    ],
 }
 metadata = MetaData()
 
@@ -43,6 +47,7 @@ tenants = Table(
     Column("jid", String(128)),
     Column("since", Float),
     Column("last_error", Text),
+    Column("detail", Text),  # the raw error behind last_error, when that is put in words
     Column("reconnect_attempts", Integer, nullable=False, default=0),
     Column("next_retry_at", Float),
     Column("token_hash", String(128)),
@@ -83,6 +88,7 @@ messages = Table(
     Column("text", Text),
     Column("status", String(16), nullable=False),
     Column("error", Text),
+    Column("error_code", String(32)),  # a stable code for ``error`` (errors.py)
     Column("push_name", Text),
     Column("from_me", Boolean, nullable=False, default=False),
     Column("is_group", Boolean, nullable=False, default=False),

@@ -150,7 +150,7 @@ def paired_store() -> PairStore:
 
     async def pair(engine: WhatsmeowEngine, tenant_id: str) -> None:
         event = await _migrate_store(engine, tenant_id)
-        assert isinstance(event, ev.Disconnected) and "dial" in event.reason, event
+        assert isinstance(event, ev.Disconnected) and "dial" in str(event.detail), event
         store = engine.whatsmeow_store
         if isinstance(store, SqliteWhatsmeowStore):
             path = store.tenant_dir(tenant_id) / STORE_FILE

@@ -62,7 +62,7 @@ async def test_each_tenant_has_its_own_worker_and_store_and_reports_the_dial_err
     assert None not in pids and pids[0] != pids[1]
     for event in events:
         assert isinstance(event, ev.Disconnected)
-        assert "failed to dial whatsapp web websocket" in event.reason
+        assert "failed to dial whatsapp web websocket" in str(event.detail)
     for tenant in ("acme", "7"):
         assert (settings.auth_dir / tenant / "whatsmeow.db").is_file()
         assert not await engine.is_paired(tenant)
@@ -77,7 +77,7 @@ async def test_offline_without_proxy_the_dial_fails(settings: Settings) -> None:
     await engine.aclose()
     if isinstance(event, ev.QrCode):
         pytest.skip("WhatsApp is reachable from this machine")
-    assert isinstance(event, ev.Disconnected) and "dial" in event.reason
+    assert isinstance(event, ev.Disconnected) and "dial" in str(event.detail)
 
 
 async def test_sigkill_of_one_worker_touches_only_its_tenant(

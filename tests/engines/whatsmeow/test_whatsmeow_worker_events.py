@@ -20,7 +20,9 @@ from zapmux import events as ev
 from zapmux.engine import OutgoingMessage
 from zapmux.engines.whatsmeow import protocol
 from zapmux.engines.whatsmeow.client import encode_outgoing
+from zapmux.engines.whatsmeow.mapping import NO_ROUTE
 from zapmux.engines.whatsmeow.worker import TenantWorker
+from zapmux.inbound import message_payload
 
 ME = pb.JID(User="5511999990000", Server="s.whatsapp.net", Device=7)
 
@@ -36,6 +38,9 @@ class NeonizeClientStandIn:
         self.stopped = False
         self.dials = 0
         self.sent: list[tuple[Any, Any]] = []
+        self.lids: dict[str, str] = {}  # whatsmeow's LID↔phone store: LID user → phone
+        self.lid_lookups: list[pb.JID] = []
+        self.send_error: Exception | None = None  # what WhatsApp answers, as neonize raises it
         self.downloads: list[e2e.Message] = []
         self.download_result: Any = b"\x89PNG fake image bytes"  # bytes, an error, a future
 
@@ -60,6 +65,8 @@ class NeonizeClientStandIn:
         return pb.Device(JID=ME, PushName="Clínica Sorriso")
 
     async def send_message(self, to: Any, message: Any) -> pb.SendResponse:
+        if self.send_error is not None:
+            raise self.send_error
         self.sent.append((to, message))
         return pb.SendResponse(ID="3EB0ABC", Timestamp=1_700_000_000)
 
@@ -71,6 +78,11 @@ class NeonizeClientStandIn:
         if isinstance(result, asyncio.Future):
             return await result  # type: ignore[no-any-return]
         return result  # type: ignore[no-any-return]
+
+    async def get_pn_from_lid(self, jid: pb.JID) -> pb.JID:
+        self.lid_lookups.append(jid)
+        phone = self.lids.get(jid.User)
+        return pb.JID(User=phone, Server="s.whatsapp.net") if phone else pb.JID()
 
     async def is_on_whatsapp(self, *numbers: str) -> list[pb.IsOnWhatsAppResponse]:
         jid = pb.JID(User="551188887777", Server="s.whatsapp.net")
@@ -297,7 +309,9 @@ async def test_dial_failure_becomes_disconnected_and_the_worker_can_dial_again()
     async with asyncio.timeout(2):
         await h.worker._wait_while("starting", 2)
         await h.worker._wait_while("parking", 2)
-    assert h.events == [ev.Disconnected(reason="failed to dial whatsapp web websocket")]
+    assert h.events == [
+        ev.Disconnected(reason=NO_ROUTE, detail="failed to dial whatsapp web websocket")
+    ]
     assert h.worker.state == "idle" and not h.worker.ended.is_set()
     await h.worker.start()
     assert h.client.dials == 2 and h.worker.dials == 2
@@ -511,3 +525,116 @@ async def test_the_send_result_carries_whatsapps_id_not_zapmuxs(harness: Harness
     reply = await harness.worker.handle(command)
     # receipts carry the id whatsmeow generated; neonize cannot send with ours.
     assert reply["result"]["message_id"] == "3EB0ABC"
+
+
+@pytest.mark.parametrize(
+    ("whatsmeow_says", "kind"),
+    [
+        ("server returned error 463", "new_contact_restricted"),
+        ("failed to get privacy token: info query returned status 429: rate-overlimit",
+         "rate_limited"),
+        ("server returned error 479", "engine"),
+    ],
+)  # fmt: skip
+async def test_send_refusals_reach_the_server_as_stable_kinds(
+    harness: Harness, whatsmeow_says: str, kind: str
+) -> None:
+    await harness.fire(pb.Connected(status=True))
+    harness.client.send_error = RuntimeError(whatsmeow_says)
+    reply = await harness.worker.handle(
+        {"id": 7, "op": "send", "args": {"to": "5511988887777@s.whatsapp.net", "text": "lembrete"}}
+    )
+    assert reply["ok"] is False and reply["error"]["kind"] == kind
+    assert kind in protocol.ERROR_KINDS
+    if kind == "engine":
+        assert reply["error"]["message"] == whatsmeow_says
+
+
+# -- LIDs: senders whose number WhatsApp hides -------------------------------------------
+
+LID = pb.JID(User="123456789012345", Server="lid")
+LID_DEVICE = pb.JID(User="123456789012345", Server="lid", Device=12)
+
+
+def from_lid(content: e2e.Message, *, alt: pb.JID | None = None) -> pb.Message:
+    """A one-to-one message as WhatsApp sends it from a LID-addressed chat."""
+    raw = incoming(content)
+    source = raw.Info.MessageSource
+    source.Chat.CopyFrom(LID)
+    source.Sender.CopyFrom(LID_DEVICE)
+    if alt is not None:
+        source.SenderAlt.CopyFrom(alt)
+    return raw
+
+
+async def test_a_lid_sender_is_known_by_the_number_the_message_carries(harness: Harness) -> None:
+    alt = pb.JID(User="5511977776666", Server="s.whatsapp.net")
+    [event] = await harness.fire(from_lid(e2e.Message(conversation="oi"), alt=alt))
+    assert isinstance(event, ev.IncomingMessage)
+    assert (event.phone, event.chat) == ("5511977776666", "5511977776666@s.whatsapp.net")
+    assert event.extra == {"lid": "123456789012345@lid"}
+    assert harness.client.lid_lookups == []  # nothing to ask the store
+
+
+async def test_a_lid_sender_is_resolved_through_whatsmeows_lid_store(harness: Harness) -> None:
+    harness.client.lids["123456789012345"] = "5511977776666"
+    [event] = await harness.fire(from_lid(e2e.Message(conversation="oi")))
+    assert isinstance(event, ev.IncomingMessage)
+    assert (event.phone, event.chat) == ("5511977776666", "5511977776666@s.whatsapp.net")
+    assert event.extra == {"lid": "123456789012345@lid"}
+    assert [(j.User, j.Server, j.Device) for j in harness.client.lid_lookups] == [
+        ("123456789012345", "lid", 0)
+    ]
+    payload = message_payload("clinica", event)
+    assert (payload["phone"], payload["lid"]) == ("5511977776666", "123456789012345@lid")
+
+
+async def test_a_brazilian_number_without_the_ninth_digit_stays_as_whatsapp_has_it(
+    harness: Harness,
+) -> None:
+    harness.client.lids["123456789012345"] = "551188887777"  # registered without the 9
+    [event] = await harness.fire(from_lid(e2e.Message(conversation="oi")))
+    assert isinstance(event, ev.IncomingMessage) and event.phone == "551188887777"
+
+
+async def test_an_unknown_lid_is_delivered_as_the_lid(harness: Harness) -> None:
+    [event] = await harness.fire(from_lid(e2e.Message(conversation="oi")))
+    assert isinstance(event, ev.IncomingMessage)
+    assert (event.phone, event.chat) == ("123456789012345", "123456789012345@lid")
+    assert event.extra == {"lid": "123456789012345@lid"}
+
+
+async def test_a_message_sent_from_the_phone_to_a_lid_chat_names_the_recipient(
+    harness: Harness,
+) -> None:
+    raw = from_lid(e2e.Message(conversation="até amanhã"))
+    source = raw.Info.MessageSource
+    source.IsFromMe = True
+    source.Sender.CopyFrom(pb.JID(User="999000111222333", Server="lid"))  # the tenant's LID
+    source.SenderAlt.CopyFrom(ME)
+    source.RecipientAlt.CopyFrom(pb.JID(User="5511977776666", Server="s.whatsapp.net"))
+    [event] = await harness.fire(raw)
+    assert isinstance(event, ev.IncomingMessage) and event.from_me
+    assert (event.phone, event.chat) == (ME.User, "5511977776666@s.whatsapp.net")
+
+
+async def test_receipts_from_a_lid_chat_name_it_by_its_number(harness: Harness) -> None:
+    harness.client.lids["123456789012345"] = "5511977776666"
+    source = pb.MessageSource(Chat=LID, Sender=LID_DEVICE)
+    raw = pb.Receipt(MessageSource=source, MessageIDs=["3EB0ABC"], Type=pb.Receipt.READ,
+                     Timestamp=1_700_000_000)  # fmt: skip
+    [event] = await harness.fire(raw)
+    assert event == ev.Receipt(
+        message_ids=("3EB0ABC",), chat="5511977776666@s.whatsapp.net", status="read",
+        timestamp=1_700_000_000.0,
+    )  # fmt: skip
+
+
+async def test_a_send_to_a_lid_chat_goes_to_that_lid(harness: Harness) -> None:
+    await harness.fire(pb.Connected(status=True))
+    reply = await harness.worker.handle(
+        {"id": 1, "op": "send", "args": {"to": "123456789012345@lid", "text": "oi"}}
+    )
+    assert reply["ok"], reply
+    [(to, _message)] = harness.client.sent
+    assert (to.User, to.Server, to.Device) == ("123456789012345", "lid", 0)

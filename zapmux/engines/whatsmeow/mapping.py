@@ -16,9 +16,17 @@ from neonize.proto import Neonize_pb2 as pb
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
 from zapmux import events as ev
-from zapmux.phone import JID, USER_SERVER
+from zapmux.phone import JID, LID_SERVER, USER_SERVER
 
 KEEPALIVE_MAX_FAIL_S = 180.0  # whatsmeow's KeepAliveMaxFailTime: then the socket is dead
+#: What a tenant's ``last_error`` says when the dial never reached WhatsApp.
+NO_ROUTE = "this server cannot reach WhatsApp (internet, DNS or ZAPMUX_WHATSMEOW_PROXY)"
+# Go's words for a dial that went nowhere: DNS, routing, a proxy, a refused or timed-out
+# TCP connection (whatsmeow wraps them in "failed to dial whatsapp web websocket").
+_NO_ROUTE_SIGNS = (
+    "failed to dial", "dial tcp", "no such host", "network is unreachable",
+    "proxyconnect", "i/o timeout", "connection refused", "server misbehaving",
+)  # fmt: skip
 
 _Reason = pb.ConnectFailureReason
 _LOGOUT_REASONS = {_Reason.LOGGED_OUT, _Reason.MAIN_DEVICE_GONE, _Reason.UNKNOWN_LOGOUT}
@@ -82,10 +90,20 @@ def to_neonize_jid(text: str) -> pb.JID:
 
 def sender_phone(source: Any) -> str:
     """The sender's number in digits, preferring the phone JID over a LID."""
-    for jid in (source.Sender, source.SenderAlt):
+    return phone_of(source.Sender, source.SenderAlt) or source.Sender.User
+
+
+def phone_of(*jids: Any) -> str | None:
+    """The first phone number (digits of a ``s.whatsapp.net`` JID) among ``jids``."""
+    for jid in jids:
         if jid.Server == USER_SERVER and jid.User.isdigit():
-            return jid.User
-    return source.Sender.User
+            return str(jid.User)
+    return None
+
+
+def lid_of(*jids: Any) -> Any | None:
+    """The first LID (``@lid``: WhatsApp's hidden-number identity) among ``jids``."""
+    return next((jid for jid in jids if jid.Server == LID_SERVER and jid.User), None)
 
 
 def unwrap(message: Any) -> Any:
@@ -186,6 +204,28 @@ def attachment_of(message: Any) -> Attachment | None:
                 ptt=bool(getattr(part, "PTT", False)),
             )
     return None
+
+
+def dial_error(raw: str) -> ev.Disconnected:
+    """The end of a dial that failed: in words when WhatsApp was never reached (the raw
+    error kept as ``detail``), else as whatsmeow said it."""
+    if any(sign in raw.lower() for sign in _NO_ROUTE_SIGNS):
+        return ev.Disconnected(reason=NO_ROUTE, detail=raw)
+    return ev.Disconnected(reason=raw)
+
+
+def send_failure(raw: str) -> tuple[str, str]:
+    """A failed send as (error kind, message): the refusals a person can act on get
+    their own kind (``protocol.ERROR_KINDS``), the rest are ``engine`` errors."""
+    text = raw.lower()
+    if "server returned error 463" in text:
+        return "new_contact_restricted", (
+            "WhatsApp refused a first message to this contact (error 463): it does not "
+            "let this number start a conversation with someone who never wrote to it"
+        )
+    if "rate-overlimit" in text or "returned error 429" in text or "status 429" in text:
+        return "rate_limited", "WhatsApp is limiting this number's sends (rate-overlimit)"
+    return "engine", raw
 
 
 def receipt_event(raw: pb.Receipt) -> ev.Receipt | None:

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 from zapmux import events as ev
 from zapmux.engine import EventSink
 from zapmux.engines.whatsmeow import protocol
-from zapmux.errors import EngineError, TenantNotConnected
+from zapmux.errors import (
+    EngineError,
+    NewContactRestricted,
+    SendLater,
+    TenantNotConnected,
+    ZapmuxError,
+)
 
 if TYPE_CHECKING:
     from zapmux.engines.whatsmeow.client import WorkerOptions
@@ -31,6 +37,12 @@ BOT_TAG_ENV = "NEONIZE_BOT_TAG"
 _OUTCOMES = (ev.Disconnected, ev.PermanentDisconnect, ev.QrTimeout)
 _LINE_LIMIT = 1024 * 1024
 _KILL_WAIT_S = 3.0
+#: A worker's error kinds (``protocol.ERROR_KINDS``) as zapmux's errors; others EngineError.
+_ERRORS: dict[str, type[ZapmuxError]] = {
+    "not_connected": TenantNotConnected,
+    "new_contact_restricted": NewContactRestricted,
+    "rate_limited": SendLater,
+}
 
 
 class WorkerProcess:
@@ -190,9 +202,7 @@ class WorkerProcess:
             return reply.get("result")
         error = reply.get("error") or {}
         message = str(error.get("message") or f"{op} failed")
-        if error.get("kind") == "not_connected":
-            raise TenantNotConnected(message)
-        raise EngineError(message)
+        raise _ERRORS.get(str(error.get("kind")), EngineError)(message)
 
     async def stop(self) -> None:
         """Ask the worker to stop; terminate it, then kill it, if it does not."""
@@ -269,6 +279,8 @@ class WorkerProcess:
             self._last_activity = time.monotonic()
             if isinstance(event, _OUTCOMES):
                 self.dial_open = False
+                if not self._hello.done():  # it could not even start (neonize missing)
+                    self._hello.set_result(None)
             if self._stopping:
                 self._log.debug("dropped %s after stop", type(event).__name__)
             else:

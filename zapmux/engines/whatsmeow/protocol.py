@@ -38,7 +38,9 @@ STORE_ENV = "ZAPMUX_WHATSMEOW_STORE"
 _HEADER = struct.Struct(">I")
 
 OPS = frozenset({"connect", "pair_phone", "send", "check", "mark_read", "logout", "stop"})
-ERROR_KINDS = frozenset({"not_connected", "invalid", "engine"})
+ERROR_KINDS = frozenset(
+    {"not_connected", "invalid", "engine", "new_contact_restricted", "rate_limited"}
+)
 
 _EVENT_TYPES: dict[str, type[ev.Event]] = {
     "qr": ev.QrCode,

@@ -140,9 +140,11 @@ class TenantWorker:
         # neonize's connect task ends when the Go session returns: a dial error, or Stop.
         if self._session_over or task.cancelled():
             return
+        from zapmux.engines.whatsmeow import mapping
+
         exc = task.exception()
-        reason = str(exc) if exc else "whatsmeow session ended"
-        self._spawn(self.end_session(ev.Disconnected(reason=reason or type(exc).__name__)))
+        reason = (str(exc) or type(exc).__name__) if exc else "whatsmeow session ended"
+        self._spawn(self.end_session(mapping.dial_error(reason)))
 
     async def end_session(self, event: ev.Event) -> None:
         """Report how this dial ended (once); then wait for the next ``connect`` after a
@@ -293,8 +295,66 @@ class TenantWorker:
         if isinstance(event, ev.Disconnected) and self._qr_exhausted():
             return ev.QrTimeout()  # whatsmeow closes the socket itself after the last code
         if isinstance(event, ev.IncomingMessage):
+            event = await self._with_phone(client, raw.Info.MessageSource, event)
             return await self._with_media(client, raw, event)
+        if isinstance(event, ev.Receipt):
+            return await self._receipt_by_phone(client, raw.MessageSource, event)
         return event
+
+    async def _with_phone(
+        self, client: Any, source: Any, event: ev.IncomingMessage
+    ) -> ev.IncomingMessage:
+        """A message from a LID (a sender whose number WhatsApp hides) with the number
+        in ``phone`` — from the message's other address, else whatsmeow's LID↔phone
+        store — the chat as the phone JID, and the LID kept in ``extra["lid"]``."""
+        from zapmux.engines.whatsmeow import mapping
+
+        lid = mapping.lid_of(source.Sender, source.SenderAlt)
+        if lid is None:
+            return event
+        phone = mapping.phone_of(source.Sender, source.SenderAlt)
+        phone = phone or await self._phone_for_lid(client, lid)
+        extra = {**event.extra, "lid": f"{lid.User}@{mapping.LID_SERVER}"}
+        if phone is None:
+            return dataclasses.replace(event, extra=extra)  # unknown: the LID stays
+        chat = event.chat
+        if not event.is_group and source.Chat.Server == mapping.LID_SERVER:
+            chat = await self._chat_by_phone(client, source, phone)
+        return dataclasses.replace(event, phone=phone, chat=chat, extra=extra)
+
+    async def _chat_by_phone(self, client: Any, source: Any, sender_phone: str) -> str:
+        # A one-to-one chat is the other person: the sender, or (sent from the tenant's
+        # phone) the recipient, whose number the message may carry beside the LID.
+        from zapmux.engines.whatsmeow import mapping
+
+        phone = sender_phone if not source.IsFromMe else mapping.phone_of(source.RecipientAlt)
+        phone = phone or await self._phone_for_lid(client, source.Chat)
+        return f"{phone}@{mapping.USER_SERVER}" if phone else mapping.jid_text(source.Chat)
+
+    async def _receipt_by_phone(self, client: Any, source: Any, event: ev.Receipt) -> ev.Receipt:
+        """A receipt from a LID-addressed chat names the chat by its phone JID, as the
+        message was sent (the message ids match either way)."""
+        from zapmux.engines.whatsmeow import mapping
+
+        if source.IsGroup or source.Chat.Server != mapping.LID_SERVER:
+            return event
+        phone = mapping.phone_of(source.SenderAlt, source.RecipientAlt)
+        phone = phone or await self._phone_for_lid(client, source.Chat)
+        chat = f"{phone}@{mapping.USER_SERVER}" if phone else event.chat
+        return dataclasses.replace(event, chat=chat)
+
+    async def _phone_for_lid(self, client: Any, lid: Any) -> str | None:
+        """The phone number whatsmeow's store maps this LID to, if it knows one."""
+        from zapmux.engines.whatsmeow import mapping
+
+        allow = ("starting", "awaiting_qr")  # offline messages may come before Connected
+        bare = mapping.to_neonize_jid(f"{lid.User}@{lid.Server}")  # the user, not a device
+        try:
+            pn = await self._ffi(lambda: client.get_pn_from_lid(bare), allow)
+        except Exception as exc:
+            log.warning("no phone number for %s: %s", mapping.jid_text(bare), exc)
+            return None
+        return mapping.phone_of(pn) if pn is not None else None
 
     async def _with_media(
         self, client: Any, raw: Any, event: ev.IncomingMessage
@@ -401,9 +461,14 @@ class TenantWorker:
     async def op_send(self, **args: Any) -> dict[str, Any]:
         """Send; the id returned is whatsmeow's, the one receipts will carry (neonize
         cannot send with zapmux's own id)."""
-        from zapmux.engines.whatsmeow import sending
+        from zapmux.engines.whatsmeow import mapping, sending
 
-        response = await self._ffi(lambda: sending.send(self.client, args))
+        try:
+            response = await self._ffi(lambda: sending.send(self.client, args))
+        except CommandError:
+            raise
+        except Exception as exc:
+            raise CommandError(*mapping.send_failure(str(exc) or repr(exc))) from exc
         return {"message_id": response.ID, "timestamp": float(response.Timestamp or time.time())}
 
     async def op_check(self, phones: list[str]) -> list[dict[str, Any]]:
@@ -472,7 +537,18 @@ async def serve(args: argparse.Namespace) -> None:
             writer.write(protocol.pack(message))
             await writer.drain()
 
-    import neonize.aioze.client  # noqa: F401 - load Go before saying hello
+    if not args.full_imports:
+        from zapmux.engines.whatsmeow import lean
+
+        lean.defer()  # neonize's link-preview and download packages: ~12 MB
+    try:
+        import neonize.aioze.client  # noqa: F401 - load Go before saying hello
+    except Exception as exc:  # not installed, no libmagic, a glibc too old: retrying won't help
+        from zapmux.engines.whatsmeow.availability import unavailable
+
+        log.error("%s", unavailable(exc))
+        await emit(protocol.encode_event(ev.Failed(reason=unavailable(exc))))
+        return
 
     worker = TenantWorker(
         args.tenant, args.store, emit, proxy=args.proxy,
@@ -544,6 +620,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--qr-total", type=int, default=QR_TOTAL)
     parser.add_argument("--media-max-bytes", type=int, default=MEDIA_MAX_BYTES)
     parser.add_argument("--heartbeat-s", type=float, default=HEARTBEAT_S)
+    parser.add_argument("--full-imports", action="store_true", help="do not defer any import")
     args = parser.parse_args(argv)
     if not args.store:
         parser.error(f"no store: give --store or set {protocol.STORE_ENV}")
