@@ -214,14 +214,31 @@ class WorkerProcess:
             self._ended_reported |= isinstance(event, _TERMINAL)
             if self._stopping:
                 self._log.debug("dropped %s after stop", type(event).__name__)
-            else:
-                await self._deliver(event)
+                return  # not acknowledged: the worker keeps it until it exits
+            recorded = await self._deliver(event)
+            if "id" in message:
+                await self._answer_event(message["id"], recorded)
 
-    async def _deliver(self, event: ev.Event) -> None:
+    async def _deliver(self, event: ev.Event) -> bool:
+        """Hand the event to the sink; False when the sink failed (it was not recorded)."""
         try:
             await self._sink(event)
         except Exception:
             self._log.exception("event sink failed on %s", type(event).__name__)
+            return False
+        return True
+
+    async def _answer_event(self, event_id: int, recorded: bool) -> None:
+        """Tell the worker whether the event is durably recorded (it resends it if not)."""
+        if self._writer is None:
+            return
+        try:
+            self._writer.write(
+                protocol.pack({"type": "ack" if recorded else "nack", "id": event_id})
+            )
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError):  # the worker is gone: nothing to tell
+            pass
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
         while True:
