@@ -69,6 +69,9 @@ class TenantRunner:
         self.qr: QrCode | None = None
         self.session: Session | None = None
         self.lock = asyncio.Lock()
+        # Set once this node lets the tenant go (another node has it, or it was
+        # deleted): from then on nothing may open a session through this runner.
+        self.released = False
         self._handshake = asyncio.Event()
         self._retry: asyncio.Task[None] | None = None
 
@@ -76,7 +79,7 @@ class TenantRunner:
     async def start(self) -> None:
         """Connect (pairing by QR when unpaired) unless already on the way."""
         async with self.lock:
-            if self.session is not None:
+            if self.session is not None or self.released:
                 return
             await self._set(Status.CONNECTING, last_error=None)
             session = self._open()
@@ -229,7 +232,7 @@ class TenantRunner:
         await asyncio.sleep(delay)
         async with self.lock:
             self._retry = None
-            if self.session is not None or self.status != Status.RECONNECTING:
+            if self.session is not None or self.released or self.status != Status.RECONNECTING:
                 return
             self.next_retry_at = None
             await self._set(Status.CONNECTING)
@@ -335,6 +338,7 @@ class Supervisor:
         runner = self.runners.pop(tenant_id, None)
         if runner is not None:
             async with runner.lock:
+                runner.released = True  # a start still on its way finds it so
                 await runner._close()
 
     def runner(self, tenant_id: str) -> TenantRunner:
@@ -354,6 +358,7 @@ class Supervisor:
     async def remove(self, tenant_id: str) -> None:
         runner = self.runner(tenant_id)
         await runner.logout()
+        runner.released = True
         self.runners.pop(tenant_id, None)
 
     async def clear_all(self, purge: bool) -> int:

@@ -61,13 +61,9 @@ async def list_tenants(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
 async def create_tenant(body: CreateTenant, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     tenant_id = validate_tenant_id(body.tenant_id)
     token = new_token()
-    owner, lease_until = gw.cluster.new_lease()
-    record = await gw.store.create_tenant(
-        TenantRecord(
-            id=tenant_id, token_hash=hash_token(token), owner=owner, lease_until=lease_until
-        )
+    runner = await gw.cluster.create_tenant(
+        TenantRecord(id=tenant_id, token_hash=hash_token(token))
     )
-    runner = await gw.supervisor.add(record)
     await _start_pairing(gw, runner)
     view = await _view(gw, tenant_id)
     return {"success": True, **view, "tenant": view, "token": token}
