@@ -61,3 +61,37 @@ async def test_a_message_is_acknowledged_only_once_recorded(tmp_path: Path) -> N
     answers = json.loads(answers_file.read_text())
     assert answers == [{"type": "nack", "id": 7}, {"type": "ack", "id": 7}]
     assert [e.message_id for e in recorded if isinstance(e, ev.IncomingMessage)] == ["M1"]
+
+
+# Says hello, then a frame that is not JSON, then waits to be killed.
+GARBLED = f"""#!{sys.executable}
+import json, os, struct, sys, time
+fds = sys.argv[sys.argv.index("--fds") + 1].split(",")
+events = os.fdopen(int(fds[1]), "wb", 0)
+def send(body):
+    events.write(struct.pack(">I", len(body)) + body)
+send(json.dumps({{"type": "hello", "pid": os.getpid()}}).encode())
+send(b"{{not json")
+time.sleep(60)
+"""
+
+
+async def test_a_worker_that_garbles_its_channel_is_ended_as_a_disconnect(
+    tmp_path: Path,
+) -> None:
+    """A channel nothing more can be read from must not leave the tenant 'connected'."""
+    script = tmp_path / "garbling_worker"
+    script.write_text(GARBLED)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    seen: list[ev.Event] = []
+
+    async def sink(event: ev.Event) -> None:
+        seen.append(event)
+
+    worker = WorkerProcess("t1", sink, WorkerOptions(python=str(script)), logging.getLogger("t"))
+    await worker.spawn("/nowhere")
+    assert await worker.wait_ready()
+    await asyncio.wait_for(worker.wait_closed(), 20)
+    assert not worker.alive
+    [ended] = seen
+    assert isinstance(ended, ev.Disconnected) and "bad frame" in ended.reason

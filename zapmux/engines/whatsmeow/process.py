@@ -198,8 +198,12 @@ class WorkerProcess:
         try:
             while (message := await protocol.read_frame(reader)) is not None:
                 await self._dispatch(message)
-        except (protocol.ProtocolError, ConnectionError, ValueError) as exc:
+        except (protocol.ProtocolError, ConnectionError, ValueError, TypeError) as exc:
+            # Nothing more can be read from it: end it, so the tenant reconnects (with
+            # this as its last_error) instead of looking connected with nothing arriving.
             self._log.warning("bad frame from the whatsmeow worker: %s", exc)
+            self._exit_note = f"the worker sent a bad frame ({exc}); restarted"
+            await self._kill()
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
