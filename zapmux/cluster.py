@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -119,11 +120,22 @@ class Cluster:
                 log.warning("❌ node %s did not take %s: %r", node, path, exc)
         return total
 
-    async def create_tenant(self, record: TenantRecord) -> TenantRunner:
-        """Create a tenant leased to this node, with its runner, as one lease change."""
+    async def create_tenant(
+        self, record: TenantRecord, setup: Callable[[], Awaitable[None]] | None = None
+    ) -> TenantRunner:
+        """Create a tenant leased to this node, with its runner, as one lease change.
+
+        ``setup`` (storing what else the tenant needs) runs in between; if it fails,
+        the tenant is deleted again: nothing half-made stays behind."""
         record.owner, record.lease_until = self.node, time.time() + self.lease_s
         async with self.changes:
             record = await self.store.create_tenant(record)
+            if setup is not None:
+                try:
+                    await setup()
+                except BaseException:
+                    await self.store.delete_tenant(record.id)
+                    raise
             return await self.supervisor.add(record)
 
     async def owner_url(self, tenant_id: str) -> str | None:
