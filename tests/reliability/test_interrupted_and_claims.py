@@ -19,10 +19,11 @@ async def test_a_send_cut_short_by_a_crash_answers_send_interrupted(
     async with LiveServer(settings) as server:
         await server.create_paired("acme")
 
-        async def die_while_handing_over(*_args: object) -> bool:
+        async def die_while_handing_over(*_args: object) -> object:
             raise SystemExit("killed")  # the row says "sending"; nothing after runs
 
-        server.gateway.sender._deliver = die_while_handing_over  # type: ignore[method-assign]
+        session = server.gateway.engine.sessions["acme"]  # type: ignore[attr-defined]
+        session.send = die_while_handing_over
         dying = await server.http.post("/send/acme", json=body, headers=headers)
         assert dying.status_code == 500
     async with LiveServer(settings) as server:  # restarted on the same data
