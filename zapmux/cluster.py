@@ -13,13 +13,15 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
 from zapmux.config import Settings, is_loopback
 from zapmux.store.base import Store
-from zapmux.supervisor import Supervisor
+from zapmux.store.records import TenantRecord
+from zapmux.supervisor import Supervisor, TenantRunner
 from zapmux.tasks import TaskGroup
 
 log = logging.getLogger("zapmux.cluster")
@@ -46,6 +48,9 @@ class Cluster:
         self.lease_s = settings.lease_seconds
         self.node, self.url = node_identity(settings)
         self.synced = False
+        # Lease changes and runner creation never interleave: a sync that took its
+        # snapshot of our leases before a tenant was created must not release it.
+        self.changes = asyncio.Lock()
         self.http: aiohttp.ClientSession | None = None  # set by the gateway when it starts
 
     async def start(self) -> None:
@@ -73,6 +78,10 @@ class Cluster:
 
     async def sync(self) -> None:
         """Run what we lease (taking over expired leases), drop what we lost."""
+        async with self.changes:
+            await self._sync()
+
+    async def _sync(self) -> None:
         owned = set(await self.store.acquire_leases(self.node, self.lease_s, 1_000_000))
         runners = self.supervisor.runners
         for tenant_id in sorted(owned - runners.keys()):
@@ -82,9 +91,19 @@ class Cluster:
                     log.info("🔄 took over tenant %s (node %s)", tenant_id, self.node)
                 await self.supervisor.resume(record)
         for tenant_id in sorted(runners.keys() - owned):
+            if await self._still_ours(tenant_id):
+                continue
             log.warning("🔄 lease of tenant %s lost; another node runs it now", tenant_id)
             await self.supervisor.release(tenant_id)
         self.synced = True
+
+    async def _still_ours(self, tenant_id: str) -> bool:
+        """A tenant the renewal skipped may still be ours: on PostgreSQL the renewal
+        passes over rows another transaction holds at that instant (a status update), and
+        losing the tenant for that would restart its session. Only another owner (or no
+        tenant at all) means the lease is lost."""
+        found = await self.store.tenant_owner(tenant_id)
+        return found is not None and found[0] == self.node
 
     async def broadcast(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> int:
         """POST ``body`` to ``path`` on every other live node (credentials passed on);
@@ -105,9 +124,23 @@ class Cluster:
                 log.warning("❌ node %s did not take %s: %r", node, path, exc)
         return total
 
-    def new_lease(self) -> tuple[str, float]:
-        """Owner and lease end for a tenant created on this node."""
-        return self.node, time.time() + self.lease_s
+    async def create_tenant(
+        self, record: TenantRecord, setup: Callable[[], Awaitable[None]] | None = None
+    ) -> TenantRunner:
+        """Create a tenant leased to this node, with its runner, as one lease change.
+
+        ``setup`` (storing what else the tenant needs) runs in between; if it fails,
+        the tenant is deleted again: nothing half-made stays behind."""
+        record.owner, record.lease_until = self.node, time.time() + self.lease_s
+        async with self.changes:
+            record = await self.store.create_tenant(record)
+            if setup is not None:
+                try:
+                    await setup()
+                except BaseException:
+                    await self.store.delete_tenant(record.id)
+                    raise
+            return await self.supervisor.add(record)
 
     async def owner_url(self, tenant_id: str) -> str | None:
         """The URL of the live node that runs ``tenant_id`` if that is not this one.
@@ -124,8 +157,11 @@ class Cluster:
             url = await self.store.node_url(owner, self.lease_s)
             if url and url != self.url:
                 return url
-        if await self.store.acquire_lease(self.node, tenant_id, self.lease_s):
-            record = await self.store.get_tenant(tenant_id)
-            if record is not None and tenant_id not in self.supervisor.runners:
-                await self.supervisor.resume(record)
+        async with self.changes:
+            if tenant_id in self.supervisor.runners:
+                return None  # taken here meanwhile
+            if await self.store.acquire_lease(self.node, tenant_id, self.lease_s):
+                record = await self.store.get_tenant(tenant_id)
+                if record is not None:
+                    await self.supervisor.resume(record)
         return None

@@ -29,6 +29,7 @@ from zapmux.config import Settings
 from zapmux.metrics import Metrics
 from zapmux.store.base import OutboxStore
 from zapmux.store.records import Delivery, DeliveryResult
+from zapmux.webhook_url import NoLinkLocalResolver
 
 log = logging.getLogger("zapmux.outbox")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -132,7 +133,8 @@ class Deliverer:
 
     Outcomes are written by the loop, in batches, before it claims more; if the
     process dies first, the delivery is simply attempted again (at least once).
-    A claimed row is locked for ``delivery_timeout_s + 30`` seconds. If this process
+    A claimed row is locked for the lease time (``lease_seconds``, at least
+    ``delivery_timeout_s + 5``). If this process
     dies meanwhile, the row is claimable again when the lock ends; on a single-node
     store (SQLite) every lock left at start belongs to a dead process and is released
     at once, and on a clean stop the rows still in flight are released too.
@@ -177,7 +179,9 @@ class Deliverer:
             if released:
                 log.info("🔄 %d deliveries interrupted by the last stop will be retried", released)
         timeout = aiohttp.ClientTimeout(total=self.settings.delivery_timeout_s)
-        connector = aiohttp.TCPConnector(limit=self.settings.delivery_concurrency * 2)
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.delivery_concurrency * 2, resolver=NoLinkLocalResolver()
+        )
         async with aiohttp.ClientSession(
             timeout=timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
         ) as session:
@@ -241,7 +245,10 @@ class Deliverer:
         self.wakeup.set()  # a finished delivery may unblock the next one of its chat
 
     def _lock_s(self) -> float:
-        return self.settings.delivery_timeout_s + 30.0
+        """How long a claim holds a row: the lease, so that when this node dies another
+        takes the row over as soon as it takes the tenants over; never less than one
+        attempt's timeout (plus a margin), so a slow POST is not sent twice meanwhile."""
+        return max(self.settings.lease_seconds, self.settings.delivery_timeout_s + 5.0)
 
     async def _flush(self) -> None:
         if not self.done:

@@ -36,7 +36,7 @@ from zapmux.locks import KeyedLocks
 from zapmux.phone import USER_SERVER
 from zapmux.states import WILL_CONNECT, Status
 from zapmux.store.base import Store
-from zapmux.store.records import IdempotentAnswer, MessageRecord
+from zapmux.store.records import SEND_INTERRUPTED, IdempotentAnswer, MessageRecord
 from zapmux.supervisor import Supervisor, TenantRunner
 from zapmux.tasks import TaskGroup
 
@@ -225,6 +225,8 @@ class Sender:
         record = await self.store.get_message(tenant_id, provisional["message_id"])
         if record is None:
             return None
+        if record.status == "failed" and record.error == SEND_INTERRUPTED:
+            return 409, _interrupted(record)
         status = record.public()["status"]
         body = self._answer(record, status, record.chat if status != "queued" else None)
         if record.error:
@@ -554,6 +556,24 @@ class Sender:
 def _left_queue(runner: TenantRunner) -> None:
     if runner.queued:
         runner.queued -= 1
+
+
+def _interrupted(record: MessageRecord) -> dict[str, Any]:
+    """The answer for a message whose hand-over to WhatsApp a crash cut short: not a
+    success, since nobody knows whether it went out (see docs/sending.md)."""
+    return {
+        "success": False,
+        "error": {
+            "code": "send_interrupted",
+            "message": "zapmux was interrupted while handing this message to WhatsApp; it "
+            "may or may not have gone out, and it will not be sent again. To send it "
+            "(again), send it anew with a new Idempotency-Key.",
+        },
+        "message_id": record.message_id,
+        "status": "failed",
+        "tenant_id": record.tenant_id,
+        "phone": record.phone,
+    }
 
 
 def _payload(request: SendRequest) -> dict[str, Any]:

@@ -74,6 +74,9 @@ class TenantRunner:
         self.session: Session | None = None
         self._paused: Session | None = None  # kept across a reconnect (Session.pause)
         self.lock = asyncio.Lock()
+        # Set once this node lets the tenant go (another node has it, or it was
+        # deleted): from then on nothing may open a session through this runner.
+        self.released = False
         # Owned here, written through to the store by the sender: how many of the
         # tenant's messages wait (None until counted), and WhatsApp's fresh answers
         # per phone number (exists, JID, when asked).
@@ -86,7 +89,7 @@ class TenantRunner:
     async def start(self) -> None:
         """Connect (pairing by QR when unpaired) unless already on the way."""
         async with self.lock:
-            if self.session is not None:
+            if self.session is not None or self.released:
                 return
             await self._set(Status.CONNECTING, last_error=None)
             session = self._open()
@@ -250,7 +253,7 @@ class TenantRunner:
         await asyncio.sleep(delay)
         async with self.lock:
             self._retry = None
-            if self.session is not None or self.status != Status.RECONNECTING:
+            if self.session is not None or self.released or self.status != Status.RECONNECTING:
                 return
             self.next_retry_at = None
             await self._set(Status.CONNECTING)
@@ -372,6 +375,7 @@ class Supervisor:
         runner = self.runners.pop(tenant_id, None)
         if runner is not None:
             async with runner.lock:
+                runner.released = True  # a start still on its way finds it so
                 await runner._close()
 
     def runner(self, tenant_id: str) -> TenantRunner:
@@ -394,6 +398,7 @@ class Supervisor:
     async def remove(self, tenant_id: str) -> None:
         runner = self.runner(tenant_id)
         await runner.logout()
+        runner.released = True
         self.runners.pop(tenant_id, None)
 
     async def clear_all(self, purge: bool) -> int:

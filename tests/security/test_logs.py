@@ -92,6 +92,8 @@ async def test_logs_hold_no_secret(tmp_path: Path, log_format: str) -> None:
             ZAPMUX_DELIVERY_BACKOFF_BASE_S="0.05",
             ZAPMUX_DELIVERY_BACKOFF_CAP_S="0.2",
             ZAPMUX_DELIVERY_TIMEOUT_S="2",
+            # the tenant token sets a loopback webhook: allowed only for listed hosts
+            ZAPMUX_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
         )
         await asyncio.to_thread(server.__enter__)
         try:

@@ -6,22 +6,21 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from zapmux import __version__
-from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
+from zapmux.api.deps import AdminDep, CallerDep, GatewayDep, TenantDep
 from zapmux.api.models import RelayBody, WebhookBody
 from zapmux.api.strict import StrictRoute
 from zapmux.api.tenants import next_page, tenant_view
-from zapmux.errors import InvalidInput, NotFound
-from zapmux.gateway import Gateway
+from zapmux.errors import NotFound
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
 from zapmux.redact import redact_urls
 from zapmux.states import ALL as ALL_STATES
+from zapmux.webhook_url import check_webhook_url
 
 router = APIRouter(route_class=StrictRoute)
 
@@ -86,19 +85,6 @@ async def relay(body: RelayBody, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     return {"success": True, "delivery_id": delivery.delivery_id}
 
 
-def check_webhook_url(gw: Gateway, url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InvalidInput("webhook url must be an http(s) URL with a host", code="invalid_url")
-    allowed = gw.settings.allowed_webhook_hosts
-    if allowed and parts.hostname.lower() not in allowed:
-        raise InvalidInput(
-            f"webhook host {parts.hostname} is not in ZAPMUX_WEBHOOK_ALLOWED_HOSTS",
-            code="webhook_host_not_allowed",
-        )
-    return url
-
-
 def _webhook_view(url: str | None, secret: str | None, events: Sequence[str]) -> dict[str, Any]:
     hint = f"…{secret[-4:]}" if secret else None  # never echo a secret in full
     shown = redact_urls(url) if url else url  # credentials in the URL are never echoed
@@ -106,10 +92,14 @@ def _webhook_view(url: str | None, secret: str | None, events: Sequence[str]) ->
 
 
 @router.put("/tenants/{tenant_id}/webhook", tags=["webhooks"], summary="Set the tenant's webhook")
-async def put_webhook(tenant: TenantDep, body: WebhookBody, gw: GatewayDep) -> dict[str, Any]:
+async def put_webhook(
+    tenant: TenantDep, body: WebhookBody, gw: GatewayDep, who: CallerDep
+) -> dict[str, Any]:
     import json
 
-    url = check_webhook_url(gw, body.url)
+    url = check_webhook_url(
+        body.url, by_admin=who.is_admin, allowed_hosts=gw.settings.allowed_webhook_hosts
+    )
     events = sorted(set(body.events))
     await gw.store.update_tenant(
         tenant.id, webhook_url=url, webhook_secret=body.secret, webhook_events=json.dumps(events)

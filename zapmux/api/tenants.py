@@ -84,23 +84,16 @@ async def create_tenant(body: CreateTenant, gw: GatewayDep, _: AdminDep) -> dict
     engine = body.engine or gw.settings.engine
     _check_credentials(engine, body.cloud)
     token = new_token()
-    owner, lease_until = gw.cluster.new_lease()
-    record = await gw.store.create_tenant(
-        TenantRecord(
-            id=tenant_id,
-            engine=engine,
-            token_hash=hash_token(token),
-            owner=owner,
-            lease_until=lease_until,
-        )
+    cloud = body.cloud
+
+    async def save_credentials() -> None:
+        if cloud is not None:
+            await gw.store.cloud_save(_account(tenant_id, cloud))
+
+    runner = await gw.cluster.create_tenant(
+        TenantRecord(id=tenant_id, engine=engine, token_hash=hash_token(token)),
+        setup=save_credentials,
     )
-    if body.cloud is not None:
-        try:
-            await gw.store.cloud_save(_account(tenant_id, body.cloud))
-        except Conflict:
-            await gw.store.delete_tenant(tenant_id)  # nothing half-made stays behind
-            raise
-    runner = await gw.supervisor.add(record)
     await _start_pairing(gw, runner)
     view = await _view(gw, tenant_id)
     return {"success": True, **view, "tenant": view, "token": token}

@@ -38,6 +38,11 @@ class TenantRecord:
         return json.loads(self.webhook_events) if self.webhook_events else []
 
 
+#: The ``error`` of a message that was being handed to the engine when its runner died:
+#: it may or may not have gone out (engines that cannot send with our id cannot tell).
+SEND_INTERRUPTED = "interrupted by a restart while sending; it may have gone out"
+
+
 @dataclass(slots=True)
 class MessageRecord:
     tenant_id: str

@@ -32,6 +32,7 @@ from zapmux.store import schema as t
 from zapmux.store.base import Store
 from zapmux.store.guard import in_life
 from zapmux.store.records import (
+    SEND_INTERRUPTED,
     DeadInbound,
     Delivery,
     IdempotentAnswer,
@@ -422,7 +423,7 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, SqlTables, Store):
             .where(and_(m.tenant_id == tenant_id, m.direction == "out", m.status == "sending"))
             .values(
                 status="failed",
-                error="interrupted by a restart while sending; it may have gone out",
+                error=SEND_INTERRUPTED,
                 updated_at=time.time(),
             )
         )

@@ -96,6 +96,7 @@ class Harness:
 
     def __init__(self, **options: Any) -> None:
         self.frames: list[dict[str, Any]] = []
+        self.refusals = 0  # how many events the "server" fails to record before it can
         self.worker = TenantWorker(
             "t1", "/nowhere/whatsmeow.db", self._emit, client_factory=NeonizeClientStandIn,
             clock=lambda: 1_000_000.0, **options,
@@ -103,6 +104,9 @@ class Harness:
 
     async def _emit(self, frame: dict[str, Any]) -> None:
         self.frames.append(frame)
+        if "id" in frame:  # the server's answer: recorded (ack) or not (nack)
+            refused, self.refusals = self.refusals > 0, max(0, self.refusals - 1)
+            self.worker.acknowledge({"type": "nack" if refused else "ack", "id": frame["id"]})
 
     @property
     def client(self) -> NeonizeClientStandIn:
@@ -638,3 +642,18 @@ async def test_a_send_to_a_lid_chat_goes_to_that_lid(harness: Harness) -> None:
     assert reply["ok"], reply
     [(to, _message)] = harness.client.sent
     assert (to.User, to.Server, to.Device) == ("123456789012345", "lid", 0)
+
+
+async def test_a_message_the_server_could_not_record_is_sent_until_it_is() -> None:
+    """A store hiccup on the server loses nothing: the worker resends until ``ack``."""
+    harness = Harness(resend_base_s=0.01)
+    await harness.worker.start()
+    harness.refusals = 2
+    first = await harness.fire(incoming(e2e.Message(conversation="não perca")))
+    sent = [f for f in harness.frames if f.get("event") == "message"]
+    assert len(sent) == 3 and len({f["id"] for f in sent}) == 1  # one event, three tries
+    assert len(first) == 3 and all(e == first[0] for e in first)
+    assert isinstance(first[0], ev.IncomingMessage) and first[0].text == "não perca"
+    await harness.fire(incoming(e2e.Message(conversation="depois")))
+    texts = [e.text for e in harness.events if isinstance(e, ev.IncomingMessage)]
+    assert texts[-1] == "depois"  # the next one went after, once the first was recorded

@@ -250,8 +250,12 @@ class WorkerProcess:
             self._log.warning("whatsmeow worker %s hung (no heartbeat for %g s); killing it",
                               self.pid, limit)  # fmt: skip
             await self._kill()
-        except (protocol.ProtocolError, ConnectionError, ValueError) as exc:
+        except (protocol.ProtocolError, ConnectionError, ValueError, TypeError) as exc:
+            # Nothing more can be read from it: end it, so the tenant reconnects (with
+            # this as its last_error) instead of looking connected with nothing arriving.
             self._log.warning("bad frame from the whatsmeow worker: %s", exc)
+            self._exit_note = f"the worker sent a bad frame ({exc}); restarted"
+            await self._kill()
 
     async def _next_frame(self, reader: asyncio.StreamReader) -> dict[str, Any] | None:
         # The watchdog: once the worker said hello it sends a heartbeat every few
@@ -283,14 +287,31 @@ class WorkerProcess:
                     self._hello.set_result(None)
             if self._stopping:
                 self._log.debug("dropped %s after stop", type(event).__name__)
-            else:
-                await self._deliver(event)
+                return  # not acknowledged: the worker keeps it until it exits
+            recorded = await self._deliver(event)
+            if "id" in message:
+                await self._answer_event(message["id"], recorded)
 
-    async def _deliver(self, event: ev.Event) -> None:
+    async def _deliver(self, event: ev.Event) -> bool:
+        """Hand the event to the sink; False when the sink failed (it was not recorded)."""
         try:
             await self._sink(event)
         except Exception:
             self._log.exception("event sink failed on %s", type(event).__name__)
+            return False
+        return True
+
+    async def _answer_event(self, event_id: int, recorded: bool) -> None:
+        """Tell the worker whether the event is durably recorded (it resends it if not)."""
+        if self._writer is None:
+            return
+        try:
+            self._writer.write(
+                protocol.pack({"type": "ack" if recorded else "nack", "id": event_id})
+            )
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError):  # the worker is gone: nothing to tell
+            pass
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
         while True:

@@ -9,7 +9,10 @@ one object per frame, with a ``type``:
 - ``reply``   worker → server: ``{"id", "ok": true, "result"}`` or
   ``{"id", "ok": false, "error": {"kind", "message"}}`` (kinds: :data:`ERROR_KINDS`).
 - ``event``   worker → server: ``{"event": <name>, "data": {...}}``, a zapmux event
-  (:func:`encode_event` / :func:`decode_event`).
+  (:func:`encode_event` / :func:`decode_event`). A message or receipt also carries an
+  ``id``: the server answers it with ``ack`` once the event is durably recorded, or
+  ``nack`` when it could not be (the worker sends it again until it is).
+- ``ack``/``nack`` server → worker: ``{"id"}`` of such an event.
 
 The channel is two inherited pipes, never the worker's stdout (neonize and Go print
 there): commands flow server → worker on one, replies and events worker → server on

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import itertools
 import logging
 import os
 import signal
@@ -38,6 +39,8 @@ log = logging.getLogger("zapmux.worker")
 QR_FIRST_S, QR_NEXT_S, QR_TOTAL = 60.0, 20.0, 6  # whatsmeow's code lifetimes
 SOCKET_WAIT_S = 15.0  # how long pair_phone waits for the websocket to come up
 STOP_TIMEOUT_S = 3.0  # bound on Go's Stop; the process exits after it anyway
+ACK_WAIT_S = 30.0  # how long the server may take to record a message before it is resent
+RESEND_BASE_S, RESEND_CAP_S = 0.5, 10.0  # backoff while the server cannot record one
 MEDIA_WAIT_S = 60.0  # how long a message waits for its media before going without
 MEDIA_MAX_BYTES = 16 * 1024 * 1024
 HEARTBEAT_S = 10.0
@@ -84,11 +87,13 @@ class TenantWorker:
         qr_total: int = QR_TOTAL,
         media_max_bytes: int = MEDIA_MAX_BYTES,
         media_wait_s: float = MEDIA_WAIT_S,
+        resend_base_s: float = RESEND_BASE_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.tenant_id, self.store, self.emit = tenant_id, store, emit
         self._factory, self._proxy, self._clock = client_factory, proxy, clock
         self._media_max, self._media_wait = media_max_bytes, media_wait_s
+        self._resend_base = resend_base_s
         self._qr_first, self._qr_next, self._qr_total = qr_first_s, qr_next_s, qr_total
         self.state = "idle"
         self.client: Any = None
@@ -102,6 +107,8 @@ class TenantWorker:
         self._session_over = False  # this dial's outcome was reported
         self.dials = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._event_ids = itertools.count(1)
+        self._acks: dict[int, asyncio.Future[bool]] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -283,7 +290,43 @@ class TenantWorker:
             self._qr_timer.cancel()
         if isinstance(event, ev.Connected):
             await self._set_state("connected")
-        await self.emit(protocol.encode_event(event))
+        if isinstance(event, ev.IncomingMessage | ev.Receipt):
+            await self.emit_until_recorded(protocol.encode_event(event))
+        else:
+            await self.emit(protocol.encode_event(event))
+
+    async def emit_until_recorded(self, frame: dict[str, Any]) -> None:
+        """Send an event the server must record, again and again until it says it has.
+
+        neonize lets whatsmeow acknowledge a message as soon as the handler is scheduled,
+        so this is where a message waits out a store hiccup on the server: it is resent
+        (with backoff) until the server answers ``ack``, while the events behind it wait
+        (the caller holds the event order). It gives up only when the worker ends.
+        """
+        frame = {**frame, "id": next(self._event_ids)}
+        delay = self._resend_base
+        while self.state != "stopped":
+            answer = asyncio.get_running_loop().create_future()
+            self._acks[frame["id"]] = answer
+            try:
+                await self.emit(frame)
+                if await asyncio.wait_for(answer, ACK_WAIT_S):
+                    return
+            except TimeoutError:
+                pass
+            except ConnectionError:
+                return  # the server is gone; the worker ends with it
+            finally:
+                self._acks.pop(frame["id"], None)
+            log.warning("the server did not record %s; resending in %.1fs", frame["event"], delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESEND_CAP_S)
+
+    def acknowledge(self, message: dict[str, Any]) -> None:
+        """The server's answer (``ack``/``nack``) to an event sent with an id."""
+        answer = self._acks.get(message.get("id", -1))
+        if answer is not None and not answer.done():
+            answer.set_result(message.get("type") == "ack")
 
     async def _map(self, client: Any, raw: Any) -> ev.Event | None:
         from zapmux.engines.whatsmeow import mapping
@@ -596,6 +639,8 @@ async def read_commands(reader: asyncio.StreamReader, worker: TenantWorker, emit
     while (message := await protocol.read_frame(reader)) is not None:
         if message.get("type") == "command":
             worker._spawn(_answer(worker, message, emit))
+        elif message.get("type") in ("ack", "nack"):
+            worker.acknowledge(message)
 
 
 async def _answer(worker: TenantWorker, message: dict[str, Any], emit: Emit) -> None:

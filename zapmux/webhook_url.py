@@ -1,0 +1,133 @@
+"""Which URLs may be a webhook: parsed strictly, refused at ``PUT`` when they can never
+work or point where zapmux must never POST.
+
+- Malformed (control characters, spaces, backslashes, non-ASCII, a bad IPv6 literal, a
+  port outside 1–65535, more than one ``@``, no host, not http(s)): ``invalid_url``.
+- Link-local addresses (169.254.0.0/16, fe80::/10) — where cloud metadata services
+  live — and known metadata names, unspecified, multicast, broadcast and reserved
+  addresses, and host names that are numbers (``2852039166`` is 169.254.169.254 to a
+  resolver): never a target, for anyone (``webhook_url_not_allowed``).
+- Loopback and private addresses (``localhost``, 127.0.0.0/8, 10/8, 192.168/16, …):
+  allowed when the admin key sets the URL (the operator's own network, like the default
+  ``FLASK_URL``); from a tenant token only when the host is listed in
+  ``ZAPMUX_WEBHOOK_ALLOWED_HOSTS`` (``webhook_host_not_allowed``).
+- ``ZAPMUX_WEBHOOK_ALLOWED_HOSTS``, when set, is also an allow-list for every webhook
+  URL set through the API.
+
+A host *name* is not looked up here; at delivery the resolver refuses names that
+resolve to link-local or unspecified addresses (:class:`NoLinkLocalResolver`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+from zapmux.errors import InvalidInput
+
+METADATA_NAMES = frozenset(
+    {"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
+     "instance-data.ec2.internal"}
+)  # fmt: skip
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address(a) for a in ("100.100.100.200", "fd00:ec2::254", "169.254.169.254")}
+)
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _invalid(why: str) -> InvalidInput:
+    return InvalidInput(f"webhook url {why}", code="invalid_url")
+
+
+def _never(why: str) -> InvalidInput:
+    return InvalidInput(f"webhook url {why}", code="webhook_url_not_allowed")
+
+
+def never_target(ip: IP) -> bool:
+    """Addresses zapmux never POSTs to: link-local (cloud metadata), metadata services,
+    unspecified, multicast, reserved."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip in METADATA_ADDRESSES
+        or ip.is_link_local
+        or ip.is_unspecified
+        or ip.is_multicast
+        or (ip.is_reserved and not ip.is_loopback)  # ::1 sits in the reserved ::/8
+        or ip == ipaddress.IPv4Address("255.255.255.255")
+    )
+
+
+def _parse(url: str) -> tuple[str, str]:
+    """(scheme, host) of a well-formed http(s) URL, else ``invalid_url``."""
+    if not url.isascii() or any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
+        raise _invalid(
+            "may hold no spaces, control characters, backslashes or non-ASCII text "
+            "(percent-encode them; write international host names in punycode)"
+        )
+    try:
+        parts = urlsplit(url)
+        port, host = parts.port, parts.hostname
+    except ValueError as exc:
+        raise _invalid(f"is not a valid URL: {exc}") from exc
+    if parts.scheme not in {"http", "https"} or not host:
+        raise _invalid("must be an http(s) URL with a host")
+    if port == 0 or parts.netloc.count("@") > 1 or "%" in host:
+        raise _invalid("has an ambiguous host or port")
+    return parts.scheme, host.lower().rstrip(".")
+
+
+def _address(host: str) -> IP | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    last = host.rsplit(".", 1)[-1]
+    if last.isdigit() or last.startswith("0x"):  # 2852039166, 0xa9fea9fe, 169.254.43518
+        raise _invalid("has a host that is neither a name nor a plain IP address")
+    return None
+
+
+def check_webhook_url(url: str, *, by_admin: bool, allowed_hosts: frozenset[str]) -> str:
+    """``url`` if it may be a webhook set by this caller; else ``InvalidInput`` (400)."""
+    _scheme, host = _parse(url)
+    ip = _address(host)
+    if host in METADATA_NAMES or (ip is not None and never_target(ip)):
+        raise _never("points at a link-local, metadata or reserved address")
+    if allowed_hosts and host not in allowed_hosts:
+        raise InvalidInput(
+            f"webhook host {host} is not in ZAPMUX_WEBHOOK_ALLOWED_HOSTS",
+            code="webhook_host_not_allowed",
+        )
+    local = host == "localhost" or host.endswith(".localhost")
+    private = local or (ip is not None and not ip.is_global)
+    if private and not by_admin and host not in allowed_hosts:
+        raise InvalidInput(
+            f"webhook host {host} is a private or loopback address; a tenant token may use "
+            "one only when it is listed in ZAPMUX_WEBHOOK_ALLOWED_HOSTS",
+            code="webhook_host_not_allowed",
+        )
+    return url
+
+
+class NoLinkLocalResolver(AbstractResolver):
+    """Resolves like the system, then refuses names that lead to an address zapmux never
+    POSTs to (a public-looking name for 169.254.169.254)."""
+
+    def __init__(self) -> None:
+        self.inner = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self.inner.resolve(host, port, family)
+        if any(never_target(ipaddress.ip_address(r["host"].split("%", 1)[0])) for r in results):
+            raise OSError(f"{host} resolves to a link-local or reserved address")
+        return results
+
+    async def close(self) -> None:
+        await self.inner.close()
