@@ -35,6 +35,7 @@ from zapmux.events import (
     Replaced,
 )
 from zapmux.metrics import Metrics
+from zapmux.reasons import reason
 from zapmux.states import PERMANENT, Status
 from zapmux.store.base import Store
 from zapmux.store.records import TenantRecord
@@ -273,6 +274,7 @@ class TenantRunner:
             "push_name": self.push_name,
             "jid": self.jid,
             "since": self.since,
+            "reason": reason(self.status, self.phone, self.jid),
             "last_error": self.last_error,
             "reconnect_attempts": self.attempts,
             "next_retry_at": self.next_retry_at,
