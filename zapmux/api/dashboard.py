@@ -16,11 +16,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from zapmux import __version__
+from zapmux.api.strict import StrictRoute
 from zapmux.reasons import labels
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 templates = Jinja2Templates(directory=DASHBOARD_DIR / "templates")
-router = APIRouter()
+router = APIRouter(route_class=StrictRoute)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from zapmux import __version__
 from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
 from zapmux.api.models import RelayBody, WebhookBody
+from zapmux.api.strict import StrictRoute
 from zapmux.api.tenants import tenant_view
 from zapmux.errors import Conflict, InvalidInput, NotFound
 from zapmux.gateway import Gateway
@@ -23,7 +24,7 @@ from zapmux.redact import redact_urls
 from zapmux.states import ALL as ALL_STATES
 from zapmux.store.records import Delivery
 
-router = APIRouter()
+router = APIRouter(route_class=StrictRoute)
 log = logging.getLogger("zapmux.outbox")
 
 

@@ -16,13 +16,17 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
+    3: [
+        "ALTER TABLE tenants ADD COLUMN incarnation VARCHAR(32)",
+        "UPDATE tenants SET incarnation = 'migrated'",
+    ],  # new tables (inbound_dead) are made by create_all before these steps run
     # A delivery names its target instead of the URL and secret it was written with:
     # the rows queued before go where their tenant's messages go now (issue 15).
-    3: [
+    4: [
         "ALTER TABLE outbox ADD COLUMN target TEXT",
         "UPDATE outbox SET target = CASE WHEN tenant_id IS NULL OR event = 'relay'"
         " THEN 'flask' ELSE 'tenant:' || tenant_id END",
@@ -53,6 +57,9 @@ tenants = Table(
     Column("webhook_events", Text),
     Column("owner", String(128)),
     Column("lease_until", Float),
+    # Which life of this id the row is: a tenant deleted and created again gets a new
+    # one, and writes made for the old life (a send racing the delete) are refused.
+    Column("incarnation", String(32)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -130,6 +137,18 @@ idempotency = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("status_code", Integer, nullable=False),
     Column("response", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Inbound events zapmux could not record (set aside instead of blocking the tenant's
+# line); listed and replayed through the API.
+inbound_dead = Table(
+    "inbound_dead",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("error", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )
 
