@@ -365,8 +365,8 @@ async def test_a_deleted_tenant_leaves_nothing_behind(store: Store) -> None:
     await store.add_message(_message("d", "q1"), life)
     await store.record_incoming(
         _message("d", "in1", status="received", direction="in"),
-        [new_delivery(event="message", url="http://x/", payload={}, chat_key="d:c",
-                      tenant_id="d", secret=None)],
+        [new_delivery(event="message", target="flask", payload={}, chat_key="d:c",
+                      tenant_id="d")],
         life,
     )  # fmt: skip
     await store.save_media("d", "in1", "image/png", None, b"png", life)
