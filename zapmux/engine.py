@@ -3,7 +3,8 @@
 An :class:`Engine` opens one :class:`Session` per tenant. Commands are coroutines;
 what happens on the network comes back as events (``zapmux.events``) through the
 ``EventSink`` given at open. Implementations: ``engines.sandbox`` (a simulated network,
-part of the product) and ``engines.whatsmeow`` (neonize, one worker process per tenant).
+part of the product), ``engines.whatsmeow`` (neonize, one worker process per tenant) and
+``engines.cloud`` (Meta's WhatsApp Cloud API over HTTPS).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from zapmux.events import Event, Media
 
@@ -27,6 +28,7 @@ class OutgoingMessage:
     media: Media | None = None
     reply_to: str | None = None
     message_id: str | None = None  # zapmux's id; engines that can, send with it
+    template: dict[str, Any] | None = None  # a Cloud API template: name, language, components
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,10 @@ class Engine(ABC):
     """Opens sessions and manages their stored credentials."""
 
     name: ClassVar[str]
+    #: Whether tenants pair by QR code or pairing code (the Cloud API does not).
+    pairs: ClassVar[bool] = True
+    #: Whether it can send Cloud API templates.
+    templates: ClassVar[bool] = False
 
     @abstractmethod
     def open_session(self, tenant_id: str, sink: EventSink) -> Session:

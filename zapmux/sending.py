@@ -27,6 +27,7 @@ from zapmux.errors import (
     EngineError,
     NotOnWhatsApp,
     RateLimited,
+    SendLater,
     TenantNotConnected,
     ZapmuxError,
 )
@@ -114,6 +115,7 @@ class SendRequest:
     text: str | None = None
     media: Media | None = None
     reply_to: str | None = None
+    template: dict[str, Any] | None = None  # Cloud API only: name, language, components
 
     def fingerprint(self) -> str:
         """What makes two requests the same message (for Idempotency-Key reuse)."""
@@ -133,6 +135,8 @@ class SendRequest:
                     hashlib.sha256(media.data).hexdigest(),
                 ],
             ]
+            + ([self.template] if self.template is not None else []),
+            sort_keys=True,
         )
         return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -144,6 +148,8 @@ class SendRequest:
             "document": "documento",
             "sticker": "figurinha",
         }
+        if self.template is not None:
+            return "template"
         return kinds[self.media.kind] if self.media else "texto"
 
 
@@ -175,6 +181,8 @@ class Sender:
         self.buckets: dict[str, TokenBucket] = {}
         self.wakeups: dict[str, asyncio.Event] = {}
         self.drains: dict[str, asyncio.Task[None]] = {}
+        # a tenant the engine asked to wait (throttled): nothing goes out before then
+        self.paused_until: dict[str, float] = {}
         self.lanes = KeyedLocks()
         self.keys = KeyedLocks()
         supervisor.handlers.append(self.on_event)
@@ -259,7 +267,12 @@ class Sender:
                     retry_after=max(1.0, self.bucket(tenant_id).wait_s()),
                 )
             jid = await self._resolve_early(runner, request.phone)
-            direct = runner.status == Status.CONNECTED and jid is not None and queued == 0
+            direct = (
+                runner.status == Status.CONNECTED
+                and jid is not None
+                and queued == 0
+                and self._pause_left(tenant_id) <= 0
+            )
             if direct and self.bucket(tenant_id).take():
                 record = await self.store.add_message(
                     self._record(tenant_id, message_id, request, "sending", jid),
@@ -275,7 +288,7 @@ class Sender:
         """409 when nothing would ever send it: a permanent end, stopped, never paired."""
         status = runner.status
         if status == Status.CONNECTED or (
-            status in WILL_CONNECT and await self.supervisor.engine.is_paired(runner.tenant_id)
+            status in WILL_CONNECT and await runner.engine.is_paired(runner.tenant_id)
         ):
             return
         raise TenantNotConnected(
@@ -369,6 +382,7 @@ class Sender:
             media=request.media,
             reply_to=request.reply_to,
             message_id=record.message_id,
+            template=request.template,
         )
         try:
             session = runner.session
@@ -377,6 +391,11 @@ class Sender:
             result = await session.send(message)
         except TenantNotConnected:
             await self._requeue(record, request)
+            return False
+        except SendLater as exc:
+            await self._requeue(record, request)
+            self.paused_until[record.tenant_id] = time.monotonic() + exc.retry_after
+            runner.log.warning("🔄 %s; retrying in %.1fs", exc.message, exc.retry_after)
             return False
         except ZapmuxError as exc:
             await self._fail(runner, record, exc.message)
@@ -426,6 +445,9 @@ class Sender:
             )
         self._wake(tenant_id)
 
+    def _pause_left(self, tenant_id: str) -> float:
+        return self.paused_until.get(tenant_id, 0.0) - time.monotonic()
+
     def _wake(self, tenant_id: str) -> None:
         self.wakeups.setdefault(tenant_id, asyncio.Event()).set()
 
@@ -456,6 +478,8 @@ class Sender:
         record = await self.store.next_queued(runner.tenant_id)
         if record is None:
             return False
+        if (pause := self._pause_left(runner.tenant_id)) > 0:
+            await asyncio.sleep(pause)
         await self.bucket(runner.tenant_id).acquire()
         async with self.lanes.hold(runner.tenant_id):
             return await self._send_queued(runner, record)
@@ -496,4 +520,5 @@ def _request(record: MessageRecord) -> SendRequest:
         text=data.get("text"),
         media=media,
         reply_to=data.get("reply_to"),
+        template=data.get("template"),
     )

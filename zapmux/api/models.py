@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from zapmux.config import EngineName
 
 # Strict: lax mode would read true as 1 and 1.0 as 1, creating tenant "1" from a boolean.
 Phone = str | StrictInt
@@ -24,10 +26,21 @@ class SeedBody(Body):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
 
+class CloudCredentials(Body):
+    """What a cloud tenant needs at Meta (see docs/cloud.md). Never shown back."""
+
+    phone_number_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9]+$")
+    access_token: str = Field(min_length=1, max_length=4096)
+    app_secret: str = Field(min_length=1, max_length=256)
+    verify_token: str = Field(min_length=1, max_length=256)
+
+
 class CreateTenant(Body):
     tenant_id: TenantId = Field(
         validation_alias=AliasChoices("tenant_id", "tenantId", "empresa_id")
     )
+    engine: EngineName | None = Field(None, description="default: the server's (ZAPMUX_ENGINE)")
+    cloud: CloudCredentials | None = Field(None, description="engine cloud: Meta's credentials")
 
 
 class MediaBody(Body):
@@ -37,6 +50,12 @@ class MediaBody(Body):
     filename: str | None = Field(None, max_length=255)
     caption: str | None = Field(None, max_length=4096)
     ptt: StrictBool = Field(False, description="audio only: send as a voice note")
+
+
+class TemplateBody(Body):
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field("pt_BR", min_length=2, max_length=16)
+    components: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
 
 
 class SendBody(SeedBody):
@@ -49,6 +68,7 @@ class SendBody(SeedBody):
     document: MediaBody | None = None
     audio: MediaBody | None = None
     video: MediaBody | None = None
+    template: TemplateBody | None = Field(None, description="cloud tenants: a template message")
 
 
 class RelayBody(SeedBody):

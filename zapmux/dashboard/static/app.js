@@ -438,10 +438,10 @@
     field(card, "status").title = data.status || "";
     // The server's words for why it is not connected; the state's own when it has none.
     setText(card, "hint", data.reason || state.hint);
+    setText(card, "engine", ENGINES[data.engine] || data.engine || "—");
     setText(card, "phone", formatPhone(data.phone) || "—");
     setText(card, "push_name", data.push_name || "—");
     row(card, "engine").hidden = !data.engine;
-    setText(card, "engine", data.engine || "");
     setText(card, "last_error", data.last_error || "");
     row(card, "last_error").hidden = !data.last_error || data.status === "connected";
     const raw = data.detail || data.last_error || "";
@@ -470,7 +470,9 @@
     const card = detailCard;
     const { data, pairCode } = entry;
     // Only an unlinked number can pair; a paired one that is down needs Start or Restart.
-    const unpaired = !data.phone && data.status !== "connected" && data.status !== "banned";
+    // A Cloud API number connects with its access token: there is nothing to pair.
+    const unpaired =
+      data.engine !== "cloud" && !data.phone && data.status !== "connected" && data.status !== "banned";
     row(card, "pairing").hidden = !unpaired;
     row(card, "pair_code").hidden = !pairCode;
     setText(card, "pair_code", pairCode || "");
@@ -626,6 +628,11 @@
   // Countdowns round up: "in 0 s" while there is still time left would read as a bug.
   const remaining = (when) => duration(Math.ceil((when - Date.now()) / 1000) * 1000);
   const untilText = (when) => (when > Date.now() ? `in ${remaining(when)}` : "now");
+  const ENGINES = {
+    whatsmeow: "WhatsApp Web (whatsmeow)",
+    sandbox: "Sandbox",
+    cloud: "WhatsApp Cloud API",
+  };
   const formatPhone = (phone) => (phone ? `+${String(phone).replace(/^\+/, "")}` : "");
 
   // --- what the person does ------------------------------------------------------------------
