@@ -80,6 +80,8 @@ class Gateway:
 
     def _status_changed(self, runner: TenantRunner) -> None:
         """Publish the change live at once (in order), queue its webhooks behind."""
+        if runner.status == Status.CONNECTING:  # (re)started here: its settings afresh
+            self.dispatcher.forget(runner.tenant_id)
         envelopes = [self.hub.publish("status", runner.tenant_id, runner.snapshot())]
         if runner.qr is not None and runner.status == Status.AWAITING_QR:
             envelopes.append(self.hub.publish("qr", runner.tenant_id, qr_view(runner.qr)))

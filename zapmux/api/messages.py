@@ -12,7 +12,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from zapmux.api.deps import GatewayDep, TenantDep
+from zapmux.api.deps import GatewayDep, TenantDep, TenantIdDep
 from zapmux.api.models import CheckBody, MediaBody, SendBody
 from zapmux.api.strict import StrictRoute
 from zapmux.errors import (
@@ -133,12 +133,12 @@ _SEND_DOC: dict[int | str, dict[str, Any]] = {
 @router.post("/send/{tenant_id}", summary="Send a message (seed route)", responses=_SEND_DOC)
 @router.post("/tenants/{tenant_id}/send", summary="Send a message", responses=_SEND_DOC)
 async def send(
-    tenant: TenantDep,
+    tenant_id: TenantIdDep,
     body: SendBody,
     gw: GatewayDep,
     idempotency_key: str | None = Header(None, max_length=256),
 ) -> JSONResponse:
-    return await _send(tenant.id, body, gw, idempotency_key)
+    return await _send(tenant_id, body, gw, idempotency_key)
 
 
 @router.post("/tenants/{tenant_id}/check", summary="Which numbers are on WhatsApp")
@@ -151,7 +151,7 @@ async def check_numbers(tenant: TenantDep, body: CheckBody, gw: GatewayDep) -> d
         )
     results = await runner.session.check(phones)
     for info in results:
-        await gw.store.put_jid(tenant.id, info.phone, info.exists, info.jid, tenant.incarnation)
+        await gw.sender.remember_jid(runner, info)
     return {
         "success": True,
         "results": [{"phone": r.phone, "exists": r.exists, "jid": r.jid} for r in results],

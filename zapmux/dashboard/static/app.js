@@ -185,7 +185,8 @@
     for (let page = 0; page < 1000 && path; page += 1) {
       const { payload } = await request("GET", path);
       all.push(...(payload.tenants || []));
-      const next = payload.next_cursor ?? payload.next_after ?? payload.cursor ?? null;
+      // Without `limit` the server answers every tenant at once; `next` names a next page.
+      const next = payload.next ?? null;
       path = next && (payload.tenants || []).length ? `/tenants?after=${enc(next)}` : null;
     }
     return all;
