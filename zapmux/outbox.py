@@ -27,7 +27,7 @@ import aiohttp
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
 from zapmux.metrics import Metrics
-from zapmux.store.base import OutboxStore
+from zapmux.store.base import OutboxStore, TenantStore
 from zapmux.store.records import Delivery, DeliveryResult
 
 log = logging.getLogger("zapmux.outbox")
@@ -90,9 +90,9 @@ class Targets:
     inherits nothing.
     """
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, tenants: TenantStore) -> None:
         self.settings = settings
-        self.store = store
+        self.tenants = tenants
 
     @property
     def flask(self) -> Endpoint:
@@ -104,7 +104,7 @@ class Targets:
         if kind == "url":
             return Endpoint(rest, self.settings.webhook_secret)
         if kind == "tenant":
-            tenant = await self.store.get_tenant(rest)
+            tenant = await self.tenants.get_tenant(rest)
             if tenant and tenant.webhook_url and tenant.created_at <= delivery.created_at:
                 return Endpoint(tenant.webhook_url, tenant.webhook_secret or self.flask.secret)
             if delivery.event != "message":
@@ -195,12 +195,19 @@ class Deliverer:
     """
 
     def __init__(
-        self, settings: Settings, store: OutboxStore, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        store: OutboxStore,
+        metrics: Metrics | None = None,
+        tenants: TenantStore | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
-        self.targets = Targets(settings, store)
+        if tenants is None:  # where each tenant's webhook is looked up (at each attempt)
+            assert isinstance(store, TenantStore), "a Deliverer needs the tenants' store"
+            tenants = store
+        self.targets = Targets(settings, tenants)
         self.policy = RetryPolicy(
             Backoff(settings.delivery_backoff_base_s, settings.delivery_backoff_cap_s),
             settings.delivery_max_age_s,
