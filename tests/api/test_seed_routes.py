@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.helpers import LiveServer, Receiver, wait_for
@@ -230,7 +232,13 @@ async def test_status_says_in_words_why_a_tenant_is_not_connected(server: LiveSe
     assert down["reason"] == "This server cannot reach WhatsApp right now; it retries by itself."
     assert down["last_error"]  # the raw error, one look away
 
-    views = {c["tenant_id"]: c for c in (await server.http.get("/status")).json()["connections"]}
+    async def reconnecting_in_status() -> dict[str, Any] | None:
+        # (between two retries the tenant is "connecting" for a moment)
+        body = (await server.http.get("/status")).json()
+        views = {c["tenant_id"]: c for c in body["connections"]}
+        return views if views["words2"]["status"] == "reconnecting" else None
+
+    views = await wait_for(reconnecting_in_status, what="/status to show words2 reconnecting")
     assert views["words"]["reason"].startswith("This number was never linked")
     assert views["words2"]["reason"].startswith("This server cannot reach WhatsApp")
     await server.http.post("/sandbox/tenants/words2/fault", json={"kind": "network_up"})
