@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+EXAMPLE_STAMP := $(VENV)/.installed-example
 
-.PHONY: run test lint bench clean system-deps
+.PHONY: run run-sandbox test lint bench clean system-deps example
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP) $@
+
+$(EXAMPLE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[example]'
+	touch $@
 
 # neonize (the whatsmeow engine) needs libmagic; install it when we can, else say so.
 system-deps:
@@ -32,6 +37,16 @@ system-deps:
 
 run: $(STAMP) system-deps
 	$(BIN)/zapmux serve
+
+# zapmux with the simulated WhatsApp network (the README's walkthrough): no phone needed.
+run-sandbox: $(STAMP)
+	$(BIN)/zapmux serve --engine sandbox
+
+# The Flask app standing in for "Sua Agenda" on :5000, where zapmux delivers by default
+# (its messages are kept in data/agenda.db; ZAPMUX_WEBHOOK_SECRET/ZAPMUX_API_KEY apply).
+example: $(EXAMPLE_STAMP)
+	mkdir -p data
+	PORT=5000 AGENDA_DATABASE=data/agenda.db $(BIN)/python examples/flask_app/app.py
 
 test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check .

@@ -36,7 +36,7 @@ import aiohttp
 import httpx
 
 from zapmux.config import Settings
-from zapmux.outbox import Deliverer, new_delivery, sign
+from zapmux.outbox import Deliverer, new_delivery, pinned_target, sign
 from zapmux.store import open_store
 from zapmux.store.records import Delivery
 
@@ -214,11 +214,10 @@ async def run_zapmux(cfg: Config, scenario: str, run: str, tmp: Path) -> tuple[f
     def delivery(n: int) -> Delivery:
         return new_delivery(
             event="message",
-            url=cfg.url,
+            target=pinned_target(cfg.url),
             payload=payload(run, n, cfg.chats),
             chat_key=f"bench:{n % cfg.chats}",
             tenant_id="1",
-            secret=None,
         )
 
     task: asyncio.Task[None] | None = None

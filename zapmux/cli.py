@@ -11,7 +11,10 @@ from zapmux import __version__
 from zapmux.commands import register as register_remote_commands
 
 app = typer.Typer(
-    help="zapmux: a multi-tenant WhatsApp gateway.", no_args_is_help=True, add_completion=False
+    help="zapmux: a multi-tenant WhatsApp gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,  # plain help: no "<bool>" beside every flag
 )
 
 

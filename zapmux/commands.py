@@ -1,13 +1,16 @@
 """The commands that talk to a running server: tenants, send, qr, deliveries, doctor, reset.
 
-The server is at ``ZAPMUX_URL`` (default http://127.0.0.1:4000); ``ZAPMUX_API_KEY`` is
-sent as ``X-Api-Key``. Exit codes: 0 done, 1 the server refused or something is wrong,
+The server is at ``--url``, else ``ZAPMUX_URL``, else ``ZAPMUX_HOST``/``ZAPMUX_PORT``/``PORT``
+(from the environment or .env; default http://127.0.0.1:4000); ``--api-key`` or
+``ZAPMUX_API_KEY`` is sent as ``X-Api-Key``. Exit codes: 0 done, 1 the server refused or something is wrong,
 2 bad usage, 3 the server could not be reached.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -42,11 +45,32 @@ TenantArg = Annotated[str, typer.Argument(help="Tenant (empresa) id.", callback=
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="The server (else ZAPMUX_URL, else ZAPMUX_HOST/ZAPMUX_PORT/PORT; "
+        "default http://127.0.0.1:4000).",
+        show_default=False,
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None, typer.Option("--api-key", help="The admin key (else ZAPMUX_API_KEY).")
+]
+#: --url and --api-key of the command being run.
+_given: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "given", default=None
+)
+
+
 def remote_command(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn the client's errors into one line on stderr and a non-zero exit code."""
+    """Give the command ``--url`` and ``--api-key``, and turn the client's errors into
+    one line on stderr and a non-zero exit code."""
 
     @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(*args: Any, url: str | None = None, api_key: str | None = None, **kwargs: Any) -> R:
+        given = {k: v for k, v in {"url": url, "api_key": api_key}.items() if v}
+        token = _given.set(given)
         try:
             return func(*args, **kwargs)
         except Unreachable as exc:
@@ -55,13 +79,27 @@ def remote_command(func: Callable[P, R]) -> Callable[P, R]:
         except RemoteError as exc:
             typer.secho(f"❌ {exc}", fg="red", err=True)
             raise typer.Exit(EXIT_PROBLEM) from exc
+        finally:
+            _given.reset(token)
 
-    return wrapper
+    own = inspect.signature(func, eval_str=True)
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in (("url", UrlOpt), ("api_key", ApiKeyOpt))
+    ]
+    wrapper.__signature__ = own.replace(parameters=[*own.parameters.values(), *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**func.__annotations__, "url": UrlOpt, "api_key": ApiKeyOpt}
+    return wrapper  # type: ignore[return-value]
+
+
+def client_settings() -> ClientSettings:
+    """Where the server is: --url/--api-key, else the environment and .env."""
+    return ClientSettings(**(_given.get() or {}))
 
 
 def connect() -> Remote:
-    """A client for the server the environment names."""
-    return Remote(ClientSettings())
+    """A client for the server the options or the environment name."""
+    return Remote(client_settings())
 
 
 # --- tenants ---------------------------------------------------------------------------
@@ -301,6 +339,32 @@ def deliveries_retry_dead(
     typer.echo(f"🔄 {count} dead deliveries queued again")
 
 
+@remote_command
+def deliveries_discard(
+    delivery_id: Annotated[
+        str | None, typer.Argument(help="Delivery id (a dead one, or a pending one stuck).")
+    ] = None,
+    dead: Annotated[bool, typer.Option("--dead", help="Discard every dead delivery.")] = False,
+    tenant: Annotated[str | None, typer.Option(help="With --dead: only this tenant's.")] = None,
+    yes: YesOpt = False,
+) -> None:
+    """Remove a delivery for good (its chat's next deliveries go on), or every dead one."""
+    if bool(delivery_id) == dead:
+        raise typer.BadParameter("give one delivery id, or --dead (not both)")
+    what = f"delivery {delivery_id}" if delivery_id else "every dead delivery"
+    if not yes:
+        typer.confirm(
+            f"Discard {what}{f' of {tenant}' if tenant else ''}? It is never sent.", abort=True
+        )
+    with connect() as remote:
+        if delivery_id:
+            body = remote.post(f"/deliveries/{delivery_id}/discard")
+        else:
+            params = {"tenant_id": tenant} if tenant else None
+            body = remote.request("POST", "/deliveries/discard-dead", params=params).json()
+    typer.echo(f"🗑 {body.get('discarded', 0)} deliveries discarded")
+
+
 # --- doctor and reset ------------------------------------------------------------------
 @remote_command
 def doctor() -> None:
@@ -308,7 +372,7 @@ def doctor() -> None:
 
     Exits 1 when something is wrong, 3 when the server cannot be reached.
     """
-    settings = ClientSettings()
+    settings = client_settings()
     with Remote(settings) as remote:
         findings = diagnose(remote, settings)
     for finding in findings:
@@ -376,7 +440,9 @@ def _count(body: dict[str, Any]) -> str:
 def register(app: typer.Typer) -> None:
     """Add the client commands to the ``zapmux`` app."""
     tenants = typer.Typer(
-        help="Create, list, pair, restart and delete tenants.", no_args_is_help=True
+        help="Create, list, pair, restart and delete tenants.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
     )
     tenants.command("list")(tenants_list)
     tenants.command("create")(tenants_create)
@@ -386,10 +452,15 @@ def register(app: typer.Typer) -> None:
     tenants.command("delete")(tenants_delete)
     app.add_typer(tenants, name="tenants")
 
-    deliveries = typer.Typer(help="Inspect and replay webhook deliveries.", no_args_is_help=True)
+    deliveries = typer.Typer(
+        help="Inspect, replay and discard webhook deliveries.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
     deliveries.command("list")(deliveries_list)
     deliveries.command("retry")(deliveries_retry)
     deliveries.command("retry-dead")(deliveries_retry_dead)
+    deliveries.command("discard")(deliveries_discard)
     app.add_typer(deliveries, name="deliveries")
 
     for command in (send, qr, doctor, reset):

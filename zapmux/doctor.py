@@ -170,7 +170,7 @@ def check_deliveries(remote: Remote) -> list[Finding]:
         if exc.status == 404:
             return [Finding(Level.NOTE, "this server has no deliveries API (GET /deliveries)")]
         raise
-    return [_pending_finding(pending), _dead_finding(dead)]
+    return [_pending_finding(pending), *_stale_findings(pending), _dead_finding(dead)]
 
 
 def _pending_finding(pending: list[dict[str, Any]]) -> Finding:
@@ -185,6 +185,23 @@ def _pending_finding(pending: list[dict[str, Any]]) -> Finding:
         f"{_many(failing)} failed at least once; last error: {failing[-1]['last_error']}",
         "check the receiver (Flask); they are retried by themselves with backoff",
     )
+
+
+def _stale_findings(pending: list[dict[str, Any]]) -> list[Finding]:
+    """Pending deliveries pinned to a URL that is no longer where their kind goes."""
+    stale = [d for d in pending if d.get("stale")]
+    if not stale:
+        return []
+    urls = sorted({str(d.get("url")) for d in stale})
+    return [
+        Finding(
+            Level.PROBLEM,
+            f"outbox: {_many(stale)} pending deliveries go to {', '.join(urls[:3])}, "
+            "which is not the current target (they were relayed with an explicit URL)",
+            "if that URL is gone, discard them so their chats go on: "
+            f"`zapmux deliveries discard {stale[0].get('id')}` (one id at a time)",
+        )
+    ]
 
 
 def _dead_finding(dead: list[dict[str, Any]]) -> Finding:

@@ -25,8 +25,11 @@ def validate_tenant_id(value: object) -> str:
 
 
 def empresa_id(tenant_id: str) -> int | str:
-    """The seed's ``empresa_id``: a JSON number when the id is all digits."""
-    return int(tenant_id) if tenant_id.isdigit() and len(tenant_id) < 19 else tenant_id
+    """The seed's ``empresa_id``: a JSON number when that number prints back as the id
+    ("1" → 1), else the string: "0001" stays "0001", or it would read as tenant 1's."""
+    if tenant_id.isdigit() and len(tenant_id) < 19 and str(int(tenant_id)) == tenant_id:
+        return int(tenant_id)
+    return tenant_id
 
 
 def random_hex(digits: int) -> str:

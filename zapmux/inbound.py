@@ -20,7 +20,7 @@ from zapmux.hub import Hub
 from zapmux.ids import empresa_id
 from zapmux.locks import KeyedLocks
 from zapmux.metrics import Metrics
-from zapmux.outbox import Deliverer, new_delivery
+from zapmux.outbox import FLASK, Deliverer, new_delivery, pinned_target, tenant_target
 from zapmux.store.base import Store
 from zapmux.store.records import DeadInbound, Delivery, MessageRecord, TenantRecord
 
@@ -126,11 +126,11 @@ class Dispatcher:
         self._tenants.pop(tenant_id, None)
         self._generation += 1
 
-    def target(self, tenant: TenantRecord | None) -> tuple[str, str | None]:
-        """Where this tenant's webhooks go, and with which secret."""
-        if tenant and tenant.webhook_url:
-            return tenant.webhook_url, tenant.webhook_secret
-        return f"{self.settings.flask_url}/webhook/whatsapp", None
+    @staticmethod
+    def target(tenant_id: str, tenant: TenantRecord | None) -> str:
+        """Where this tenant's messages go: its webhook, else the Flask URL (both
+        resolved when each attempt is made, so a changed URL applies to queued rows)."""
+        return tenant_target(tenant_id) if tenant and tenant.webhook_url else FLASK
 
     async def handle(self, tenant_id: str, event: Event) -> None:
         if isinstance(event, IncomingMessage):
@@ -190,14 +190,12 @@ class Dispatcher:
     async def _record(self, tenant: TenantRecord, m: IncomingMessage) -> None:
         check_storable(m)
         tenant_id = tenant.id
-        url, secret = self.target(tenant)
         delivery = new_delivery(
             event="message",
-            url=url,
+            target=self.target(tenant_id, tenant),
             payload=message_payload(tenant_id, m),
             chat_key=f"{tenant_id}:{m.chat}",
             tenant_id=tenant_id,
-            secret=secret,
         )
         if m.media is not None:
             await self.store.save_media(
@@ -264,11 +262,10 @@ class Dispatcher:
                 return
             delivery = new_delivery(
                 event=event,
-                url=tenant.webhook_url,
+                target=tenant_target(tenant_id),
                 payload=envelope,
                 chat_key=f"{tenant_id}:{chat or event}",
                 tenant_id=tenant_id,
-                secret=tenant.webhook_secret,
             )
             try:
                 await self.store.enqueue_deliveries([delivery], tenant.incarnation)
@@ -276,16 +273,16 @@ class Dispatcher:
                 return  # deleted meanwhile: its webhooks went with it
         self.deliverer.wake()
 
-    async def relay(self, payload: dict[str, Any]) -> Delivery:
-        """The seed's ``POST /webhook``: forward a payload to Flask through the outbox."""
+    async def relay(self, payload: dict[str, Any], url: str | None = None) -> Delivery:
+        """The seed's ``POST /webhook``: forward a payload to Flask through the outbox
+        (or to ``url``, an explicit destination, which stays pinned)."""
         tenant = str(payload.get("empresa_id", ""))
         delivery = new_delivery(
             event="relay",
-            url=f"{self.settings.flask_url}/webhook/whatsapp",
+            target=pinned_target(url) if url else FLASK,
             payload=payload,
             chat_key=f"relay:{tenant}:{payload.get('phone', '')}",
             tenant_id=tenant or None,
-            secret=None,
         )
         delivery.created_at = time.time()
         await self.store.enqueue_deliveries([delivery])

@@ -27,7 +27,7 @@ import aiohttp
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
 from zapmux.metrics import Metrics
-from zapmux.store.base import OutboxStore
+from zapmux.store.base import OutboxStore, TenantStore
 from zapmux.store.records import Delivery, DeliveryResult
 from zapmux.webhook_url import NoLinkLocalResolver
 
@@ -41,25 +41,81 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+FLASK = "flask"
+
+
+def tenant_target(tenant_id: str) -> str:
+    """The target "tenant X's webhook" (for messages: where X's messages go now)."""
+    return f"tenant:{tenant_id}"
+
+
+def pinned_target(url: str) -> str:
+    """A target that is this URL and nothing else (a relay with an explicit destination)."""
+    return f"url:{url}"
+
+
 def new_delivery(
     *,
     event: str,
-    url: str,
+    target: str,
     payload: dict[str, Any],
     chat_key: str,
     tenant_id: str | None,
-    secret: str | None,
 ) -> Delivery:
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return Delivery(
         delivery_id=uuid.uuid4().hex,
         event=event,
-        url=url,
+        target=target,
         body=body,
         chat_key=chat_key,
         tenant_id=tenant_id,
-        secret=secret,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one attempt POSTs, and the secret it signs with."""
+
+    url: str
+    secret: str | None
+
+
+class Targets:
+    """Turns a delivery's target into a URL and a secret, at each attempt.
+
+    ``flask`` is ``{FLASK_URL}/webhook/whatsapp`` as configured now; ``tenant:X`` is X's
+    webhook as set now — for a message, X's messages go to the Flask URL when X has no
+    webhook (any more), while the other events have nowhere to go then; ``url:U`` is U.
+    A tenant created after the delivery is another tenant of the same name: it
+    inherits nothing.
+    """
+
+    def __init__(self, settings: Settings, tenants: TenantStore) -> None:
+        self.settings = settings
+        self.tenants = tenants
+
+    @property
+    def flask(self) -> Endpoint:
+        return Endpoint(f"{self.settings.flask_url}/webhook/whatsapp", self.settings.webhook_secret)
+
+    async def resolve(self, delivery: Delivery) -> Endpoint | None:
+        """Where the next attempt goes; None when the target is gone."""
+        kind, _, rest = delivery.target.partition(":")
+        if kind == "url":
+            return Endpoint(rest, self.settings.webhook_secret)
+        if kind == "tenant":
+            tenant = await self.tenants.get_tenant(rest)
+            if tenant and tenant.webhook_url and tenant.created_at <= delivery.created_at:
+                return Endpoint(tenant.webhook_url, tenant.webhook_secret or self.flask.secret)
+            if delivery.event != "message":
+                return None
+        return self.flask
+
+    def stale(self, delivery: Delivery) -> bool:
+        """Pinned to a URL that is not the default target any more."""
+        kind, _, rest = delivery.target.partition(":")
+        return kind == "url" and rest != self.flask.url
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +197,19 @@ class Deliverer:
     """
 
     def __init__(
-        self, settings: Settings, store: OutboxStore, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        store: OutboxStore,
+        metrics: Metrics | None = None,
+        tenants: TenantStore | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
+        if tenants is None:  # where each tenant's webhook is looked up (at each attempt)
+            assert isinstance(store, TenantStore), "a Deliverer needs the tenants' store"
+            tenants = store
+        self.targets = Targets(settings, tenants)
         self.policy = RetryPolicy(
             Backoff(settings.delivery_backoff_base_s, settings.delivery_backoff_cap_s),
             settings.delivery_max_age_s,
@@ -272,18 +336,30 @@ class Deliverer:
             await asyncio.wait_for(self.wakeup.wait(), wait)
 
     async def _attempt(self, delivery: Delivery) -> None:
-        outcome = await self._post(delivery)
+        try:
+            endpoint = await self.targets.resolve(delivery)
+        except Exception as exc:  # the store is away: an attempt that may pass later
+            endpoint, outcome = None, Outcome(None, f"cannot resolve {delivery.target}: {exc!r}")
+        else:
+            outcome = (
+                await self._post(delivery, endpoint)
+                if endpoint
+                else Outcome(400, f"{delivery.target} has no webhook any more")
+            )
         attempts = delivery.attempts + 1
         decision = self.policy.decide(delivery, attempts, outcome.http_status, outcome.retry_after)
-        self.metrics.inc("webhook_attempts_total", outcome=decision.status)
+        # an attempt that will be retried failed all the same
+        counted = "failed" if decision.status == "pending" else decision.status
+        self.metrics.inc("webhook_attempts_total", outcome=counted)
+        where = endpoint.url if endpoint else delivery.target
         if decision.status == "delivered":
             self.metrics.observe("delivery_latency_seconds", time.time() - delivery.created_at)
-            log.info("✅ webhook %s delivered to %s", delivery.event, delivery.url)
+            log.info("✅ webhook %s delivered to %s", delivery.event, where)
         else:
             log.warning(
                 "❌ webhook %s to %s failed (%s)%s",
                 delivery.event,
-                delivery.url,
+                where,
                 outcome.error,
                 "; dead" if decision.status == "dead" else f"; retry in {decision.delay:.1f}s",
             )
@@ -297,14 +373,14 @@ class Deliverer:
             )
         )
 
-    async def _post(self, delivery: Delivery) -> Outcome:
+    async def _post(self, delivery: Delivery, endpoint: Endpoint) -> Outcome:
         assert self.session is not None
         body = delivery.body.encode()
         try:
             async with self.session.post(
-                delivery.url,
+                endpoint.url,
                 data=body,
-                headers=self.headers(delivery, body),
+                headers=self.headers(delivery, body, endpoint.secret),
                 allow_redirects=False,
             ) as resp:
                 await resp.read()
@@ -319,7 +395,7 @@ class Deliverer:
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
 
-    def headers(self, delivery: Delivery, body: bytes) -> dict[str, str]:
+    def headers(self, delivery: Delivery, body: bytes, secret: str | None) -> dict[str, str]:
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -328,7 +404,6 @@ class Deliverer:
             "X-Zapmux-Event": delivery.event,
             "X-Zapmux-Timestamp": timestamp,
         }
-        secret = delivery.secret or self.settings.webhook_secret
         if secret:
             headers["X-Zapmux-Signature"] = sign(secret, timestamp, body)
         return headers

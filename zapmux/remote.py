@@ -19,11 +19,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ClientSettings(BaseSettings):
-    """Where the server is and how to reach it; read from the environment (and `.env`)."""
+    """Where the server is and how to reach it; read from the environment (and `.env`).
+
+    The server is found the way it finds its own port: ``ZAPMUX_URL`` when set, else
+    ``ZAPMUX_HOST`` and ``ZAPMUX_PORT`` (or the old ``PORT``), else 127.0.0.1:4000.
+    """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
-    url: str = Field(default="http://127.0.0.1:4000", validation_alias=AliasChoices("ZAPMUX_URL"))
+    url: str | None = Field(default=None, validation_alias=AliasChoices("ZAPMUX_URL"))
+    host: str | None = Field(default=None, validation_alias=AliasChoices("ZAPMUX_HOST"))
+    port: int | None = Field(default=None, validation_alias=AliasChoices("ZAPMUX_PORT", "PORT"))
     api_key: str | None = Field(default=None, validation_alias=AliasChoices("ZAPMUX_API_KEY"))
     timeout_s: float = Field(
         default=10.0, gt=0, validation_alias=AliasChoices("ZAPMUX_CLIENT_TIMEOUT")
@@ -33,6 +39,19 @@ class ClientSettings(BaseSettings):
         default="http://127.0.0.1:5000",
         validation_alias=AliasChoices("ZAPMUX_FLASK_URL", "FLASK_URL"),
     )
+
+    @property
+    def server_url(self) -> str:
+        """The server's base URL; a URL without a scheme (``localhost:4811``) is http."""
+        if self.url and self.url.strip():
+            url = self.url.strip()
+            return (url if "://" in url else f"http://{url}").rstrip("/")
+        host = (self.host or "").strip()
+        if host in {"", "0.0.0.0", "::", "[::]"}:  # bound everywhere: reach it here
+            host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port or 4000}"
 
 
 class RemoteError(Exception):
@@ -56,7 +75,7 @@ class Remote:
 
     def __init__(self, settings: ClientSettings, transport: httpx.BaseTransport | None = None):
         headers = {"X-Api-Key": settings.api_key} if settings.api_key else {}
-        self.url = settings.url.rstrip("/")
+        self.url = settings.server_url
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=settings.timeout_s, transport=transport
         )
@@ -101,6 +120,8 @@ def error_from(response: httpx.Response) -> RemoteError:
     if not isinstance(error, dict):  # FastAPI's own {"detail": …} or an odd proxy page
         error = {}
     message = error.get("message") or response.text.strip()[:200] or response.reason_phrase
+    if response.status_code == 401:
+        message += "; set ZAPMUX_API_KEY or pass --api-key"
     return RemoteError(message, error.get("code") or "http_error", response.status_code)
 
 
@@ -116,7 +137,10 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 def _reason(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.ConnectError):
-        return f"{exc or 'connection failed'} (is `zapmux serve` running? is ZAPMUX_URL right?)"
+        return (
+            f"{exc or 'connection failed'} (is `zapmux serve` running? point at it with "
+            "--url, ZAPMUX_URL or ZAPMUX_PORT)"
+        )
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     return str(exc) or type(exc).__name__

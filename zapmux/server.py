@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import sys
 from types import FrameType
 from typing import Any
@@ -30,20 +32,22 @@ def engine_problem(settings: Settings) -> str | None:
 
 def run(**overrides: Any) -> int:
     """Serve until stopped; the exit code (2 for a refused configuration, 1 for an
-    engine that cannot run here)."""
+    engine that cannot run here or an address that cannot be bound). A refusal is one
+    ❌ line that says what to do."""
     try:
         settings = load_settings(**overrides)
     except ValidationError as exc:
-        print(f"zapmux: invalid configuration: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(configuration_error(exc))
     refusal = settings.binding_refusal(settings.host)
     if refusal:
-        print(f"zapmux: {refusal}", file=sys.stderr)
-        return 2
+        return _refuse(refusal)
     problem = engine_problem(settings)
     if problem:
-        print(f"❌ zapmux: {problem}", file=sys.stderr)
-        return 1
+        return _refuse(problem, code=1)
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as exc:
+        return _refuse(bind_error(settings.host, settings.port, exc), code=1)
     logs.configure(settings)
     from zapmux.api.app import create_app
 
@@ -62,8 +66,55 @@ def run(**overrides: Any) -> int:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
-    _Server(config, app.state.gateway).run()
+    _Server(config, app.state.gateway).run(sockets=[sock])
     return 0
+
+
+def _refuse(message: str, code: int = 2) -> int:
+    print(f"❌ zapmux: {message}", file=sys.stderr)
+    return code
+
+
+def configuration_error(exc: ValidationError) -> str:
+    """The first invalid setting, named as a person sets it, and what it accepts."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    field = Settings.model_fields.get(name)
+    alias = field.validation_alias if field else None
+    names = [str(c) for c in getattr(alias, "choices", [])] or [name]
+    option = f"--{name.replace('_', '-')} or " if name in {"host", "port", "engine"} else ""
+    return (
+        f"invalid {name} {error.get('input')!r}: {error['msg']}; "
+        f"fix {option}{' / '.join(dict.fromkeys(names))} and start again"
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts (uvicorn is handed it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_error(host: str, port: int, exc: OSError) -> str:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} is already in use on {host} (another zapmux?): stop it, "
+            "or choose another port with --port or ZAPMUX_PORT"
+        )
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on {where}: choose a port above 1024 with --port"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine: set --host or ZAPMUX_HOST"
+    return f"cannot listen on {where} ({exc.strerror or exc}): check --host and --port"
 
 
 class _Server(uvicorn.Server):

@@ -37,6 +37,7 @@ from zapmux.events import (
     storable,
 )
 from zapmux.metrics import Metrics
+from zapmux.reasons import reason
 from zapmux.states import PERMANENT, Status
 from zapmux.store.base import Store
 from zapmux.store.records import TenantRecord
@@ -316,6 +317,7 @@ class TenantRunner:
             "push_name": self.push_name,
             "jid": self.jid,
             "since": self.since,
+            "reason": reason(self.status, self.phone, self.jid),
             "last_error": self.last_error,
             "detail": self.detail,
             "reconnect_attempts": self.attempts,

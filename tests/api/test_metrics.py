@@ -66,3 +66,18 @@ async def _delivered(server: LiveServer) -> bool:
 async def _reconnected(server: LiveServer) -> bool:
     status = await server.status("m1")
     return status["status"] == "connected" and status["reconnect_attempts"] >= 1
+
+
+async def test_a_failed_webhook_attempt_is_counted_as_failed(
+    server: LiveServer, receiver: Receiver
+) -> None:
+    await server.create_paired("m2")
+    receiver.statuses = [503]  # the first attempt fails, the retry goes through
+    await server.http.post(
+        "/sandbox/messages", json={"from": "5511999999999", "tenant_id": "m2", "text": "y"}
+    )
+    await wait_for(lambda: _delivered(server), what="a delivery after a retry")
+    samples = parse((await server.http.get("/metrics")).text)
+    assert samples['zapmux_webhook_attempts_total{outcome="failed"}'] == 1
+    assert samples['zapmux_webhook_attempts_total{outcome="delivered"}'] == 1
+    assert 'zapmux_webhook_attempts_total{outcome="pending"}' not in samples

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.helpers import LiveServer, Receiver, wait_for
@@ -215,3 +217,30 @@ async def test_unknown_tenant_is_404(server: LiveServer, path: str) -> None:
         "success": False,
         "error": {"code": "tenant_not_found", "message": "no tenant 'nope'"},
     }
+
+
+async def test_status_says_in_words_why_a_tenant_is_not_connected(server: LiveServer) -> None:
+    """/status and each tenant's status carry ``reason``: words an operator acts on;
+    ``last_error`` keeps the raw error."""
+    assert (await server.http.post("/tenants", json={"tenantId": "words"})).status_code == 201
+    await server.http.post("/tenants/words/stop")
+    await server.wait_status("words", "stopped")
+    await server.create_paired("words2")
+    fault = await server.http.post("/sandbox/tenants/words2/fault", json={"kind": "network_down"})
+    assert fault.status_code == 200, fault.text
+    down = await server.wait_status("words2", "reconnecting")
+    assert down["reason"] == "This server cannot reach WhatsApp right now; it retries by itself."
+    assert down["last_error"]  # the raw error, one look away
+
+    async def reconnecting_in_status() -> dict[str, Any] | None:
+        # (between two retries the tenant is "connecting" for a moment)
+        body = (await server.http.get("/status")).json()
+        views = {c["tenant_id"]: c for c in body["connections"]}
+        return views if views["words2"]["status"] == "reconnecting" else None
+
+    views = await wait_for(reconnecting_in_status, what="/status to show words2 reconnecting")
+    assert views["words"]["reason"].startswith("This number was never linked")
+    assert views["words2"]["reason"].startswith("This server cannot reach WhatsApp")
+    await server.http.post("/sandbox/tenants/words2/fault", json={"kind": "network_up"})
+    up = await server.wait_status("words2", "connected", timeout=20)
+    assert up["reason"] is None

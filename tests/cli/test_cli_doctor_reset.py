@@ -101,6 +101,39 @@ def test_doctor_shows_dead_deliveries_and_retry_dead_replays_them(
     _wait(lambda: live.cli("doctor").exit_code == 0, "doctor to be happy")
 
 
+def test_doctor_flags_a_pinned_delivery_and_discard_unblocks_its_chat(
+    launch: Launch, receiver: Receiver, closed_url: str
+) -> None:
+    live = launch(receiver.url)
+    body = {"phone": "5511944440009", "message": "one", "empresa_id": 5}
+    stuck = live.http.post("/webhook", params={"url": f"{closed_url}/old"}, json=body)
+    assert stuck.status_code == 202, stuck.text
+    live.http.post("/webhook", json={**body, "message": "two"})  # waits behind it
+    _wait(lambda: _attempted(live), "the pinned delivery to fail")
+
+    result = live.cli("doctor")
+    assert result.exit_code == 1
+    assert f"go to {closed_url}/old, which is not the current target" in result.stdout
+    delivery_id = stuck.json()["delivery_id"]
+    assert f"`zapmux deliveries discard {delivery_id}`" in result.stdout
+
+    assert live.cli("deliveries", "discard").exit_code == 2  # an id or --dead
+    for _ in range(20):  # refused (409) only while an attempt is under way
+        discarded = live.cli("deliveries", "discard", delivery_id, "--yes")
+        if "delivery_in_flight" not in discarded.output:
+            break
+        time.sleep(0.1)
+    assert discarded.exit_code == 0, discarded.output
+    assert "1 deliveries discarded" in discarded.stdout
+    _wait(lambda: [b.get("message") for b in receiver.bodies] == ["two"], "the next of its chat")
+    _wait(lambda: live.cli("doctor").exit_code == 0, "doctor to be happy")
+
+
+def _attempted(live: LiveServer) -> bool:
+    rows = live.http.get("/deliveries", params={"status": "pending"}).json()["deliveries"]
+    return any(r["attempts"] >= 1 for r in rows)
+
+
 def test_reset_reconnects_every_paired_tenant(launch: Launch, receiver: Receiver) -> None:
     live = launch(receiver.url)
     live.pair("a", "5511933330004")

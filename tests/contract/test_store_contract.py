@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -60,11 +61,10 @@ async def finish(
 def _delivery(chat: str, n: int, tenant_id: str = "t"):  # type: ignore[no-untyped-def]
     return new_delivery(
         event="message",
-        url="http://127.0.0.1:9/x",
+        target="flask",
         payload={"n": n},
         chat_key=chat,
         tenant_id=tenant_id,
-        secret=None,
     )
 
 
@@ -73,10 +73,19 @@ async def test_migrate_twice_is_harmless(store: Store) -> None:
     await store.ping()
 
 
+async def _back_to_version_4(conn: Any) -> None:
+    """The outbox as version 4 stored it: each row with its URL and secret."""
+    await conn.execute(text("ALTER TABLE outbox DROP COLUMN target"))
+    await conn.execute(text("ALTER TABLE outbox ADD COLUMN url TEXT NOT NULL DEFAULT ''"))
+    await conn.execute(text("ALTER TABLE outbox ADD COLUMN secret TEXT"))
+    await conn.execute(text("UPDATE schema_version SET version = 4"))
+
+
 async def test_a_version_1_store_is_migrated(store: Store) -> None:
     engine = store.engine  # type: ignore[attr-defined]
     await store.create_tenant(TenantRecord(id="old"))
     async with engine.begin() as conn:  # back to how version 1 stored the outbox and tenants
+        await _back_to_version_4(conn)
         await conn.execute(text("ALTER TABLE outbox DROP COLUMN replayed_at"))
         await conn.execute(text("ALTER TABLE tenants DROP COLUMN incarnation"))
         await conn.execute(text("ALTER TABLE tenants DROP COLUMN engine"))
@@ -102,6 +111,27 @@ async def test_a_version_1_store_is_migrated(store: Store) -> None:
     async with engine.connect() as conn:
         version = (await conn.execute(text("SELECT version FROM schema_version"))).scalar()
     assert version == SCHEMA_VERSION
+
+
+async def test_rows_queued_with_a_url_get_a_target_when_migrated(store: Store) -> None:
+    """Version 4 kept the URL each row was written with: after FLASK_URL changed, old
+    rows kept posting to the old one. Migrated, they go where their kind goes now."""
+    engine = store.engine  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        await _back_to_version_4(conn)
+        for n, (tenant, event) in enumerate([("t", "message"), ("t", "relay"), (None, "relay")]):
+            await conn.execute(
+                text(
+                    "INSERT INTO outbox (delivery_id, tenant_id, event, url, body, chat_key,"
+                    " status, attempts, created_at, next_attempt_at)"
+                    " VALUES (:id, :tenant, :event, 'http://old-flask:5000/webhook/whatsapp',"
+                    " '{}', :chat, 'pending', 0, 0, 0)"
+                ),
+                {"id": f"d{n}", "tenant": tenant, "event": event, "chat": f"c{n}"},
+            )
+    await store.migrate()
+    rows = {d.delivery_id: d.target for d in await store.list_deliveries()}
+    assert rows == {"d0": "tenant:t", "d1": "flask", "d2": "flask"}
 
 
 async def test_cloud_credentials_one_tenant_per_number(store: Store) -> None:
@@ -414,8 +444,8 @@ async def test_a_deleted_tenant_leaves_nothing_behind(store: Store) -> None:
     await store.add_message(_message("d", "q1"), life)
     await store.record_incoming(
         _message("d", "in1", status="received", direction="in"),
-        [new_delivery(event="message", url="http://x/", payload={}, chat_key="d:c",
-                      tenant_id="d", secret=None)],
+        [new_delivery(event="message", target="flask", payload={}, chat_key="d:c",
+                      tenant_id="d")],
         life,
     )  # fmt: skip
     await store.save_media("d", "in1", "image/png", None, b"png", life)

@@ -21,11 +21,10 @@ def _policy() -> RetryPolicy:
 def _delivery(age_s: float = 0.0):  # type: ignore[no-untyped-def]
     d = new_delivery(
         event="message",
-        url="http://127.0.0.1:9/",
+        target="flask",
         payload={},
         chat_key="c",
         tenant_id="t",
-        secret=None,
     )
     d.created_at = time.time() - age_s
     return d

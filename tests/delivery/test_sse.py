@@ -13,6 +13,8 @@ import httpx
 
 from tests.helpers import Receiver, wait_for
 from tests.process import ZapmuxProcess
+from zapmux.api.events import next_event
+from zapmux.hub import Hub
 
 
 class SseReader:
@@ -99,3 +101,30 @@ async def test_events_streams(
 
         assert {e["tenant_id"] for e in mine.events} == {"sse1"}  # never another tenant's
         assert mine.names == [e["event"] for e in mine.events]
+
+
+def _waiting_on_the_hub() -> set[asyncio.Task[Any]]:
+    """Tasks of this loop parked on an event queue or on the hub's close."""
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if not task.done()
+        and getattr(task.get_coro(), "__qualname__", "") in {"Queue.get", "Event.wait"}
+    }
+
+
+async def test_a_stream_cancelled_while_it_waits_leaves_no_task_behind() -> None:
+    """A stream whose client leaves is cancelled while it waits for the next event; the
+    two tasks it waits on must go too ("Task was destroyed but it is pending!")."""
+    hub = Hub()
+    before = _waiting_on_the_hub()
+    for _ in range(3):
+        queue = hub.subscribe()
+        waiting = asyncio.create_task(next_event(queue, hub))
+        await asyncio.sleep(0.05)  # parked on the queue and on the hub's close
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        hub.unsubscribe(queue)
+    await asyncio.sleep(0.05)
+    assert _waiting_on_the_hub() - before == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,11 +74,16 @@ async def test_any_node_answers_and_a_dead_nodes_tenant_moves(
             assert cleared.status_code == 200 and cleared.json()["tenants"] == 1
             await wait_for(lambda: _restarted(b, before), what="t1 restarted by node a")
 
+            killed_at = time.time()
             await node_a.kill()
             await wait_for(
                 lambda: _runs_here(b), timeout=LEASE_S * 4, what="node b to take t1 over"
             )
-            await b.wait_status("t1", "connected")
+            # Connected by node b itself: the status node a stored before it died says
+            # "connected" too, and a send in between would only be queued (202).
+            await wait_for(
+                lambda: _connected_since(b, killed_at), timeout=LEASE_S * 4, what="b to connect t1"
+            )
             again = await b.http.post(
                 "/send/t1", json={"phone": "5511999999999", "message": "after failover"}
             )
@@ -90,6 +96,11 @@ async def test_any_node_answers_and_a_dead_nodes_tenant_moves(
             await wait_for(lambda: _got(receiver), what="the webhook from node b")
     finally:
         await node_a.close()
+
+
+async def _connected_since(b: LiveServer, when: float) -> bool:
+    status = (await b.http.get("/tenants/t1/status")).json()
+    return bool(status["status"] == "connected" and (status["since"] or 0) >= when)
 
 
 async def _qr(b: LiveServer) -> str | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 
 from tests.helpers import LiveServer, make_settings, wait_for
 from tests.security.common import PHONE, assert_error
+from tests.security.proc import ServerProcess
 
 # As they would be typed into a URL path (percent-encoded where a client must).
 BAD_PATH_IDS = [
@@ -255,7 +258,64 @@ async def test_json_just_under_the_limit_is_read(live: LiveServer) -> None:
     answer = await live.http.post(
         "/clear-all", content=_big(1024 * 1024 - 100), headers={"Content-Type": "application/json"}
     )
-    assert answer.status_code == 200, answer.text
+    assert_error(answer, 422, "validation_error")  # read, and its fields are not /clear-all's
+    assert "pad" in answer.json()["error"]["message"]
+
+
+def _write_all_then_read(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    """What urllib does (and requests): the whole body goes out before the answer is
+    read, on a connection it asks to close."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_a_client_that_writes_a_big_body_first_gets_the_413_not_a_reset(
+    tmp_path: Path,
+) -> None:
+    """Past the socket buffers, a server that answers without reading the body resets
+    the connection under the writer: it must read (and drop) the body to be heard."""
+    with ServerProcess(tmp_path / "srv") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        # (a send's cap is higher: media, base64-encoded)
+        for path, mib in [("/tenants", 8), ("/tenants", 60), ("/send/alpha", 30), ("/send/a", 60)]:
+            status, answer = _write_all_then_read(port, path, _big(mib * 1024 * 1024))
+            assert status == 413 and json.loads(answer)["error"]["code"] == "payload_too_large"
+
+
+async def test_unknown_fields_are_422_except_in_the_seeds_bodies(
+    live: LiveServer, watch: Unchanged
+) -> None:
+    """A misspelt field is refused (it would be silently ignored); what Flask sends to
+    the seed's /send and /webhook may carry extras, as the old server allowed."""
+    http = live.http
+    async with watch:
+        typos = [
+            ("POST", "/tenants", {"tenantId": "x", "enigne": "cloud"}, "enigne"),
+            ("POST", "/tenants/alpha/check", {"phones": [PHONE], "phnoes": []}, "phnoes"),
+            ("POST", "/tenants/alpha/pair-code", {"phone": PHONE, "extra": 1}, "extra"),
+            ("POST", "/clear-all", {"purge_session": True}, "purge_session"),
+            ("POST", "/sandbox/phones", {"phone": PHONE, "on_whatsap": False}, "on_whatsap"),
+            (
+                "POST",
+                "/send/alpha",
+                {"phone": PHONE, "image": {"url": "x", "captoin": "c"}},
+                "captoin",
+            ),
+        ]
+        for method, path, body, field in typos:
+            answer = await http.request(method, path, json=body)
+            assert_error(answer, 422, "validation_error")
+            assert field in answer.json()["error"]["message"], answer.text
+    sent = await http.post("/send/alpha", json={"phone": PHONE, "message": "oi", "origem": "flask"})
+    assert sent.status_code == 200, sent.text
+    relay = {"phone": PHONE, "message": "x", "empresa_id": "alpha", "origem": "flask"}
+    assert (await http.post("/webhook", json=relay)).status_code == 202
 
 
 async def test_invalid_phone_numbers_are_400(live: LiveServer, watch: Unchanged) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,38 @@ def test_with_an_admin_key_it_serves_on_every_address(tmp_path: Path) -> None:
 def test_without_a_key_loopback_is_served(tmp_path: Path) -> None:
     with ServerProcess(tmp_path) as server:
         assert httpx.get(f"{server.url}/tenants", timeout=5).status_code == 200
+
+
+def _one_refusal(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    """A refused start: a non-zero exit, one ❌ line saying what to do, nothing else."""
+    assert result.returncode != 0, result
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("❌"), lines
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "listening" not in lines[0] and "started" not in lines[0]
+    return lines[0]
+
+
+def test_a_busy_port_is_one_error_line_and_nothing_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = serve(tmp_path, "--port", str(port))
+    _one_refusal(result, f"port {port}", "in use", "--port")
+    assert "Errno" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_engine_is_one_error_line(tmp_path: Path) -> None:
+    root = tmp_path / "x"
+    root.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "zapmux", "serve", "--engine", "foo"],
+        cwd=root,
+        env=server_env(root),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    _one_refusal(result, "engine", "'foo'", "whatsmeow", "ZAPMUX_ENGINE")
+    assert "pydantic" not in result.stderr and "validation error" not in result.stderr

@@ -93,6 +93,14 @@ def test_empresa_id_is_a_number_only_for_digits() -> None:
     assert empresa_id("365") == 365 and empresa_id("loja-1") == "loja-1"
 
 
+def test_empresa_id_is_a_number_only_when_it_prints_back_as_the_id() -> None:
+    """Tenant "0001" must not reach Flask as empresa_id 1, which is tenant "1"'s."""
+    assert empresa_id("1") == 1 and empresa_id("0") == 0
+    for tenant in ("0001", "01", "00", "007"):
+        assert empresa_id(tenant) == tenant
+    assert empresa_id("0001") != empresa_id("1")
+
+
 def test_backoff_is_full_jitter_within_the_cap() -> None:
     backoff, rng = Backoff(base=1, cap=60), random.Random(7)
     assert [backoff.ceiling(n) for n in (1, 2, 3, 7, 8, 50)] == [1, 2, 4, 60, 60, 60]
@@ -105,7 +113,7 @@ def test_retry_policy_decisions() -> None:
     fresh = Delivery(
         delivery_id="d",
         event="message",
-        url="u",
+        target="flask",
         body="{}",
         chat_key="c",
         created_at=time.time(),
@@ -115,7 +123,9 @@ def test_retry_policy_decisions() -> None:
         assert policy.decide(fresh, 1, status).status == "pending"
     for status in (400, 401, 404, 410, 422):
         assert policy.decide(fresh, 1, status).status == "dead"
-    old = Delivery(delivery_id="d", event="message", url="u", body="{}", chat_key="c", created_at=0)
+    old = Delivery(
+        delivery_id="d", event="message", target="flask", body="{}", chat_key="c", created_at=0
+    )
     assert policy.decide(old, 9, 503).status == "dead"  # past its maximum age
     old.replayed_at = time.time()  # a person replayed it: 24 h from now
     assert policy.decide(old, 10, 503).status == "pending"

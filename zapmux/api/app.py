@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlencode
@@ -51,22 +52,26 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(send, limit)
+            # A client that waits for "100 Continue" has sent nothing: it reads at once.
+            waiting = headers.get(b"expect", b"").lower() == b"100-continue"
+            await _too_large(send, limit, not waiting and await _drain(receive, 0))
             return
         seen = 0
-        overflowed = False
+        overflowed = complete = False
 
         async def counted() -> Message:
             # Past the limit the app is told the client left; whatever it answers to
             # that is dropped and the 413 sent instead (FastAPI would turn an exception
             # raised here into a 400 "error parsing the body").
-            nonlocal seen, overflowed
+            nonlocal seen, overflowed, complete
             if overflowed:
                 return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
+            complete = message["type"] != "http.request" or not message.get("more_body")
             if seen > limit:
                 overflowed = True
                 return {"type": "http.disconnect"}
@@ -82,23 +87,44 @@ class BodyLimit:
             if not overflowed:
                 raise  # past the limit, whatever failed failed on a cut-off body
         if overflowed:
-            await _too_large(send, limit)
+            await _too_large(send, limit, complete or await _drain(receive, seen))
 
 
-async def _too_large(send: Send, limit: int) -> None:
+#: How much of a refused body is read (and thrown away) before the 413, and for how long.
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_S = 10.0
+
+
+async def _drain(receive: Receive, seen: int) -> bool:
+    """Read the rest of a refused body, up to a bound: whether all of it was read.
+
+    A client that writes its whole body before it reads (urllib, requests) would get
+    a connection reset instead of the 413 if the server closed on unread data; nginx's
+    lingering close does the same.
+    """
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            while seen <= DRAIN_BYTES:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    return message["type"] == "http.request"
+                seen += len(message.get("body", b""))
+    except TimeoutError:
+        pass
+    return False
+
+
+async def _too_large(send: Send, limit: int, drained: bool) -> None:
     response = errors.error_response(
         413, "payload_too_large", f"the request body is over {limit} bytes"
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(response.body)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(response.body)).encode()),
+    ]
+    if not drained:  # the rest of the body is still on its way: this connection is done
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
 
 

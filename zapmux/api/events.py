@@ -30,7 +30,7 @@ async def _stream(
         for snapshot in first:
             yield _frame(snapshot)
         while not hub.closed.is_set() and not await request.is_disconnected():
-            envelope = await _next(queue, hub)
+            envelope = await next_event(queue, hub)
             if envelope is None:
                 yield ": keep-alive\n\n"
             elif tenant_id is None or envelope["tenant_id"] == tenant_id:
@@ -39,16 +39,18 @@ async def _stream(
         hub.unsubscribe(queue)
 
 
-async def _next(queue: asyncio.Queue[dict[str, Any]], hub: Hub) -> dict[str, Any] | None:
+async def next_event(queue: asyncio.Queue[dict[str, Any]], hub: Hub) -> dict[str, Any] | None:
     """The next event; None after a quiet keep-alive period or when the hub closes."""
     getting = asyncio.ensure_future(queue.get())
     closing = asyncio.ensure_future(hub.closed.wait())
-    done, pending = await asyncio.wait(
-        {getting, closing}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
-    )
-    for task in pending:
-        task.cancel()
-    return getting.result() if getting in done else None
+    try:
+        await asyncio.wait(
+            {getting, closing}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:  # also when the stream itself is cancelled (the client went away)
+        closing.cancel()
+        getting.cancel()
+    return getting.result() if getting.done() and not getting.cancelled() else None
 
 
 def _frame(envelope: dict[str, Any]) -> str:

@@ -15,6 +15,14 @@ WebhookEvent = Literal["message", "status", "qr", "receipt", "message.sent"]
 
 
 class Body(BaseModel):
+    """A misspelt field is a 422, never silently ignored ({"enigne": "cloud"})."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+class SeedBody(Body):
+    """The seed's own bodies (what Flask sends to ``/send``): extra fields are ignored."""
+
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
 
@@ -50,7 +58,7 @@ class TemplateBody(Body):
     components: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
 
 
-class SendBody(Body):
+class SendBody(SeedBody):
     phone: Phone = Field(description="digits with country code, e.g. 5511999999999")
     message: str | None = Field(
         None, max_length=65536, validation_alias=AliasChoices("message", "text")
@@ -63,8 +71,8 @@ class SendBody(Body):
     template: TemplateBody | None = Field(None, description="cloud tenants: a template message")
 
 
-class RelayBody(Body):
-    model_config = ConfigDict(extra="allow")
+class RelayBody(SeedBody):
+    model_config = ConfigDict(populate_by_name=True, extra="allow")  # relayed as it came
     phone: Phone | None = None
     message: str | None = None
     message_type: str | None = "texto"
@@ -84,8 +92,7 @@ class ClearAllBody(Body):
 
 
 class WebhookBody(Body):
-    # A misspelt "secret" must not leave deliveries silently unsigned.
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    # (A misspelt "secret" must not leave deliveries silently unsigned: see Body.)
     url: str = Field(max_length=2048)
     secret: str | None = Field(None, min_length=8, max_length=256)
     events: list[WebhookEvent] = Field(default_factory=lambda: list[WebhookEvent](["message"]))

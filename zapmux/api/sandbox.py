@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from zapmux.api.deps import AdminDep, GatewayDep
+from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
 from zapmux.api.models import (
     FaultBody,
     PairBody,
@@ -94,12 +94,9 @@ async def phone_reads(phone: str, gw: GatewayDep, _: AdminDep) -> dict[str, Any]
 
 
 @router.post("/tenants/{tenant_id}/fault", summary="Inject a fault into a tenant's connection")
-async def fault(tenant_id: str, body: FaultBody, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
-    tenant_id = validate_tenant_id(tenant_id)
-    if await gw.store.get_tenant(tenant_id) is None:
-        raise TenantNotFound(f"no tenant {tenant_id!r}")
-    await network(gw).fault(tenant_id, body.kind)
-    return {"success": True, "tenant_id": tenant_id, "fault": body.kind}
+async def fault(_: AdminDep, tenant: TenantDep, body: FaultBody, gw: GatewayDep) -> dict[str, Any]:
+    await network(gw).fault(tenant.id, body.kind)
+    return {"success": True, "tenant_id": tenant.id, "fault": body.kind}
 
 
 @router.post("/reset", summary="Forget every phone, session and message of the sandbox")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -15,14 +16,17 @@ from zapmux.api.deps import AdminDep, CallerDep, GatewayDep, TenantDep
 from zapmux.api.models import RelayBody, WebhookBody
 from zapmux.api.strict import StrictRoute
 from zapmux.api.tenants import next_page, tenant_view
-from zapmux.errors import NotFound
+from zapmux.errors import Conflict, NotFound
+from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
 from zapmux.redact import redact_urls
 from zapmux.states import ALL as ALL_STATES
+from zapmux.store.records import Delivery
 from zapmux.webhook_url import check_webhook_url
 
 router = APIRouter(route_class=StrictRoute)
+log = logging.getLogger("zapmux.outbox")
 
 
 @router.get("/health", tags=["system"], summary="Liveness and store reachability (open)")
@@ -75,13 +79,25 @@ async def server_status(
     tags=["webhooks"],
     summary="Relay a payload to the Flask webhook through the durable outbox (seed route)",
 )
-async def relay(body: RelayBody, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
+async def relay(
+    body: RelayBody,
+    gw: GatewayDep,
+    _: AdminDep,
+    url: str | None = Query(
+        None, max_length=2048, description="an explicit destination instead of the Flask URL"
+    ),
+) -> dict[str, Any]:
     payload = body.model_dump(exclude_none=False)
     if body.phone is not None:
         payload["phone"] = normalize_phone(body.phone)
     if body.empresa_id is not None:
         validate_tenant_id(body.empresa_id)
-    delivery = await gw.dispatcher.relay(payload)
+    destination = (
+        check_webhook_url(url, by_admin=True, allowed_hosts=gw.settings.allowed_webhook_hosts)
+        if url is not None
+        else None
+    )
+    delivery = await gw.dispatcher.relay(payload, destination)
     return {"success": True, "delivery_id": delivery.delivery_id}
 
 
@@ -145,25 +161,86 @@ async def list_deliveries(
     if tenant_id is not None:
         validate_tenant_id(tenant_id)
     rows = await gw.store.list_deliveries(status, tenant_id, limit)
-    return {"success": True, "deliveries": [d.public() for d in rows]}
+    targets = gw.deliverer.targets
+    shown = []
+    for d in rows:
+        endpoint = await targets.resolve(d)
+        shown.append(d.public(endpoint.url if endpoint else None, targets.stale(d)))
+    return {"success": True, "deliveries": shown}
+
+
+@router.get(
+    "/deliveries/health",
+    tags=["webhooks"],
+    summary="Are webhooks failing? Pending and dead counts, and the last error",
+)
+async def delivery_health(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
+    counts = await gw.store.count_deliveries()
+    # the newest rows tell whether the receiver fails now: enough for a banner
+    failing = [d for d in await gw.store.list_deliveries("pending", limit=100) if d.last_error]
+    last = failing[:1] or await gw.store.list_deliveries("dead", limit=1)
+    return {
+        "success": True,
+        "pending": counts.get("pending", 0),
+        "dead": counts.get("dead", 0),
+        "failing": len(failing),
+        "last_error": last[0].last_error if last else None,
+        "last_error_tenant_id": last[0].tenant_id if last else None,
+    }
 
 
 @router.post("/deliveries/retry-dead", tags=["webhooks"], summary="Replay every dead delivery")
 async def retry_dead(
     gw: GatewayDep, _: AdminDep, tenant_id: str | None = Query(None, max_length=64)
 ) -> dict[str, Any]:
-    if tenant_id is not None:
-        validate_tenant_id(tenant_id)
-    count = await gw.store.retry_deliveries(tenant_id=tenant_id)
+    count = await gw.store.retry_deliveries(tenant_id=_tenant_or_none(tenant_id))
     gw.deliverer.wake()
     return {"success": True, "retried": count}
 
 
 @router.post("/deliveries/{delivery_id}/retry", tags=["webhooks"], summary="Replay one delivery")
 async def retry_one(delivery_id: str, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
-    found = await gw.store.get_delivery(delivery_id[:64])
-    if found is None:
-        raise NotFound("no delivery with that id", code="delivery_not_found")
+    found = await _delivery(gw, delivery_id)
     count = await gw.store.retry_deliveries(delivery_id=found.delivery_id)
     gw.deliverer.wake()
     return {"success": True, "retried": count, "id": found.delivery_id}
+
+
+@router.post("/deliveries/discard-dead", tags=["webhooks"], summary="Remove every dead delivery")
+async def discard_dead(
+    gw: GatewayDep, _: AdminDep, tenant_id: str | None = Query(None, max_length=64)
+) -> dict[str, Any]:
+    count = await gw.store.discard_deliveries(tenant_id=_tenant_or_none(tenant_id))
+    if count:
+        log.warning(
+            "🗑 %d dead deliveries discarded%s", count, f" of {tenant_id}" if tenant_id else ""
+        )
+    return {"success": True, "discarded": count}
+
+
+@router.post(
+    "/deliveries/{delivery_id}/discard",
+    tags=["webhooks"],
+    summary="Remove one delivery (dead, or pending and stuck): its chat's next ones go on",
+)
+async def discard_one(delivery_id: str, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
+    found = await _delivery(gw, delivery_id)
+    count = await gw.store.discard_deliveries(delivery_id=found.delivery_id)
+    if not count:
+        raise Conflict(
+            "the delivery is being attempted right now; try again", code="delivery_in_flight"
+        )
+    log.warning("🗑 delivery %s (%s, %s) discarded", found.delivery_id, found.event, found.status)
+    gw.deliverer.wake()  # the next row of its chat may go now
+    return {"success": True, "discarded": count, "id": found.delivery_id}
+
+
+async def _delivery(gw: Gateway, delivery_id: str) -> Delivery:
+    found = await gw.store.get_delivery(delivery_id[:64])
+    if found is None:
+        raise NotFound("no delivery with that id", code="delivery_not_found")
+    return found
+
+
+def _tenant_or_none(tenant_id: str | None) -> str | None:
+    return None if tenant_id is None else validate_tenant_id(tenant_id)

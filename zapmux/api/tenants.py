@@ -18,6 +18,7 @@ from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
 from zapmux.qr import qr_data_url, qr_png, qr_text
+from zapmux.reasons import reason
 from zapmux.redact import redact_urls
 from zapmux.states import PERMANENT, Status
 from zapmux.store.records import CloudAccount, TenantRecord
@@ -41,6 +42,7 @@ def tenant_view(record: TenantRecord, default_engine: str) -> dict[str, Any]:
         "push_name": record.push_name,
         "jid": record.jid,
         "since": record.since,
+        "reason": reason(record.status, record.phone, record.jid),
         "last_error": record.last_error,
         "detail": record.detail,
         "reconnect_attempts": record.reconnect_attempts,

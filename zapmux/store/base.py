@@ -232,6 +232,13 @@ class OutboxStore(ABC):
         """
 
     @abstractmethod
+    async def discard_deliveries(
+        self, *, delivery_id: str | None = None, tenant_id: str | None = None
+    ) -> int:
+        """Remove every dead delivery (of one tenant), or one given delivery whatever its
+        state unless it is in flight at this moment: a stuck row stops blocking its chat."""
+
+    @abstractmethod
     async def count_deliveries(self) -> dict[str, int]: ...
 
 

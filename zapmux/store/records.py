@@ -101,11 +101,10 @@ class Delivery:
 
     delivery_id: str
     event: str
-    url: str
+    target: str  # "flask" | "tenant:<id>" | "url:<url>" (see zapmux.outbox.Targets)
     body: str
     chat_key: str
     tenant_id: str | None = None
-    secret: str | None = None
     status: str = "pending"  # pending | delivered | dead
     attempts: int = 0
     last_error: str | None = None
@@ -116,13 +115,18 @@ class Delivery:
     id: int | None = None
     locked_until: float | None = None
 
-    def public(self) -> dict[str, Any]:
+    def public(self, url: str | None, stale: bool = False) -> dict[str, Any]:
+        """The delivery as the API shows it; ``url``: where its target resolves now
+        (None when it resolves nowhere), ``stale``: pinned to a URL that is no longer
+        the default target."""
         return {
             "id": self.delivery_id,
             "status": self.status,
             "tenant_id": self.tenant_id,
             "event": self.event,
-            "url": redact_urls(self.url),
+            "target": self.target if not self.target.startswith("url:") else "url",
+            "url": redact_urls(url) if url else None,
+            "stale": stale,
             "attempts": self.attempts,
             "last_error": self.last_error,
             "created_at": self.created_at,

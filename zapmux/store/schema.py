@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
@@ -25,7 +25,16 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE tenants SET incarnation = 'migrated'",
     ],  # new tables (inbound_dead) are made by create_all before these steps run
     4: ["ALTER TABLE tenants ADD COLUMN engine VARCHAR(16)"],  # NULL: the server's default
+    # A delivery names its target instead of the URL and secret it was written with:
+    # the rows queued before go where their tenant's messages go now (issue 15).
     5: [
+        "ALTER TABLE outbox ADD COLUMN target TEXT",
+        "UPDATE outbox SET target = CASE WHEN tenant_id IS NULL OR event = 'relay'"
+        " THEN 'flask' ELSE 'tenant:' || tenant_id END",
+        "ALTER TABLE outbox DROP COLUMN url",
+        "ALTER TABLE outbox DROP COLUMN secret",
+    ],
+    6: [
         "ALTER TABLE tenants ADD COLUMN detail TEXT",
         "ALTER TABLE messages ADD COLUMN error_code VARCHAR(32)",
     ],
@@ -111,8 +120,9 @@ outbox = Table(
     Column("delivery_id", String(40), nullable=False, unique=True),
     Column("tenant_id", String(64)),
     Column("event", String(32), nullable=False),
-    Column("url", Text, nullable=False),
-    Column("secret", Text),
+    # where it goes, resolved to a URL and a secret at each attempt: "flask" (the
+    # default Flask URL), "tenant:<id>" (that tenant's webhook) or "url:<url>" (pinned)
+    Column("target", Text, nullable=False),
     Column("body", Text, nullable=False),
     Column("chat_key", String(256), nullable=False),
     Column("status", String(16), nullable=False, default="pending"),

@@ -44,6 +44,17 @@ def _unlocked(o: Any) -> Any:
     return or_(o.c.locked_until.is_(None), o.c.locked_until < bindparam("now"))
 
 
+def _chosen(delivery_id: str | None, tenant_id: str | None) -> Any:
+    """One given delivery unless it is in flight now; else every dead one (of a tenant)."""
+    o = t.outbox.c
+    if delivery_id:
+        idle = or_(o.status != "pending", o.locked_until.is_(None), o.locked_until < time.time())
+        return and_(o.delivery_id == delivery_id, idle)
+    if tenant_id:
+        return and_(o.status == "dead", o.tenant_id == tenant_id)
+    return o.status == "dead"
+
+
 _o = t.outbox
 _CLAIM_SELECT = (
     select(_o.c.id)
@@ -200,6 +211,11 @@ class OutboxTables(SqlTables):
         row = await self._one(select(t.outbox).where(t.outbox.c.delivery_id == delivery_id))
         return _record(Delivery, row) if row else None
 
+    async def discard_deliveries(
+        self, *, delivery_id: str | None = None, tenant_id: str | None = None
+    ) -> int:
+        return await self._execute(delete(t.outbox).where(_chosen(delivery_id, tenant_id)))
+
     async def retry_deliveries(
         self, *, delivery_id: str | None = None, tenant_id: str | None = None
     ) -> int:
@@ -209,17 +225,7 @@ class OutboxTables(SqlTables):
         again; a pending one waiting for its backoff is tried now) unless it is in
         flight at this moment.
         """
-        o = t.outbox.c
-        stmt = update(t.outbox)
-        if delivery_id:
-            idle = or_(
-                o.status != "pending", o.locked_until.is_(None), o.locked_until < time.time()
-            )
-            stmt = stmt.where(and_(o.delivery_id == delivery_id, idle))
-        else:
-            stmt = stmt.where(o.status == "dead")
-            if tenant_id:
-                stmt = stmt.where(o.tenant_id == tenant_id)
+        stmt = update(t.outbox).where(_chosen(delivery_id, tenant_id))
         return await self._execute(
             stmt.values(
                 status="pending",

@@ -14,10 +14,18 @@
   const EVENTS_RETRY_MS = 5000;
   const RUNNING = new Set(["connecting", "awaiting_qr", "connected", "reconnecting"]);
   // Events may come named (`event: status`) or as plain `data:` envelopes: both are heard.
-  const EVENT_NAMES = ["status", "qr", "deleted", "tenant.deleted"];
+  const EVENT_NAMES = ["status", "qr", "deleted", "tenant.deleted", "message", "receipt", "message.sent"];
+  const MESSAGE_EVENTS = new Set(["message", "receipt", "message.sent"]);
+  const HEALTH_EVERY_MS = 15000;
+  const MESSAGES_SHOWN = 10;
   const DELETED = new Set(["deleted", "tenant.deleted"]);
 
-  const tenants = new Map(); // tenant_id → {data, card, qr, qrAt, qrTimer, pairCode, eventAt}
+  const tenants = new Map(); // tenant_id → {data, row, qr, qrAt, qrTimer, pairCode, eventAt}
+  let selected = null; // the tenant id shown in the detail pane
+  let detailCard = null; // its card element
+  let filter = "all"; // a state key, or "all"
+  let query = ""; // the search box, lower case
+  let pending = null; // while a refresh adds rows: the fragment they gather in
   let events = null;
   let live = false;
   let authDeclined = false; // the person cancelled the key prompt: do not ask again unasked
@@ -135,8 +143,9 @@
     if (!id) return;
     if (kind === "status") applyStatus({ ...data, tenant_id: id }, true);
     if (tenants.has(id)) tenants.get(id).eventAt = Date.now();
-    else if (kind === "qr") applyQr(id, data);
+    if (kind === "qr") applyQr(id, data);
     else if (DELETED.has(kind)) removeTenant(id);
+    else if (MESSAGE_EVENTS.has(kind) && id === selected) scheduleMessages(id);
   }
 
   async function poll() {
@@ -151,16 +160,36 @@
 
   async function refresh() {
     const asked = Date.now();
-    const { payload } = await request("GET", "/tenants");
+    const list = await allTenants();
     const seen = new Set();
-    for (const tenant of payload.tenants || []) {
+    list.sort((a, b) => byName(a.tenant_id, b.tenant_id));
+    // New rows go in with one insertion (the list is sorted): 1,000 at once stay cheap.
+    pending = document.createDocumentFragment();
+    for (const tenant of list) {
       seen.add(tenant.tenant_id);
       // An event that came while the list was on its way is newer than the list.
       if (!(tenants.get(tenant.tenant_id)?.eventAt > asked)) applyStatus(tenant, false);
     }
+    const fresh = pending;
+    pending = null;
+    insertRows(fresh);
     for (const id of [...tenants.keys()]) if (!seen.has(id)) removeTenant(id);
-    $("empty").hidden = tenants.size > 0;
+    applyFilter();
     if (!live) setLiveMode("polling", "Updating every few seconds");
+  }
+
+  // Every tenant, following the pages when the server pages its list.
+  async function allTenants() {
+    const all = [];
+    let path = "/tenants";
+    for (let page = 0; page < 1000 && path; page += 1) {
+      const { payload } = await request("GET", path);
+      all.push(...(payload.tenants || []));
+      // Without `limit` the server answers every tenant at once; `next` names a next page.
+      const next = payload.next ?? null;
+      path = next && (payload.tenants || []).length ? `/tenants?after=${enc(next)}` : null;
+    }
+    return all;
   }
 
   function reportRefreshError(error) {
@@ -176,29 +205,40 @@
   // `changed` says it came from an event: the QR may have rotated, so fetch it again.
   function applyStatus(data, changed) {
     const entry = entryFor(data.tenant_id);
+    const before = stateKey(entry.data);
     entry.data = { ...entry.data, ...data };
     if (entry.data.status === "awaiting_qr") {
-      if (changed || !entry.qr || expired(entry.qr)) scheduleQr(entry, 250);
+      // Only the tenant on screen fetches its code: at 1,000 tenants nothing else would scale.
+      if (entry.data.tenant_id === selected && (changed || !entry.qr || expired(entry.qr))) {
+        scheduleQr(entry, 250);
+      }
     } else {
       entry.qr = null;
     }
     if (entry.data.status === "connected") entry.pairCode = null;
-    render(entry);
+    renderRow(entry);
+    if (stateKey(entry.data) !== before) countsChanged();
+    if (entry.data.tenant_id === selected) renderDetail();
   }
 
   function applyQr(id, qr) {
-    const entry = entryFor(id);
+    const entry = tenants.get(id);
+    if (!entry || id !== selected) return; // fetched again when it is picked
     if (!qr || !qr.qr_image) {
       scheduleQr(entry, 250); // an event without the image: ask the API for it
       return;
     }
     entry.qr = qr;
     entry.qrAt = Date.now();
-    entry.data.status = "awaiting_qr"; // a code to scan can only mean that
+    if (entry.data.status !== "awaiting_qr") {
+      entry.data.status = "awaiting_qr"; // a code to scan can only mean that
+      renderRow(entry);
+      countsChanged();
+    }
     // Without the live stream nobody tells us about the next code: look when this one ends.
     const ends = toMillis(qr.expires_at);
     if (ends) scheduleQr(entry, Math.max(ends - Date.now(), 0) + 500);
-    render(entry);
+    renderDetail();
   }
 
   // Fetches the tenant's current QR after `delayMs`, unless a newer one arrives meanwhile.
@@ -214,7 +254,7 @@
   async function loadQr(entry) {
     const id = entry.data.tenant_id;
     // Asking for a QR starts pairing: only ask for a tenant that is showing one already.
-    if (tenants.get(id) !== entry || entry.data.status !== "awaiting_qr") return;
+    if (tenants.get(id) !== entry || id !== selected || entry.data.status !== "awaiting_qr") return;
     const { status, payload, response } = await request("GET", `/tenants/${enc(id)}/qr`);
     if (status === 202) {
       const wait = Number(response.headers.get("Retry-After")) || 1;
@@ -230,63 +270,193 @@
     const entry = tenants.get(id);
     if (!entry) return;
     clearTimeout(entry.qrTimer);
-    entry.card.remove();
+    entry.row.remove();
     tenants.delete(id);
-    $("empty").hidden = tenants.size > 0;
-    renderSummary();
+    if (selected === id) select(null);
+    countsChanged();
   }
 
-  // --- rendering ---------------------------------------------------------------------------
+  // --- the list: rows, search and state filters ----------------------------------------------
+
+  // The state a person filters by: a never-paired tenant is "not paired", not "stopped".
+  const stateKey = (data) =>
+    data.status === "stopped" && !data.phone && !data.jid ? "not_paired" : data.status || "";
 
   function entryFor(id) {
     let entry = tenants.get(id);
     if (!entry) {
-      const card = $("tenant-card").content.firstElementChild.cloneNode(true);
-      card.dataset.tenantId = id;
-      entry = { data: { tenant_id: id }, card, qr: null, qrAt: 0, qrTimer: 0, pairCode: null };
+      const row = $("tenant-row").content.firstElementChild.cloneNode(true);
+      row.dataset.tenantId = id;
+      entry = { data: { tenant_id: id }, row, qr: null, qrAt: 0, qrTimer: 0, pairCode: null };
       entry.eventAt = 0; // when a live event last spoke about this tenant
+      entry.search = "";
       tenants.set(id, entry);
-      insertInOrder(card, id);
-      $("empty").hidden = true;
+      if (pending) pending.append(row);
+      else insertInOrder(row, id);
     }
     return entry;
   }
 
-  function insertInOrder(card, id) {
-    const byName = (a, b) => a.localeCompare(b, undefined, { numeric: true });
-    const after = [...$("tenants").children].find((c) => byName(c.dataset.tenantId, id) > 0);
-    $("tenants").insertBefore(card, after || null);
+  const byName = new Intl.Collator(undefined, { numeric: true }).compare;
+
+  // Rows gathered by a refresh, sorted: appended at once when they all come last.
+  function insertRows(fragment) {
+    const rows = [...fragment.children];
+    const last = $("tenants").lastElementChild;
+    if (!rows.length) return;
+    if (!last || byName(last.dataset.tenantId, rows[0].dataset.tenantId) < 0) {
+      $("tenants").append(fragment);
+    } else {
+      for (const each of rows) insertInOrder(each, each.dataset.tenantId);
+    }
   }
 
-  const field = (card, name) => card.querySelector(`[data-field="${name}"]`);
-  const row = (card, name) => card.querySelector(`[data-row="${name}"]`);
-  const setText = (card, name, text) => {
-    const el = field(card, name);
-    if (el.textContent !== text) el.textContent = text;
-  };
+  function insertInOrder(row, id) {
+    const list = $("tenants");
+    const last = list.lastElementChild;
+    // The list comes sorted: appending is the common case and costs nothing.
+    if (!last || byName(last.dataset.tenantId, id) < 0) {
+      list.append(row);
+      return;
+    }
+    const after = [...list.children].find((c) => byName(c.dataset.tenantId, id) > 0);
+    list.insertBefore(row, after || null);
+  }
 
-  function render(entry) {
-    const { data, card } = entry;
-    const state = STATES.get(data.status) || { label: data.status || "Unknown", hint: "" };
+  const field = (root, name) => root.querySelector(`[data-field="${name}"]`);
+  const row = (root, name) => root.querySelector(`[data-row="${name}"]`);
+  const setText = (root, name, text) => {
+    const el = field(root, name);
+    if (el && el.textContent !== text) el.textContent = text;
+  };
+  const labelOf = (data) => STATES.get(stateKey(data)) || { label: data.status || "Unknown", hint: "" };
+
+  function renderRow(entry) {
+    const { data, row: el } = entry;
+    const key = stateKey(data);
+    el.dataset.status = data.status || "";
+    el.dataset.state = key;
+    setText(el, "tenant_id", data.tenant_id);
+    setText(el, "status", labelOf(data).label);
+    setText(el, "phone", formatPhone(data.phone));
+    setText(el, "push_name", data.push_name || "");
+    field(el, "engine").hidden = !data.engine;
+    setText(el, "engine", data.engine || "");
+    el.title = data.reason || "";
+    entry.search = [data.tenant_id, data.phone, data.push_name].join(" ").toLowerCase();
+    el.hidden = !matches(entry);
+  }
+
+  function matches(entry) {
+    if (filter !== "all" && stateKey(entry.data) !== filter) return false;
+    if (!query) return true;
+    return entry.search.includes(query) || entry.search.includes(query.replace(/^\+/, ""));
+  }
+
+  function applyFilter() {
+    let shown = 0;
+    for (const entry of tenants.values()) {
+      const visible = matches(entry);
+      if (entry.row.hidden === visible) entry.row.hidden = !visible;
+      shown += visible ? 1 : 0;
+    }
+    $("empty").hidden = tenants.size > 0;
+    $("no-match").hidden = tenants.size === 0 || shown > 0;
+    renderFilters();
+  }
+
+  // Counts change with states: redrawn on the next frame, once however many changed.
+  function countsChanged() {
+    if (countsChanged.pending) return;
+    countsChanged.pending = true;
+    requestAnimationFrame(() => {
+      countsChanged.pending = false;
+      applyFilter();
+    });
+  }
+
+  function renderFilters() {
+    const counts = new Map();
+    for (const { data } of tenants.values()) {
+      const key = stateKey(data);
+      counts.set(key, (counts.get(key) || 0) + 1);
+    }
+    if (filter !== "all" && !counts.has(filter)) filter = "all";
+    const keys = [...STATES.keys()].filter((key) => counts.has(key));
+    const buttons = [filterButton("all", "All", tenants.size)];
+    for (const key of keys) buttons.push(filterButton(key, STATES.get(key).label, counts.get(key)));
+    $("filters").replaceChildren(...buttons);
+    $("total").textContent = tenants.size ? `(${tenants.size})` : "";
+  }
+
+  function filterButton(key, label, count) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "pill filter";
+    button.dataset.filter = key;
+    button.dataset.status = key === "not_paired" ? "stopped" : key;
+    button.setAttribute("aria-pressed", String(filter === key));
+    const number = document.createElement("span");
+    number.className = "count";
+    number.textContent = String(count);
+    button.append(number, ` ${label}`);
+    return button;
+  }
+
+  // --- the detail pane: the tenant picked ------------------------------------------------------
+
+  function select(id) {
+    if (selected === id) return;
+    const previous = selected && tenants.get(selected);
+    if (previous) {
+      previous.row.classList.remove("selected");
+      clearTimeout(previous.qrTimer);
+    }
+    selected = id;
+    detailCard?.remove();
+    detailCard = null;
+    $("detail-empty").hidden = Boolean(id);
+    const entry = id && tenants.get(id);
+    if (!entry) return;
+    entry.row.classList.add("selected");
+    detailCard = $("tenant-card").content.firstElementChild.cloneNode(true);
+    detailCard.dataset.tenantId = id;
+    $("detail").append(detailCard);
+    if (entry.data.status === "awaiting_qr") scheduleQr(entry, 0);
+    renderDetail();
+    loadMessages(id).catch((error) => console.warn("zapmux: messages failed", error));
+  }
+
+  function renderDetail() {
+    const entry = selected && tenants.get(selected);
+    if (!entry || !detailCard) return;
+    const { data } = entry;
+    const card = detailCard;
+    const state = labelOf(data);
     card.dataset.status = data.status || "";
     setText(card, "tenant_id", data.tenant_id);
     setText(card, "status", state.label);
     field(card, "status").title = data.status || "";
-    setText(card, "hint", state.hint);
+    // The server's words for why it is not connected; the state's own when it has none.
+    setText(card, "hint", data.reason || state.hint);
     setText(card, "engine", ENGINES[data.engine] || data.engine || "—");
     setText(card, "phone", formatPhone(data.phone) || "—");
     setText(card, "push_name", data.push_name || "—");
+    row(card, "engine").hidden = !data.engine;
     setText(card, "last_error", data.last_error || "");
-    row(card, "last_error").hidden = !data.last_error;
+    row(card, "last_error").hidden = !data.last_error || data.status === "connected";
+    const raw = data.detail || data.last_error || "";
+    row(card, "raw_error").hidden = !raw || data.status === "connected";
+    setText(card, "raw_error", raw);
     renderQr(entry);
     renderPairing(entry);
     renderActions(entry);
     renderClocks(entry);
-    renderSummary();
   }
 
   function renderQr(entry) {
-    const { card, qr } = entry;
+    const card = detailCard;
+    const { qr } = entry;
     const awaiting = entry.data.status === "awaiting_qr";
     row(card, "qr").hidden = !awaiting;
     const img = field(card, "qr_image");
@@ -298,7 +468,8 @@
   }
 
   function renderPairing(entry) {
-    const { card, data, pairCode } = entry;
+    const card = detailCard;
+    const { data, pairCode } = entry;
     // Only an unlinked number can pair; a paired one that is down needs Start or Restart.
     // A Cloud API number connects with its access token: there is nothing to pair.
     const unpaired =
@@ -309,17 +480,22 @@
   }
 
   function renderActions(entry) {
-    const { card, data } = entry;
+    const card = detailCard;
+    const { data } = entry;
     const running = RUNNING.has(data.status);
     const paired = Boolean(data.phone) || data.status === "connected";
-    card.querySelector('[data-action="start"]').hidden = running;
+    const notPaired = stateKey(data) === "not_paired" || data.status === "qr_timeout";
+    card.querySelector('[data-action="pair"]').hidden = !notPaired;
+    card.querySelector('[data-action="start"]').hidden = running || notPaired;
     card.querySelector('[data-action="stop"]').hidden = !running;
     card.querySelector('[data-action="logout"]').hidden = !paired;
   }
 
-  // The texts that count time: redrawn every second.
+  // The texts that count time: redrawn every second, for the tenant on screen only.
   function renderClocks(entry) {
-    const { card, data, qr } = entry;
+    const card = detailCard;
+    if (!card || !entry) return;
+    const { data, qr } = entry;
     setText(card, "since", data.since ? `for ${duration(Date.now() - toMillis(data.since))}` : "—");
     const retry = toMillis(data.next_retry_at);
     row(card, "next_retry").hidden = !retry || data.status !== "reconnecting";
@@ -335,26 +511,84 @@
     setText(card, "qr_expires", qrText);
   }
 
-  function renderSummary() {
-    const counts = new Map();
-    for (const { data } of tenants.values()) counts.set(data.status, (counts.get(data.status) || 0) + 1);
-    const summary = $("summary");
-    summary.replaceChildren(
-      ...[...STATES.keys()]
-        .filter((id) => counts.has(id))
-        .map((id) => summaryPill(id, counts.get(id)))
-    );
+  // --- recent messages of the tenant on screen ---------------------------------------------------
+
+  const MESSAGE_STATUS = {
+    queued: "Queued",
+    sent: "Sent",
+    delivered: "Delivered",
+    read: "Read",
+    failed: "Failed",
+    received: "Received",
+  };
+
+  function scheduleMessages(id) {
+    clearTimeout(scheduleMessages.timer);
+    scheduleMessages.timer = setTimeout(() => {
+      if (id === selected) loadMessages(id).catch((e) => console.warn("zapmux: messages", e));
+    }, 300);
   }
 
-  function summaryPill(status, count) {
-    const pill = document.createElement("span");
-    pill.className = "pill";
-    pill.dataset.status = status;
-    const number = document.createElement("span");
-    number.className = "count";
-    number.textContent = String(count);
-    pill.append(number, ` ${STATES.get(status).label}`);
-    return pill;
+  async function loadMessages(id) {
+    const path = `/tenants/${enc(id)}/messages?limit=${MESSAGES_SHOWN}`;
+    const { payload } = await request("GET", path);
+    if (id !== selected || !detailCard) return;
+    const items = (payload.messages || []).map(messageItem);
+    field(detailCard, "messages").replaceChildren(...items);
+    field(detailCard, "messages_empty").hidden = items.length > 0;
+  }
+
+  function messageItem(message) {
+    const item = document.createElement("li");
+    item.className = "message";
+    item.dataset.direction = message.direction;
+    item.dataset.messageStatus = message.status;
+    const who = document.createElement("span");
+    who.className = "message-who";
+    const phone = formatPhone(message.phone) || message.chat || "";
+    who.textContent = message.direction === "out" ? `→ ${phone}` : `← ${phone}`;
+    const text = document.createElement("span");
+    text.className = "message-text";
+    text.textContent = message.text || `(${message.message_type})`;
+    const status = document.createElement("span");
+    status.className = "message-status";
+    status.textContent = MESSAGE_STATUS[message.status] || message.status;
+    if (message.error) status.title = message.error;
+    item.append(who, text, status);
+    return item;
+  }
+
+  // --- delivery health -------------------------------------------------------------------------
+
+  async function loadHealth() {
+    const { payload } = await request("GET", "/deliveries/health");
+    const failing = payload.failing > 0 || payload.dead > 0;
+    const banner = $("delivery-health");
+    banner.hidden = !failing;
+    if (!failing) return;
+    const parts = [`${payload.pending} waiting`, `${payload.dead} dead`];
+    setText(banner, "counts", `${parts.join(", ")}.`);
+    const where = payload.last_error_tenant_id ? ` (tenant ${payload.last_error_tenant_id})` : "";
+    setText(banner, "last_error", `${payload.last_error || "—"}${where}`);
+    $("retry-dead").hidden = !payload.dead;
+  }
+
+  async function pollHealth() {
+    try {
+      await loadHealth();
+    } catch (error) {
+      if (!(error instanceof AuthNeeded)) console.warn("zapmux: delivery health", error);
+    } finally {
+      setTimeout(pollHealth, HEALTH_EVERY_MS);
+    }
+  }
+
+  async function onRetryDead(event) {
+    await busy(event.currentTarget, async () => {
+      const { payload } = await request("POST", "/deliveries/retry-dead");
+      notify(`${payload.retried} dead deliveries queued again.`);
+      await loadHealth();
+    });
   }
 
   function setLiveMode(mode, text) {
@@ -405,6 +639,7 @@
   // --- what the person does ------------------------------------------------------------------
 
   const ACTIONS = {
+    pair: (id) => ["POST", `/tenants/${enc(id)}/start`],
     start: (id) => ["POST", `/tenants/${enc(id)}/start`],
     stop: (id) => ["POST", `/tenants/${enc(id)}/stop`],
     restart: (id) => ["POST", `/restart/${enc(id)}`],
@@ -416,6 +651,7 @@
     delete: (id) => `Delete “${id}”? It is logged out of WhatsApp and removed from this server.`,
   };
   const DONE = {
+    pair: "is preparing its QR code",
     start: "is starting",
     stop: "was stopped",
     restart: "is restarting",
@@ -467,7 +703,7 @@
       const path = `/tenants/${enc(entry.data.tenant_id)}/pair-code`;
       const { payload } = await request("POST", path, { phone });
       entry.pairCode = payload.code;
-      render(entry);
+      renderDetail();
     });
   }
 
@@ -479,6 +715,8 @@
       const { payload } = await request("POST", "/tenants", { tenant_id: id });
       form.reset();
       applyStatus({ status: "connecting", ...(snapshotOf(payload) || {}), tenant_id: id }, false);
+      countsChanged();
+      select(id); // its QR code is what the person wants to see next
       // The tenant's token is shown once by the server: keep it on screen until dismissed.
       if (payload.token) {
         const token = `Its own API token (shown only now, keep it safe): ${payload.token}`;
@@ -488,6 +726,30 @@
       }
       await refresh();
     });
+  }
+
+  function onPick(event) {
+    const picked = event.target.closest(".row");
+    if (picked) select(picked.dataset.tenantId);
+  }
+
+  function onPickKey(event) {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      onPick(event);
+    }
+  }
+
+  function onFilter(event) {
+    const button = event.target.closest("[data-filter]");
+    if (!button) return;
+    filter = button.dataset.filter;
+    applyFilter();
+  }
+
+  function onSearch(event) {
+    query = event.target.value.trim().toLowerCase();
+    applyFilter();
   }
 
   async function loadServerInfo() {
@@ -510,16 +772,22 @@
     $("docs-link").addEventListener("click", docsLinkWithKey);
     $("create-form").addEventListener("submit", onCreate);
     $("notice").addEventListener("click", () => ($("notice").hidden = true));
-    $("tenants").addEventListener("click", onAction);
-    $("tenants").addEventListener("submit", onPairSubmit);
+    $("tenants").addEventListener("click", onPick);
+    $("tenants").addEventListener("keydown", onPickKey);
+    $("detail").addEventListener("click", onAction);
+    $("detail").addEventListener("submit", onPairSubmit);
+    $("filters").addEventListener("click", onFilter);
+    $("search").addEventListener("input", onSearch);
+    $("retry-dead").addEventListener("click", onRetryDead);
     $("auth-retry").addEventListener("click", () => askForKey(false) && refresh().catch(reportRefreshError));
     $("change-key").addEventListener("click", () => askForKey(false) && refresh().catch(reportRefreshError));
-    setInterval(() => tenants.forEach(renderClocks), 1000);
+    setInterval(() => renderClocks(selected && tenants.get(selected)), 1000);
     // The first request asks for the key if one is needed; everything after uses it.
     await poll();
     $("change-key").hidden = !savedKey();
     if (!authDeclined && !events) connectEvents();
     loadServerInfo().catch(() => {}); // only decoration: the sandbox badge
+    pollHealth();
   }
 
   start();

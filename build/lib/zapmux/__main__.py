@@ -1,0 +1,3 @@
+from zapmux.cli import main
+
+main()

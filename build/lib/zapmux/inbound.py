@@ -1,0 +1,270 @@
+"""What arrives from WhatsApp, turned into the message log and outbox rows.
+
+Incoming messages reach the webhook in the old server's flat payload; other events
+(``status``, ``qr``, ``receipt``, ``message.sent``) go, to tenants that asked for
+them, in the envelope ``{event, tenant_id, timestamp, data}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
+
+from zapmux.config import Settings
+from zapmux.errors import Conflict, TenantNotFound
+from zapmux.events import Event, IncomingMessage, Receipt, message_from_json, message_to_json
+from zapmux.hub import Hub
+from zapmux.ids import empresa_id
+from zapmux.metrics import Metrics
+from zapmux.outbox import FLASK, Deliverer, new_delivery, pinned_target, tenant_target
+from zapmux.store.base import Store
+from zapmux.store.records import DeadInbound, Delivery, MessageRecord, TenantRecord
+
+log = logging.getLogger("zapmux.inbound")
+MESSAGE_TYPES = frozenset(
+    {"texto", "imagem", "audio", "video", "documento", "figurinha", "localizacao", "contato",
+     "reacao", "outro"}
+)  # fmt: skip
+#: The longest value each bounded column of the message log holds (on every store).
+_LIMITS = {"message_id": 128, "chat": 128, "phone": 32, "reply_to": 128}
+
+
+class Unstorable(ValueError):
+    """An inbound event zapmux can never record as it is (it would fail every time)."""
+
+
+def check_storable(m: IncomingMessage) -> None:
+    """Refuse, the same way on every store, what the message log cannot hold."""
+    for name, limit in _LIMITS.items():
+        value = getattr(m, name)
+        if value is not None and len(value) > limit:
+            raise Unstorable(f"{name} is {len(value)} characters long (at most {limit})")
+    if not m.message_id:
+        raise Unstorable("the message has no id")
+    if m.message_type not in MESSAGE_TYPES:
+        raise Unstorable(f"unknown message type {m.message_type!r}")
+    if m.media is not None and len(m.media.mimetype) > 128:
+        raise Unstorable("the media type is over 128 characters long")
+
+
+def never_storable(exc: Exception) -> bool:
+    """Whether recording failed because of the event itself (so retrying cannot help),
+    rather than because the store is away for a while (which a retry outlives)."""
+    if isinstance(exc, Unstorable | DataError | IntegrityError):
+        return True
+    if isinstance(exc, StatementError):  # failed before the database saw it
+        return isinstance(exc.orig, ValueError | TypeError)
+    return isinstance(exc, ValueError | TypeError | KeyError) and not isinstance(exc, OSError)
+
+
+def message_payload(tenant_id: str, m: IncomingMessage) -> dict[str, Any]:
+    """The seed's payload for Flask's ``/webhook/whatsapp``, plus what it lacked."""
+    payload: dict[str, Any] = {
+        "phone": m.phone,
+        "message": m.text,
+        "message_type": m.message_type,
+        "empresa_id": empresa_id(tenant_id),
+        "message_id": m.message_id,
+        "timestamp": int(m.timestamp),
+        "push_name": m.push_name,
+        "chat": m.chat,
+        "is_group": m.is_group,
+        "from_me": m.from_me,
+        "tenant_id": tenant_id,
+    }
+    if m.media is not None:
+        payload["media"] = {
+            "url": f"/tenants/{tenant_id}/messages/{m.message_id}/media",
+            "mimetype": m.media.mimetype,
+            "filename": m.media.filename,
+            "size": len(m.media.data),
+        }
+    return payload
+
+
+class Dispatcher:
+    """Records engine events and queues their webhooks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        hub: Hub,
+        deliverer: Deliverer,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.deliverer = deliverer
+        self.metrics = metrics or Metrics()
+        # Envelopes are queued from separate tasks (one per status change); taking this
+        # lock first keeps their rows in the order the changes happened.
+        self.queue_lock = asyncio.Lock()
+
+    @staticmethod
+    def target(tenant_id: str, tenant: TenantRecord | None) -> str:
+        """Where this tenant's messages go: its webhook, else the Flask URL (both
+        resolved when each attempt is made, so a changed URL applies to queued rows)."""
+        return tenant_target(tenant_id) if tenant and tenant.webhook_url else FLASK
+
+    async def handle(self, tenant_id: str, event: Event) -> None:
+        if isinstance(event, IncomingMessage):
+            await self.incoming(tenant_id, event)
+        elif isinstance(event, Receipt):
+            await self.receipt(tenant_id, event)
+
+    async def incoming(self, tenant_id: str, m: IncomingMessage) -> None:
+        """Log the message and queue its webhook in one transaction (before the ack).
+
+        A message that can never be recorded is set aside as a dead inbound event
+        (listed, replayable) so that the messages behind it still arrive; a failure
+        that may pass (the store is away) raises, and the engine hands it over again.
+        """
+        tenant = await self.store.get_tenant(tenant_id)
+        if tenant is None:
+            log.warning("message %s for deleted tenant %s dropped", m.message_id, tenant_id)
+            return
+        try:
+            await self._record(tenant, m)
+        except TenantNotFound:
+            log.warning("message %s for deleted tenant %s dropped", m.message_id, tenant_id)
+        except Exception as exc:
+            if not never_storable(exc):
+                raise
+            await self._set_aside(tenant_id, m, exc)
+
+    async def _set_aside(self, tenant_id: str, m: IncomingMessage, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        dead_id = await self.store.add_dead_inbound(tenant_id, message_to_json(m), error)
+        self.metrics.inc("inbound_dead_total")
+        logging.getLogger(f"zapmux.tenant.{tenant_id}").error(
+            "❌ message %s from %s cannot be recorded (%s); set aside as dead inbound "
+            "event %d (GET /inbound/dead)",
+            m.message_id[:128],
+            m.phone[:32],
+            error,
+            dead_id,
+        )
+
+    async def replay(self, dead: DeadInbound) -> None:
+        """Record a set-aside event again; it leaves the dead list once recorded."""
+        tenant = await self.store.get_tenant(dead.tenant_id)
+        if tenant is None:
+            raise TenantNotFound(f"no tenant {dead.tenant_id!r}")
+        try:
+            await self._record(tenant, message_from_json(dead.event))
+        except (TenantNotFound, OSError):
+            raise
+        except Exception as exc:
+            raise Conflict(
+                f"the event still cannot be recorded: {type(exc).__name__}: {exc}"[:500],
+                code="replay_failed",
+            ) from exc
+        await self.store.drop_dead_inbound(dead.id or 0)
+
+    async def _record(self, tenant: TenantRecord, m: IncomingMessage) -> None:
+        check_storable(m)
+        tenant_id = tenant.id
+        delivery = new_delivery(
+            event="message",
+            target=self.target(tenant_id, tenant),
+            payload=message_payload(tenant_id, m),
+            chat_key=f"{tenant_id}:{m.chat}",
+            tenant_id=tenant_id,
+        )
+        if m.media is not None:
+            await self.store.save_media(
+                tenant_id,
+                m.message_id,
+                m.media.mimetype,
+                m.media.filename,
+                m.media.data,
+                tenant.incarnation,
+            )
+        record = MessageRecord(
+            tenant_id=tenant_id,
+            message_id=m.message_id,
+            wa_id=m.message_id,
+            direction="in",
+            chat=m.chat,
+            phone=m.phone,
+            message_type=m.message_type,
+            text=m.text,
+            status="received",
+            timestamp=m.timestamp,
+            push_name=m.push_name,
+            from_me=m.from_me,
+            is_group=m.is_group,
+            reply_to=m.reply_to,
+            media_mimetype=m.media.mimetype if m.media else None,
+            media_filename=m.media.filename if m.media else None,
+        )
+        if not await self.store.record_incoming(record, [delivery], tenant.incarnation):
+            return  # seen before: already logged and queued
+        self.metrics.inc("messages_received_total")
+        self.deliverer.wake()
+        logging.getLogger(f"zapmux.tenant.{tenant_id}").info(
+            "📨 message from %s: %s", m.phone, (m.text or m.message_type)[:80]
+        )
+        self.hub.publish("message", tenant_id, record.public())
+
+    async def receipt(self, tenant_id: str, r: Receipt) -> None:
+        error = f"{r.error['code']}: {r.error['message']}" if r.error else None
+        moved = await self.store.apply_receipt(tenant_id, r.message_ids, r.status, error)
+        if r.repeatable and not moved:
+            return  # told before: its webhook is already queued
+        data: dict[str, Any] = {
+            "message_ids": moved or list(r.message_ids),
+            "status": r.status,
+            "chat": r.chat,
+            "timestamp": r.timestamp,
+        }
+        if r.error:
+            data["error"] = r.error
+        await self.emit(tenant_id, "receipt", data, chat=r.chat)
+
+    async def emit(self, tenant_id: str, event: str, data: dict[str, Any], chat: str = "") -> None:
+        """Publish live, and queue a webhook when the tenant subscribed to ``event``."""
+        envelope = self.hub.publish(event, tenant_id, data)
+        await self.queue_webhook(tenant_id, envelope, chat)
+
+    async def queue_webhook(self, tenant_id: str, envelope: dict[str, Any], chat: str = "") -> None:
+        """Queue ``envelope`` for the tenant's webhook if it subscribed to its event."""
+        event = envelope["event"]
+        async with self.queue_lock:
+            tenant = await self.store.get_tenant(tenant_id)
+            if tenant is None or not tenant.webhook_url or event not in tenant.events:
+                return
+            delivery = new_delivery(
+                event=event,
+                target=tenant_target(tenant_id),
+                payload=envelope,
+                chat_key=f"{tenant_id}:{chat or event}",
+                tenant_id=tenant_id,
+            )
+            try:
+                await self.store.enqueue_deliveries([delivery], tenant.incarnation)
+            except TenantNotFound:
+                return  # deleted meanwhile: its webhooks went with it
+        self.deliverer.wake()
+
+    async def relay(self, payload: dict[str, Any], url: str | None = None) -> Delivery:
+        """The seed's ``POST /webhook``: forward a payload to Flask through the outbox
+        (or to ``url``, an explicit destination, which stays pinned)."""
+        tenant = str(payload.get("empresa_id", ""))
+        delivery = new_delivery(
+            event="relay",
+            target=pinned_target(url) if url else FLASK,
+            payload=payload,
+            chat_key=f"relay:{tenant}:{payload.get('phone', '')}",
+            tenant_id=tenant or None,
+        )
+        delivery.created_at = time.time()
+        await self.store.enqueue_deliveries([delivery])
+        self.deliverer.wake()
+        return delivery

@@ -1,0 +1,393 @@
+"""Durable webhook delivery: claim, sign, post, decide, repeat.
+
+Every event for a webhook is first a row in the outbox (written in the same
+transaction as what caused it), then POSTed by the :class:`Deliverer` at least once,
+in order per chat, with a stable ``X-Zapmux-Delivery`` id. Failures that may pass
+(connection errors, timeouts, 408, 429, 5xx) retry with full-jitter backoff until the
+delivery is ``max_age`` old; other 4xx go straight to ``dead``, where they stay
+listed and can be replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from zapmux.backoff import Backoff
+from zapmux.config import Settings
+from zapmux.metrics import Metrics
+from zapmux.store.base import Store
+from zapmux.store.records import Delivery, DeliveryResult
+
+log = logging.getLogger("zapmux.outbox")
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">``."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+FLASK = "flask"
+
+
+def tenant_target(tenant_id: str) -> str:
+    """The target "tenant X's webhook" (for messages: where X's messages go now)."""
+    return f"tenant:{tenant_id}"
+
+
+def pinned_target(url: str) -> str:
+    """A target that is this URL and nothing else (a relay with an explicit destination)."""
+    return f"url:{url}"
+
+
+def new_delivery(
+    *,
+    event: str,
+    target: str,
+    payload: dict[str, Any],
+    chat_key: str,
+    tenant_id: str | None,
+) -> Delivery:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Delivery(
+        delivery_id=uuid.uuid4().hex,
+        event=event,
+        target=target,
+        body=body,
+        chat_key=chat_key,
+        tenant_id=tenant_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one attempt POSTs, and the secret it signs with."""
+
+    url: str
+    secret: str | None
+
+
+class Targets:
+    """Turns a delivery's target into a URL and a secret, at each attempt.
+
+    ``flask`` is ``{FLASK_URL}/webhook/whatsapp`` as configured now; ``tenant:X`` is X's
+    webhook as set now — for a message, X's messages go to the Flask URL when X has no
+    webhook (any more), while the other events have nowhere to go then; ``url:U`` is U.
+    A tenant created after the delivery is another tenant of the same name: it
+    inherits nothing.
+    """
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    @property
+    def flask(self) -> Endpoint:
+        return Endpoint(f"{self.settings.flask_url}/webhook/whatsapp", self.settings.webhook_secret)
+
+    async def resolve(self, delivery: Delivery) -> Endpoint | None:
+        """Where the next attempt goes; None when the target is gone."""
+        kind, _, rest = delivery.target.partition(":")
+        if kind == "url":
+            return Endpoint(rest, self.settings.webhook_secret)
+        if kind == "tenant":
+            tenant = await self.store.get_tenant(rest)
+            if tenant and tenant.webhook_url and tenant.created_at <= delivery.created_at:
+                return Endpoint(tenant.webhook_url, tenant.webhook_secret or self.flask.secret)
+            if delivery.event != "message":
+                return None
+        return self.flask
+
+    def stale(self, delivery: Delivery) -> bool:
+        """Pinned to a URL that is not the default target any more."""
+        kind, _, rest = delivery.target.partition(":")
+        return kind == "url" and rest != self.flask.url
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do after an attempt: deliver done, retry after ``delay``, or dead."""
+
+    status: str  # delivered | pending | dead
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one POST came back with: an HTTP status, or None when none came back."""
+
+    http_status: int | None
+    error: str
+    retry_after: float | None = None  # the receiver's Retry-After, in seconds
+
+
+class RetryPolicy:
+    """Decides from the attempt's outcome and the delivery's age.
+
+    2xx: delivered. No answer (connection error, timeout), 408, 425, 429 and 5xx:
+    retry after a full-jitter backoff (at least the receiver's ``Retry-After``, up to
+    the cap) while the delivery is younger than ``max_age_s``. Anything else (other
+    4xx, and 3xx: redirects are not followed) is dead at once.
+    """
+
+    def __init__(self, backoff: Backoff, max_age_s: float) -> None:
+        self.backoff = backoff
+        self.max_age_s = max_age_s
+
+    @staticmethod
+    def retryable(http_status: int | None) -> bool:
+        return http_status is None or http_status >= 500 or http_status in RETRYABLE_STATUS
+
+    def decide(
+        self,
+        delivery: Delivery,
+        attempts: int,
+        http_status: int | None,
+        retry_after: float | None = None,
+    ) -> Decision:
+        if http_status is not None and 200 <= http_status < 300:
+            return Decision("delivered")
+        delay = self.backoff.delay(attempts)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff.cap))
+        if (
+            not self.retryable(http_status)
+            or time.time() + delay - (delivery.replayed_at or delivery.created_at) > self.max_age_s
+        ):
+            return Decision("dead")
+        return Decision("pending", delay)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    return None
+
+
+class Deliverer:
+    """Posts due outbox rows; one background loop per node, many requests in flight.
+
+    Outcomes are written by the loop, in batches, before it claims more; if the
+    process dies first, the delivery is simply attempted again (at least once).
+    A claimed row is locked for ``delivery_timeout_s + 30`` seconds. If this process
+    dies meanwhile, the row is claimable again when the lock ends; on a single-node
+    store (SQLite) every lock left at start belongs to a dead process and is released
+    at once, and on a clean stop the rows still in flight are released too.
+    """
+
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
+        self.settings = settings
+        self.store = store
+        self.targets = Targets(settings, store)
+        self.policy = RetryPolicy(
+            Backoff(settings.delivery_backoff_base_s, settings.delivery_backoff_cap_s),
+            settings.delivery_max_age_s,
+        )
+        self.store_backoff = Backoff(0.2, 10.0)
+        self.wakeup = asyncio.Event()
+        self.in_flight: dict[asyncio.Task[None], str] = {}
+        self.done: list[DeliveryResult] = []  # outcomes not yet written
+        self.session: aiohttp.ClientSession | None = None
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    async def prune_forever(self, every_s: float = 600.0) -> None:
+        """Delivered rows are kept ``delivered_retention_s`` (to list and replay), then
+        removed, so the outbox does not grow without end. Pending and dead rows stay."""
+        while True:
+            cutoff = time.time() - self.settings.delivered_retention_s
+            try:
+                removed = await self.store.purge_delivered(cutoff)
+            except Exception:  # the store is away: the next round tries again
+                log.exception("❌ pruning the outbox failed")
+                removed = 0
+            if removed:
+                log.info("outbox: removed %d deliveries delivered before the retention", removed)
+            await asyncio.sleep(every_s)
+
+    async def run(self) -> None:
+        if self.store.single_node:
+            released = await self.store.release_deliveries()
+            if released:
+                log.info("🔄 %d deliveries interrupted by the last stop will be retried", released)
+        timeout = aiohttp.ClientTimeout(total=self.settings.delivery_timeout_s)
+        connector = aiohttp.TCPConnector(limit=self.settings.delivery_concurrency * 2)
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
+            self.session = session
+            try:
+                await self._loop()
+            finally:
+                await self._abandon_in_flight()
+
+    async def _abandon_in_flight(self) -> None:
+        """On stop: write what finished, cancel the rest and unlock it for the next start."""
+        ids = list(self.in_flight.values())
+        for task in list(self.in_flight):
+            task.cancel()
+        await asyncio.gather(*self.in_flight, return_exceptions=True)
+        finished = {r.delivery_id for r in self.done}
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._flush())
+        with contextlib.suppress(Exception):
+            await asyncio.shield(
+                self.store.release_deliveries([i for i in ids if i not in finished])
+            )
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._tick()
+                failures = 0
+            except Exception as exc:  # the store is down or busy: wait, never die
+                failures += 1
+                self.metrics.inc("outbox_store_errors_total")
+                delay = self.store_backoff.ceiling(failures)
+                log.error("❌ outbox unavailable (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _tick(self) -> None:
+        """Write the outcomes gathered so far, then claim what the free slots can take.
+
+        Both are one transaction whatever their size, so the busier the outbox the
+        more each round trip carries. The outcomes go first: a delivered row unblocks
+        the next row of its chat for the claim that follows.
+        """
+        self.wakeup.clear()
+        await self._flush()
+        free = self.settings.delivery_concurrency - len(self.in_flight)
+        claimed = await self.store.claim_deliveries(free, self._lock_s()) if free > 0 else []
+        for delivery in claimed:
+            task = asyncio.create_task(
+                self._attempt(delivery), name=f"deliver-{delivery.delivery_id}"
+            )
+            self.in_flight[task] = delivery.delivery_id
+            task.add_done_callback(self._finished)
+        if len(claimed) < free or free <= 0:
+            await self._sleep()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.pop(task, None)
+        if not task.cancelled() and task.exception():
+            log.error("❌ delivery task failed", exc_info=task.exception())
+        self.wakeup.set()  # a finished delivery may unblock the next one of its chat
+
+    def _lock_s(self) -> float:
+        return self.settings.delivery_timeout_s + 30.0
+
+    async def _flush(self) -> None:
+        if not self.done:
+            return
+        batch, self.done = self.done, []
+        try:
+            await self.store.finish_deliveries(batch)
+        except BaseException:
+            self.done[:0] = batch  # written on the next round; the rows stay locked
+            raise
+
+    async def _sleep(self) -> None:
+        if self.wakeup.is_set():
+            return
+        if len(self.in_flight) >= self.settings.delivery_concurrency:
+            wait = 1.0  # full: only a finished delivery (which wakes us) frees a slot
+        else:
+            due = await self.store.next_delivery_due()
+            wait = 1.0 if due is None else min(max(due - time.time(), 0.01), 1.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), wait)
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        try:
+            endpoint = await self.targets.resolve(delivery)
+        except Exception as exc:  # the store is away: an attempt that may pass later
+            endpoint, outcome = None, Outcome(None, f"cannot resolve {delivery.target}: {exc!r}")
+        else:
+            outcome = (
+                await self._post(delivery, endpoint)
+                if endpoint
+                else Outcome(400, f"{delivery.target} has no webhook any more")
+            )
+        attempts = delivery.attempts + 1
+        decision = self.policy.decide(delivery, attempts, outcome.http_status, outcome.retry_after)
+        # an attempt that will be retried failed all the same
+        counted = "failed" if decision.status == "pending" else decision.status
+        self.metrics.inc("webhook_attempts_total", outcome=counted)
+        where = endpoint.url if endpoint else delivery.target
+        if decision.status == "delivered":
+            self.metrics.observe("delivery_latency_seconds", time.time() - delivery.created_at)
+            log.info("✅ webhook %s delivered to %s", delivery.event, where)
+        else:
+            log.warning(
+                "❌ webhook %s to %s failed (%s)%s",
+                delivery.event,
+                where,
+                outcome.error,
+                "; dead" if decision.status == "dead" else f"; retry in {decision.delay:.1f}s",
+            )
+        self.done.append(
+            DeliveryResult(
+                delivery.delivery_id,
+                decision.status,
+                attempts,
+                None if decision.status == "delivered" else outcome.error,
+                time.time() + decision.delay if decision.status == "pending" else None,
+            )
+        )
+
+    async def _post(self, delivery: Delivery, endpoint: Endpoint) -> Outcome:
+        assert self.session is not None
+        body = delivery.body.encode()
+        try:
+            async with self.session.post(
+                endpoint.url,
+                data=body,
+                headers=self.headers(delivery, body, endpoint.secret),
+                allow_redirects=False,
+            ) as resp:
+                await resp.read()
+                error = f"HTTP {resp.status}"
+                if 300 <= resp.status < 400:
+                    error += " (redirects are not followed: set the final URL)"
+                return Outcome(
+                    resp.status, error, parse_retry_after(resp.headers.get("Retry-After"))
+                )
+        except TimeoutError:
+            return Outcome(None, f"timed out after {self.settings.delivery_timeout_s:g}s")
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
+
+    def headers(self, delivery: Delivery, body: bytes, secret: str | None) -> dict[str, str]:
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "zapmux",
+            "X-Zapmux-Delivery": delivery.delivery_id,
+            "X-Zapmux-Event": delivery.event,
+            "X-Zapmux-Timestamp": timestamp,
+        }
+        if secret:
+            headers["X-Zapmux-Signature"] = sign(secret, timestamp, body)
+        return headers

@@ -1,0 +1,524 @@
+"""Sending: the durable per-tenant queue, pacing, idempotency and JID resolution.
+
+A send goes out at once (200 ``sent``) when the tenant is connected, nothing waits
+before it and its pace allows; otherwise it waits in the tenant's queue (202
+``queued``) — the queue is the message log's ``queued`` rows, so it survives restarts
+and any node can add to it. A tenant in a permanent end, stopped, or never paired
+refuses sends (409), since nothing would ever send them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from zapmux.config import Settings
+from zapmux.engine import OutgoingMessage
+from zapmux.errors import (
+    Conflict,
+    EngineError,
+    NotOnWhatsApp,
+    RateLimited,
+    SendLater,
+    TenantNotConnected,
+    ZapmuxError,
+)
+from zapmux.events import Connected, Event, Media
+from zapmux.inbound import Dispatcher
+from zapmux.phone import USER_SERVER
+from zapmux.states import WILL_CONNECT, Status
+from zapmux.store.base import Store
+from zapmux.store.records import IdempotentAnswer, MessageRecord
+from zapmux.supervisor import Supervisor, TenantRunner
+from zapmux.tasks import TaskGroup
+
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+PROVISIONAL = 0  # the status code of a key remembered before its answer is known
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; rate 0 means no limit."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate = rate_per_s
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True
+        self._refill()
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait for a token (the pace), then take it."""
+        while not self.take():  # noqa: ASYNC110 - waiting on time, not on a flag
+            await asyncio.sleep(self.wait_s())
+
+    def wait_s(self) -> float:
+        if self.rate <= 0:
+            return 0.0
+        self._refill()
+        return max(0.0, (1 - self.tokens) / self.rate)
+
+
+class KeyedLocks:
+    """One ``asyncio.Lock`` per key, forgotten once nobody holds or waits for it.
+
+    Dropping a lock while a waiter still holds a reference would let a newcomer run
+    beside that waiter; counting the users keeps the lock until the last one leaves.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One message a client asked to send."""
+
+    phone: str
+    text: str | None = None
+    media: Media | None = None
+    reply_to: str | None = None
+    template: dict[str, Any] | None = None  # Cloud API only: name, language, components
+
+    def fingerprint(self) -> str:
+        """What makes two requests the same message (for Idempotency-Key reuse)."""
+        media = self.media
+        raw = json.dumps(
+            [
+                self.phone,
+                self.text,
+                self.reply_to,
+                media
+                and [
+                    media.kind,
+                    media.mimetype,
+                    media.filename,
+                    media.caption,
+                    media.ptt,
+                    hashlib.sha256(media.data).hexdigest(),
+                ],
+            ]
+            + ([self.template] if self.template is not None else []),
+            sort_keys=True,
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def message_type(self) -> str:
+        kinds = {
+            "image": "imagem",
+            "audio": "audio",
+            "video": "video",
+            "document": "documento",
+            "sticker": "figurinha",
+        }
+        if self.template is not None:
+            return "template"
+        return kinds[self.media.kind] if self.media else "texto"
+
+
+def new_message_id() -> str:
+    return "ZM" + secrets.token_hex(10).upper()
+
+
+class Sender:
+    """Accepts sends, keeps each tenant's queue moving while it is connected.
+
+    Order: every send of a tenant, direct or from its queue, goes to the engine while
+    holding that tenant's *lane*; a send goes direct only when nothing is queued, so a
+    later request can never overtake a message that is waiting or on its way.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        supervisor: Supervisor,
+        dispatcher: Dispatcher,
+        tasks: TaskGroup,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.supervisor = supervisor
+        self.dispatcher = dispatcher
+        self.tasks = tasks
+        self.buckets: dict[str, TokenBucket] = {}
+        self.wakeups: dict[str, asyncio.Event] = {}
+        self.drains: dict[str, asyncio.Task[None]] = {}
+        # a tenant the engine asked to wait (throttled): nothing goes out before then
+        self.paused_until: dict[str, float] = {}
+        self.lanes = KeyedLocks()
+        self.keys = KeyedLocks()
+        supervisor.handlers.append(self.on_event)
+
+    def bucket(self, tenant_id: str) -> TokenBucket:
+        if tenant_id not in self.buckets:
+            self.buckets[tenant_id] = TokenBucket(
+                self.settings.send_rate_per_minute / 60, self.settings.send_burst
+            )
+        return self.buckets[tenant_id]
+
+    # --- accepting a send -------------------------------------------------------------
+    async def submit(
+        self, tenant_id: str, request: SendRequest, idempotency_key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body) for a send; the same answer again for a repeated key."""
+        runner = self.supervisor.runner(tenant_id)
+        if not idempotency_key:
+            return await self._submit(runner, request, new_message_id())
+        key = idempotency_key
+        async with self.keys.hold((tenant_id, key)):
+            seen = await self.store.get_idempotent(tenant_id, key, IDEMPOTENCY_TTL_S)
+            if seen is not None:
+                if seen.fingerprint != request.fingerprint():
+                    raise Conflict(
+                        "this Idempotency-Key was used for a different message",
+                        code="idempotency_key_reused",
+                    )
+                if seen.status_code != PROVISIONAL:
+                    return seen.status_code, json.loads(seen.response)
+                logged = await self._answer_from_log(tenant_id, json.loads(seen.response))
+                if logged is not None:
+                    return logged
+            # Remembered before the message exists: if the process dies from here on,
+            # a retry with this key finds the message instead of sending it again.
+            message_id = new_message_id()
+            await self._remember(runner, key, request, PROVISIONAL, {"message_id": message_id})
+            try:
+                status, body = await self._submit(runner, request, message_id)
+            except ZapmuxError:
+                await self.store.forget_idempotent(tenant_id, key)  # refused: nothing sent
+                raise
+            await self._remember(runner, key, request, status, body)
+        return status, body
+
+    async def _remember(
+        self,
+        runner: TenantRunner,
+        key: str,
+        request: SendRequest,
+        status: int,
+        body: dict[str, Any],
+    ) -> None:
+        answer = IdempotentAnswer(
+            runner.tenant_id, key, request.fingerprint(), status, json.dumps(body), time.time()
+        )
+        await self.store.put_idempotent(answer, runner.incarnation)
+
+    async def _answer_from_log(
+        self, tenant_id: str, provisional: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]] | None:
+        """After a crash mid-send: the message's own state, or None if it never got in."""
+        record = await self.store.get_message(tenant_id, provisional["message_id"])
+        if record is None:
+            return None
+        status = record.public()["status"]
+        body = self._answer(record, status, record.chat if status != "queued" else None)
+        if record.error:
+            body["error"] = record.error
+        return (202 if status == "queued" else 200), body
+
+    async def _submit(
+        self, runner: TenantRunner, request: SendRequest, message_id: str
+    ) -> tuple[int, dict[str, Any]]:
+        await self._refuse_if_hopeless(runner)
+        tenant_id = runner.tenant_id
+        async with self.lanes.hold(tenant_id):
+            queued = await self.store.count_queued(tenant_id)
+            if queued >= self.settings.send_queue_max:
+                raise RateLimited(
+                    f"the send queue of {tenant_id} is full ({queued} waiting)",
+                    retry_after=max(1.0, self.bucket(tenant_id).wait_s()),
+                )
+            jid = await self._resolve_early(runner, request.phone)
+            direct = (
+                runner.status == Status.CONNECTED
+                and jid is not None
+                and queued == 0
+                and self._pause_left(tenant_id) <= 0
+            )
+            if direct and self.bucket(tenant_id).take():
+                record = await self.store.add_message(
+                    self._record(tenant_id, message_id, request, "sending", jid),
+                    runner.incarnation,
+                )
+                if await self._deliver(runner, record, request):
+                    return 200, self._answer(record, "sent", jid)
+                return 202, self._answer(record, "queued", jid)
+            record = await self._queue(runner, message_id, request, jid)
+        return 202, self._answer(record, "queued", jid)
+
+    async def _refuse_if_hopeless(self, runner: TenantRunner) -> None:
+        """409 when nothing would ever send it: a permanent end, stopped, never paired."""
+        status = runner.status
+        if status == Status.CONNECTED or (
+            status in WILL_CONNECT and await runner.engine.is_paired(runner.tenant_id)
+        ):
+            return
+        raise TenantNotConnected(
+            f"tenant {runner.tenant_id} is {status.value}; it will not send until it is "
+            "paired and started",
+            status=status.value,
+        )
+
+    async def _resolve_early(self, runner: TenantRunner, phone: str) -> str | None:
+        """The JID when it can be known now (online, or cached); NotOnWhatsApp at once.
+
+        Resolving before queueing means a paced send to a number that is not on
+        WhatsApp is refused (422) instead of accepted and failed later.
+        """
+        if runner.status == Status.CONNECTED:
+            with contextlib.suppress(TenantNotConnected):
+                return await self.resolve(runner, phone)
+        cached = await self.store.get_jid(runner.tenant_id, phone, self.settings.jid_cache_ttl_s)
+        if cached is not None and not cached[0]:
+            raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
+        return None  # a cached JID is checked again when the queue sends it
+
+    async def _queue(
+        self, runner: TenantRunner, message_id: str, request: SendRequest, jid: str | None
+    ) -> MessageRecord:
+        record = self._record(runner.tenant_id, message_id, request, "queued", jid)
+        record.payload = json.dumps(_payload(request))
+        record = await self.store.add_message(record, runner.incarnation)
+        self._wake(runner.tenant_id)
+        return record
+
+    def _record(
+        self, tenant_id: str, message_id: str, request: SendRequest, status: str, jid: str | None
+    ) -> MessageRecord:
+        media = request.media
+        return MessageRecord(
+            tenant_id=tenant_id,
+            message_id=message_id,
+            wa_id=message_id,  # engines that send with our id: receipts match at once
+            direction="out",
+            chat=jid or f"{request.phone}@{USER_SERVER}",
+            phone=request.phone,
+            message_type=request.message_type(),
+            status=status,
+            timestamp=time.time(),
+            text=(media.caption if media else request.text),
+            from_me=True,
+            reply_to=request.reply_to,
+            media_mimetype=media.mimetype if media else None,
+            media_filename=media.filename if media else None,
+        )
+
+    def _answer(self, record: MessageRecord, status: str, jid: str | None) -> dict[str, Any]:
+        return {
+            "success": True,
+            "message_id": record.message_id,
+            "status": status,
+            "tenant_id": record.tenant_id,
+            "phone": record.phone,
+            "jid": jid,  # None while queued unresolved: the queue asks WhatsApp later
+        }
+
+    async def resolve(self, runner: TenantRunner, phone: str) -> str:
+        """The JID WhatsApp reports for ``phone`` (cached), or NotOnWhatsApp."""
+        cached = await self.store.get_jid(runner.tenant_id, phone, self.settings.jid_cache_ttl_s)
+        if cached is None:
+            session = runner.session
+            if session is None:
+                raise TenantNotConnected("the tenant is not connected")
+            info = (await session.check([phone]))[0]
+            cached = (info.exists, info.jid)
+            await self.store.put_jid(
+                runner.tenant_id, phone, info.exists, info.jid, runner.incarnation
+            )
+        exists, jid = cached
+        if not exists or not jid:
+            raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
+        return jid
+
+    async def _deliver(
+        self, runner: TenantRunner, record: MessageRecord, request: SendRequest
+    ) -> bool:
+        """Hand one logged message to the engine and record the outcome.
+
+        False when the tenant went offline: the message waits in the queue again.
+        Other failures mark it ``failed`` and raise.
+        """
+        message = OutgoingMessage(
+            to=record.chat,
+            text=request.text,
+            media=request.media,
+            reply_to=request.reply_to,
+            message_id=record.message_id,
+            template=request.template,
+        )
+        try:
+            session = runner.session
+            if session is None:
+                raise TenantNotConnected("the tenant is not connected")
+            result = await session.send(message)
+        except TenantNotConnected:
+            await self._requeue(record, request)
+            return False
+        except SendLater as exc:
+            await self._requeue(record, request)
+            self.paused_until[record.tenant_id] = time.monotonic() + exc.retry_after
+            runner.log.warning("🔄 %s; retrying in %.1fs", exc.message, exc.retry_after)
+            return False
+        except ZapmuxError as exc:
+            await self._fail(runner, record, exc.message)
+            raise
+        except Exception as exc:
+            await self._fail(runner, record, f"the engine failed: {exc!r}")
+            raise EngineError(f"the engine failed to send: {type(exc).__name__}") from exc
+        await self.store.mark_sent(record.tenant_id, record.message_id, result.message_id)
+        record.status, record.wa_id = "sent", result.message_id
+        self.supervisor.metrics.inc("messages_sent_total")
+        self.supervisor.metrics.observe("send_latency_seconds", time.time() - record.created_at)
+        runner.log.info("✅ message sent to %s", record.phone)
+        await self.dispatcher.emit(
+            record.tenant_id, "message.sent", record.public(), chat=record.chat
+        )
+        return True
+
+    async def _requeue(self, record: MessageRecord, request: SendRequest) -> None:
+        """Back to the queue, with what it needs to be sent later."""
+        await self.store.update_message(
+            record.tenant_id,
+            record.message_id,
+            status="queued",
+            payload=json.dumps(_payload(request)),
+        )
+        record.status = "queued"
+
+    async def _fail(self, runner: TenantRunner, record: MessageRecord, error: str) -> None:
+        # the payload (possibly megabytes of media) is not needed once it cannot go out
+        await self.store.update_message(
+            record.tenant_id, record.message_id, status="failed", error=error, payload=None
+        )
+        record.status, record.error = "failed", error
+        self.supervisor.metrics.inc("messages_failed_total")
+        runner.log.error("❌ message %s to %s failed: %s", record.message_id, record.phone, error)
+
+    # --- the queue --------------------------------------------------------------------
+    async def on_event(self, tenant_id: str, event: Event) -> None:
+        if isinstance(event, Connected):
+            self.ensure_drain(tenant_id)
+
+    def ensure_drain(self, tenant_id: str) -> None:
+        task = self.drains.get(tenant_id)
+        if task is None or task.done():
+            self.drains[tenant_id] = self.tasks.spawn(
+                f"send-queue-{tenant_id}", self._drain(tenant_id)
+            )
+        self._wake(tenant_id)
+
+    def _pause_left(self, tenant_id: str) -> float:
+        return self.paused_until.get(tenant_id, 0.0) - time.monotonic()
+
+    def _wake(self, tenant_id: str) -> None:
+        self.wakeups.setdefault(tenant_id, asyncio.Event()).set()
+
+    def _connected_runner(self, tenant_id: str) -> TenantRunner | None:
+        runner = self.supervisor.runners.get(tenant_id)
+        return runner if runner is not None and runner.status == Status.CONNECTED else None
+
+    async def _drain(self, tenant_id: str) -> None:
+        """Send the tenant's queued messages in order, at its pace, while it is connected.
+
+        It only ever ends when it sees the tenant offline, never while waiting, so a
+        ``Connected`` that arrives meanwhile finds it alive and wakes it.
+        """
+        wakeup = self.wakeups.setdefault(tenant_id, asyncio.Event())
+        while (runner := self._connected_runner(tenant_id)) is not None:
+            wakeup.clear()
+            try:
+                progressed = await self._drain_one(runner)
+            except Exception:  # a store hiccup must not stop the queue for good
+                runner.log.exception("❌ the send queue stumbled; trying again")
+                progressed = False
+            if not progressed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), 1.0)
+
+    async def _drain_one(self, runner: TenantRunner) -> bool:
+        """Send the oldest queued message; False when there was none or it must wait."""
+        record = await self.store.next_queued(runner.tenant_id)
+        if record is None:
+            return False
+        if (pause := self._pause_left(runner.tenant_id)) > 0:
+            await asyncio.sleep(pause)
+        await self.bucket(runner.tenant_id).acquire()
+        async with self.lanes.hold(runner.tenant_id):
+            return await self._send_queued(runner, record)
+
+    async def _send_queued(self, runner: TenantRunner, record: MessageRecord) -> bool:
+        """False when the tenant went offline (the message stays queued)."""
+        request = _request(record)
+        try:
+            record.chat = await self.resolve(runner, record.phone or "")
+        except TenantNotConnected:
+            return False
+        except ZapmuxError as exc:  # not on WhatsApp: it never will go out
+            await self._fail(runner, record, exc.message)
+            return True
+        await self.store.update_message(
+            record.tenant_id, record.message_id, status="sending", chat=record.chat
+        )
+        try:
+            return await self._deliver(runner, record, request)
+        except ZapmuxError:
+            return True  # marked failed and logged; the queue goes on
+
+
+def _payload(request: SendRequest) -> dict[str, Any]:
+    data = asdict(request)
+    if request.media is not None:
+        data["media"]["data"] = base64.b64encode(request.media.data).decode()
+    return data
+
+
+def _request(record: MessageRecord) -> SendRequest:
+    data = json.loads(record.payload or "{}")
+    media = data.get("media")
+    if media:
+        media = Media(**{**media, "data": base64.b64decode(media["data"])})
+    return SendRequest(
+        phone=data.get("phone") or record.phone or "",
+        text=data.get("text"),
+        media=media,
+        reply_to=data.get("reply_to"),
+        template=data.get("template"),
+    )

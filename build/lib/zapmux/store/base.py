@@ -1,0 +1,338 @@
+"""The store interface: everything zapmux persists, whatever the database.
+
+One implementation family today (``sql.SqlStore`` on SQLite and PostgreSQL); the
+contract tests in ``tests/contract/test_store_contract.py`` hold every backend to it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from zapmux.store.records import (
+    CloudAccount,
+    DeadInbound,
+    Delivery,
+    DeliveryResult,
+    IdempotentAnswer,
+    InboxMessage,
+    MessageRecord,
+    SandboxQr,
+    SandboxSession,
+    TenantRecord,
+)
+
+
+class Store(ABC):
+    """Everything zapmux persists. Times are Unix seconds."""
+
+    #: True when no other node can share this store (SQLite): whatever is locked at
+    #: start was locked by a process that is gone, so it can be released at once.
+    single_node: bool = True
+
+    @abstractmethod
+    async def migrate(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def create_tenant(self, tenant: TenantRecord) -> TenantRecord: ...
+
+    @abstractmethod
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None: ...
+
+    @abstractmethod
+    async def tenant_by_token_hash(self, token_hash: str) -> TenantRecord | None: ...
+
+    @abstractmethod
+    async def list_tenants(self) -> list[TenantRecord]: ...
+
+    @abstractmethod
+    async def update_tenant(self, tenant_id: str, **fields: Any) -> bool: ...
+
+    @abstractmethod
+    async def delete_tenant(self, tenant_id: str) -> bool: ...
+
+    @abstractmethod
+    async def acquire_leases(self, node: str, lease_s: float, limit: int) -> list[str]:
+        """Take (or renew) tenants that are unowned, expired, or already ours."""
+
+    @abstractmethod
+    async def heartbeat(self, node: str, url: str) -> None:
+        """Say this node is alive and where other nodes reach it."""
+
+    @abstractmethod
+    async def node_url(self, node: str, max_age_s: float) -> str | None:
+        """The URL of a node whose heartbeat is recent, else None."""
+
+    @abstractmethod
+    async def live_nodes(self, max_age_s: float) -> list[tuple[str, str]]:
+        """(id, URL) of every node whose heartbeat is recent."""
+
+    @abstractmethod
+    async def tenant_owner(self, tenant_id: str) -> tuple[str | None, float] | None:
+        """(owner node, lease end) of a tenant; None when there is no such tenant."""
+
+    @abstractmethod
+    async def acquire_lease(self, node: str, tenant_id: str, lease_s: float) -> bool:
+        """Take one tenant when it is unowned or its lease ran out."""
+
+    @abstractmethod
+    async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None: ...
+
+    # Writes that take ``incarnation`` land only while the tenant exists in that life
+    # (else ``TenantNotFound`` and nothing written): see ``store.guard``.
+    @abstractmethod
+    async def add_message(
+        self, message: MessageRecord, incarnation: str | None = None
+    ) -> MessageRecord: ...
+
+    @abstractmethod
+    async def record_incoming(
+        self,
+        message: MessageRecord,
+        deliveries: Sequence[Delivery],
+        incarnation: str | None = None,
+    ) -> bool:
+        """Log an incoming message and its webhook deliveries in one transaction.
+
+        False (and nothing written) when this message id was already recorded."""
+
+    @abstractmethod
+    async def save_media(
+        self,
+        tenant_id: str,
+        message_id: str,
+        mimetype: str,
+        filename: str | None,
+        data: bytes,
+        incarnation: str | None = None,
+    ) -> None: ...
+
+    @abstractmethod
+    async def get_media(
+        self, tenant_id: str, message_id: str
+    ) -> tuple[str, str | None, bytes] | None: ...
+
+    @abstractmethod
+    async def get_message(self, tenant_id: str, message_id: str) -> MessageRecord | None: ...
+
+    @abstractmethod
+    async def list_messages(
+        self,
+        tenant_id: str,
+        direction: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[MessageRecord]:
+        """Newest first; ``before`` is the ``id`` cursor of an earlier page's last row."""
+
+    @abstractmethod
+    async def next_queued(self, tenant_id: str) -> MessageRecord | None: ...
+
+    @abstractmethod
+    async def count_queued(self, tenant_id: str) -> int: ...
+
+    @abstractmethod
+    async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool: ...
+
+    @abstractmethod
+    async def mark_sent(self, tenant_id: str, message_id: str, wa_id: str) -> None:
+        """The engine took the message: keep its id, drop the payload (media can be large);
+        ``sent`` unless a receipt that raced the send already moved it further."""
+
+    @abstractmethod
+    async def apply_receipt(
+        self, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
+    ) -> list[str]:
+        """Move sent messages forward (sent → delivered → read, or failed with ``error``);
+        the message ids moved."""
+
+    @abstractmethod
+    async def enqueue_deliveries(
+        self, deliveries: Sequence[Delivery], incarnation: str | None = None
+    ) -> None: ...
+
+    @abstractmethod
+    async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
+        """Due pending deliveries, each the oldest pending of its chat, locked for us."""
+
+    @abstractmethod
+    async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
+        """Record attempts' outcomes (and unlock their rows) in one transaction."""
+
+    @abstractmethod
+    async def next_delivery_due(self) -> float | None:
+        """When the next chat head may be claimed: its next attempt, or when its lock ends.
+
+        Rows waiting behind an older row of their chat are left out: they move when
+        that row finishes (which wakes the deliverer), not at their own time.
+        """
+
+    @abstractmethod
+    async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
+
+    @abstractmethod
+    async def purge_delivered(self, older_than: float) -> int:
+        """Forget deliveries delivered before ``older_than``; the count removed."""
+
+    @abstractmethod
+    async def list_deliveries(
+        self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
+    ) -> list[Delivery]: ...
+
+    @abstractmethod
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    @abstractmethod
+    async def retry_deliveries(
+        self, *, delivery_id: str | None = None, tenant_id: str | None = None
+    ) -> int:
+        """Put dead (or one given) deliveries back to pending, due now.
+
+        One given delivery is replayed whatever its state (a delivered one is sent
+        again; a pending one waiting for its backoff is tried now) unless it is in
+        flight at this moment.
+        """
+
+    @abstractmethod
+    async def discard_deliveries(
+        self, *, delivery_id: str | None = None, tenant_id: str | None = None
+    ) -> int:
+        """Remove every dead delivery (of one tenant), or one given delivery whatever its
+        state unless it is in flight at this moment: a stuck row stops blocking its chat."""
+
+    @abstractmethod
+    async def count_deliveries(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    async def get_idempotent(
+        self, tenant_id: str, key: str, max_age_s: float
+    ) -> IdempotentAnswer | None: ...
+
+    @abstractmethod
+    async def put_idempotent(
+        self, answer: IdempotentAnswer, incarnation: str | None = None
+    ) -> None: ...
+
+    @abstractmethod
+    async def forget_idempotent(self, tenant_id: str, key: str) -> None:
+        """Drop a remembered key (its request was refused: nothing was sent)."""
+
+    @abstractmethod
+    async def get_jid(
+        self, tenant_id: str, phone: str, max_age_s: float
+    ) -> tuple[bool, str | None] | None: ...
+
+    @abstractmethod
+    async def put_jid(
+        self,
+        tenant_id: str,
+        phone: str,
+        exists_: bool,
+        jid: str | None,
+        incarnation: str | None = None,
+    ) -> None: ...
+
+    @abstractmethod
+    async def sandbox_session(self, tenant_id: str) -> SandboxSession | None: ...
+
+    @abstractmethod
+    async def sandbox_save_session(self, session: SandboxSession) -> None: ...
+
+    @abstractmethod
+    async def sandbox_set_network(self, tenant_id: str, down: bool) -> bool: ...
+
+    @abstractmethod
+    async def sandbox_wipe(self, tenant_id: str) -> None: ...
+
+    @abstractmethod
+    async def sandbox_issue_qr(self, qr: SandboxQr) -> None: ...
+
+    @abstractmethod
+    async def sandbox_find_qr(self, code: str) -> SandboxQr | None: ...
+
+    @abstractmethod
+    async def sandbox_retire_qr(self, tenant_id: str) -> None: ...
+
+    @abstractmethod
+    async def sandbox_add_pair_code(
+        self, code: str, tenant_id: str, phone: str, expires_at: float
+    ) -> None: ...
+
+    @abstractmethod
+    async def sandbox_take_pair_code(self, code: str) -> tuple[str, str, float] | None: ...
+
+    @abstractmethod
+    async def sandbox_set_phone(self, phone: str, on_whatsapp: bool) -> None: ...
+
+    @abstractmethod
+    async def sandbox_phones(self, phones: Sequence[str]) -> dict[str, bool]: ...
+
+    @abstractmethod
+    async def sandbox_deliver_to_phone(self, message: InboxMessage) -> None: ...
+
+    @abstractmethod
+    async def sandbox_inbox(self, phone: str, unread_only: bool = False) -> list[InboxMessage]: ...
+
+    @abstractmethod
+    async def sandbox_mark_read(self, phone: str) -> list[InboxMessage]: ...
+
+    @abstractmethod
+    async def sandbox_push(self, tenant_id: str, event: str) -> None: ...
+
+    @abstractmethod
+    async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]: ...
+
+    @abstractmethod
+    async def sandbox_reset(self) -> None:
+        """Forget the whole simulated network."""
+
+    @abstractmethod
+    async def sandbox_ack(self, pending_id: int) -> None: ...
+
+    @abstractmethod
+    async def add_dead_inbound(self, tenant_id: str, event: str, error: str) -> int:
+        """Set aside an inbound event that could not be recorded; its id."""
+
+    @abstractmethod
+    async def list_dead_inbound(
+        self, tenant_id: str | None = None, limit: int = 100
+    ) -> list[DeadInbound]: ...
+
+    @abstractmethod
+    async def get_dead_inbound(self, dead_id: int) -> DeadInbound | None: ...
+
+    @abstractmethod
+    async def drop_dead_inbound(self, dead_id: int) -> None:
+        """Forget a set-aside event (it was replayed)."""
+
+    @abstractmethod
+    async def fail_interrupted_sends(self, tenant_id: str) -> int:
+        """Mark the tenant's half-sent messages failed (its last runner is gone)."""
+
+    # --- cloud tenants' credentials (the cloud engine and its webhook) ---------------
+    @abstractmethod
+    async def cloud_save(self, account: CloudAccount) -> None:
+        """Store (or replace) a tenant's credentials; Conflict when another tenant has
+        that phone number id."""
+
+    @abstractmethod
+    async def cloud_account(self, tenant_id: str) -> CloudAccount | None: ...
+
+    @abstractmethod
+    async def cloud_account_for_number(self, phone_number_id: str) -> CloudAccount | None: ...
+
+    @abstractmethod
+    async def cloud_verify_tokens(self) -> list[str]:
+        """Every cloud tenant's webhook verify token."""
+
+    @abstractmethod
+    async def cloud_forget(self, tenant_id: str) -> None:
+        """Drop a tenant's credentials, if any."""

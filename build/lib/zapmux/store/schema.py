@@ -1,0 +1,257 @@
+"""The tables, one metadata for SQLite and PostgreSQL. Times are Unix seconds (float)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 5
+#: What turns a store of an older version into this one (a new store is created whole).
+MIGRATIONS: dict[int, list[str]] = {
+    2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
+    3: [
+        "ALTER TABLE tenants ADD COLUMN incarnation VARCHAR(32)",
+        "UPDATE tenants SET incarnation = 'migrated'",
+    ],  # new tables (inbound_dead) are made by create_all before these steps run
+    4: ["ALTER TABLE tenants ADD COLUMN engine VARCHAR(16)"],  # NULL: the server's default
+    # A delivery names its target instead of the URL and secret it was written with:
+    # the rows queued before go where their tenant's messages go now (issue 15).
+    5: [
+        "ALTER TABLE outbox ADD COLUMN target TEXT",
+        "UPDATE outbox SET target = CASE WHEN tenant_id IS NULL OR event = 'relay'"
+        " THEN 'flask' ELSE 'tenant:' || tenant_id END",
+        "ALTER TABLE outbox DROP COLUMN url",
+        "ALTER TABLE outbox DROP COLUMN secret",
+    ],
+}
+metadata = MetaData()
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    # the engine that runs it; NULL (tenants older than per-tenant engines): the server's
+    Column("engine", String(16)),
+    Column("wanted", String(16), nullable=False, default="running"),
+    Column("status", String(16), nullable=False, default="stopped"),
+    Column("phone", String(32)),
+    Column("push_name", Text),
+    Column("jid", String(128)),
+    Column("since", Float),
+    Column("last_error", Text),
+    Column("reconnect_attempts", Integer, nullable=False, default=0),
+    Column("next_retry_at", Float),
+    Column("token_hash", String(128)),
+    Column("webhook_url", Text),
+    Column("webhook_secret", Text),
+    Column("webhook_events", Text),
+    Column("owner", String(128)),
+    Column("lease_until", Float),
+    # Which life of this id the row is: a tenant deleted and created again gets a new
+    # one, and writes made for the old life (a send racing the delete) are refused.
+    Column("incarnation", String(32)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# The nodes sharing this store (several only on PostgreSQL): where to reach each.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+# The message log is also the send queue: an outgoing message is a row whose status
+# is "queued" until the tenant's owner sends it, in id order.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("message_id", String(128), nullable=False),
+    Column("wa_id", String(128)),
+    Column("direction", String(3), nullable=False),
+    Column("chat", String(128), nullable=False),
+    Column("phone", String(32)),
+    Column("message_type", String(16), nullable=False),
+    Column("text", Text),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("push_name", Text),
+    Column("from_me", Boolean, nullable=False, default=False),
+    Column("is_group", Boolean, nullable=False, default=False),
+    Column("reply_to", String(128)),
+    Column("payload", Text),
+    Column("media_mimetype", String(128)),
+    Column("media_filename", Text),
+    Column("timestamp", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "message_id", name="uq_messages_tenant_message"),
+)
+Index("ix_messages_queue", messages.c.tenant_id, messages.c.status, messages.c.id)
+Index("ix_messages_wa", messages.c.tenant_id, messages.c.wa_id)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), nullable=False, unique=True),
+    Column("tenant_id", String(64)),
+    Column("event", String(32), nullable=False),
+    # where it goes, resolved to a URL and a secret at each attempt: "flask" (the
+    # default Flask URL), "tenant:<id>" (that tenant's webhook) or "url:<url>" (pinned)
+    Column("target", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("chat_key", String(256), nullable=False),
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("locked_until", Float),
+    Column("delivered_at", Float),
+    # set when a person replays it: its 24 h of retries count from then
+    Column("replayed_at", Float),
+)
+Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt_at)
+Index("ix_outbox_chat", outbox.c.chat_key, outbox.c.status, outbox.c.id)
+
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Inbound events zapmux could not record (set aside instead of blocking the tenant's
+# line); listed and replayed through the API.
+inbound_dead = Table(
+    "inbound_dead",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+jid_cache = Table(
+    "jid_cache",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    Column("exists", Boolean, nullable=False),
+    Column("jid", String(128)),
+    Column("checked_at", Float, nullable=False),
+)
+
+media = Table(
+    "media",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("message_id", String(128), primary_key=True),
+    Column("mimetype", String(128), nullable=False),
+    Column("filename", Text),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# A cloud tenant's credentials for Meta's WhatsApp Cloud API (secrets: never shown).
+# The webhook finds its tenant by phone number id, so that is unique.
+cloud_accounts = Table(
+    "cloud_accounts",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("phone_number_id", String(64), nullable=False, unique=True),
+    Column("access_token", Text, nullable=False),
+    Column("app_secret", Text, nullable=False),
+    Column("verify_token", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# --- the sandbox network's state (only used by the sandbox engine) ---------------
+sandbox_sessions = Table(
+    "sandbox_sessions",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("phone", String(32), nullable=False),
+    Column("push_name", Text),
+    Column("paired_at", Float, nullable=False),
+    Column("network_down", Boolean, nullable=False, default=False),
+)
+
+sandbox_qr = Table(
+    "sandbox_qr",
+    metadata,
+    Column("code", String(128), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("current", Boolean, nullable=False),
+)
+
+sandbox_pair_codes = Table(
+    "sandbox_pair_codes",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+sandbox_phones = Table(
+    "sandbox_phones",
+    metadata,
+    Column("phone", String(32), primary_key=True),
+    Column("on_whatsapp", Boolean, nullable=False),
+)
+
+# What phones received from tenants (their inbox), and what phones sent to tenants
+# that the tenant's session has not yet acknowledged (pending, like a real server's
+# offline queue).
+sandbox_inbox = Table(
+    "sandbox_inbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("phone", String(32), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("message_id", String(128), nullable=False),
+    Column("text", Text),
+    Column("media_kind", String(16)),
+    Column("media_mimetype", String(128)),
+    Column("media_filename", Text),
+    Column("media_size", Integer),
+    Column("reply_to", String(128)),
+    Column("read", Boolean, nullable=False, default=False),
+    Column("received_at", Float, nullable=False),
+)
+Index("ix_sandbox_inbox_phone", sandbox_inbox.c.phone, sandbox_inbox.c.id)
+
+sandbox_pending = Table(
+    "sandbox_pending",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_sandbox_pending_tenant", sandbox_pending.c.tenant_id, sandbox_pending.c.id)

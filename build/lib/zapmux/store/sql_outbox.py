@@ -1,0 +1,254 @@
+"""The webhook outbox's table, as a part of the SQL store: enqueue, claim (the oldest
+pending row of each chat, locked for the claimer; ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), record outcomes in batches, list, replay and prune."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from zapmux.store import schema as t
+from zapmux.store.guard import in_life
+from zapmux.store.records import Delivery, DeliveryResult
+from zapmux.store.rows import record as _record
+from zapmux.store.rows import values as _values
+
+
+def _blocked(o: Any) -> Any:
+    """An older pending row of the same chat exists: ``o`` must wait for it."""
+    older = t.outbox.alias("older")
+    return exists().where(
+        and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
+    )
+
+
+def _unlocked(o: Any) -> Any:
+    return or_(o.c.locked_until.is_(None), o.c.locked_until < bindparam("now"))
+
+
+def _chosen(delivery_id: str | None, tenant_id: str | None) -> Any:
+    """One given delivery unless it is in flight now; else every dead one (of a tenant)."""
+    o = t.outbox.c
+    if delivery_id:
+        idle = or_(o.status != "pending", o.locked_until.is_(None), o.locked_until < time.time())
+        return and_(o.delivery_id == delivery_id, idle)
+    if tenant_id:
+        return and_(o.status == "dead", o.tenant_id == tenant_id)
+    return o.status == "dead"
+
+
+_o = t.outbox
+_CLAIM_SELECT = (
+    select(_o.c.id)
+    .where(
+        and_(
+            _o.c.status == "pending",
+            _o.c.next_attempt_at <= bindparam("now"),
+            _unlocked(_o),
+            ~_blocked(_o),
+        )
+    )
+    .order_by(_o.c.next_attempt_at, _o.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+_CLAIM_UPDATE = (
+    update(_o)
+    .where(and_(_o.c.id.in_(bindparam("ids", expanding=True)), _o.c.status == "pending"))
+    .where(_unlocked(_o))
+    .values(locked_until=bindparam("until"))
+    .returning(*_o.c)
+)
+_FINISH_UPDATE = (
+    update(_o)
+    .where(_o.c.delivery_id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        last_error=bindparam("b_error"),
+        locked_until=None,
+        next_attempt_at=func.coalesce(bindparam("b_next", type_=Float), _o.c.next_attempt_at),
+        delivered_at=bindparam("b_delivered", type_=Float),
+    )
+)
+
+
+class OutboxTables:
+    """Mixed into ``SqlStore``; ``engine`` and ``_lock`` are its own."""
+
+    engine: AsyncEngine
+    _claim_stmt: Any
+
+    def _lock(self, stmt: Any) -> Any:
+        return stmt
+
+    # --- outbox --------------------------------------------------------------------
+    async def _insert_deliveries(
+        self, conn: AsyncConnection, deliveries: Sequence[Delivery]
+    ) -> None:
+        now = time.time()
+        for d in deliveries:
+            d.created_at = d.created_at or now
+            d.next_attempt_at = d.next_attempt_at or now
+        if deliveries:
+            await conn.execute(insert(t.outbox), [_values(d) for d in deliveries])
+
+    async def enqueue_deliveries(
+        self, deliveries: Sequence[Delivery], incarnation: str | None = None
+    ) -> None:
+        """Queue deliveries; with ``incarnation``, only while that life of their tenant
+        exists (all of them are that tenant's)."""
+        tenant_id = deliveries[0].tenant_id if deliveries else None
+        async with self.engine.begin() as conn, in_life(conn, tenant_id, incarnation):
+            await self._insert_deliveries(conn, deliveries)
+
+    async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
+        """Due pending deliveries, each the oldest pending of its chat, locked for us."""
+        now = time.time()
+        async with self.engine.begin() as conn:
+            ids = list(
+                (await conn.execute(self._claim_select(), {"now": now, "limit": limit})).scalars()
+            )
+            if not ids:
+                return []
+            # Re-checked in the UPDATE: on SQLite two claimers may have read the same
+            # rows; only the one whose UPDATE matched them gets them back.
+            rows = list(
+                await conn.execute(_CLAIM_UPDATE, {"ids": ids, "now": now, "until": now + lock_s})
+            )
+        rows.sort(key=lambda r: (r.next_attempt_at, r.id))
+        return [_record(Delivery, r) for r in rows]
+
+    def _claim_select(self) -> Any:
+        # Built once: the statement (and its cache key) is the same on every claim.
+        if self._claim_stmt is None:
+            self._claim_stmt = self._lock(_CLAIM_SELECT)
+        return self._claim_stmt
+
+    async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
+        """Record attempts' outcomes (and unlock their rows) in one transaction."""
+        if not results:
+            return
+        now = time.time()
+        params = [
+            {
+                "b_id": r.delivery_id,
+                "b_status": r.status,
+                "b_attempts": r.attempts,
+                "b_error": r.last_error,
+                "b_next": r.next_attempt_at,
+                "b_delivered": now if r.status == "delivered" else None,
+            }
+            for r in results
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(_FINISH_UPDATE, params)
+
+    async def next_delivery_due(self) -> float | None:
+        """When the next chat head may be claimed: its next attempt, or when its lock ends.
+
+        Rows waiting behind an older row of their chat are left out: they move when
+        that row finishes (which wakes the deliverer), not at their own time.
+        """
+        o = t.outbox
+        ready_at = case(
+            (o.c.locked_until > o.c.next_attempt_at, o.c.locked_until),
+            else_=o.c.next_attempt_at,
+        )
+        stmt = select(func.min(ready_at)).where(and_(o.c.status == "pending", ~_blocked(o)))
+        async with self.engine.connect() as conn:
+            due = (await conn.execute(stmt)).scalar()
+        return None if due is None else float(due)
+
+    async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
+        o = t.outbox.c
+        stmt = update(t.outbox).where(and_(o.status == "pending", o.locked_until.is_not(None)))
+        if delivery_ids is not None:
+            if not delivery_ids:
+                return 0
+            stmt = stmt.where(o.delivery_id.in_(list(delivery_ids)))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt.values(locked_until=None))
+        return int(result.rowcount or 0)
+
+    async def purge_delivered(self, older_than: float) -> int:
+        """Forget deliveries delivered before ``older_than``; the count removed."""
+        o = t.outbox.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(t.outbox).where(and_(o.status == "delivered", o.delivered_at < older_than))
+            )
+        return int(result.rowcount or 0)
+
+    async def list_deliveries(
+        self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        o = t.outbox.c
+        stmt = select(t.outbox)
+        if status:
+            stmt = stmt.where(o.status == status)
+        if tenant_id:
+            stmt = stmt.where(o.tenant_id == tenant_id)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(stmt.order_by(o.id.desc()).limit(limit))
+        return [_record(Delivery, r) for r in rows]
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(t.outbox).where(t.outbox.c.delivery_id == delivery_id))
+            ).first()
+        return _record(Delivery, row) if row else None
+
+    async def discard_deliveries(
+        self, *, delivery_id: str | None = None, tenant_id: str | None = None
+    ) -> int:
+        stmt = delete(t.outbox).where(_chosen(delivery_id, tenant_id))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return int(result.rowcount or 0)
+
+    async def retry_deliveries(
+        self, *, delivery_id: str | None = None, tenant_id: str | None = None
+    ) -> int:
+        """Put dead (or one given) deliveries back to pending, due now.
+
+        One given delivery is replayed whatever its state (a delivered one is sent
+        again; a pending one waiting for its backoff is tried now) unless it is in
+        flight at this moment.
+        """
+        stmt = update(t.outbox).where(_chosen(delivery_id, tenant_id))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                stmt.values(
+                    status="pending",
+                    next_attempt_at=time.time(),
+                    replayed_at=time.time(),
+                    locked_until=None,
+                    last_error=None,
+                )
+            )
+        return int(result.rowcount or 0)
+
+    async def count_deliveries(self) -> dict[str, int]:
+        o = t.outbox.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(o.status, func.count()).group_by(o.status))
+        return {r[0]: int(r[1]) for r in rows}
