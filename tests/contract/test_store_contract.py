@@ -74,7 +74,10 @@ async def test_migrate_twice_is_harmless(store: Store) -> None:
 
 
 async def _back_to_version_4(conn: Any) -> None:
-    """The outbox as version 4 stored it: each row with its URL and secret."""
+    """The store as version 4 left it: each outbox row with its URL and secret, and
+    none of version 6's columns (a tenant's raw ``detail``, a message's ``error_code``)."""
+    await conn.execute(text("ALTER TABLE tenants DROP COLUMN detail"))
+    await conn.execute(text("ALTER TABLE messages DROP COLUMN error_code"))
     await conn.execute(text("ALTER TABLE outbox DROP COLUMN target"))
     await conn.execute(text("ALTER TABLE outbox ADD COLUMN url TEXT NOT NULL DEFAULT ''"))
     await conn.execute(text("ALTER TABLE outbox ADD COLUMN secret TEXT"))
@@ -90,14 +93,12 @@ async def test_a_version_1_store_is_migrated(store: Store) -> None:
         await conn.execute(text("ALTER TABLE tenants DROP COLUMN incarnation"))
         await conn.execute(text("ALTER TABLE tenants DROP COLUMN engine"))
         await conn.execute(text("DROP TABLE cloud_accounts"))
-        await conn.execute(text("ALTER TABLE tenants DROP COLUMN detail"))
-        await conn.execute(text("ALTER TABLE messages DROP COLUMN error_code"))
         await conn.execute(text("UPDATE schema_version SET version = 1"))
     await store.migrate()
     old = await store.get_tenant("old")
     assert old is not None and old.incarnation  # a tenant from before has a life too
     assert old.engine is None  # from before per-tenant engines: the server's default
-    assert await store.update_tenant("old", last_error="words", detail="raw")  # version 5
+    assert await store.update_tenant("old", last_error="words", detail="raw")  # version 6
     await store.add_message(_message("old", "m1"), old.incarnation)
     await store.create_tenant(TenantRecord(id="new", engine="cloud"))
     assert (await store.get_tenant("new")).engine == "cloud"  # type: ignore[union-attr]
