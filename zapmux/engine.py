@@ -27,12 +27,15 @@ class OutgoingMessage:
     media: Media | None = None
     reply_to: str | None = None
     message_id: str | None = None  # zapmux's id; engines that can, send with it
+    #: a question with these answers: a single-choice poll (``text`` is the question)
+    options: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
     message_id: str
     timestamp: float
+    poll_secret: str | None = None  # a poll's secret (base64), when the engine has one
 
 
 @dataclass(frozen=True, slots=True)

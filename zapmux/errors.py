@@ -10,10 +10,12 @@
     │   └── TenantNotFound      404 tenant_not_found
     ├── Conflict                409 conflict
     │   ├── TenantExists        409 tenant_exists
-    │   └── TenantNotConnected  409 tenant_not_connected
+    │   ├── TenantNotConnected  409 tenant_not_connected
+    │   └── OptedOut            409 opted_out
     ├── QrExpired               410 qr_expired
     ├── PayloadTooLarge         413 payload_too_large
     ├── NotOnWhatsApp           422 not_on_whatsapp
+    ├── InvalidSchedule         422 invalid_send_at
     ├── RateLimited             429 rate_limited
     └── EngineError             502 engine_error   (the engine failed a command)
 
@@ -102,6 +104,12 @@ class TenantNotConnected(Conflict):
     code = "tenant_not_connected"
 
 
+class OptedOut(Conflict):
+    """That number asked this tenant to stop writing (an opt-out keyword); nothing was sent."""
+
+    code = "opted_out"
+
+
 class QrExpired(ZapmuxError):
     """That QR code is no longer valid: scan the current one."""
 
@@ -118,6 +126,12 @@ class NotOnWhatsApp(ZapmuxError):
     """That number is not on WhatsApp; nothing was sent."""
 
     status, code = 422, "not_on_whatsapp"
+
+
+class InvalidSchedule(ZapmuxError):
+    """send_at must be Unix seconds, at most a minute in the past and a year ahead."""
+
+    status, code = 422, "invalid_send_at"
 
 
 class RateLimited(ZapmuxError):

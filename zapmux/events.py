@@ -20,6 +20,7 @@ MessageType = Literal[
     "localizacao",
     "contato",
     "reacao",
+    "voto",
     "outro",
 ]
 ReceiptStatus = Literal["delivered", "read", "played"]
@@ -133,6 +134,20 @@ class Media:
 
 
 @dataclass(frozen=True, slots=True)
+class PollVote:
+    """What a vote on one of the tenant's questions (polls) says.
+
+    WhatsApp carries the chosen answers as SHA-256 hashes of their text; zapmux maps
+    them back to the texts it sent (``polls.py``). No hashes: the vote was taken back,
+    or ``error`` says why it could not be read.
+    """
+
+    poll_id: str  # the question's id as the engine knows it (its wa_id)
+    selected_hashes: tuple[str, ...] = ()  # hex SHA-256 of each chosen answer's text
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingMessage(Event):
     """A message reached the tenant's number (or was sent from its phone: ``from_me``).
 
@@ -152,6 +167,7 @@ class IncomingMessage(Event):
     from_me: bool = False
     media: Media | None = None
     reply_to: str | None = None
+    vote: PollVote | None = None  # message_type "voto": a vote on a question
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -8,6 +8,8 @@ them, in the envelope ``{event, tenant_id, timestamp, data}``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import time
 from typing import Any
@@ -17,7 +19,9 @@ from zapmux.events import Event, IncomingMessage, Receipt
 from zapmux.hub import Hub
 from zapmux.ids import empresa_id
 from zapmux.metrics import Metrics
+from zapmux.optouts import OptOuts, keywords_of, matched_keyword
 from zapmux.outbox import Deliverer, new_delivery
+from zapmux.polls import Polls, vote_text
 from zapmux.store.base import Store
 from zapmux.store.records import Delivery, MessageRecord, TenantRecord
 
@@ -59,12 +63,15 @@ class Dispatcher:
         hub: Hub,
         deliverer: Deliverer,
         metrics: Metrics | None = None,
+        optouts: OptOuts | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
         self.metrics = metrics or Metrics()
+        self.optouts = optouts or OptOuts(store)
+        self.polls = Polls(store)
         # Envelopes are queued from separate tasks (one per status change); taking this
         # lock first keeps their rows in the order the changes happened.
         self.queue_lock = asyncio.Lock()
@@ -81,14 +88,40 @@ class Dispatcher:
         elif isinstance(event, Receipt):
             await self.receipt(tenant_id, event)
 
+    async def answers(
+        self, tenant: TenantRecord | None, tenant_id: str, m: IncomingMessage
+    ) -> tuple[IncomingMessage, dict[str, Any]]:
+        """The message as the webhook gets it: a vote with its answer's text, a typed
+        answer with its question, an opt-out keyword recorded and flagged."""
+        extra: dict[str, Any] = {}
+        if m.vote is not None:
+            extra["poll"] = await self.polls.vote(tenant_id, m.vote)
+            m = dataclasses.replace(m, message_type="voto", text=vote_text(extra["poll"]))
+        elif m.message_type == "texto":
+            poll = await self.polls.typed_answer(tenant_id, m)
+            if poll is not None:
+                extra["poll"] = poll
+            keyword = (
+                None if m.from_me or m.is_group else matched_keyword(m.text, keywords_of(tenant))
+            )
+            if keyword is not None:
+                # recorded first: a crash before the log below redelivers it, records again
+                await self.optouts.record(tenant_id, m.phone, keyword, m.message_id)
+                extra["opt_out"] = True
+                logging.getLogger(f"zapmux.tenant.{tenant_id}").warning(
+                    "🚫 %s opted out (wrote %r)", m.phone, m.text.strip()[:40]
+                )
+        return m, extra
+
     async def incoming(self, tenant_id: str, m: IncomingMessage) -> None:
         """Log the message and queue its webhook in one transaction (before the ack)."""
         tenant = await self.store.get_tenant(tenant_id)
         url, secret = self.target(tenant)
+        m, extra = await self.answers(tenant, tenant_id, m)
         delivery = new_delivery(
             event="message",
             url=url,
-            payload=message_payload(tenant_id, m),
+            payload={**message_payload(tenant_id, m), **extra},
             chat_key=f"{tenant_id}:{m.chat}",
             tenant_id=tenant_id,
             secret=secret,
@@ -114,6 +147,7 @@ class Dispatcher:
             reply_to=m.reply_to,
             media_mimetype=m.media.mimetype if m.media else None,
             media_filename=m.media.filename if m.media else None,
+            poll=json.dumps(extra["poll"]) if "poll" in extra else None,
         )
         if not await self.store.record_incoming(record, [delivery]):
             return  # seen before: already logged and queued

@@ -16,7 +16,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,13 +26,16 @@ from zapmux.errors import (
     Conflict,
     EngineError,
     NotOnWhatsApp,
+    OptedOut,
     RateLimited,
     TenantNotConnected,
     ZapmuxError,
 )
 from zapmux.events import Connected, Event, Media
 from zapmux.inbound import Dispatcher
+from zapmux.optouts import OptOuts
 from zapmux.phone import USER_SERVER
+from zapmux.scheduler import check_send_at
 from zapmux.states import WILL_CONNECT, Status
 from zapmux.store.base import Store
 from zapmux.store.records import IdempotentAnswer, MessageRecord
@@ -114,29 +117,33 @@ class SendRequest:
     text: str | None = None
     media: Media | None = None
     reply_to: str | None = None
+    options: tuple[str, ...] | None = None  # a question with these answers (a poll)
+    send_at: float | None = None  # Unix seconds: a scheduled send
 
     def fingerprint(self) -> str:
         """What makes two requests the same message (for Idempotency-Key reuse)."""
         media = self.media
-        raw = json.dumps(
-            [
-                self.phone,
-                self.text,
-                self.reply_to,
-                media
-                and [
-                    media.kind,
-                    media.mimetype,
-                    media.filename,
-                    media.caption,
-                    media.ptt,
-                    hashlib.sha256(media.data).hexdigest(),
-                ],
-            ]
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()
+        parts: list[Any] = [
+            self.phone,
+            self.text,
+            self.reply_to,
+            media
+            and [
+                media.kind,
+                media.mimetype,
+                media.filename,
+                media.caption,
+                media.ptt,
+                hashlib.sha256(media.data).hexdigest(),
+            ],
+        ]
+        if self.options is not None or self.send_at is not None:
+            parts += [self.options and list(self.options), self.send_at]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     def message_type(self) -> str:
+        if self.options:
+            return "enquete"
         kinds = {
             "image": "imagem",
             "audio": "audio",
@@ -166,12 +173,15 @@ class Sender:
         supervisor: Supervisor,
         dispatcher: Dispatcher,
         tasks: TaskGroup,
+        optouts: OptOuts | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.supervisor = supervisor
         self.dispatcher = dispatcher
         self.tasks = tasks
+        self.optouts = optouts or OptOuts(store)
+        self.on_scheduled: list[Callable[[], None]] = []  # the scheduler's wake-up
         self.buckets: dict[str, TokenBucket] = {}
         self.wakeups: dict[str, asyncio.Event] = {}
         self.drains: dict[str, asyncio.Task[None]] = {}
@@ -236,14 +246,18 @@ class Sender:
         if record is None:
             return None
         status = record.public()["status"]
-        body = self._answer(record, status, record.chat if status != "queued" else None)
+        waiting = status in ("queued", "scheduled")
+        body = self._answer(record, status, None if waiting else record.chat)
         if record.error:
             body["error"] = record.error
-        return (202 if status == "queued" else 200), body
+        return (202 if waiting else 200), body
 
     async def _submit(
         self, runner: TenantRunner, request: SendRequest, message_id: str
     ) -> tuple[int, dict[str, Any]]:
+        await self.optouts.refuse_if_opted_out(runner.tenant_id, request.phone)
+        if request.send_at is not None:
+            return await self._schedule(runner.tenant_id, message_id, request)
         await self._refuse_if_hopeless(runner)
         tenant_id = runner.tenant_id
         async with self.lanes.hold(tenant_id):
@@ -292,6 +306,18 @@ class Sender:
             raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
         return None  # a cached JID is checked again when the queue sends it
 
+    async def _schedule(
+        self, tenant_id: str, message_id: str, request: SendRequest
+    ) -> tuple[int, dict[str, Any]]:
+        """Keep it for its time (scheduler.py); the tenant's state then decides."""
+        check_send_at(request.send_at or 0.0, time.time())
+        record = self._record(tenant_id, message_id, request, "scheduled", None)
+        record.payload = json.dumps(_payload(request))
+        record = await self.store.add_message(record)
+        for wake in self.on_scheduled:
+            wake()
+        return 202, {**self._answer(record, "scheduled", None), "send_at": request.send_at}
+
     async def _queue(
         self, tenant_id: str, message_id: str, request: SendRequest, jid: str | None
     ) -> MessageRecord:
@@ -320,6 +346,8 @@ class Sender:
             reply_to=request.reply_to,
             media_mimetype=media.mimetype if media else None,
             media_filename=media.filename if media else None,
+            send_at=request.send_at,
+            poll=json.dumps({"options": list(request.options)}) if request.options else None,
         )
 
     def _answer(self, record: MessageRecord, status: str, jid: str | None) -> dict[str, Any]:
@@ -361,6 +389,7 @@ class Sender:
             media=request.media,
             reply_to=request.reply_to,
             message_id=record.message_id,
+            options=request.options,
         )
         try:
             session = runner.session
@@ -377,6 +406,11 @@ class Sender:
             await self._fail(runner, record, f"the engine failed: {exc!r}")
             raise EngineError(f"the engine failed to send: {type(exc).__name__}") from exc
         await self.store.mark_sent(record.tenant_id, record.message_id, result.message_id)
+        if result.poll_secret and request.options:  # kept with the question (polls.py)
+            record.poll = json.dumps(
+                {"options": list(request.options), "secret": result.poll_secret}
+            )
+            await self.store.update_message(record.tenant_id, record.message_id, poll=record.poll)
         record.status, record.wa_id = "sent", result.message_id
         self.supervisor.metrics.inc("messages_sent_total")
         self.supervisor.metrics.observe("send_latency_seconds", time.time() - record.created_at)
@@ -396,10 +430,17 @@ class Sender:
         )
         record.status = "queued"
 
-    async def _fail(self, runner: TenantRunner, record: MessageRecord, error: str) -> None:
+    async def _fail(
+        self, runner: TenantRunner, record: MessageRecord, error: str, code: str | None = None
+    ) -> None:
         # the payload (possibly megabytes of media) is not needed once it cannot go out
         await self.store.update_message(
-            record.tenant_id, record.message_id, status="failed", error=error, payload=None
+            record.tenant_id,
+            record.message_id,
+            status="failed",
+            error=error,
+            error_code=code,
+            payload=None,
         )
         record.status, record.error = "failed", error
         self.supervisor.metrics.inc("messages_failed_total")
@@ -462,9 +503,13 @@ class Sender:
         except ZapmuxError as exc:  # not on WhatsApp: it never will go out
             await self._fail(runner, record, exc.message)
             return True
-        await self.store.update_message(
-            record.tenant_id, record.message_id, status="sending", chat=record.chat
-        )
+        try:
+            await self.optouts.refuse_if_opted_out(record.tenant_id, record.phone or "")
+        except OptedOut as exc:  # it opted out while this waited
+            await self._fail(runner, record, exc.message, exc.code)
+            return True
+        if not await self.store.claim_queued(record.tenant_id, record.message_id, record.chat):
+            return True  # cancelled while it waited for the pace
         try:
             return await self._deliver(runner, record, request)
         except ZapmuxError:
@@ -488,4 +533,5 @@ def _request(record: MessageRecord) -> SendRequest:
         text=data.get("text"),
         media=media,
         reply_to=data.get("reply_to"),
+        options=tuple(data["options"]) if data.get("options") else None,
     )

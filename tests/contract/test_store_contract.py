@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -15,6 +16,7 @@ from zapmux.store.records import (
     DeliveryResult,
     IdempotentAnswer,
     MessageRecord,
+    OptOut,
     SandboxQr,
     SandboxSession,
     TenantRecord,
@@ -69,9 +71,26 @@ async def test_migrate_twice_is_harmless(store: Store) -> None:
     await store.ping()
 
 
+async def _back_to_version_2(conn: Any) -> None:
+    """Undo what version 3 added (scheduled sends, questions, opt-outs)."""
+    for index in ("ix_messages_scheduled", "ix_messages_phone"):
+        await conn.execute(text(f"DROP INDEX {index}"))
+    for table, column in (
+        ("messages", "send_at"),
+        ("messages", "poll"),
+        ("messages", "error_code"),
+        ("tenants", "opt_out_keywords"),
+        ("sandbox_inbox", "options"),
+    ):
+        await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+    await conn.execute(text("DROP TABLE opt_outs"))
+    await conn.execute(text("UPDATE schema_version SET version = 2"))
+
+
 async def test_a_version_1_store_is_migrated(store: Store) -> None:
     engine = store.engine  # type: ignore[attr-defined]
     async with engine.begin() as conn:  # back to how version 1 stored the outbox
+        await _back_to_version_2(conn)
         await conn.execute(text("ALTER TABLE outbox DROP COLUMN replayed_at"))
         await conn.execute(text("UPDATE schema_version SET version = 1"))
     await store.migrate()
@@ -82,7 +101,19 @@ async def test_a_version_1_store_is_migrated(store: Store) -> None:
     replayed = await store.get_delivery(d.delivery_id)
     assert replayed is not None and replayed.replayed_at is not None
     async with engine.connect() as conn:
-        assert (await conn.execute(text("SELECT version FROM schema_version"))).scalar() == 2
+        assert (await conn.execute(text("SELECT version FROM schema_version"))).scalar() == 3
+
+
+async def test_a_version_2_store_is_migrated_with_its_messages(store: Store) -> None:
+    await store.add_message(_message("t", "old", "sent"))
+    engine = store.engine  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        await _back_to_version_2(conn)
+    await store.migrate()
+    old = await store.get_message("t", "old")
+    assert old is not None and old.send_at is None and old.poll is None
+    await store.add_opt_out(OptOut("t", "5511999999999", "SAIR", 1.0))
+    assert await store.find_opt_out("t", ["5511999999999"]) is not None
 
 
 async def test_tenant_crud(store: Store) -> None:

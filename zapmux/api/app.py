@@ -14,7 +14,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from zapmux import __version__
-from zapmux.api import dashboard, errors, events, messages, metrics, sandbox, system, tenants
+from zapmux.api import (
+    dashboard,
+    errors,
+    events,
+    messages,
+    metrics,
+    optouts,
+    sandbox,
+    system,
+    tenants,
+)
 from zapmux.api.deps import require_admin
 from zapmux.api.forward import Forwarder
 from zapmux.config import Settings
@@ -114,7 +124,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     errors.install(app)
-    for module in (tenants, messages, system, events, metrics, dashboard):
+    for module in (tenants, messages, optouts, system, events, metrics, dashboard):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     if settings.engine == "sandbox":
         app.include_router(sandbox.router, responses=errors.ERROR_RESPONSES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import mimetypes
 import re
 from typing import Any
@@ -14,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from zapmux.api.deps import GatewayDep, TenantDep
 from zapmux.api.models import CheckBody, MediaBody, SendBody
-from zapmux.errors import InvalidInput, NotFound, PayloadTooLarge, TenantNotConnected
+from zapmux.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, TenantNotConnected
 from zapmux.events import Media
 from zapmux.fetch import fetch_media
 from zapmux.gateway import Gateway
@@ -93,6 +94,8 @@ async def _send(tenant_id: str, body: SendBody, gw: Gateway, key: str | None) ->
         text=body.message,
         media=await _media(gw, body),
         reply_to=body.reply_to,
+        options=tuple(body.options) if body.options else None,
+        send_at=body.send_at,
     )
     status, answer = await gw.sender.submit(tenant_id, request, key)
     return JSONResponse(answer, status_code=status)
@@ -100,7 +103,7 @@ async def _send(tenant_id: str, body: SendBody, gw: Gateway, key: str | None) ->
 
 _SEND_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "sent"},
-    202: {"description": "queued"},
+    202: {"description": "queued, or scheduled (with send_at)"},
 }
 
 
@@ -139,8 +142,11 @@ async def list_messages(
     direction: str | None = Query(None, pattern="^(in|out)$"),
     limit: int = Query(50, ge=1, le=500),
     before: int | None = Query(None, ge=0, le=2**62, description="cursor: next_before of a page"),
+    status: str | None = Query(
+        None, pattern="^(scheduled|queued|sent|delivered|read|failed|cancelled|received)$"
+    ),
 ) -> dict[str, Any]:
-    rows = await gw.store.list_messages(tenant.id, direction, limit, before)
+    rows = await gw.store.list_messages(tenant.id, direction, limit, before, status)
     return {
         "success": True,
         "messages": [r.public() for r in rows],
@@ -155,6 +161,29 @@ async def get_message(tenant: TenantDep, message_id: str, gw: GatewayDep) -> dic
         raise NotFound(
             f"no message {message_id[:128]!r} for tenant {tenant.id}", code="message_not_found"
         )
+    return {"success": True, **record.public()}
+
+
+@router.delete(
+    "/tenants/{tenant_id}/messages/{message_id}",
+    summary="Cancel a scheduled or queued message (409 once it went out)",
+)
+async def cancel_message(tenant: TenantDep, message_id: str, gw: GatewayDep) -> dict[str, Any]:
+    message_id = message_id[:128]
+    record = await gw.store.get_message(tenant.id, message_id)
+    if record is None:
+        raise NotFound(
+            f"no message {message_id!r} for tenant {tenant.id}", code="message_not_found"
+        )
+    if record.status != "cancelled" and not await gw.store.cancel_message(tenant.id, message_id):
+        status = record.public()["status"]
+        raise Conflict(
+            f"message {message_id} is {status}: only scheduled or queued messages can be cancelled",
+            code="not_cancellable",
+            status=status,
+        )
+    record = await gw.store.get_message(tenant.id, message_id) or record
+    logging.getLogger(f"zapmux.tenant.{tenant.id}").info("🚫 message %s cancelled", message_id)
     return {"success": True, **record.public()}
 
 

@@ -16,6 +16,7 @@ from zapmux.store.records import (
     IdempotentAnswer,
     InboxMessage,
     MessageRecord,
+    OptOut,
     SandboxQr,
     SandboxSession,
     TenantRecord,
@@ -112,6 +113,7 @@ class Store(ABC):
         direction: str | None = None,
         limit: int = 50,
         before: int | None = None,
+        status: str | None = None,
     ) -> list[MessageRecord]:
         """Newest first; ``before`` is the ``id`` cursor of an earlier page's last row."""
 
@@ -262,3 +264,48 @@ class Store(ABC):
     @abstractmethod
     async def fail_interrupted_sends(self, tenant_id: str) -> int:
         """Mark the tenant's half-sent messages failed (its last runner is gone)."""
+
+    # --- scheduled sends, cancelling, questions (store/sql_schedule.py) -----------------
+    @abstractmethod
+    async def next_scheduled_at(self, node: str) -> float | None:
+        """When the earliest scheduled send of a tenant ``node`` runs is due."""
+
+    @abstractmethod
+    async def due_scheduled(self, node: str, now: float, limit: int) -> list[MessageRecord]:
+        """Scheduled sends due by ``now`` of the tenants ``node`` runs, earliest first."""
+
+    @abstractmethod
+    async def promote_scheduled(self, tenant_id: str, message_id: str) -> bool:
+        """Move a due scheduled send to the back of its tenant's queue (False: it is no
+        longer scheduled)."""
+
+    @abstractmethod
+    async def cancel_message(self, tenant_id: str, message_id: str) -> bool:
+        """Cancel a scheduled or queued message; False when it is in any other state."""
+
+    @abstractmethod
+    async def claim_queued(self, tenant_id: str, message_id: str, chat: str) -> bool:
+        """Mark a queued message ``sending`` (False: it was cancelled meanwhile)."""
+
+    @abstractmethod
+    async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
+        """The newest message that went out from this tenant to any of these spellings."""
+
+    @abstractmethod
+    async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
+        """The message this tenant sent that WhatsApp knows as ``wa_id``."""
+
+    # --- opt-outs (store/sql_optouts.py) -------------------------------------------------
+    @abstractmethod
+    async def add_opt_out(self, opt_out: OptOut) -> None: ...
+
+    @abstractmethod
+    async def find_opt_out(self, tenant_id: str, phones: Sequence[str]) -> OptOut | None:
+        """The opt-out of any of these spellings of one number."""
+
+    @abstractmethod
+    async def list_opt_outs(self, tenant_id: str) -> list[OptOut]: ...
+
+    @abstractmethod
+    async def remove_opt_out(self, tenant_id: str, phones: Sequence[str]) -> int:
+        """Lift a number's opt-out (any of its spellings); how many were removed."""

@@ -34,13 +34,15 @@ from zapmux.store.records import (
 )
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
+from zapmux.store.sql_optouts import OptOutTables
 from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
+from zapmux.store.sql_schedule import ScheduleTables
 
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
-class SqlStore(OutboxTables, SandboxTables, Store):
+class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store):
     """Everything zapmux persists, over one SQLAlchemy async engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -106,7 +108,7 @@ class SqlStore(OutboxTables, SandboxTables, Store):
 
     async def delete_tenant(self, tenant_id: str) -> bool:
         async with self.engine.begin() as conn:
-            for table in (t.messages, t.idempotency, t.jid_cache, t.media):
+            for table in (t.messages, t.idempotency, t.jid_cache, t.media, t.opt_outs):
                 await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
             result = await conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
         return bool(result.rowcount)
@@ -268,12 +270,17 @@ class SqlStore(OutboxTables, SandboxTables, Store):
         direction: str | None = None,
         limit: int = 50,
         before: int | None = None,
+        status: str | None = None,
     ) -> list[MessageRecord]:
         """Newest first; ``before`` is the ``id`` cursor of an earlier page's last row."""
         m = t.messages.c
         stmt = select(t.messages).where(m.tenant_id == tenant_id)
         if direction:
             stmt = stmt.where(m.direction == direction)
+        if status:  # "sending" is shown as "queued" (MessageRecord.public)
+            stmt = stmt.where(
+                m.status.in_(["queued", "sending"] if status == "queued" else [status])
+            )
         if before is not None:
             stmt = stmt.where(m.id < before)
         async with self.engine.connect() as conn:

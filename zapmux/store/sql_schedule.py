@@ -1,0 +1,128 @@
+"""Scheduled sends, cancelling, and finding a question by its engine id, as a part of
+the SQL store (the ``messages`` table)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from zapmux.store import schema as t
+from zapmux.store.records import MessageRecord
+from zapmux.store.rows import record as _record
+
+#: The statuses a message can be cancelled in: it has not been handed to WhatsApp.
+CANCELLABLE = ("scheduled", "queued")
+SENT = ("sent", "delivered", "read")
+
+
+class ScheduleTables:
+    """Mixed into ``SqlStore``; ``engine`` is its SQLAlchemy engine."""
+
+    engine: AsyncEngine
+
+    def _scheduled_of(self, node: str) -> ColumnElement[bool]:
+        """Scheduled rows of the tenants ``node`` runs (it holds their lease)."""
+        m, tn = t.messages.c, t.tenants.c
+        owned = select(tn.id).where(tn.owner == node)
+        return and_(m.status == "scheduled", m.tenant_id.in_(owned))
+
+    async def next_scheduled_at(self, node: str) -> float | None:
+        """When the earliest scheduled send of a tenant this node runs is due."""
+        stmt = select(func.min(t.messages.c.send_at)).where(self._scheduled_of(node))
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(stmt)).scalar()
+        return float(value) if value is not None else None
+
+    async def due_scheduled(self, node: str, now: float, limit: int) -> list[MessageRecord]:
+        """Scheduled sends due by ``now`` of the tenants this node runs, earliest first."""
+        m = t.messages.c
+        stmt = (
+            select(t.messages)
+            .where(and_(self._scheduled_of(node), m.send_at <= now))
+            .order_by(m.send_at, m.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(stmt)
+        return [_record(MessageRecord, r) for r in rows]
+
+    async def promote_scheduled(self, tenant_id: str, message_id: str) -> bool:
+        """Move a due scheduled send to the back of the tenant's queue.
+
+        The row is written again (a new ``id``): the queue sends in ``id`` order, and a
+        reminder joins it at its time, behind what was already waiting. False when it
+        is no longer scheduled (cancelled meanwhile, or another node took it).
+        """
+        m = t.messages.c
+        key = and_(m.tenant_id == tenant_id, m.message_id == message_id, m.status == "scheduled")
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(t.messages).where(key))).first()
+            if row is None:
+                return False
+            gone = await conn.execute(delete(t.messages).where(key))
+            if not gone.rowcount:
+                return False
+            values = {k: v for k, v in row._mapping.items() if k != "id"}
+            values.update(status="queued", updated_at=time.time())
+            await conn.execute(insert(t.messages).values(values))
+        return True
+
+    async def cancel_message(self, tenant_id: str, message_id: str) -> bool:
+        """Cancel a message that has not gone out (scheduled or queued); False otherwise."""
+        return await self._move(
+            tenant_id, message_id, CANCELLABLE, status="cancelled", payload=None
+        )
+
+    async def claim_queued(self, tenant_id: str, message_id: str, chat: str) -> bool:
+        """Mark a queued message ``sending`` unless it was cancelled meanwhile."""
+        return await self._move(tenant_id, message_id, ("queued",), status="sending", chat=chat)
+
+    async def _move(
+        self, tenant_id: str, message_id: str, statuses: Sequence[str], **values: Any
+    ) -> bool:
+        """Update an outgoing message only while it is in one of ``statuses``."""
+        m = t.messages.c
+        where = and_(
+            m.tenant_id == tenant_id,
+            m.message_id == message_id,
+            m.direction == "out",
+            m.status.in_(list(statuses)),
+        )
+        stmt = update(t.messages).where(where).values(**values, updated_at=time.time())
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
+        """The newest message that went out from this tenant to any of these spellings."""
+        m = t.messages.c
+        stmt = (
+            select(t.messages)
+            .where(
+                and_(
+                    m.tenant_id == tenant_id,
+                    m.phone.in_(list(phones)),
+                    m.direction == "out",
+                    m.status.in_(SENT),
+                )
+            )
+            .order_by(m.id.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _record(MessageRecord, row) if row else None
+
+    async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
+        """The message this tenant sent that WhatsApp knows as ``wa_id``."""
+        m = t.messages.c
+        stmt = select(t.messages).where(
+            and_(m.tenant_id == tenant_id, m.wa_id == wa_id, m.direction == "out")
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt.limit(1))).first()
+        return _record(MessageRecord, row) if row else None
