@@ -45,6 +45,7 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.scheduling
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

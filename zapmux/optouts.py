@@ -84,6 +84,11 @@ class OptOuts:
                 phone=phone,
             )
 
+    async def opted_out(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (tenant, phone) pairs opted out, either ninth-digit spelling."""
+        spelled = {(t, v): (t, p) for t, p in pairs for v in ninth_digit_variants(p)}
+        return {spelled[hit] for hit in await self.store.opted_out_among(list(spelled))}
+
     async def record(self, tenant_id: str, phone: str, keyword: str, message_id: str) -> None:
         await self.store.add_opt_out(OptOut(tenant_id, phone, keyword, time.time(), message_id))
 

@@ -67,14 +67,29 @@ class Scheduler:
         """Queue (or fail, when opted out) every scheduled send due now; how many."""
         count = 0
         while batch := await self.store.due_scheduled(self.node, time.time(), BATCH):
-            for record in batch:
-                await self._release(record)
+            await self._release(batch)
             count += len(batch)
         self.released += count
         return count
 
-    async def _release(self, record: MessageRecord) -> None:
-        tenant_log = logging.getLogger(f"zapmux.tenant.{record.tenant_id}")
+    async def _release(self, batch: list[MessageRecord]) -> None:
+        """One batch: opt-outs looked up at once, the rest promoted in one transaction."""
+        opted_out = await self.optouts.opted_out([(r.tenant_id, r.phone or "") for r in batch])
+        for record in batch:
+            if (record.tenant_id, record.phone or "") in opted_out:
+                await self._fail_opted_out(record)
+        keys = [
+            (r.tenant_id, r.message_id)
+            for r in batch
+            if (r.tenant_id, r.phone or "") not in opted_out
+        ]
+        promoted = await self.store.promote_scheduled(keys)
+        for tenant_id in dict.fromkeys(tenant_id for tenant_id, _ in promoted):
+            self.queued(tenant_id)
+        if promoted:
+            log.info("⏰ %d scheduled message(s) joined their queues", len(promoted))
+
+    async def _fail_opted_out(self, record: MessageRecord) -> None:
         try:
             await self.optouts.refuse_if_opted_out(record.tenant_id, record.phone or "")
         except OptedOut as exc:
@@ -86,11 +101,9 @@ class Scheduler:
                     error=exc.message,
                     error_code=exc.code,
                 )
-                tenant_log.warning("❌ scheduled message %s not sent: %s", record.message_id, exc)
-            return
-        if await self.store.promote_scheduled(record.tenant_id, record.message_id):
-            tenant_log.info("⏰ scheduled message %s joins the queue", record.message_id)
-            self.queued(record.tenant_id)
+                logging.getLogger(f"zapmux.tenant.{record.tenant_id}").warning(
+                    "❌ scheduled message %s not sent: %s", record.message_id, exc
+                )
 
 
 def check_send_at(send_at: float, now: float) -> None:

@@ -413,7 +413,9 @@ class Sender:
             await self.store.update_message(record.tenant_id, record.message_id, poll=record.poll)
         record.status, record.wa_id = "sent", result.message_id
         self.supervisor.metrics.inc("messages_sent_total")
-        self.supervisor.metrics.observe("send_latency_seconds", time.time() - record.created_at)
+        # from acceptance, or for a scheduled send from its time
+        since = max(record.created_at, record.send_at or 0.0)
+        self.supervisor.metrics.observe("send_latency_seconds", time.time() - since)
         runner.log.info("✅ message sent to %s", record.phone)
         await self.dispatcher.emit(
             record.tenant_id, "message.sent", record.public(), chat=record.chat

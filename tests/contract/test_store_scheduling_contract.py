@@ -49,10 +49,12 @@ async def test_a_promoted_send_joins_the_back_of_the_queue(store: Store) -> None
     await _tenants(store, t="a")
     await store.add_message(_out("reminder", "scheduled", time.time() - 1))
     await store.add_message(_out("waiting", "queued"))
-    assert await store.promote_scheduled("t", "reminder")
-    assert not await store.promote_scheduled("t", "reminder")  # once only
-    first = await store.next_queued("t")
-    assert first is not None and first.message_id == "waiting"
+    await store.add_message(_out("later", "scheduled", time.time() - 1))
+    keys = [("t", "later"), ("t", "reminder"), ("t", "waiting")]
+    assert await store.promote_scheduled(keys) == [("t", "later"), ("t", "reminder")]
+    assert await store.promote_scheduled(keys) == []  # once only
+    queue = [m.message_id for m in await store.list_messages("t", status="queued")][::-1]
+    assert queue == ["waiting", "later", "reminder"]
     promoted = await store.get_message("t", "reminder")
     assert promoted is not None and promoted.status == "queued" and promoted.payload
     assert await store.next_scheduled_at("a") is None
@@ -70,7 +72,7 @@ async def test_cancel_only_what_has_not_gone_out(store: Store) -> None:
     assert cancelled is not None and cancelled.status == "cancelled" and cancelled.payload is None
     assert await store.next_queued("t") is None
     assert not await store.claim_queued("t", "q", "chat")  # the queue skips it
-    assert not await store.promote_scheduled("t", "s")
+    assert await store.promote_scheduled([("t", "s")]) == []
     listed = await store.list_messages("t", status="cancelled")
     assert sorted(m.message_id for m in listed) == ["q", "s"]
 
@@ -105,6 +107,9 @@ async def test_opt_outs_by_any_spelling_and_lifted(store: Store) -> None:
     found = await store.find_opt_out("t", ["551199999999", PHONE])
     assert found is not None and found.keyword == "PARAR"
     assert await store.find_opt_out("u", [PHONE]) is None
+    among = [("t", PHONE), ("u", PHONE), ("u", "5511888888888"), ("t", "5511888888888")]
+    assert await store.opted_out_among(among) == {("t", PHONE), ("u", "5511888888888")}
+    assert await store.opted_out_among([]) == set()
     assert [o.phone for o in await store.list_opt_outs("t")] == [PHONE]
     assert await store.remove_opt_out("t", [PHONE, "551199999999"]) == 1
     assert await store.find_opt_out("t", [PHONE]) is None

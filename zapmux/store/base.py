@@ -275,9 +275,9 @@ class Store(ABC):
         """Scheduled sends due by ``now`` of the tenants ``node`` runs, earliest first."""
 
     @abstractmethod
-    async def promote_scheduled(self, tenant_id: str, message_id: str) -> bool:
-        """Move a due scheduled send to the back of its tenant's queue (False: it is no
-        longer scheduled)."""
+    async def promote_scheduled(self, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Move due scheduled sends, (tenant, message id), to the back of their tenants'
+        queues in one go; the ones that were still scheduled."""
 
     @abstractmethod
     async def cancel_message(self, tenant_id: str, message_id: str) -> bool:
@@ -302,6 +302,10 @@ class Store(ABC):
     @abstractmethod
     async def find_opt_out(self, tenant_id: str, phones: Sequence[str]) -> OptOut | None:
         """The opt-out of any of these spellings of one number."""
+
+    @abstractmethod
+    async def opted_out_among(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (tenant, phone) pairs opted out (phones as stored)."""
 
     @abstractmethod
     async def list_opt_outs(self, tenant_id: str) -> list[OptOut]: ...

@@ -34,6 +34,18 @@ class OptOutTables:
             row = (await conn.execute(stmt.limit(1))).first()
         return _record(OptOut, row) if row else None
 
+    async def opted_out_among(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (tenant, phone) pairs opted out (phones as stored)."""
+        if not pairs:
+            return set()
+        o = t.opt_outs.c
+        stmt = select(o.tenant_id, o.phone).where(
+            and_(o.tenant_id.in_({p[0] for p in pairs}), o.phone.in_({p[1] for p in pairs}))
+        )
+        async with self.engine.connect() as conn:
+            found = {(r.tenant_id, r.phone) for r in await conn.execute(stmt)}
+        return found & set(pairs)
+
     async def list_opt_outs(self, tenant_id: str) -> list[OptOut]:
         o = t.opt_outs.c
         stmt = select(t.opt_outs).where(o.tenant_id == tenant_id).order_by(o.created_at, o.phone)

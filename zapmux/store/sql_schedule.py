@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.store import schema as t
@@ -50,26 +50,37 @@ class ScheduleTables:
             rows = await conn.execute(stmt)
         return [_record(MessageRecord, r) for r in rows]
 
-    async def promote_scheduled(self, tenant_id: str, message_id: str) -> bool:
-        """Move a due scheduled send to the back of the tenant's queue.
+    async def promote_scheduled(self, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Move due scheduled sends, (tenant, message id), to the back of their queues.
 
-        The row is written again (a new ``id``): the queue sends in ``id`` order, and a
-        reminder joins it at its time, behind what was already waiting. False when it
-        is no longer scheduled (cancelled meanwhile, or another node took it).
+        Each row is written again (a new ``id``): the queue sends in ``id`` order, and a
+        reminder joins it at its time, behind what was already waiting. One transaction
+        for the batch, in the order given; the keys that were still scheduled (not
+        cancelled meanwhile, nor taken by another node) are returned.
         """
+        if not keys:
+            return []
         m = t.messages.c
-        key = and_(m.tenant_id == tenant_id, m.message_id == message_id, m.status == "scheduled")
+        match = or_(*(and_(m.tenant_id == tid, m.message_id == mid) for tid, mid in keys))
+        gone = delete(t.messages).where(and_(m.status == "scheduled", match))
         async with self.engine.begin() as conn:
-            row = (await conn.execute(select(t.messages).where(key))).first()
-            if row is None:
-                return False
-            gone = await conn.execute(delete(t.messages).where(key))
-            if not gone.rowcount:
-                return False
-            values = {k: v for k, v in row._mapping.items() if k != "id"}
-            values.update(status="queued", updated_at=time.time())
-            await conn.execute(insert(t.messages).values(values))
-        return True
+            rows = {
+                (r.tenant_id, r.message_id): r
+                for r in await conn.execute(gone.returning(t.messages))
+            }
+            now = time.time()
+            moved = [k for k in keys if k in rows]
+            if moved:
+                values = [
+                    {
+                        **{c: v for c, v in rows[k]._mapping.items() if c != "id"},
+                        "status": "queued",
+                        "updated_at": now,
+                    }
+                    for k in moved
+                ]
+                await conn.execute(insert(t.messages), values)
+        return moved
 
     async def cancel_message(self, tenant_id: str, message_id: str) -> bool:
         """Cancel a message that has not gone out (scheduled or queued); False otherwise."""
