@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     reconnect_cap_s: float = Field(60.0, gt=0, validation_alias=_env("RECONNECT_CAP_S"))
     stable_after_s: float = Field(60.0, ge=0, validation_alias=_env("STABLE_AFTER_S"))
     whatsmeow_proxy: str | None = Field(None, validation_alias=_env("WHATSMEOW_PROXY"))
+    # neonize marks every message to a person as sent by a bot ("AI" label) unless
+    # NEONIZE_BOT_TAG=off reaches its worker; zapmux sends it off unless this is on.
+    whatsmeow_bot_tag: bool = Field(False, validation_alias=_env("WHATSMEOW_BOT_TAG"))
     sandbox_qr_seconds: float = Field(20.0, gt=0, validation_alias=_env("SANDBOX_QR_SECONDS"))
 
     # Sending

@@ -7,8 +7,11 @@ until a person asks (like whatsmeow's ``PermanentDisconnect`` marker).
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 MessageType = Literal[
     "texto",
@@ -179,3 +182,52 @@ class Receipt(Event):
     chat: str
     status: ReceiptStatus
     timestamp: float
+
+
+E = TypeVar("E", bound=Event)
+#: What stands for a NUL character (U+0000) in text from an engine: PostgreSQL's text
+#: cannot hold NUL, and the same text must be kept the same way on every store.
+NUL_STANDIN = "\u2400"  # ␀, SYMBOL FOR NULL
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STANDIN)
+    if isinstance(value, tuple):
+        return tuple(_storable(v) for v in value)
+    if isinstance(value, Media):
+        return storable(value)  # type: ignore[type-var]
+    return value
+
+
+def storable(event: E) -> E:
+    """The event with every NUL in its text replaced by ``NUL_STANDIN`` (kept, visibly)."""
+    changes = {
+        f.name: _storable(getattr(event, f.name))
+        for f in dataclasses.fields(event)  # type: ignore[arg-type]
+        if f.name != "extra"
+    }
+    return dataclasses.replace(event, **changes)  # type: ignore[type-var]
+
+
+def message_to_json(message: IncomingMessage) -> str:
+    """An incoming message as JSON (media bytes base64-encoded), to set aside and replay."""
+    data = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+    if message.media is not None:
+        media = dataclasses.asdict(message.media)
+        media["data"] = base64.b64encode(message.media.data).decode()
+        data["media"] = media
+    if message.vote is not None:
+        data["vote"] = dataclasses.asdict(message.vote)
+    return json.dumps(data, default=repr)
+
+
+def message_from_json(raw: str) -> IncomingMessage:
+    """The inverse of :func:`message_to_json`."""
+    data = json.loads(raw)
+    if data.get("media") is not None:
+        data["media"] = Media(**{**data["media"], "data": base64.b64decode(data["media"]["data"])})
+    if data.get("vote") is not None:
+        vote = data["vote"]
+        data["vote"] = PollVote(**{**vote, "selected_hashes": tuple(vote["selected_hashes"])})
+    return IncomingMessage(**data)

@@ -12,10 +12,20 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, get_args
+
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from zapmux.config import Settings
-from zapmux.events import Event, IncomingMessage, Receipt
+from zapmux.errors import Conflict, TenantNotFound
+from zapmux.events import (
+    Event,
+    IncomingMessage,
+    MessageType,
+    Receipt,
+    message_from_json,
+    message_to_json,
+)
 from zapmux.hub import Hub
 from zapmux.ids import empresa_id
 from zapmux.metrics import Metrics
@@ -23,9 +33,40 @@ from zapmux.optouts import OptOuts, keywords_of, matched_keyword
 from zapmux.outbox import Deliverer, new_delivery
 from zapmux.polls import Polls, vote_text
 from zapmux.store.base import Store
-from zapmux.store.records import Delivery, MessageRecord, TenantRecord
+from zapmux.store.records import DeadInbound, Delivery, MessageRecord, TenantRecord
 
 log = logging.getLogger("zapmux.inbound")
+MESSAGE_TYPES = frozenset(get_args(MessageType))
+#: The longest value each bounded column of the message log holds (on every store).
+_LIMITS = {"message_id": 128, "chat": 128, "phone": 32, "reply_to": 128}
+
+
+class Unstorable(ValueError):
+    """An inbound event zapmux can never record as it is (it would fail every time)."""
+
+
+def check_storable(m: IncomingMessage) -> None:
+    """Refuse, the same way on every store, what the message log cannot hold."""
+    for name, limit in _LIMITS.items():
+        value = getattr(m, name)
+        if value is not None and len(value) > limit:
+            raise Unstorable(f"{name} is {len(value)} characters long (at most {limit})")
+    if not m.message_id:
+        raise Unstorable("the message has no id")
+    if m.message_type not in MESSAGE_TYPES:
+        raise Unstorable(f"unknown message type {m.message_type!r}")
+    if m.media is not None and len(m.media.mimetype) > 128:
+        raise Unstorable("the media type is over 128 characters long")
+
+
+def never_storable(exc: Exception) -> bool:
+    """Whether recording failed because of the event itself (so retrying cannot help),
+    rather than because the store is away for a while (which a retry outlives)."""
+    if isinstance(exc, Unstorable | DataError | IntegrityError):
+        return True
+    if isinstance(exc, StatementError):  # failed before the database saw it
+        return isinstance(exc.orig, ValueError | TypeError)
+    return isinstance(exc, ValueError | TypeError | KeyError) and not isinstance(exc, OSError)
 
 
 def message_payload(tenant_id: str, m: IncomingMessage) -> dict[str, Any]:
@@ -106,7 +147,8 @@ class Dispatcher:
             )
             if keyword is not None:
                 # recorded first: a crash before the log below redelivers it, records again
-                await self.optouts.record(tenant_id, m.phone, keyword, m.message_id)
+                incarnation = tenant.incarnation if tenant else None
+                await self.optouts.record(tenant_id, m.phone, keyword, m.message_id, incarnation)
                 extra["opt_out"] = True
                 logging.getLogger(f"zapmux.tenant.{tenant_id}").warning(
                     "🚫 %s opted out (wrote %r)", m.phone, m.text.strip()[:40]
@@ -114,8 +156,57 @@ class Dispatcher:
         return m, extra
 
     async def incoming(self, tenant_id: str, m: IncomingMessage) -> None:
-        """Log the message and queue its webhook in one transaction (before the ack)."""
+        """Log the message and queue its webhook in one transaction (before the ack).
+
+        A message that can never be recorded is set aside as a dead inbound event
+        (listed, replayable) so that the messages behind it still arrive; a failure
+        that may pass (the store is away) raises, and the engine hands it over again.
+        """
         tenant = await self.store.get_tenant(tenant_id)
+        if tenant is None:
+            log.warning("message %s for deleted tenant %s dropped", m.message_id, tenant_id)
+            return
+        try:
+            await self._record(tenant, m)
+        except TenantNotFound:
+            log.warning("message %s for deleted tenant %s dropped", m.message_id, tenant_id)
+        except Exception as exc:
+            if not never_storable(exc):
+                raise
+            await self._set_aside(tenant_id, m, exc)
+
+    async def _set_aside(self, tenant_id: str, m: IncomingMessage, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        dead_id = await self.store.add_dead_inbound(tenant_id, message_to_json(m), error)
+        self.metrics.inc("inbound_dead_total")
+        logging.getLogger(f"zapmux.tenant.{tenant_id}").error(
+            "❌ message %s from %s cannot be recorded (%s); set aside as dead inbound "
+            "event %d (GET /inbound/dead)",
+            m.message_id[:128],
+            m.phone[:32],
+            error,
+            dead_id,
+        )
+
+    async def replay(self, dead: DeadInbound) -> None:
+        """Record a set-aside event again; it leaves the dead list once recorded."""
+        tenant = await self.store.get_tenant(dead.tenant_id)
+        if tenant is None:
+            raise TenantNotFound(f"no tenant {dead.tenant_id!r}")
+        try:
+            await self._record(tenant, message_from_json(dead.event))
+        except (TenantNotFound, OSError):
+            raise
+        except Exception as exc:
+            raise Conflict(
+                f"the event still cannot be recorded: {type(exc).__name__}: {exc}"[:500],
+                code="replay_failed",
+            ) from exc
+        await self.store.drop_dead_inbound(dead.id or 0)
+
+    async def _record(self, tenant: TenantRecord, m: IncomingMessage) -> None:
+        check_storable(m)
+        tenant_id = tenant.id
         url, secret = self.target(tenant)
         m, extra = await self.answers(tenant, tenant_id, m)
         delivery = new_delivery(
@@ -128,7 +219,12 @@ class Dispatcher:
         )
         if m.media is not None:
             await self.store.save_media(
-                tenant_id, m.message_id, m.media.mimetype, m.media.filename, m.media.data
+                tenant_id,
+                m.message_id,
+                m.media.mimetype,
+                m.media.filename,
+                m.media.data,
+                tenant.incarnation,
             )
         record = MessageRecord(
             tenant_id=tenant_id,
@@ -149,7 +245,7 @@ class Dispatcher:
             media_filename=m.media.filename if m.media else None,
             poll=json.dumps(extra["poll"]) if "poll" in extra else None,
         )
-        if not await self.store.record_incoming(record, [delivery]):
+        if not await self.store.record_incoming(record, [delivery], tenant.incarnation):
             return  # seen before: already logged and queued
         self.metrics.inc("messages_received_total")
         self.deliverer.wake()
@@ -188,7 +284,10 @@ class Dispatcher:
                 tenant_id=tenant_id,
                 secret=tenant.webhook_secret,
             )
-            await self.store.enqueue_deliveries([delivery])
+            try:
+                await self.store.enqueue_deliveries([delivery], tenant.incarnation)
+            except TenantNotFound:
+                return  # deleted meanwhile: its webhooks went with it
         self.deliverer.wake()
 
     async def relay(self, payload: dict[str, Any]) -> Delivery:

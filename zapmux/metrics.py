@@ -51,6 +51,7 @@ class Metrics:
 
     COUNTERS: ClassVar[dict[str, str]] = {
         "messages_received_total": "Messages received from WhatsApp",
+        "inbound_dead_total": "Inbound messages set aside because they could not be recorded",
         "messages_sent_total": "Messages handed to WhatsApp",
         "messages_failed_total": "Messages that could not be sent",
         "reconnect_attempts_total": "Reconnects scheduled after a transient disconnect",

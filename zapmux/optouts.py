@@ -89,8 +89,17 @@ class OptOuts:
         spelled = {(t, v): (t, p) for t, p in pairs for v in ninth_digit_variants(p)}
         return {spelled[hit] for hit in await self.store.opted_out_among(list(spelled))}
 
-    async def record(self, tenant_id: str, phone: str, keyword: str, message_id: str) -> None:
-        await self.store.add_opt_out(OptOut(tenant_id, phone, keyword, time.time(), message_id))
+    async def record(
+        self,
+        tenant_id: str,
+        phone: str,
+        keyword: str,
+        message_id: str,
+        incarnation: str | None = None,
+    ) -> None:
+        """Opt ``phone`` out (in the tenant's life ``incarnation``: never a later one's)."""
+        opt_out = OptOut(tenant_id, phone, keyword, time.time(), message_id)
+        await self.store.add_opt_out(opt_out, incarnation)
 
     async def lift(self, tenant_id: str, phone: str) -> int:
         return await self.store.remove_opt_out(tenant_id, ninth_digit_variants(phone))

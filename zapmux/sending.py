@@ -221,22 +221,27 @@ class Sender:
             # Remembered before the message exists: if the process dies from here on,
             # a retry with this key finds the message instead of sending it again.
             message_id = new_message_id()
-            await self._remember(tenant_id, key, request, PROVISIONAL, {"message_id": message_id})
+            await self._remember(runner, key, request, PROVISIONAL, {"message_id": message_id})
             try:
                 status, body = await self._submit(runner, request, message_id)
             except ZapmuxError:
                 await self.store.forget_idempotent(tenant_id, key)  # refused: nothing sent
                 raise
-            await self._remember(tenant_id, key, request, status, body)
+            await self._remember(runner, key, request, status, body)
         return status, body
 
     async def _remember(
-        self, tenant_id: str, key: str, request: SendRequest, status: int, body: dict[str, Any]
+        self,
+        runner: TenantRunner,
+        key: str,
+        request: SendRequest,
+        status: int,
+        body: dict[str, Any],
     ) -> None:
         answer = IdempotentAnswer(
-            tenant_id, key, request.fingerprint(), status, json.dumps(body), time.time()
+            runner.tenant_id, key, request.fingerprint(), status, json.dumps(body), time.time()
         )
-        await self.store.put_idempotent(answer)
+        await self.store.put_idempotent(answer, runner.incarnation)
 
     async def _answer_from_log(
         self, tenant_id: str, provisional: dict[str, Any]
@@ -257,7 +262,7 @@ class Sender:
     ) -> tuple[int, dict[str, Any]]:
         await self.optouts.refuse_if_opted_out(runner.tenant_id, request.phone)
         if request.send_at is not None:
-            return await self._schedule(runner.tenant_id, message_id, request)
+            return await self._schedule(runner, message_id, request)
         await self._refuse_if_hopeless(runner)
         tenant_id = runner.tenant_id
         async with self.lanes.hold(tenant_id):
@@ -271,12 +276,13 @@ class Sender:
             direct = runner.status == Status.CONNECTED and jid is not None and queued == 0
             if direct and self.bucket(tenant_id).take():
                 record = await self.store.add_message(
-                    self._record(tenant_id, message_id, request, "sending", jid)
+                    self._record(tenant_id, message_id, request, "sending", jid),
+                    runner.incarnation,
                 )
                 if await self._deliver(runner, record, request):
                     return 200, self._answer(record, "sent", jid)
                 return 202, self._answer(record, "queued", jid)
-            record = await self._queue(tenant_id, message_id, request, jid)
+            record = await self._queue(runner, message_id, request, jid)
         return 202, self._answer(record, "queued", jid)
 
     async def _refuse_if_hopeless(self, runner: TenantRunner) -> None:
@@ -307,24 +313,24 @@ class Sender:
         return None  # a cached JID is checked again when the queue sends it
 
     async def _schedule(
-        self, tenant_id: str, message_id: str, request: SendRequest
+        self, runner: TenantRunner, message_id: str, request: SendRequest
     ) -> tuple[int, dict[str, Any]]:
         """Keep it for its time (scheduler.py); the tenant's state then decides."""
         check_send_at(request.send_at or 0.0, time.time())
-        record = self._record(tenant_id, message_id, request, "scheduled", None)
+        record = self._record(runner.tenant_id, message_id, request, "scheduled", None)
         record.payload = json.dumps(_payload(request))
-        record = await self.store.add_message(record)
+        record = await self.store.add_message(record, runner.incarnation)
         for wake in self.on_scheduled:
             wake()
         return 202, {**self._answer(record, "scheduled", None), "send_at": request.send_at}
 
     async def _queue(
-        self, tenant_id: str, message_id: str, request: SendRequest, jid: str | None
+        self, runner: TenantRunner, message_id: str, request: SendRequest, jid: str | None
     ) -> MessageRecord:
-        record = self._record(tenant_id, message_id, request, "queued", jid)
+        record = self._record(runner.tenant_id, message_id, request, "queued", jid)
         record.payload = json.dumps(_payload(request))
-        record = await self.store.add_message(record)
-        self._wake(tenant_id)
+        record = await self.store.add_message(record, runner.incarnation)
+        self._wake(runner.tenant_id)
         return record
 
     def _record(
@@ -369,7 +375,9 @@ class Sender:
                 raise TenantNotConnected("the tenant is not connected")
             info = (await session.check([phone]))[0]
             cached = (info.exists, info.jid)
-            await self.store.put_jid(runner.tenant_id, phone, info.exists, info.jid)
+            await self.store.put_jid(
+                runner.tenant_id, phone, info.exists, info.jid, runner.incarnation
+            )
         exists, jid = cached
         if not exists or not jid:
             raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)

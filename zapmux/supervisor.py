@@ -33,6 +33,7 @@ from zapmux.events import (
     QrTimeout,
     Receipt,
     Replaced,
+    storable,
 )
 from zapmux.metrics import Metrics
 from zapmux.states import PERMANENT, Status
@@ -56,6 +57,7 @@ class TenantRunner:
     def __init__(self, sup: Supervisor, record: TenantRecord) -> None:
         self.sup = sup
         self.tenant_id = record.id
+        self.incarnation = record.incarnation  # this runner's life of the tenant id
         self.log = logging.getLogger(f"zapmux.tenant.{record.id}")
         self.status = Status(record.status)
         self.since = record.since or time.time()
@@ -163,7 +165,9 @@ class TenantRunner:
         self.next_retry_at = None
 
     async def _on_event(self, event: Event) -> None:
-        """The engine's sink. Never raises into the engine: failures are logged."""
+        """The engine's sink. Raises only for a message or receipt it could not record
+        (the engine must not acknowledge it); other failures are logged."""
+        event = storable(event)  # NUL, which PostgreSQL cannot hold, kept visibly
         try:
             await self._handle(event)
         except Exception:

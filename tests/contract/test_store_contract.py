@@ -7,20 +7,22 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
-from zapmux.errors import TenantExists
+from zapmux.errors import TenantExists, TenantNotFound
 from zapmux.outbox import new_delivery
 from zapmux.store.base import Store
 from zapmux.store.records import (
     DeliveryResult,
     IdempotentAnswer,
+    InboxMessage,
     MessageRecord,
     OptOut,
     SandboxQr,
     SandboxSession,
     TenantRecord,
 )
+from zapmux.store.schema import SCHEMA_VERSION, metadata
 
 
 def _message(
@@ -55,13 +57,13 @@ async def finish(
     )
 
 
-def _delivery(chat: str, n: int):  # type: ignore[no-untyped-def]
+def _delivery(chat: str, n: int, tenant_id: str = "t"):  # type: ignore[no-untyped-def]
     return new_delivery(
         event="message",
         url="http://127.0.0.1:9/x",
         payload={"n": n},
         chat_key=chat,
-        tenant_id="t",
+        tenant_id=tenant_id,
         secret=None,
     )
 
@@ -71,8 +73,8 @@ async def test_migrate_twice_is_harmless(store: Store) -> None:
     await store.ping()
 
 
-async def _back_to_version_2(conn: Any) -> None:
-    """Undo what version 3 added (scheduled sends, questions, opt-outs)."""
+async def _back_to_version_3(conn: Any) -> None:
+    """Undo what version 4 added (scheduled sends, questions, opt-outs)."""
     for index in ("ix_messages_scheduled", "ix_messages_phone"):
         await conn.execute(text(f"DROP INDEX {index}"))
     for table, column in (
@@ -84,16 +86,21 @@ async def _back_to_version_2(conn: Any) -> None:
     ):
         await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     await conn.execute(text("DROP TABLE opt_outs"))
-    await conn.execute(text("UPDATE schema_version SET version = 2"))
+    await conn.execute(text("UPDATE schema_version SET version = 3"))
 
 
 async def test_a_version_1_store_is_migrated(store: Store) -> None:
     engine = store.engine  # type: ignore[attr-defined]
+    await store.create_tenant(TenantRecord(id="old"))
     async with engine.begin() as conn:  # back to how version 1 stored the outbox
-        await _back_to_version_2(conn)
+        await _back_to_version_3(conn)
         await conn.execute(text("ALTER TABLE outbox DROP COLUMN replayed_at"))
+        await conn.execute(text("ALTER TABLE tenants DROP COLUMN incarnation"))
         await conn.execute(text("UPDATE schema_version SET version = 1"))
     await store.migrate()
+    old = await store.get_tenant("old")
+    assert old is not None and old.incarnation  # a tenant from before has a life too
+    await store.add_message(_message("old", "m1"), old.incarnation)
     await store.enqueue_deliveries([_delivery("m", 1)])
     (d,) = await store.claim_deliveries(1, lock_s=30)
     await finish(store, d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
@@ -101,14 +108,15 @@ async def test_a_version_1_store_is_migrated(store: Store) -> None:
     replayed = await store.get_delivery(d.delivery_id)
     assert replayed is not None and replayed.replayed_at is not None
     async with engine.connect() as conn:
-        assert (await conn.execute(text("SELECT version FROM schema_version"))).scalar() == 3
+        version = (await conn.execute(text("SELECT version FROM schema_version"))).scalar()
+    assert version == SCHEMA_VERSION
 
 
-async def test_a_version_2_store_is_migrated_with_its_messages(store: Store) -> None:
+async def test_a_version_3_store_is_migrated_with_its_messages(store: Store) -> None:
     await store.add_message(_message("t", "old", "sent"))
     engine = store.engine  # type: ignore[attr-defined]
     async with engine.begin() as conn:
-        await _back_to_version_2(conn)
+        await _back_to_version_3(conn)
     await store.migrate()
     old = await store.get_message("t", "old")
     assert old is not None and old.send_at is None and old.poll is None
@@ -335,3 +343,87 @@ async def test_replaying_one_delivery_whatever_its_state(store: Store) -> None:
     )
     assert await store.retry_deliveries(delivery_id=d.delivery_id) == 1  # now, not later
     assert len(await store.claim_deliveries(1, lock_s=30)) == 1
+
+
+async def _rows_of(store: Store, tenant_id: str) -> dict[str, int]:
+    """How many rows each table holds for ``tenant_id`` (only the non-empty ones)."""
+    engine = store.engine  # type: ignore[attr-defined]
+    counts = {}
+    async with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            if "tenant_id" in table.c:
+                n = (
+                    await conn.execute(select(func.count()).where(table.c.tenant_id == tenant_id))
+                ).scalar()
+                if n:
+                    counts[table.name] = n
+    return counts
+
+
+async def test_a_deleted_tenant_leaves_nothing_behind(store: Store) -> None:
+    tenant = await store.create_tenant(TenantRecord(id="d"))
+    life = tenant.incarnation
+    await store.add_message(_message("d", "q1"), life)
+    await store.record_incoming(
+        _message("d", "in1", status="received", direction="in"),
+        [new_delivery(event="message", url="http://x/", payload={}, chat_key="d:c",
+                      tenant_id="d", secret=None)],
+        life,
+    )  # fmt: skip
+    await store.save_media("d", "in1", "image/png", None, b"png", life)
+    now = time.time()
+    await store.put_idempotent(IdempotentAnswer("d", "k", "f", 202, "{}", now), life)
+    await store.put_jid("d", "5511988887777", True, "5511988887777@s.whatsapp.net", life)
+    await store.add_dead_inbound("d", "{}", "boom")
+    await store.sandbox_save_session(SandboxSession("d", "5511", "X", now))
+    await store.sandbox_issue_qr(SandboxQr("qr-d", "d", now, now + 60, True))
+    await store.sandbox_add_pair_code("ABCD-EFGH", "d", "5511", now + 60)
+    await store.sandbox_push("d", '{"kind":"message"}')
+    await store.sandbox_deliver_to_phone(InboxMessage("5511", "d", "q0", now, text="oi"))
+    assert len(await _rows_of(store, "d")) == 11  # every table of a tenant's life
+    assert await store.delete_tenant("d")
+    assert await _rows_of(store, "d") == {}
+
+
+async def test_writes_for_a_deleted_life_of_a_tenant_are_refused(store: Store) -> None:
+    old = (await store.create_tenant(TenantRecord(id="d"))).incarnation
+    await store.delete_tenant("d")
+    with pytest.raises(TenantNotFound):
+        await store.add_message(_message("d", "late"), old)
+    new = (await store.create_tenant(TenantRecord(id="d"))).incarnation
+    assert new != old
+    answer = IdempotentAnswer("d", "k", "f", 202, "{}", time.time())
+    for write in (
+        store.add_message(_message("d", "late"), old),
+        store.record_incoming(_message("d", "i", status="received", direction="in"), [], old),
+        store.put_idempotent(answer, old),
+        store.put_jid("d", "5511988887777", True, None, old),
+        store.save_media("d", "i", "image/png", None, b"x", old),
+        store.enqueue_deliveries([_delivery("d:c", 1, tenant_id="d")], old),
+    ):
+        with pytest.raises(TenantNotFound):
+            await write
+    assert await _rows_of(store, "d") == {}  # nothing of the old life reached the new one
+    await store.add_message(_message("d", "fresh"), new)
+    assert [m.message_id for m in await store.list_messages("d")] == ["fresh"]
+
+
+async def test_sends_racing_a_delete_leave_nothing(store: Store) -> None:
+    """Every write either landed before the delete (and went with it) or was refused."""
+    life = (await store.create_tenant(TenantRecord(id="d"))).incarnation
+
+    async def sender(lane: int) -> int:
+        for n in range(10_000):  # until the delete refuses it
+            try:
+                await store.add_message(_message("d", f"m{lane}-{n}"), life)
+            except TenantNotFound:
+                return n
+        raise AssertionError("the delete never refused a write")
+
+    async def delete() -> None:
+        await asyncio.sleep(0.1)
+        assert await store.delete_tenant("d")
+
+    *sent, _ = await asyncio.gather(*(sender(lane) for lane in range(8)), delete())
+    assert any(sent)  # writes landed before the delete; every lane ended refused
+    assert await _rows_of(store, "d") == {}

@@ -125,3 +125,12 @@ async def test_a_deleted_tenant_leaves_no_opt_outs_nor_scheduled_sends(store: St
     assert await store.list_opt_outs("t") == []
     assert await store.due_scheduled("a", time.time(), 10) == []
     assert await store.get_message("t", "s") is None
+
+
+async def test_a_deleted_tenants_due_sends_are_not_queued_again(store: Store) -> None:
+    await _tenants(store, t="a")
+    await store.add_message(_out("s", "scheduled", time.time() - 1, tenant="ghost"))
+    await store.add_message(_out("r", "scheduled", time.time() - 1))
+    promoted = await store.promote_scheduled([("ghost", "s"), ("t", "r")])
+    assert promoted == [("t", "r")]
+    assert await store.get_message("ghost", "s") is None

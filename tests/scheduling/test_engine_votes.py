@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_settings
-from zapmux.events import IncomingMessage, PollVote
+from zapmux.events import IncomingMessage, PollVote, message_from_json, message_to_json
 from zapmux.hub import Hub
 from zapmux.inbound import Dispatcher
 from zapmux.outbox import Deliverer
 from zapmux.store import open_store
 from zapmux.store.base import Store
-from zapmux.store.records import MessageRecord
+from zapmux.store.records import MessageRecord, TenantRecord
 
 OPTIONS = ["Confirmo", "Preciso remarcar"]
 
@@ -27,6 +27,7 @@ OPTIONS = ["Confirmo", "Preciso remarcar"]
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     await backend.migrate()
+    await backend.create_tenant(TenantRecord(id="t"))
     yield backend
     await backend.close()
 
@@ -81,3 +82,12 @@ async def test_a_vote_on_an_unknown_question_still_arrives(store: Store, tmp_pat
         "options": [],
         "error": "no secret",
     }
+
+
+def test_a_vote_set_aside_comes_back_intact() -> None:
+    """Votes that cannot be recorded wait in the dead inbound events, as JSON."""
+    vote = IncomingMessage(
+        message_id="V", chat="c", sender="s", phone="5511988887777", message_type="voto",
+        text="", timestamp=1.0, vote=PollVote("3EB0POLL", ("ab",), "why"),
+    )  # fmt: skip
+    assert message_from_json(message_to_json(vote)) == vote

@@ -38,6 +38,8 @@ ACCESS: dict[Route, str] = {
     ("GET", "/deliveries"): ADMIN,
     ("POST", "/deliveries/retry-dead"): ADMIN,
     ("POST", "/deliveries/{delivery_id}/retry"): ADMIN,
+    ("GET", "/inbound/dead"): ADMIN,
+    ("POST", "/inbound/dead/{dead_id}/replay"): ADMIN,
     ("GET", "/events"): ADMIN,
     ("GET", "/openapi.json"): ADMIN,
     ("GET", "/docs"): ADMIN,
@@ -139,7 +141,7 @@ class Matrix:
         if route[0] == "*":
             return route[1] + "/app.js"
         return route[1].format(
-            tenant_id=tenant, message_id="3EB0NOPE", delivery_id="nope", phone=PHONE
+            tenant_id=tenant, message_id="3EB0NOPE", delivery_id="nope", phone=PHONE, dead_id=1
         )
 
     def body(self, route: Route) -> Any:

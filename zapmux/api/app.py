@@ -18,6 +18,7 @@ from zapmux.api import (
     dashboard,
     errors,
     events,
+    inbound,
     messages,
     metrics,
     optouts,
@@ -124,7 +125,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     errors.install(app)
-    for module in (tenants, messages, optouts, system, events, metrics, dashboard):
+    for module in (tenants, messages, optouts, system, inbound, events, metrics, dashboard):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     if settings.engine == "sandbox":
         app.include_router(sandbox.router, responses=errors.ERROR_RESPONSES)

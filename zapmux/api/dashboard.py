@@ -16,11 +16,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from zapmux import __version__
+from zapmux.api.strict import StrictRoute
 from zapmux.states import Status
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 templates = Jinja2Templates(directory=DASHBOARD_DIR / "templates")
-router = APIRouter()
+router = APIRouter(route_class=StrictRoute)
 
 #: Each state in plain words: a short label for the pill and what to do about it.
 STATE_TEXT: dict[Status, tuple[str, str]] = {

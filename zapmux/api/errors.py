@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
+from zapmux.api.strict import RequestRefused
 from zapmux.errors import InvalidTenantId, RateLimited, ZapmuxError
 from zapmux.ids import validate_tenant_id
 
@@ -89,6 +90,8 @@ def _tenant_id_in_raw_path(request: Request) -> str | None:
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc, RequestRefused):
+        return error_response(exc.status_code, exc.code, exc.detail)
     if exc.status_code in (404, 405) and (raw_id := _tenant_id_in_raw_path(request)) is not None:
         try:  # "/tenants/..%2Fx/status" matches no route once decoded: say why it is bad
             validate_tenant_id(raw_id)

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
+from zapmux.api.strict import StrictRoute
 from zapmux.hub import Hub
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=StrictRoute)
 KEEPALIVE_S = 15.0
 _SSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "a stream of events"}

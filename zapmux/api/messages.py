@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from zapmux.api.deps import GatewayDep, TenantDep
 from zapmux.api.models import CheckBody, MediaBody, SendBody
+from zapmux.api.strict import StrictRoute
 from zapmux.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, TenantNotConnected
 from zapmux.events import Media
 from zapmux.fetch import fetch_media
@@ -23,7 +24,7 @@ from zapmux.phone import normalize_phone
 from zapmux.sending import SendRequest
 from zapmux.states import Status
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(tags=["messages"], route_class=StrictRoute)
 MEDIA_KINDS = ("image", "document", "audio", "video")
 _MIMETYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]{0,63}/[A-Za-z0-9][\w!#$&^.+-]{0,127}", re.ASCII)
 
@@ -128,7 +129,7 @@ async def check_numbers(tenant: TenantDep, body: CheckBody, gw: GatewayDep) -> d
         )
     results = await runner.session.check(phones)
     for info in results:
-        await gw.store.put_jid(tenant.id, info.phone, info.exists, info.jid)
+        await gw.store.put_jid(tenant.id, info.phone, info.exists, info.jid, tenant.incarnation)
     return {
         "success": True,
         "results": [{"phone": r.phone, "exists": r.exists, "jid": r.jid} for r in results],

@@ -8,10 +8,11 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from zapmux.api.deps import AdminDep, GatewayDep
+from zapmux.api.strict import StrictRoute
 from zapmux.metrics import Labels
 from zapmux.states import Status
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=StrictRoute)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)

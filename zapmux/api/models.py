@@ -139,6 +139,8 @@ class PhoneMessageBody(Body):
     text: str = Field("", max_length=65536, validation_alias=AliasChoices("text", "message"))
     media: MediaBody | None = None
     media_kind: Literal["image", "document", "audio", "video", "sticker"] | None = None
+    # As WhatsApp would: a message handed over twice keeps its id (the default: a new one).
+    message_id: str | None = Field(None, min_length=1, max_length=1024)
 
 
 class RegisterPhoneBody(Body):

@@ -16,13 +16,14 @@ from zapmux.api.models import (
     ScanBody,
     VoteBody,
 )
+from zapmux.api.strict import SimulatorRoute
 from zapmux.engines.sandbox import SandboxEngine
 from zapmux.errors import InvalidInput, TenantNotFound
 from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
 
-router = APIRouter(prefix="/sandbox", tags=["sandbox"])
+router = APIRouter(prefix="/sandbox", tags=["sandbox"], route_class=SimulatorRoute)
 
 
 def network(gw: Gateway) -> SandboxEngine:
@@ -70,7 +71,9 @@ async def phone_sends(body: PhoneMessageBody, gw: GatewayDep, _: AdminDep) -> di
             "mimetype": body.media.mimetype,
             "filename": body.media.filename,
         }
-    message_id = await network(gw).send_from_phone(phone, tenant_id, body.text, media)
+    message_id = await network(gw).send_from_phone(
+        phone, tenant_id, body.text, media, body.message_id
+    )
     return {"success": True, "message_id": message_id, "tenant_id": tenant_id, "from": phone}
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from zapmux import __version__
 from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
 from zapmux.api.models import RelayBody, WebhookBody
+from zapmux.api.strict import StrictRoute
 from zapmux.api.tenants import tenant_view
 from zapmux.errors import InvalidInput, NotFound
 from zapmux.gateway import Gateway
@@ -21,7 +22,7 @@ from zapmux.phone import normalize_phone
 from zapmux.redact import redact_urls
 from zapmux.states import ALL as ALL_STATES
 
-router = APIRouter()
+router = APIRouter(route_class=StrictRoute)
 
 
 @router.get("/health", tags=["system"], summary="Liveness and store reachability (open)")

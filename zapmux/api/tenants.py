@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
 from zapmux.api.forward import FORWARDED
 from zapmux.api.models import ClearAllBody, CreateTenant, PairCodeBody
+from zapmux.api.strict import StrictRoute
 from zapmux.auth import hash_token, new_token
 from zapmux.errors import Conflict
 from zapmux.gateway import Gateway
@@ -22,7 +23,7 @@ from zapmux.states import PERMANENT, Status
 from zapmux.store.records import TenantRecord
 from zapmux.supervisor import TenantRunner
 
-router = APIRouter(tags=["tenants"])
+router = APIRouter(tags=["tenants"], route_class=StrictRoute)
 QR_WAIT_S = 3.0
 
 

@@ -144,18 +144,27 @@ class SandboxEngine(Engine):
             session.paired.set()
 
     async def send_from_phone(
-        self, phone: str, tenant_id: str, text: str, media: dict[str, Any] | None = None
+        self,
+        phone: str,
+        tenant_id: str,
+        text: str,
+        media: dict[str, Any] | None = None,
+        message_id: str | None = None,
     ) -> str:
-        """A customer's phone sends a message to the tenant's number."""
+        """A customer's phone sends a message to the tenant's number (with a new id
+        unless ``message_id`` is given, as when a server hands one over again)."""
         phone = normalize_phone(phone)
-        return await self._push_message(phone, tenant_id, {"text": text, "media": media})
+        content = {"text": text, "media": media}
+        return await self._push_message(phone, tenant_id, content, message_id)
 
-    async def _push_message(self, phone: str, tenant_id: str, content: dict[str, Any]) -> str:
+    async def _push_message(
+        self, phone: str, tenant_id: str, content: dict[str, Any], message_id: str | None = None
+    ) -> str:
         if await self.store.sandbox_session(tenant_id) is None:
             raise Conflict(
                 "that tenant has no WhatsApp number paired in the sandbox", code="tenant_not_paired"
             )
-        message_id = new_message_id()
+        message_id = message_id or new_message_id()
         item = {"kind": "message", "message_id": message_id, "phone": phone, **content}
         await self.store.sandbox_push(tenant_id, json.dumps({**item, "timestamp": time.time()}))
         self._wake(tenant_id)
@@ -283,6 +292,17 @@ class SandboxSessionImpl(Session):
             log.error("sandbox session %s crashed", self.tenant_id, exc_info=task.exception())
 
     async def _run(self) -> None:
+        """The session; if it fails (zapmux could not take an event: the store is away),
+        the connection ends as a disconnect, so the tenant reconnects and the event is
+        handed over again, instead of the tenant looking connected with nothing moving."""
+        try:
+            await self._session()
+        except Exception as exc:
+            log.exception("sandbox session %s failed", self.tenant_id)
+            if self._task is asyncio.current_task():  # not closed meanwhile
+                await self._end(Disconnected(f"session failed: {type(exc).__name__}: {exc}"))
+
+    async def _session(self) -> None:
         saved = await self.store.sandbox_session(self.tenant_id)
         if saved is None:
             saved = await self._pair_by_qr()
@@ -338,32 +358,39 @@ class SandboxSessionImpl(Session):
         while self.connected:
             self.wakeup.clear()
             for pending_id, raw in await self.store.sandbox_pending(self.tenant_id):
-                item = json.loads(raw)
+                try:
+                    item = json.loads(raw)
+                    event = self._event(item)
+                except (ValueError, KeyError, TypeError) as exc:  # never readable: aside
+                    error = f"the sandbox cannot read it: {type(exc).__name__}: {exc}"
+                    await self.store.add_dead_inbound(self.tenant_id, raw, error)
+                    await self.store.sandbox_ack(pending_id)
+                    continue
                 if item["kind"] == "fault":  # a fault happens once, whatever follows
                     await self.store.sandbox_ack(pending_id)
-                if not await self._deliver(item):
+                if event is None:
+                    await self._apply_fault(item["fault"])
                     return
+                await self.sink(event)
                 await self.store.sandbox_ack(pending_id)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.POLL_S)
 
-    async def _deliver(self, item: dict[str, Any]) -> bool:
-        """Emit one pending item; False when it ended the connection."""
+    def _event(self, item: dict[str, Any]) -> Event | None:
+        """The event a pending item carries; None for a fault (which ends the connection)."""
         kind = item["kind"]
         if kind == "message":
-            await self.sink(self._incoming(item))
-        elif kind == "receipt":
-            await self.sink(
-                Receipt(
-                    message_ids=tuple(item["message_ids"]),
-                    chat=_jid(item["phone"]),
-                    status=item["status"],
-                    timestamp=item["timestamp"],
-                )
+            return self._incoming(item)
+        if kind == "receipt":
+            return Receipt(
+                message_ids=tuple(item["message_ids"]),
+                chat=_jid(item["phone"]),
+                status=item["status"],
+                timestamp=item["timestamp"],
             )
-        elif kind == "fault":
-            return await self._apply_fault(item["fault"])
-        return True
+        if kind == "fault" and item["fault"] in FAULTS:
+            return None
+        raise ValueError(f"unknown pending item {kind!r}")
 
     def _incoming(self, item: dict[str, Any]) -> IncomingMessage:
         media, kind = None, "texto"
@@ -399,7 +426,7 @@ class SandboxSessionImpl(Session):
             vote=PollVote(vote["poll_id"], tuple(vote["selected_hashes"])) if vote else None,
         )
 
-    async def _apply_fault(self, fault: str) -> bool:
+    async def _apply_fault(self, fault: str) -> None:
         events: dict[str, Event] = {
             "disconnect": Disconnected("websocket closed by server (sandbox disconnect)"),
             "network_down": Disconnected("network is unreachable (sandbox network_down)"),
@@ -410,7 +437,6 @@ class SandboxSessionImpl(Session):
         if fault == "logout":
             await self.store.sandbox_wipe(self.tenant_id)
         await self._end(events[fault])
-        return False
 
     async def _end(self, event: Event) -> None:
         self.connected = False

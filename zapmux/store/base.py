@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zapmux.store.records import (
+    DeadInbound,
     Delivery,
     DeliveryResult,
     IdempotentAnswer,
@@ -84,18 +85,33 @@ class Store(ABC):
     @abstractmethod
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None: ...
 
+    # Writes that take ``incarnation`` land only while the tenant exists in that life
+    # (else ``TenantNotFound`` and nothing written): see ``store.guard``.
     @abstractmethod
-    async def add_message(self, message: MessageRecord) -> MessageRecord: ...
+    async def add_message(
+        self, message: MessageRecord, incarnation: str | None = None
+    ) -> MessageRecord: ...
 
     @abstractmethod
-    async def record_incoming(self, message: MessageRecord, deliveries: Sequence[Delivery]) -> bool:
+    async def record_incoming(
+        self,
+        message: MessageRecord,
+        deliveries: Sequence[Delivery],
+        incarnation: str | None = None,
+    ) -> bool:
         """Log an incoming message and its webhook deliveries in one transaction.
 
         False (and nothing written) when this message id was already recorded."""
 
     @abstractmethod
     async def save_media(
-        self, tenant_id: str, message_id: str, mimetype: str, filename: str | None, data: bytes
+        self,
+        tenant_id: str,
+        message_id: str,
+        mimetype: str,
+        filename: str | None,
+        data: bytes,
+        incarnation: str | None = None,
     ) -> None: ...
 
     @abstractmethod
@@ -136,7 +152,9 @@ class Store(ABC):
         """Move sent messages forward (sent → delivered → read); the message ids moved."""
 
     @abstractmethod
-    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None: ...
+    async def enqueue_deliveries(
+        self, deliveries: Sequence[Delivery], incarnation: str | None = None
+    ) -> None: ...
 
     @abstractmethod
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
@@ -190,7 +208,9 @@ class Store(ABC):
     ) -> IdempotentAnswer | None: ...
 
     @abstractmethod
-    async def put_idempotent(self, answer: IdempotentAnswer) -> None: ...
+    async def put_idempotent(
+        self, answer: IdempotentAnswer, incarnation: str | None = None
+    ) -> None: ...
 
     @abstractmethod
     async def forget_idempotent(self, tenant_id: str, key: str) -> None:
@@ -202,7 +222,14 @@ class Store(ABC):
     ) -> tuple[bool, str | None] | None: ...
 
     @abstractmethod
-    async def put_jid(self, tenant_id: str, phone: str, exists_: bool, jid: str | None) -> None: ...
+    async def put_jid(
+        self,
+        tenant_id: str,
+        phone: str,
+        exists_: bool,
+        jid: str | None,
+        incarnation: str | None = None,
+    ) -> None: ...
 
     @abstractmethod
     async def sandbox_session(self, tenant_id: str) -> SandboxSession | None: ...
@@ -262,6 +289,22 @@ class Store(ABC):
     async def sandbox_ack(self, pending_id: int) -> None: ...
 
     @abstractmethod
+    async def add_dead_inbound(self, tenant_id: str, event: str, error: str) -> int:
+        """Set aside an inbound event that could not be recorded; its id."""
+
+    @abstractmethod
+    async def list_dead_inbound(
+        self, tenant_id: str | None = None, limit: int = 100
+    ) -> list[DeadInbound]: ...
+
+    @abstractmethod
+    async def get_dead_inbound(self, dead_id: int) -> DeadInbound | None: ...
+
+    @abstractmethod
+    async def drop_dead_inbound(self, dead_id: int) -> None:
+        """Forget a set-aside event (it was replayed)."""
+
+    @abstractmethod
     async def fail_interrupted_sends(self, tenant_id: str) -> int:
         """Mark the tenant's half-sent messages failed (its last runner is gone)."""
 
@@ -297,7 +340,8 @@ class Store(ABC):
 
     # --- opt-outs (store/sql_optouts.py) -------------------------------------------------
     @abstractmethod
-    async def add_opt_out(self, opt_out: OptOut) -> None: ...
+    async def add_opt_out(self, opt_out: OptOut, incarnation: str | None = None) -> None:
+        """Record that a number opted out (only while the tenant lives in ``incarnation``)."""
 
     @abstractmethod
     async def find_opt_out(self, tenant_id: str, phones: Sequence[str]) -> OptOut | None:

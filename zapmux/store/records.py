@@ -27,6 +27,7 @@ class TenantRecord:
     webhook_events: str | None = None
     owner: str | None = None
     lease_until: float | None = None
+    incarnation: str | None = None  # which life of this id (set at creation)
     created_at: float = 0.0
     updated_at: float = 0.0
     opt_out_keywords: str | None = None  # JSON list; None = the defaults
@@ -168,6 +169,26 @@ class DeliveryResult:
 
 
 @dataclass(slots=True)
+class DeadInbound:
+    """An inbound event zapmux could not record, set aside so the tenant's line moves."""
+
+    tenant_id: str
+    event: str  # the event as JSON (``events.to_json``)
+    error: str
+    created_at: float
+    id: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "event": _json_or_text(self.event),
+            "error": self.error,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(slots=True)
 class IdempotentAnswer:
     tenant_id: str
     key: str
@@ -226,3 +247,10 @@ class InboxMessage:
             "read": self.read,
             "received_at": self.received_at,
         }
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

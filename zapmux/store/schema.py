@@ -16,12 +16,16 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
-    # scheduled sends, questions with answers, opt-outs (opt_outs is created whole)
     3: [
+        "ALTER TABLE tenants ADD COLUMN incarnation VARCHAR(32)",
+        "UPDATE tenants SET incarnation = 'migrated'",
+    ],  # new tables (inbound_dead) are made by create_all before these steps run
+    # scheduled sends, questions with answers, opt-outs (opt_outs is created whole)
+    4: [
         "ALTER TABLE messages ADD COLUMN send_at FLOAT",
         "ALTER TABLE messages ADD COLUMN poll TEXT",
         "ALTER TABLE messages ADD COLUMN error_code VARCHAR(32)",
@@ -54,6 +58,9 @@ tenants = Table(
     Column("webhook_events", Text),
     Column("owner", String(128)),
     Column("lease_until", Float),
+    # Which life of this id the row is: a tenant deleted and created again gets a new
+    # one, and writes made for the old life (a send racing the delete) are refused.
+    Column("incarnation", String(32)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     # JSON list of the words that opt a number out; NULL = the defaults (optouts.py)
@@ -139,6 +146,18 @@ idempotency = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("status_code", Integer, nullable=False),
     Column("response", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Inbound events zapmux could not record (set aside instead of blocking the tenant's
+# line); listed and replayed through the API.
+inbound_dead = Table(
+    "inbound_dead",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("error", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )
 

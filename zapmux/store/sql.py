@@ -6,6 +6,7 @@ live in the ``sqlite`` and ``postgres`` subclasses.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from zapmux.errors import TenantExists
 from zapmux.store import schema as t
 from zapmux.store.base import Store
+from zapmux.store.guard import in_life
 from zapmux.store.records import (
+    DeadInbound,
     Delivery,
     IdempotentAnswer,
     MessageRecord,
@@ -39,6 +42,21 @@ from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
 from zapmux.store.sql_schedule import ScheduleTables
 
+#: Every table with rows of one tenant's life (removed with the tenant).
+_TENANT_TABLES = (
+    t.messages,
+    t.outbox,
+    t.idempotency,
+    t.jid_cache,
+    t.media,
+    t.inbound_dead,
+    t.opt_outs,
+    t.sandbox_sessions,
+    t.sandbox_qr,
+    t.sandbox_pair_codes,
+    t.sandbox_pending,
+    t.sandbox_inbox,
+)
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
@@ -74,6 +92,7 @@ class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store)
     async def create_tenant(self, tenant: TenantRecord) -> TenantRecord:
         now = time.time()
         tenant.created_at = tenant.updated_at = now
+        tenant.incarnation = tenant.incarnation or secrets.token_hex(8)
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(t.tenants).values(_values(tenant, skip=())))
@@ -107,10 +126,12 @@ class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store)
         return bool(result.rowcount)
 
     async def delete_tenant(self, tenant_id: str) -> bool:
+        """The tenant and everything of its life, so that nothing passes to a new tenant
+        of the same id. Its own row goes first: see ``store.guard`` for why."""
         async with self.engine.begin() as conn:
-            for table in (t.messages, t.idempotency, t.jid_cache, t.media, t.opt_outs):
-                await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
             result = await conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
+            for table in _TENANT_TABLES:
+                await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
         return bool(result.rowcount)
 
     # --- leases (which node runs which tenant) -------------------------------------
@@ -199,21 +220,28 @@ class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store)
         return stmt
 
     # --- messages and the send queue -----------------------------------------------
-    async def add_message(self, message: MessageRecord) -> MessageRecord:
+    async def add_message(
+        self, message: MessageRecord, incarnation: str | None = None
+    ) -> MessageRecord:
         message.created_at = message.updated_at = time.time()
-        async with self.engine.begin() as conn:
+        async with self.engine.begin() as conn, in_life(conn, message.tenant_id, incarnation):
             result = await conn.execute(insert(t.messages).values(_values(message)))
         message.id = result.inserted_primary_key[0] if result.inserted_primary_key else None
         return message
 
-    async def record_incoming(self, message: MessageRecord, deliveries: Sequence[Delivery]) -> bool:
+    async def record_incoming(
+        self,
+        message: MessageRecord,
+        deliveries: Sequence[Delivery],
+        incarnation: str | None = None,
+    ) -> bool:
         """Log an incoming message and its webhook deliveries in one transaction.
 
         False (and nothing written) when this message id was already recorded.
         """
         message.created_at = message.updated_at = time.time()
         try:
-            async with self.engine.begin() as conn:
+            async with self.engine.begin() as conn, in_life(conn, message.tenant_id, incarnation):
                 await conn.execute(insert(t.messages).values(_values(message)))
                 await self._insert_deliveries(conn, deliveries)
         except IntegrityError:
@@ -221,9 +249,15 @@ class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store)
         return True
 
     async def save_media(
-        self, tenant_id: str, message_id: str, mimetype: str, filename: str | None, data: bytes
+        self,
+        tenant_id: str,
+        message_id: str,
+        mimetype: str,
+        filename: str | None,
+        data: bytes,
+        incarnation: str | None = None,
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with self.engine.begin() as conn, in_life(conn, tenant_id, incarnation):
             await conn.execute(
                 delete(t.media).where(
                     and_(t.media.c.tenant_id == tenant_id, t.media.c.message_id == message_id)
@@ -385,9 +419,11 @@ class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store)
             ).first()
         return _record(IdempotentAnswer, row) if row else None
 
-    async def put_idempotent(self, answer: IdempotentAnswer) -> None:
+    async def put_idempotent(
+        self, answer: IdempotentAnswer, incarnation: str | None = None
+    ) -> None:
         i = t.idempotency.c
-        async with self.engine.begin() as conn:
+        async with self.engine.begin() as conn, in_life(conn, answer.tenant_id, incarnation):
             await conn.execute(
                 delete(t.idempotency).where(
                     and_(i.tenant_id == answer.tenant_id, i.key == answer.key)
@@ -420,9 +456,16 @@ class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store)
             ).first()
         return (bool(row.exists), row.jid) if row else None
 
-    async def put_jid(self, tenant_id: str, phone: str, exists_: bool, jid: str | None) -> None:
+    async def put_jid(
+        self,
+        tenant_id: str,
+        phone: str,
+        exists_: bool,
+        jid: str | None,
+        incarnation: str | None = None,
+    ) -> None:
         j = t.jid_cache.c
-        async with self.engine.begin() as conn:
+        async with self.engine.begin() as conn, in_life(conn, tenant_id, incarnation):
             await conn.execute(
                 delete(t.jid_cache).where(and_(j.tenant_id == tenant_id, j.phone == phone))
             )
@@ -435,6 +478,38 @@ class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store)
                     checked_at=time.time(),
                 )
             )
+
+    # --- inbound events set aside --------------------------------------------------
+    async def add_dead_inbound(self, tenant_id: str, event: str, error: str) -> int:
+        """Set aside an inbound event that could not be recorded; its id."""
+        row = DeadInbound(tenant_id, event, error.replace("\x00", "\\x00"), time.time())
+        async with self.engine.begin() as conn:
+            result = await conn.execute(insert(t.inbound_dead).values(_values(row)))
+        key = result.inserted_primary_key
+        return int(key[0]) if key else 0
+
+    async def list_dead_inbound(
+        self, tenant_id: str | None = None, limit: int = 100
+    ) -> list[DeadInbound]:
+        d = t.inbound_dead.c
+        stmt = select(t.inbound_dead)
+        if tenant_id:
+            stmt = stmt.where(d.tenant_id == tenant_id)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(stmt.order_by(d.id).limit(limit))
+        return [_record(DeadInbound, r) for r in rows]
+
+    async def get_dead_inbound(self, dead_id: int) -> DeadInbound | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
+            ).first()
+        return _record(DeadInbound, row) if row else None
+
+    async def drop_dead_inbound(self, dead_id: int) -> None:
+        """Forget a set-aside event (it was replayed)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
 
     async def fail_interrupted_sends(self, tenant_id: str) -> int:
         """Mark the tenant's half-sent messages failed (its last runner is gone)."""

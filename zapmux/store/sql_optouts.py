@@ -8,6 +8,7 @@ from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.store import schema as t
+from zapmux.store.guard import in_life
 from zapmux.store.records import OptOut
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
@@ -18,11 +19,11 @@ class OptOutTables:
 
     engine: AsyncEngine
 
-    async def add_opt_out(self, opt_out: OptOut) -> None:
+    async def add_opt_out(self, opt_out: OptOut, incarnation: str | None = None) -> None:
         """Record (or record again) that a number opted out."""
         o = t.opt_outs.c
         key = and_(o.tenant_id == opt_out.tenant_id, o.phone == opt_out.phone)
-        async with self.engine.begin() as conn:
+        async with self.engine.begin() as conn, in_life(conn, opt_out.tenant_id, incarnation):
             await conn.execute(delete(t.opt_outs).where(key))
             await conn.execute(insert(t.opt_outs).values(_values(opt_out, skip=())))
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from zapmux.store import schema as t
+from zapmux.store.guard import in_life
 from zapmux.store.records import Delivery, DeliveryResult
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
@@ -97,8 +98,13 @@ class OutboxTables:
         if deliveries:
             await conn.execute(insert(t.outbox), [_values(d) for d in deliveries])
 
-    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
-        async with self.engine.begin() as conn:
+    async def enqueue_deliveries(
+        self, deliveries: Sequence[Delivery], incarnation: str | None = None
+    ) -> None:
+        """Queue deliveries; with ``incarnation``, only while that life of their tenant
+        exists (all of them are that tenant's)."""
+        tenant_id = deliveries[0].tenant_id if deliveries else None
+        async with self.engine.begin() as conn, in_life(conn, tenant_id, incarnation):
             await self._insert_deliveries(conn, deliveries)
 
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from zapmux.store import schema as t
 from zapmux.store.records import MessageRecord
@@ -63,13 +63,21 @@ class ScheduleTables:
         m = t.messages.c
         match = or_(*(and_(m.tenant_id == tid, m.message_id == mid) for tid, mid in keys))
         gone = delete(t.messages).where(and_(m.status == "scheduled", match))
+        tenant_ids = {tenant_id for tenant_id, _ in keys}
         async with self.engine.begin() as conn:
+            # Only for tenants still alive, checked as store.guard does: on PostgreSQL
+            # first, holding their rows (a delete of one waits, then removes these rows
+            # too); on SQLite after the first write, which holds the database.
+            postgres = conn.dialect.name == "postgresql"
+            living = await _living(conn, tenant_ids, lock=True) if postgres else set()
             rows = {
                 (r.tenant_id, r.message_id): r
                 for r in await conn.execute(gone.returning(t.messages))
             }
+            if not postgres:
+                living = await _living(conn, tenant_ids, lock=False)
             now = time.time()
-            moved = [k for k in keys if k in rows]
+            moved = [k for k in keys if k in rows and k[0] in living]
             if moved:
                 values = [
                     {
@@ -137,3 +145,11 @@ class ScheduleTables:
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt.limit(1))).first()
         return _record(MessageRecord, row) if row else None
+
+
+async def _living(conn: AsyncConnection, tenant_ids: set[str], lock: bool) -> set[str]:
+    """Which of these tenants exist (on PostgreSQL, held until the transaction ends)."""
+    stmt = select(t.tenants.c.id).where(t.tenants.c.id.in_(tenant_ids))
+    if lock:
+        stmt = stmt.with_for_update(read=True, key_share=True)
+    return set((await conn.execute(stmt)).scalars())

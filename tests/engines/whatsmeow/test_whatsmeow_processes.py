@@ -187,3 +187,30 @@ async def test_memory_of_one_worker(settings: Settings, blackhole_proxy: str) ->
     await engine.aclose()
     print(f"\nworker startup {startup:.2f} s, RSS {memory['Rss']} kB, PSS {memory['Pss']} kB")
     assert memory["Pss"] < 200 * 1024  # docs/whatsmeow.md: ~45-70 MB measured
+
+
+def worker_environment(pid: int) -> dict[str, str]:
+    """A live process's environment as Linux holds it (``/proc/<pid>/environ``)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "off"), ("on", "on"), ("off", "off")])
+async def test_workers_start_without_neonizes_ai_label_unless_asked(
+    tmp_path: Path,
+    blackhole_proxy: str,
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str | None,
+    expected: str,
+) -> None:
+    monkeypatch.setenv("NEONIZE_BOT_TAG", "on")  # the server's own environment does not count
+    if setting is not None:
+        monkeypatch.setenv("ZAPMUX_WHATSMEOW_BOT_TAG", setting)
+    settings = Settings(auth_dir=tmp_path / "auth", _env_file=None)
+    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy)
+    session = engine.open_session("label", Inbox())
+    await session.connect()
+    assert session.worker_pid
+    environment = worker_environment(session.worker_pid)
+    await engine.aclose()
+    assert environment["NEONIZE_BOT_TAG"] == expected

@@ -45,6 +45,7 @@ class WorkerOptions:
     qr_first_s: float | None = None
     qr_next_s: float | None = None
     qr_total: int | None = None
+    bot_tag: bool = False  # neonize's <bot biz_bot="1"/> on every message: an "AI" label
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def worker_args(self) -> list[str]:
@@ -79,6 +80,7 @@ class WhatsmeowEngine(Engine):
         )
         defaults = {
             "log_level": str(getattr(settings, "log_level", "INFO")),
+            "bot_tag": bool(getattr(settings, "whatsmeow_bot_tag", False)),
             "media_max_bytes": min(
                 int(getattr(settings, "media_max_bytes", _DEFAULT_MEDIA_MAX_BYTES)),
                 MAX_MEDIA_BYTES,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from zapmux.engines.whatsmeow.client import WorkerOptions
 
 WORKER_MODULE = "zapmux.engines.whatsmeow.worker"
+BOT_TAG_ENV = "NEONIZE_BOT_TAG"
 _TERMINAL = (ev.Disconnected, ev.PermanentDisconnect, ev.QrTimeout)
 _LINE_LIMIT = 1024 * 1024
 _KILL_WAIT_S = 3.0
@@ -99,8 +100,18 @@ class WorkerProcess:
         self._log.debug("started whatsmeow worker pid %d", self.proc.pid)
 
     def _environment(self, store: str) -> dict[str, str]:
+        """The server's environment, plus the store and neonize's bot tag.
+
+        neonize reads ``NEONIZE_BOT_TAG`` when its library loads: anything but ``off``
+        adds ``<bot biz_bot="1"/>`` to each message to a person, which recipients see
+        as an "AI" label. Off unless ``ZAPMUX_WHATSMEOW_BOT_TAG=on``.
+        """
+        bot_tag = "on" if self.options.bot_tag else "off"
         extra = self.options.extra_env
-        return {**os.environ, "PYTHONUNBUFFERED": "1", **extra, protocol.STORE_ENV: store}
+        return {
+            **os.environ, "PYTHONUNBUFFERED": "1", **extra,
+            BOT_TAG_ENV: bot_tag, protocol.STORE_ENV: store,
+        }  # fmt: skip
 
     def _command(self, fds: tuple[int, int]) -> list[str]:
         return [

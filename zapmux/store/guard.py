@@ -1,0 +1,53 @@
+"""Writes that belong to one life of a tenant land only while that life exists.
+
+A tenant deleted and created again under the same id is a new life (its
+``incarnation``). A write made for the old life (a send that raced the delete, an
+inbound message of the old session) must not become the new tenant's: each such
+write checks, inside its own transaction, that the tenant still exists with that
+incarnation, and rolls back otherwise (``TenantNotFound``).
+
+When the check runs differs by database. On PostgreSQL it comes first and takes
+``FOR KEY SHARE`` on the tenant's row: a delete (which ``delete_tenant`` starts with
+the tenant's row) waits for the write to commit and then removes its rows too, or the
+write waits for the delete and finds no row. Taking the tenant's row before any other
+lock keeps the two from deadlocking. On SQLite it comes after the write's first
+statement, which took the database's write lock: the check then sees the latest
+commit, and nothing can delete the tenant until the write ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from zapmux.errors import TenantNotFound
+from zapmux.store import schema as t
+
+
+@asynccontextmanager
+async def in_life(
+    conn: AsyncConnection, tenant_id: str | None, incarnation: str | None
+) -> AsyncIterator[None]:
+    """Around a transaction's writes: raise ``TenantNotFound`` (rolling back) unless the
+    tenant exists in that incarnation; ``None`` checks nothing (writes of no tenant)."""
+    if tenant_id is None or incarnation is None:
+        yield
+        return
+    locks = conn.dialect.name == "postgresql"
+    if locks:
+        await _check(conn, tenant_id, incarnation, lock=True)
+    yield
+    if not locks:
+        await _check(conn, tenant_id, incarnation, lock=False)
+
+
+async def _check(conn: AsyncConnection, tenant_id: str, incarnation: str, lock: bool) -> None:
+    c = t.tenants.c
+    stmt = select(c.id).where(and_(c.id == tenant_id, c.incarnation == incarnation))
+    if lock:
+        stmt = stmt.with_for_update(read=True, key_share=True)
+    if (await conn.execute(stmt)).first() is None:
+        raise TenantNotFound(f"tenant {tenant_id!r} was deleted")
