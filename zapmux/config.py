@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # neonize marks every message to a person as sent by a bot ("AI" label) unless
     # NEONIZE_BOT_TAG=off reaches its worker; zapmux sends it off unless this is on.
     whatsmeow_bot_tag: bool = Field(False, validation_alias=_env("WHATSMEOW_BOT_TAG"))
+    # a connected worker above this is replaced by a fresh one once its tenant is idle
+    whatsmeow_worker_max_rss_mb: int | None = Field(
+        300, ge=1, validation_alias=_env("WHATSMEOW_WORKER_MAX_RSS_MB")
+    )
     sandbox_qr_seconds: float = Field(20.0, gt=0, validation_alias=_env("SANDBOX_QR_SECONDS"))
 
     # Sending

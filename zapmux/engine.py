@@ -64,6 +64,14 @@ class Session(ABC):
     async def disconnect(self) -> None:
         """Close the connection, keeping the stored session. Emits nothing."""
 
+    async def pause(self) -> bool:
+        """The connection dropped for a reason that may pass (after ``Disconnected``),
+        and zapmux will reconnect after its backoff. True: keep this session, whose
+        ``connect()`` is called again (the whatsmeow engine keeps its worker process);
+        False: it is closed and a new one is opened. By default it disconnects."""
+        await self.disconnect()
+        return False
+
     @abstractmethod
     async def logout(self) -> None:
         """Unlink the device from WhatsApp and wipe the stored session. Emits nothing."""

@@ -68,6 +68,7 @@ class TenantRunner:
         self.connected_at: float | None = None
         self.qr: QrCode | None = None
         self.session: Session | None = None
+        self._paused: Session | None = None  # kept across a reconnect (Session.pause)
         self.lock = asyncio.Lock()
         self._handshake = asyncio.Event()
         self._retry: asyncio.Task[None] | None = None
@@ -98,7 +99,8 @@ class TenantRunner:
     async def logout(self) -> None:
         async with self.lock:
             self._cancel_retry()
-            session, self.session = self.session, None
+            session, self.session = self.session or self._paused, None
+            self._paused = None
             # Not running: a session of its own still unlinks the device (emits nothing).
             session = session or self.sup.engine.open_session(self.tenant_id, self._on_event)
             with contextlib.suppress(Exception):
@@ -127,9 +129,11 @@ class TenantRunner:
 
     # --- the session ------------------------------------------------------------------
     def _open(self) -> Session:
+        """The session to connect: the one paused by the last disconnect, else a new one."""
         self._cancel_retry()
         self._handshake.clear()
-        self.session = self.sup.engine.open_session(self.tenant_id, self._on_event)
+        paused, self._paused = self._paused, None
+        self.session = paused or self.sup.engine.open_session(self.tenant_id, self._on_event)
         return self.session
 
     async def _connect(self, session: Session) -> None:
@@ -147,14 +151,22 @@ class TenantRunner:
                 return
             await self.wait_handshake()
 
-    async def _close(self) -> None:
+    async def _close(self, pause: bool = False) -> None:
+        """Close the session; with ``pause`` (a reconnect will follow) the engine may keep
+        it for the next connect (``Session.pause``)."""
         self._cancel_retry()
         session, self.session = self.session, None
+        paused, self._paused = self._paused, None
         self.qr = None
         self._handshake.set()  # whoever waits at the gate for this session can go
-        if session is not None:
+        for old in (paused, session):
+            if old is None:
+                continue
             try:
-                await session.disconnect()
+                if pause and old is session and await old.pause():
+                    self._paused = old
+                else:
+                    await old.disconnect()
             except Exception:
                 self.log.exception("❌ disconnect failed")
 
@@ -210,7 +222,7 @@ class TenantRunner:
         await self.sup.on_engine_event(self.tenant_id, event)
 
     async def _disconnected(self, event: Disconnected) -> None:
-        await self._close()
+        await self._close(pause=True)
         stable = self.sup.settings.stable_after_s
         if self.connected_at and time.time() - self.connected_at >= stable:
             self.attempts = 0  # it had been fine for a while: start the backoff over

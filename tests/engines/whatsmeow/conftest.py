@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -101,6 +102,25 @@ _DEVICE = (
     "5511999990000:7@s.whatsapp.net", 1, b"\1" * 32, b"\2" * 32, b"\3" * 32, 1,
     b"\4" * 64, b"\5" * 32, b"", b"\6" * 64, b"\7" * 32, b"\x08" * 64,
 )  # fmt: skip
+
+
+StartedWorkers = Callable[[str], list[int]]
+
+
+@pytest.fixture
+def started_workers(caplog: pytest.LogCaptureFixture) -> StartedWorkers:
+    """The pids of the worker processes started for a tenant so far (from its debug log)."""
+    caplog.set_level("DEBUG", logger="zapmux.tenant")
+
+    def started(tenant: str) -> list[int]:
+        return [
+            int(match.group(1))
+            for record in caplog.records
+            if record.name == f"zapmux.tenant.{tenant}"
+            and (match := re.fullmatch(r"started whatsmeow worker pid (\d+)", record.getMessage()))
+        ]
+
+    return started
 
 
 MigrateStore = Callable[[WhatsmeowEngine, str], Awaitable[ev.Event]]

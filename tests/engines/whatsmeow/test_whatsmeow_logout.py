@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,7 @@ from zapmux.supervisor import Supervisor
 from zapmux.tasks import TaskGroup
 
 if TYPE_CHECKING:
-    from conftest import PairStore
+    from conftest import PairStore, StartedWorkers
 
 
 class Sink:
@@ -35,16 +34,6 @@ class Sink:
 
     async def __call__(self, event: ev.Event) -> None:
         self.events.append(event)
-
-
-def started_workers(caplog: pytest.LogCaptureFixture, tenant: str) -> list[int]:
-    """The pids of the workers the tenant's session started (from its debug log)."""
-    return [
-        int(match.group(1))
-        for record in caplog.records
-        if record.name == f"zapmux.tenant.{tenant}"
-        and (match := re.fullmatch(r"started whatsmeow worker pid (\d+)", record.getMessage()))
-    ]
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture, tenant: str) -> list[str]:
@@ -60,6 +49,7 @@ async def test_offline_logout_of_a_stopped_tenant_tries_whatsapp_then_wipes(
     refused_proxy: str,
     paired_store: PairStore,
     caplog: pytest.LogCaptureFixture,
+    started_workers: StartedWorkers,
 ) -> None:
     engine = WhatsmeowEngine(any_store_settings, None, proxy=refused_proxy)
     await paired_store(engine, "clinic")
@@ -72,7 +62,7 @@ async def test_offline_logout_of_a_stopped_tenant_tries_whatsapp_then_wipes(
         assert not await engine.is_paired("clinic")
     finally:
         await engine.aclose()
-    [pid] = started_workers(caplog, "clinic")
+    [pid] = started_workers("clinic")
     assert await wait_gone(pid)
     [warning] = warnings_of(caplog, "clinic")
     assert "could not unlink the device" in warning
@@ -87,6 +77,7 @@ async def test_logout_gives_up_after_its_time_bound(
     blackhole_proxy: str,
     paired_store: PairStore,
     caplog: pytest.LogCaptureFixture,
+    started_workers: StartedWorkers,
 ) -> None:
     await paired_store(WhatsmeowEngine(settings, None, proxy=refused_proxy), "slow")
     engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy, logout_timeout_s=1.5)
@@ -100,14 +91,17 @@ async def test_logout_gives_up_after_its_time_bound(
     finally:
         await engine.aclose()
     assert 1.5 <= elapsed < 10
-    [pid] = started_workers(caplog, "slow")
+    [pid] = started_workers("slow")
     assert await wait_gone(pid)
     [warning] = warnings_of(caplog, "slow")
     assert "WhatsApp did not answer within 1.5 s" in warning
 
 
 async def test_logout_of_an_unpaired_tenant_starts_no_worker(
-    any_store_settings: Settings, refused_proxy: str, caplog: pytest.LogCaptureFixture
+    any_store_settings: Settings,
+    refused_proxy: str,
+    caplog: pytest.LogCaptureFixture,
+    started_workers: StartedWorkers,
 ) -> None:
     engine = WhatsmeowEngine(any_store_settings, None, proxy=refused_proxy)
     caplog.set_level(logging.DEBUG, logger="zapmux.tenant.fresh")
@@ -116,7 +110,7 @@ async def test_logout_of_an_unpaired_tenant_starts_no_worker(
         assert not await engine.is_paired("fresh")
     finally:
         await engine.aclose()
-    assert started_workers(caplog, "fresh") == [] and warnings_of(caplog, "fresh") == []
+    assert started_workers("fresh") == [] and warnings_of(caplog, "fresh") == []
 
 
 async def test_logout_through_a_worker_that_is_not_connected_still_wipes(

@@ -34,6 +34,7 @@ class NeonizeClientStandIn:
         self.on_qr: Any = None
         self.connect_task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stopped = False
+        self.dials = 0
         self.sent: list[tuple[Any, Any]] = []
         self.downloads: list[e2e.Message] = []
         self.download_result: Any = b"\x89PNG fake image bytes"  # bytes, an error, a future
@@ -45,6 +46,9 @@ class NeonizeClientStandIn:
         return lambda handler: self.handlers.__setitem__(event_type, handler)
 
     async def connect(self, proxy: Any = None) -> asyncio.Future[None]:
+        if self.connect_task.done():  # a new dial: neonize runs its Go session again
+            self.connect_task = asyncio.get_running_loop().create_future()
+        self.dials += 1
         return self.connect_task
 
     async def stop(self) -> None:
@@ -241,12 +245,9 @@ async def test_pair_success_and_failure(harness: Harness) -> None:
         (pb.ClientOutdated(), ev.Failed),
         (pb.ConnectFailure(Reason=pb.ConnectFailureReason.MAIN_DEVICE_GONE), ev.LoggedOut),
         (pb.ConnectFailure(Reason=pb.ConnectFailureReason.TEMP_BANNED), ev.Banned),
-        (pb.ConnectFailure(Reason=pb.ConnectFailureReason.INTERNAL_SERVER_ERROR), ev.Disconnected),
-        (pb.Disconnected(status=True), ev.Disconnected),
-        (pb.KeepAliveTimeout(ErrorCount=9, LastSuccess=1_000_000 - 600), ev.Disconnected),
     ],
 )
-async def test_session_ends_report_once_and_stop_the_client(
+async def test_permanent_ends_report_once_and_stop_the_worker(
     harness: Harness, raw: Any, expected: type[ev.Event]
 ) -> None:
     await harness.fire(pb.Connected(status=True))
@@ -254,6 +255,29 @@ async def test_session_ends_report_once_and_stop_the_client(
     assert type(event) is expected
     assert harness.worker.ended.is_set() and harness.client.stopped
     assert await harness.fire(pb.Disconnected(status=True)) == []  # nothing after the end
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pb.ConnectFailure(Reason=pb.ConnectFailureReason.INTERNAL_SERVER_ERROR),
+        pb.Disconnected(status=True),
+        pb.KeepAliveTimeout(ErrorCount=9, LastSuccess=1_000_000 - 600),
+    ],
+)
+async def test_a_disconnect_stops_the_client_and_waits_to_dial_again(
+    harness: Harness, raw: Any
+) -> None:
+    await harness.fire(pb.Connected(status=True))
+    [event] = await harness.fire(raw)
+    assert isinstance(event, ev.Disconnected)
+    assert harness.client.stopped and harness.worker.state == "idle"
+    assert not harness.worker.ended.is_set()  # the process stays for the next dial
+    assert await harness.fire(pb.Disconnected(status=True)) == []  # the old client is done
+    await harness.worker.start()  # the server's next connect, after its backoff
+    assert harness.client.dials == 2 and harness.worker.state == "starting"
+    [event] = await harness.fire(pb.Connected(status=True))
+    assert isinstance(event, ev.Connected) and harness.worker.state == "connected"
 
 
 async def test_temporary_ban_expiry(harness: Harness) -> None:
@@ -266,12 +290,17 @@ async def test_a_recent_keepalive_miss_is_not_an_end(harness: Harness) -> None:
     assert not harness.worker.ended.is_set()
 
 
-async def test_dial_failure_becomes_disconnected() -> None:
+async def test_dial_failure_becomes_disconnected_and_the_worker_can_dial_again() -> None:
     h = Harness()
     await h.worker.start()
     h.client.connect_task.set_exception(RuntimeError("failed to dial whatsapp web websocket"))
-    await asyncio.wait_for(h.worker.ended.wait(), 2)
+    async with asyncio.timeout(2):
+        await h.worker._wait_while("starting", 2)
+        await h.worker._wait_while("parking", 2)
     assert h.events == [ev.Disconnected(reason="failed to dial whatsapp web websocket")]
+    assert h.worker.state == "idle" and not h.worker.ended.is_set()
+    await h.worker.start()
+    assert h.client.dials == 2 and h.worker.dials == 2
 
 
 async def test_qr_codes_rotate_then_time_out() -> None:

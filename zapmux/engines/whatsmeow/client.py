@@ -1,10 +1,13 @@
-"""The whatsmeow engine, server side: one worker process per tenant session.
+"""The whatsmeow engine, server side: one long-lived worker process per running tenant.
 
-``connect()`` spawns ``python -m zapmux.engines.whatsmeow.worker`` with two inherited
-pipes (the channel, :mod:`.protocol`), waits for its hello and asks it to
-connect; the worker's events are relayed to the session's sink in order, its
-stdout/stderr go to the ``zapmux.tenant.<id>`` logger at debug level. A worker that
-dies without having reported how its session ended (a crash, SIGKILL, OOM) becomes a
+The first ``connect()`` spawns ``python -m zapmux.engines.whatsmeow.worker`` with two
+inherited pipes (the channel, :mod:`.protocol`), waits for its hello and asks it to
+connect; later ones (after the supervisor's backoff) ask the same worker to dial
+again. The worker's events are relayed to the session's sink in order, its
+stdout/stderr go to the ``zapmux.tenant.<id>`` logger at debug level. A new process
+is started only after a crash, a hang (no heartbeat), ``max_dials`` dials (neonize
+leaks a store connection per dial), or when the worker outgrew ``max_rss_mb`` (then
+replaced while idle). A worker that dies mid-dial (a crash, SIGKILL, OOM) becomes a
 ``Disconnected`` naming the exit, so the supervisor's backoff starts a new one.
 
 This module never imports neonize: the server process must not load its Go library.
@@ -13,6 +16,7 @@ This module never imports neonize: the server process must not load its Go libra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -45,11 +49,20 @@ class WorkerOptions:
     qr_first_s: float | None = None
     qr_next_s: float | None = None
     qr_total: int | None = None
+    heartbeat_s: float = 10.0  # the worker says it is alive this often
+    hang_timeout_s: float = 60.0  # silent this long: killed, reported like a crash
+    # neonize opens a new store connection pool per dial and never closes it (measured:
+    # one file or PostgreSQL connection and ~0.25 MB each): a fresh process after this
+    # many dials
+    max_dials: int = 8
+    max_rss_mb: int | None = None  # a connected worker above this is replaced when idle
+    recycle_idle_s: float = 30.0  # "idle": no command and no event for this long
     bot_tag: bool = False  # neonize's <bot biz_bot="1"/> on every message: an "AI" label
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def worker_args(self) -> list[str]:
-        args = ["--log-level", self.log_level, "--media-max-bytes", str(self.media_max_bytes)]
+        args = ["--log-level", self.log_level, "--media-max-bytes", str(self.media_max_bytes),
+                "--heartbeat-s", str(self.heartbeat_s)]  # fmt: skip
         if self.proxy:
             args += ["--proxy", self.proxy]
         for flag, value in (
@@ -81,6 +94,7 @@ class WhatsmeowEngine(Engine):
         defaults = {
             "log_level": str(getattr(settings, "log_level", "INFO")),
             "bot_tag": bool(getattr(settings, "whatsmeow_bot_tag", False)),
+            "max_rss_mb": getattr(settings, "whatsmeow_worker_max_rss_mb", None),
             "media_max_bytes": min(
                 int(getattr(settings, "media_max_bytes", _DEFAULT_MEDIA_MAX_BYTES)),
                 MAX_MEDIA_BYTES,
@@ -108,7 +122,8 @@ class WhatsmeowEngine(Engine):
 
 
 class WhatsmeowSession(Session):
-    """One tenant's session: at most one live worker, replaced on every connect()."""
+    """One tenant's session: at most one live worker, which dials again on each
+    connect() while it can (see the module's docstring for when it is replaced)."""
 
     def __init__(
         self, tenant_id: str, sink: EventSink, store: WhatsmeowStore, options: WorkerOptions
@@ -118,6 +133,7 @@ class WhatsmeowSession(Session):
         self._log = logging.getLogger(f"zapmux.tenant.{tenant_id}")
         self._run: WorkerProcess | None = None
         self._retired: set[WorkerProcess] = set()
+        self._recycling: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -133,10 +149,30 @@ class WhatsmeowSession(Session):
 
     async def connect(self) -> None:
         async with self._lock:
-            await self._retire()
-            run = await self._spawn(self._sink)
-            if await run.wait_ready():
-                await run.request("connect", {}, _TIMEOUTS["connect"])
+            run = self._run
+            if run is None or not self._reusable(run):
+                await self._retire()
+                run = await self._spawn(self._sink)
+                if not await run.wait_ready():
+                    return  # its exit is reported as a Disconnected
+            await run.request("connect", {}, _TIMEOUTS["connect"])
+
+    def _reusable(self, run: WorkerProcess) -> bool:
+        """Whether the worker can dial again, or a new process must (and why not)."""
+        if not run.idle_between_dials:
+            return False
+        why = None
+        if run.dials >= self.options.max_dials:
+            why = f"it dialed {run.dials} times"
+        elif run.over_memory_ceiling():
+            why = f"it uses {run.rss_kb // 1024} MB (ceiling {self.options.max_rss_mb} MB)"
+        if why:
+            self._log.info("♻️ replacing whatsmeow worker %s: %s", run.pid, why)
+        return why is None
+
+    async def pause(self) -> bool:
+        """Keep the worker: it stopped its client and waits for the next connect()."""
+        return True
 
     async def _spawn(self, sink: EventSink) -> WorkerProcess:
         try:
@@ -146,9 +182,37 @@ class WhatsmeowSession(Session):
         except Exception as exc:  # OSError, asyncpg's errors: the store is unreachable
             raise EngineError(f"cannot open the whatsmeow store: {exc}") from exc
         run = WorkerProcess(self.tenant_id, sink, self.options, self._log)
+        run.on_heartbeat = self._on_heartbeat
         self._run = run
         await run.spawn(location)
         return run
+
+    def _on_heartbeat(self, run: WorkerProcess) -> None:
+        """Replace a connected worker that outgrew the memory ceiling, once it is idle."""
+        if run is not self._run or self._recycling is not None or self._lock.locked():
+            return
+        idle = run.quiet_for() >= self.options.recycle_idle_s
+        if run.worker_state == "connected" and idle and run.over_memory_ceiling():
+            self._recycling = asyncio.create_task(
+                self._recycle(run), name=f"whatsmeow-recycle-{self.tenant_id}"
+            )
+
+    async def _recycle(self, run: WorkerProcess) -> None:
+        try:
+            async with self._lock:
+                if run is not self._run or not run.alive:
+                    return
+                self._log.info("♻️ whatsmeow worker %s uses %d MB (ceiling %d MB); "
+                               "replacing it while the tenant is idle", run.pid,
+                               run.rss_kb // 1024, self.options.max_rss_mb)  # fmt: skip
+                await self._retire()
+                fresh = await self._spawn(self._sink)
+                if await fresh.wait_ready():
+                    await fresh.request("connect", {}, _TIMEOUTS["connect"])
+        except Exception:
+            self._log.exception("❌ replacing the whatsmeow worker failed")
+        finally:
+            self._recycling = None
 
     async def disconnect(self) -> None:
         async with self._lock:
@@ -163,10 +227,11 @@ class WhatsmeowSession(Session):
         """
         async with self._lock:
             run = self._run
-            if run is not None and run.alive:
+            parked = run if run is not None and run.idle_between_dials else None
+            if run is not None and run.alive and parked is None:
                 problem = await self._logout_through(run)
             elif await self.store.is_paired(self.tenant_id):
-                problem = await self._logout_with_new_worker()
+                problem = await self._logout_with_worker(parked)
             else:
                 problem = None
             await self._retire()
@@ -186,14 +251,19 @@ class WhatsmeowSession(Session):
             return str(exc)
         return None
 
-    async def _logout_with_new_worker(self) -> str | None:
-        """Connect a worker on the stored session only to log out; what went wrong."""
+    async def _logout_with_worker(self, parked: WorkerProcess | None) -> str | None:
+        """Connect a worker (the idle one, else a new one) on the stored session only to
+        log out; what went wrong, or None."""
         outcomes: asyncio.Queue[ev.Event] = asyncio.Queue()
         try:
             async with asyncio.timeout(self.options.logout_timeout_s):
-                run = await self._spawn(outcomes.put)
-                if not await run.wait_ready():
-                    return "the worker did not start"
+                if parked is not None:
+                    run = parked
+                    run.redirect(outcomes.put)
+                else:
+                    run = await self._spawn(outcomes.put)
+                    if not await run.wait_ready():
+                        return "the worker did not start"
                 await run.request("connect", {}, _TIMEOUTS["connect"])
                 while not isinstance(event := await outcomes.get(), ev.Connected):
                     if isinstance(event, ev.Disconnected | ev.PermanentDisconnect):
@@ -208,6 +278,10 @@ class WhatsmeowSession(Session):
 
     async def close(self) -> None:
         """Stop the worker and wait for everything this session owns."""
+        if self._recycling is not None:
+            self._recycling.cancel()
+            with contextlib.suppress(BaseException):
+                await self._recycling
         await self.disconnect()
         retired, self._retired = list(self._retired), set()
         await asyncio.gather(*(r.wait_closed() for r in retired), return_exceptions=True)

@@ -1,4 +1,9 @@
-"""One run of a tenant's worker process, seen from the server (never imports neonize)."""
+"""One tenant's worker process, seen from the server (never imports neonize).
+
+A worker dials as many times as its session's ``connect()`` asks (one process for as
+long as the tenant runs). Its heartbeats feed a watchdog: a worker silent for
+``hang_timeout_s`` is killed, and its session reports the hang like a crash.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import itertools
 import logging
 import os
 import signal
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zapmux import events as ev
@@ -21,7 +28,7 @@ if TYPE_CHECKING:
 
 WORKER_MODULE = "zapmux.engines.whatsmeow.worker"
 BOT_TAG_ENV = "NEONIZE_BOT_TAG"
-_TERMINAL = (ev.Disconnected, ev.PermanentDisconnect, ev.QrTimeout)
+_OUTCOMES = (ev.Disconnected, ev.PermanentDisconnect, ev.QrTimeout)
 _LINE_LIMIT = 1024 * 1024
 _KILL_WAIT_S = 3.0
 
@@ -29,9 +36,11 @@ _KILL_WAIT_S = 3.0
 class WorkerProcess:
     """A worker process, its channel and the tasks that read it.
 
-    Events are passed to ``sink`` in the order the worker sent them. When the process
-    ends without having reported how the session ended, and nobody asked it to stop,
-    a ``Disconnected`` naming the exit is passed last.
+    Events are passed to ``sink`` in the order the worker sent them. A dial is *open*
+    from ``connect`` until the worker reports its outcome (a disconnect or a permanent
+    end); when the process ends with a dial open, and nobody asked it to stop, a
+    ``Disconnected`` naming the exit is passed last. A worker that dies while idle
+    between dials says nothing: the next ``connect()`` starts another.
     """
 
     def __init__(
@@ -45,10 +54,15 @@ class WorkerProcess:
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
-        self._ended_reported = False  # the worker said how its session ended
+        self.dial_open = True  # a new worker is started to dial
+        self.dials = 0  # connect commands sent
+        self.rss_kb = 0  # from the latest heartbeat
+        self.worker_state = "starting"  # likewise
+        self._last_activity = time.monotonic()  # a command or an event
         self._stopping = False  # we asked it to stop: report nothing more
         self._exit_note: str | None = None
         self._closed = asyncio.Event()
+        self.on_heartbeat: Callable[[WorkerProcess], None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -61,6 +75,24 @@ class WorkerProcess:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    @property
+    def idle_between_dials(self) -> bool:
+        """Up, said hello, no dial open: ready for the next ``connect``."""
+        return self.alive and self._hello.done() and not self.dial_open and not self._stopping
+
+    def over_memory_ceiling(self) -> bool:
+        """Its last heartbeat reported more than ``max_rss_mb`` (when one is set)."""
+        limit = self.options.max_rss_mb
+        return limit is not None and self.rss_kb > limit * 1024
+
+    def quiet_for(self) -> float:
+        """Seconds since the last command or event (0 while a command is pending)."""
+        return 0.0 if self._pending else time.monotonic() - self._last_activity
+
+    def redirect(self, sink: EventSink) -> None:
+        """Send this worker's next events to ``sink``."""
+        self._sink = sink
 
     async def spawn(self, store: str) -> None:
         """Start the process with two pipes as its channel (commands in, events out).
@@ -137,6 +169,9 @@ class WorkerProcess:
         command_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[command_id] = future
+        self._last_activity = time.monotonic()
+        if op == "connect":
+            self.dial_open, self.dials = True, self.dials + 1
         try:
             command = {"type": "command", "id": command_id, "op": op, "args": args}
             self._writer.write(protocol.pack(command))
@@ -150,6 +185,7 @@ class WorkerProcess:
             raise TenantNotConnected(f"the WhatsApp worker of {self.tenant_id} is gone") from exc
         finally:
             self._pending.pop(command_id, None)
+            self._last_activity = time.monotonic()
         if reply.get("ok"):
             return reply.get("result")
         error = reply.get("error") or {}
@@ -196,14 +232,33 @@ class WorkerProcess:
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
-            while (message := await protocol.read_frame(reader)) is not None:
+            while (message := await self._next_frame(reader)) is not None:
                 await self._dispatch(message)
+        except TimeoutError:
+            limit = self.options.hang_timeout_s
+            self._exit_note = f"worker hung: no heartbeat for {limit:g} s"
+            self._log.warning("whatsmeow worker %s hung (no heartbeat for %g s); killing it",
+                              self.pid, limit)  # fmt: skip
+            await self._kill()
         except (protocol.ProtocolError, ConnectionError, ValueError) as exc:
             self._log.warning("bad frame from the whatsmeow worker: %s", exc)
 
+    async def _next_frame(self, reader: asyncio.StreamReader) -> dict[str, Any] | None:
+        # The watchdog: once the worker said hello it sends a heartbeat every few
+        # seconds; silence for hang_timeout_s means its event loop is stuck.
+        if not self._hello.done():
+            return await protocol.read_frame(reader)
+        async with asyncio.timeout(self.options.hang_timeout_s):
+            return await protocol.read_frame(reader)
+
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if kind == "hello" and not self._hello.done():
+        if kind == "heartbeat":
+            self.rss_kb = int(message.get("rss_kb") or 0)
+            self.worker_state = str(message.get("state") or "")
+            if self.on_heartbeat is not None:
+                self.on_heartbeat(self)
+        elif kind == "hello" and not self._hello.done():
             self._hello.set_result(int(message.get("pid") or 0))
         elif kind == "reply":
             future = self._pending.get(message.get("id", -1))
@@ -211,7 +266,9 @@ class WorkerProcess:
                 future.set_result(message)
         elif kind == "event":
             event = protocol.decode_event(message)
-            self._ended_reported |= isinstance(event, _TERMINAL)
+            self._last_activity = time.monotonic()
+            if isinstance(event, _OUTCOMES):
+                self.dial_open = False
             if self._stopping:
                 self._log.debug("dropped %s after stop", type(event).__name__)
             else:
@@ -250,7 +307,7 @@ class WorkerProcess:
             if not future.done():
                 future.set_exception(TenantNotConnected("the WhatsApp worker exited"))
         self._log.debug("whatsmeow worker %s exited with %s", self.pid, code)
-        if not self._ended_reported and not self._stopping:
+        if self.dial_open and not self._stopping:
             await self._deliver(ev.Disconnected(reason=self.describe_exit(code)))
         self._closed.set()
 

@@ -4,6 +4,7 @@ Each frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JS
 one object per frame, with a ``type``:
 
 - ``hello``   worker → server, once, after neonize is imported: ``{"pid"}``.
+- ``heartbeat`` worker → server, every few seconds: ``{"state", "rss_kb"}``.
 - ``command`` server → worker: ``{"id", "op", "args"}``; ``op`` is one of :data:`OPS`.
 - ``reply``   worker → server: ``{"id", "ok": true, "result"}`` or
   ``{"id", "ok": false, "error": {"kind", "message"}}`` (kinds: :data:`ERROR_KINDS`).

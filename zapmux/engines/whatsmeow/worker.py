@@ -6,10 +6,13 @@ worker holds exactly one neonize client, serializes every call into Go behind on
 lock, and speaks to the server over two inherited pipes (``--fds``) with the frames of
 :mod:`.protocol`; its stdout/stderr are only logs.
 
-A worker lives for one connection: after any disconnect it reports the event and
-exits, and the server's supervisor decides when to start another (whatsmeow's own
-auto-reconnect cannot be switched off through neonize; exiting pre-empts it). It
-also exits when the server goes away: end of the channel, or the parent-death signal.
+A worker lives as long as its tenant runs. After a disconnect it reports the event,
+stops the Go client (which also ends whatsmeow's own auto-reconnect, linear and
+uncapped) and waits, idle, for the server's next ``connect``: the supervisor's
+backoff and start gate decide when it dials again. After a permanent end (logged
+out, replaced, banned, failed, QR codes unscanned) it exits. It also exits when the
+server goes away: end of the channel, or the parent-death signal. While it runs it
+sends a ``heartbeat`` (with its RSS) every few seconds: the server's watchdog.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ SOCKET_WAIT_S = 15.0  # how long pair_phone waits for the websocket to come up
 STOP_TIMEOUT_S = 3.0  # bound on Go's Stop; the process exits after it anyway
 MEDIA_WAIT_S = 60.0  # how long a message waits for its media before going without
 MEDIA_MAX_BYTES = 16 * 1024 * 1024
+HEARTBEAT_S = 10.0
 _PR_SET_PDEATHSIG = 1
+_DIALING = ("starting", "awaiting_qr", "connected")
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -62,8 +67,9 @@ class TenantWorker:
     """Holds one neonize client and turns its callbacks into zapmux events.
 
     ``emit`` sends a protocol message to the server. States: idle → starting →
-    awaiting_qr | connected → stopping → stopped. Calls into Go go through
-    :meth:`_ffi` (one lock; refused once stopping).
+    awaiting_qr | connected → parking → idle (after a disconnect, ready to dial
+    again) …, and stopping → stopped (the process ends). Calls into Go go through
+    :meth:`_ffi` (one lock; refused unless connected).
     """
 
     def __init__(
@@ -94,25 +100,35 @@ class TenantWorker:
         self._connect_task: asyncio.Future[Any] | None = None
         self._qr_timer: asyncio.Task[None] | None = None
         self._qr_index = 0
-        self._finishing = False
+        self._session_over = False  # this dial's outcome was reported
+        self.dials = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the client, subscribe to its events and start connecting."""
-        from zapmux.engines.whatsmeow import mapping
-
+        """Start connecting: the client is created (and subscribed) on the first dial
+        and dials again on the later ones, in the same process."""
+        await self._wait_while("parking", 2 * STOP_TIMEOUT_S + 1)  # the last dial's end
         if self.state != "idle":
             raise CommandError("invalid", f"already {self.state}")
         await self._set_state("starting")
+        self._qr_index, self._session_over = 0, False
+        self.dials += 1
         async with self._ffi_lock:
-            self.client = self._factory(self.store, self.tenant_id)
-            self.client.qr(self.on_qr)
-            for event_type in mapping.SUBSCRIBED:
-                self.client.event(event_type)(self.on_event)
+            if self.client is None:
+                self.client = self._new_client()
             self._connect_task = await self.client.connect(self._proxy_settings())
         self._connect_task.add_done_callback(self._on_connect_done)
+
+    def _new_client(self) -> Any:
+        from zapmux.engines.whatsmeow import mapping
+
+        client = self._factory(self.store, self.tenant_id)
+        client.qr(self.on_qr)
+        for event_type in mapping.SUBSCRIBED:
+            client.event(event_type)(self.on_event)
+        return client
 
     def _proxy_settings(self) -> Any:
         if not self._proxy:
@@ -123,20 +139,65 @@ class TenantWorker:
 
     def _on_connect_done(self, task: asyncio.Future[Any]) -> None:
         # neonize's connect task ends when the Go session returns: a dial error, or Stop.
-        if self._finishing or task.cancelled():
+        if self._session_over or task.cancelled():
             return
         exc = task.exception()
         reason = str(exc) if exc else "whatsmeow session ended"
-        self._spawn(self.finish(ev.Disconnected(reason=reason or type(exc).__name__)))
+        self._spawn(self.end_session(ev.Disconnected(reason=reason or type(exc).__name__)))
+
+    async def end_session(self, event: ev.Event) -> None:
+        """Report how this dial ended (once); then wait for the next ``connect`` after a
+        disconnect, or stop the process after a permanent end."""
+        if self._session_over:
+            return
+        self._session_over = True
+        await self.emit(protocol.encode_event(event))
+        if isinstance(event, ev.Disconnected) and not self.ended.is_set():
+            await self._park()
+        else:
+            await self.stop()
 
     async def finish(self, event: ev.Event | None) -> None:
-        """Report the session's last event (once), then stop the client."""
-        if self._finishing:
-            return
-        self._finishing = True
-        if event is not None:
+        """Report the session's last event (if any and not yet said), then stop."""
+        if event is not None and not self._session_over:
+            self._session_over = True
             await self.emit(protocol.encode_event(event))
         await self.stop()
+
+    async def _park(self) -> None:
+        """Stop the Go client and go idle, ready to dial again in this process.
+
+        Go's Stop is safe once the dial is over (it blocks mid-dial); if it does not
+        return in time, or the session's call does not end, the process stops instead.
+        """
+        if self.state not in ("starting", "awaiting_qr", "connected"):
+            return
+        await self._set_state("parking")
+        if self._qr_timer is not None:
+            self._qr_timer.cancel()
+        stopped = await self._stop_client()
+        if self.state != "parking":
+            return  # asked to stop meanwhile
+        if stopped:
+            await self._set_state("idle")
+        else:
+            log.warning("the WhatsApp client did not stop; ending the worker")
+            await self.stop()
+
+    async def _stop_client(self) -> bool:
+        """Go's Stop, bounded; True once neonize's session call has returned."""
+        task = self._connect_task
+        async with self._ffi_lock:
+            try:
+                await asyncio.wait_for(self.client.stop(), STOP_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("stopping the WhatsApp client failed: %s", exc or type(exc).__name__)
+                return False
+        if task is None:
+            return True
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
+        return task.done()
 
     async def stop(self) -> None:
         """Stop the Go client and mark the worker ended.
@@ -147,11 +208,11 @@ class TenantWorker:
         if self.state in ("stopping", "stopped"):
             await self.ended.wait()
             return
-        self._finishing, was = True, self.state
+        self._session_over, was = True, self.state
         await self._set_state("stopping")
         if self._qr_timer is not None:
             self._qr_timer.cancel()
-        if self.client is not None and was != "starting":
+        if self.client is not None and was in ("awaiting_qr", "connected"):
             async with self._ffi_lock:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.client.stop(), STOP_TIMEOUT_S)
@@ -194,7 +255,7 @@ class TenantWorker:
     async def _qr_expire(self, index: int, lifetime: float) -> None:
         await asyncio.sleep(lifetime)
         if index >= self._qr_total and self.state == "awaiting_qr":
-            await self.finish(ev.QrTimeout())
+            await self.end_session(ev.QrTimeout())
 
     async def on_event(self, client: Any, raw: Any) -> None:
         """A neonize event: map it, report it; end the session after a disconnect.
@@ -209,11 +270,13 @@ class TenantWorker:
                 log.exception("event handler failed for %s", type(raw).__name__)
 
     async def _report(self, client: Any, raw: Any) -> None:
+        if self.state not in _DIALING or self._session_over:
+            return  # a late event of a client already stopped
         event = await self._map(client, raw)
         if event is None:
             return
         if isinstance(event, ev.Disconnected | ev.PermanentDisconnect | ev.QrTimeout):
-            await self.finish(event)
+            await self.end_session(event)
             return
         if isinstance(event, ev.PairSuccess | ev.Connected) and self._qr_timer is not None:
             self._qr_timer.cancel()
@@ -331,6 +394,7 @@ class TenantWorker:
 
     async def op_logout(self) -> dict[str, Any]:
         await self._ffi(lambda: self.client.logout())
+        self._session_over = True  # a logout ends the session without an event
         self._spawn(self.finish(None))
         return {}
 
@@ -344,11 +408,14 @@ class TenantWorker:
 
     async def _wait_for_socket(self) -> None:
         # A code can only be asked once the websocket is up (the first QR shows it).
+        await self._wait_while("starting", SOCKET_WAIT_S)
+
+    async def _wait_while(self, state: str, limit_s: float) -> None:
+        """Wait (at most ``limit_s``) until the worker is no longer in ``state``."""
         async with self._state_changed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._state_changed.wait_for(lambda: self.state != "starting"),
-                    SOCKET_WAIT_S,
+                    self._state_changed.wait_for(lambda: self.state != state), limit_s
                 )
 
     async def op_send(self, **args: Any) -> dict[str, Any]:
@@ -442,12 +509,33 @@ async def serve(args: argparse.Namespace) -> None:
     await emit({"type": "hello", "pid": os.getpid()})
     reading = asyncio.create_task(read_commands(reader, worker, emit))
     ending = asyncio.create_task(worker.ended.wait())
+    beating = asyncio.create_task(heartbeat(worker, emit, args.heartbeat_s))
     await asyncio.wait({reading, ending}, return_when=asyncio.FIRST_COMPLETED)
     if not worker.ended.is_set():  # the server went away: stop without a word
         await worker.finish(None)
     reading.cancel()
+    beating.cancel()
     with contextlib.suppress(Exception):
         writer.close()
+
+
+async def heartbeat(worker: TenantWorker, emit: Emit, every_s: float) -> None:
+    """Tell the server, every ``every_s``, that this process is alive and how large it
+    is: its watchdog ends a worker that falls silent, and recycles one that grew."""
+    with contextlib.suppress(ConnectionError):
+        while not worker.ended.is_set():
+            await emit({"type": "heartbeat", "state": worker.state, "rss_kb": rss_kb()})
+            await asyncio.sleep(every_s)
+
+
+def rss_kb() -> int:
+    """This process's resident set size in kB (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 async def read_commands(reader: asyncio.StreamReader, worker: TenantWorker, emit: Emit) -> None:
@@ -478,6 +566,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--qr-next-s", type=float, default=QR_NEXT_S)
     parser.add_argument("--qr-total", type=int, default=QR_TOTAL)
     parser.add_argument("--media-max-bytes", type=int, default=MEDIA_MAX_BYTES)
+    parser.add_argument("--heartbeat-s", type=float, default=HEARTBEAT_S)
     args = parser.parse_args(argv)
     if not args.store:
         parser.error(f"no store: give --store or set {protocol.STORE_ENV}")
