@@ -60,8 +60,12 @@ class Scheduler:
                 due = time.time() + RETRY_S
             sleep = RECHECK_S if due is None else min(RECHECK_S, max(0.0, due - time.time()))
             if sleep > 0:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                # that arrives as the wake-up does (a stop changes every tenant's status,
+                # which wakes this), and the server's stop would wait for it forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), sleep)
+                    async with asyncio.timeout(sleep):
+                        await self.wakeup.wait()
 
     async def release_due(self) -> int:
         """Queue (or fail, when opted out) every scheduled send due now; how many."""

@@ -83,8 +83,8 @@ async def test_send_at_out_of_range_is_422_and_stores_nothing(server: LiveServer
         refused = await send(server, "clinica", PHONE, "x", send_at=send_at)
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["code"] == "invalid_send_at"
-    for send_at in ("amanhã", True, "1767000000"):
-        refused = await send(server, "clinica", PHONE, "x", send_at=send_at)
+    for not_a_time in ("amanhã", True, "1767000000"):
+        refused = await send(server, "clinica", PHONE, "x", send_at=not_a_time)
         assert refused.status_code == 422 and refused.json()["success"] is False
     log = await server.http.get("/tenants/clinica/messages")
     assert log.json()["messages"] == []
