@@ -49,6 +49,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def serve(app: web.Application, port: int) -> web.AppRunner:
+    """``app`` answering on 127.0.0.1:``port``; ``cleanup()`` the runner to stop it."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
 def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
     """Settings for a test: nothing from the developer's environment or .env."""
     values: dict[str, Any] = {
@@ -194,9 +202,7 @@ class Receiver:
     async def __aenter__(self) -> Receiver:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        self.runner = await serve(app, self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

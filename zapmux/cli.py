@@ -20,7 +20,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (ZAPMUX_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (ZAPMUX_PORT / PORT).")] = None,
     engine: Annotated[
-        str | None, typer.Option(help="whatsmeow or sandbox (ZAPMUX_ENGINE).")
+        str | None,
+        typer.Option(help="Default engine: whatsmeow, sandbox or cloud (ZAPMUX_ENGINE)."),
     ] = None,
 ) -> None:
     """Start the server."""

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-EngineName = Literal["whatsmeow", "sandbox"]
+EngineName = Literal["whatsmeow", "sandbox", "cloud"]
+ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
+CLOUD_API_URL = "https://graph.facebook.com/v23.0"
 
 
 def _env(name: str, *aliases: str) -> AliasChoices:
@@ -55,6 +57,8 @@ class Settings(BaseSettings):
         300, ge=1, validation_alias=_env("WHATSMEOW_WORKER_MAX_RSS_MB")
     )
     sandbox_qr_seconds: float = Field(20.0, gt=0, validation_alias=_env("SANDBOX_QR_SECONDS"))
+    cloud_api_url: str = Field(CLOUD_API_URL, validation_alias=_env("CLOUD_API_URL"))
+    cloud_timeout_s: float = Field(20.0, gt=0, validation_alias=_env("CLOUD_TIMEOUT_S"))
 
     # Sending
     send_rate_per_minute: float = Field(20.0, ge=0, validation_alias=_env("SEND_RATE_PER_MINUTE"))
@@ -82,7 +86,7 @@ class Settings(BaseSettings):
     # Scale-out
     lease_seconds: float = Field(15.0, gt=0, validation_alias=_env("LEASE_SECONDS"))
 
-    @field_validator("flask_url")
+    @field_validator("flask_url", "cloud_api_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")

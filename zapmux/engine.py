@@ -3,7 +3,8 @@
 An :class:`Engine` opens one :class:`Session` per tenant. Commands are coroutines;
 what happens on the network comes back as events (``zapmux.events``) through the
 ``EventSink`` given at open. Implementations: ``engines.sandbox`` (a simulated network,
-part of the product) and ``engines.whatsmeow`` (neonize, one worker process per tenant).
+part of the product), ``engines.whatsmeow`` (neonize, one worker process per tenant) and
+``engines.cloud`` (Meta's WhatsApp Cloud API over HTTPS).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from zapmux.events import Event, Media
 
@@ -29,6 +30,7 @@ class OutgoingMessage:
     message_id: str | None = None  # zapmux's id; engines that can, send with it
     #: a question with these answers: a single-choice poll (``text`` is the question)
     options: tuple[str, ...] | None = None
+    template: dict[str, Any] | None = None  # a Cloud API template: name, language, components
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,12 @@ class Engine(ABC):
     """Opens sessions and manages their stored credentials."""
 
     name: ClassVar[str]
+    #: Whether tenants pair by QR code or pairing code (the Cloud API does not).
+    pairs: ClassVar[bool] = True
+    #: Whether it can send Cloud API templates.
+    templates: ClassVar[bool] = False
+    #: The most answers a question can have on this engine (a poll: 12).
+    max_options: ClassVar[int] = 12
 
     @abstractmethod
     def open_session(self, tenant_id: str, sink: EventSink) -> Session:

@@ -15,9 +15,12 @@
     ├── QrExpired               410 qr_expired
     ├── PayloadTooLarge         413 payload_too_large
     ├── NotOnWhatsApp           422 not_on_whatsapp
+    ├── Unprocessable           422 validation_error
+    │   └── NotSupported        422 not_supported  (the tenant's engine cannot do that)
     ├── InvalidSchedule         422 invalid_send_at
     ├── RateLimited             429 rate_limited
     └── EngineError             502 engine_error   (the engine failed a command)
+        └── SendLater           502 send_later     (not sent now; the queue retries it)
 
 Engine and driver errors are translated into these at the seam, ``raise … from exc``.
 """
@@ -128,6 +131,18 @@ class NotOnWhatsApp(ZapmuxError):
     status, code = 422, "not_on_whatsapp"
 
 
+class Unprocessable(ZapmuxError):
+    """The request is well-formed but its fields do not fit together."""
+
+    status, code = 422, "validation_error"
+
+
+class NotSupported(Unprocessable):
+    """The tenant's engine cannot do that."""
+
+    code = "not_supported"
+
+
 class InvalidSchedule(ZapmuxError):
     """send_at must be Unix seconds, at most a minute in the past and a year ahead."""
 
@@ -148,3 +163,14 @@ class EngineError(ZapmuxError):
     """The WhatsApp engine failed to carry out the command."""
 
     status, code = 502, "engine_error"
+
+
+class SendLater(EngineError):
+    """The engine could not send now but may soon (throttled, network down): the
+    message waits in the tenant's queue and is tried again after ``retry_after``."""
+
+    code = "send_later"
+
+    def __init__(self, message: str | None = None, retry_after: float = 1.0, **details: Any):
+        super().__init__(message, **details)
+        self.retry_after = retry_after

@@ -26,7 +26,7 @@ MessageType = Literal[
     "voto",
     "outro",
 ]
-ReceiptStatus = Literal["delivered", "read", "played"]
+ReceiptStatus = Literal["sent", "delivered", "read", "played", "failed"]
 
 
 class Event:
@@ -134,6 +134,7 @@ class Media:
     filename: str | None = None
     caption: str | None = None
     ptt: bool = False
+    url: str | None = None  # where it was fetched from, for engines that send by link
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +177,21 @@ class IncomingMessage(Event):
 
 @dataclass(frozen=True, slots=True)
 class Receipt(Event):
-    """Messages this tenant sent were delivered to, or read by, their recipient."""
+    """Messages this tenant sent were delivered to, or read by, their recipient.
+
+    The Cloud API also reports ``sent`` and ``failed``; a failure carries ``error``
+    (``code``, what to do in ``message``, and Meta's own ``meta_code``). zapmux moves
+    the message's status forward and queues the ``receipt`` webhook.
+    """
 
     message_ids: tuple[str, ...]
     chat: str
     status: ReceiptStatus
     timestamp: float
+    error: dict[str, Any] | None = None
+    #: The engine may report the same receipt again (Meta repeats webhook posts):
+    #: zapmux then queues its webhook only when the message's status moved.
+    repeatable: bool = False
 
 
 E = TypeVar("E", bound=Event)

@@ -11,7 +11,7 @@ from zapmux import __version__
 from zapmux.cluster import Cluster
 from zapmux.config import Settings
 from zapmux.engine import Engine
-from zapmux.engines import create_engine
+from zapmux.engines import Engines, create_engine
 from zapmux.hub import Hub
 from zapmux.inbound import Dispatcher
 from zapmux.metrics import Metrics
@@ -37,7 +37,8 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.store: Store = store or open_store(settings.store_url)  # type: ignore[assignment]
-        self.engine = engine or create_engine(settings.engine, settings, self.store)
+        self.engine = engine or create_engine(settings.engine, settings, self.store)  # default
+        self.engines = Engines(self.engine, settings, self.store)
         self.hub = Hub()
         self.metrics = Metrics()
         self.tasks = TaskGroup()
@@ -46,7 +47,7 @@ class Gateway:
         self.dispatcher = Dispatcher(
             settings, self.store, self.hub, self.deliverer, self.metrics, self.optouts
         )
-        self.supervisor = Supervisor(settings, self.store, self.engine, self.tasks, self.metrics)
+        self.supervisor = Supervisor(settings, self.store, self.engines, self.tasks, self.metrics)
         self.supervisor.handlers.append(self.dispatcher.handle)
         self.supervisor.status_listeners.append(self._status_changed)
         self.sender = Sender(
@@ -70,13 +71,13 @@ class Gateway:
         await self.store.migrate()
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self.cluster.http = self.http
-        await self.engine.start()
+        await self.engines.start()
         self.tasks.spawn("deliverer", self.deliverer.run())
         self.tasks.spawn("outbox-retention", self.deliverer.prune_forever())
         await self.cluster.start()
         self.tasks.spawn("scheduler", self.scheduler.run())
         log.info(
-            "✅ zapmux %s started (engine %s, store %s)",
+            "✅ zapmux %s started (default engine %s, store %s)",
             __version__,
             self.engine.name,
             settings.store_url.split("://", 1)[0],
@@ -87,7 +88,7 @@ class Gateway:
         await self.supervisor.stop()
         await self.cluster.stop()
         await self.tasks.cancel_all()
-        await self.engine.aclose()
+        await self.engines.aclose()
         await self.store.close()
         if self.http is not None:
             await self.http.close()

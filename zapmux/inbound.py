@@ -255,13 +255,18 @@ class Dispatcher:
         self.hub.publish("message", tenant_id, record.public())
 
     async def receipt(self, tenant_id: str, r: Receipt) -> None:
-        moved = await self.store.apply_receipt(tenant_id, r.message_ids, r.status)
-        data = {
+        error = f"{r.error['code']}: {r.error['message']}" if r.error else None
+        moved = await self.store.apply_receipt(tenant_id, r.message_ids, r.status, error)
+        if r.repeatable and not moved:
+            return  # told before: its webhook is already queued
+        data: dict[str, Any] = {
             "message_ids": moved or list(r.message_ids),
             "status": r.status,
             "chat": r.chat,
             "timestamp": r.timestamp,
         }
+        if r.error:
+            data["error"] = r.error
         await self.emit(tenant_id, "receipt", data, chat=r.chat)
 
     async def emit(self, tenant_id: str, event: str, data: dict[str, Any], chat: str = "") -> None:

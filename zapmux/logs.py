@@ -26,6 +26,8 @@ _COLOURS = {
 _LEVEL_COLOURS = {logging.ERROR: "\033[31m", logging.WARNING: "\033[33m", logging.DEBUG: "\033[2m"}
 _RESET = "\033[0m"
 _TOKEN = re.compile(r"zt_[A-Za-z0-9_\-]{8,}")
+# Meta's access tokens (cloud tenants): never written anywhere, masked should one slip.
+_META_TOKEN = re.compile(r"\bEAA[A-Za-z0-9]{20,}")
 # A URL's password and its query values are where webhook receivers keep their
 # credentials (``https://user:pass@host/hook?token=…``); the event streams' ``?api_key=``.
 
@@ -91,6 +93,7 @@ class RedactSecrets(logging.Filter):
 
     def redact(self, text: str) -> str:
         cleaned = _TOKEN.sub("zt_***", text)
+        cleaned = _META_TOKEN.sub("EAA***", cleaned)
         cleaned = redact_urls(cleaned)
         for secret in self.secrets:
             cleaned = cleaned.replace(secret, "***")

@@ -28,6 +28,7 @@ from zapmux.errors import (
     NotOnWhatsApp,
     OptedOut,
     RateLimited,
+    SendLater,
     TenantNotConnected,
     ZapmuxError,
 )
@@ -119,6 +120,7 @@ class SendRequest:
     reply_to: str | None = None
     options: tuple[str, ...] | None = None  # a question with these answers (a poll)
     send_at: float | None = None  # Unix seconds: a scheduled send
+    template: dict[str, Any] | None = None  # Cloud API only: name, language, components
 
     def fingerprint(self) -> str:
         """What makes two requests the same message (for Idempotency-Key reuse)."""
@@ -137,9 +139,11 @@ class SendRequest:
                 hashlib.sha256(media.data).hexdigest(),
             ],
         ]
+        if self.template is not None:
+            parts.append(self.template)
         if self.options is not None or self.send_at is not None:
             parts += [self.options and list(self.options), self.send_at]
-        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def message_type(self) -> str:
         if self.options:
@@ -151,6 +155,8 @@ class SendRequest:
             "document": "documento",
             "sticker": "figurinha",
         }
+        if self.template is not None:
+            return "template"
         return kinds[self.media.kind] if self.media else "texto"
 
 
@@ -185,6 +191,8 @@ class Sender:
         self.buckets: dict[str, TokenBucket] = {}
         self.wakeups: dict[str, asyncio.Event] = {}
         self.drains: dict[str, asyncio.Task[None]] = {}
+        # a tenant the engine asked to wait (throttled): nothing goes out before then
+        self.paused_until: dict[str, float] = {}
         self.lanes = KeyedLocks()
         self.keys = KeyedLocks()
         supervisor.handlers.append(self.on_event)
@@ -273,7 +281,12 @@ class Sender:
                     retry_after=max(1.0, self.bucket(tenant_id).wait_s()),
                 )
             jid = await self._resolve_early(runner, request.phone)
-            direct = runner.status == Status.CONNECTED and jid is not None and queued == 0
+            direct = (
+                runner.status == Status.CONNECTED
+                and jid is not None
+                and queued == 0
+                and self._pause_left(tenant_id) <= 0
+            )
             if direct and self.bucket(tenant_id).take():
                 record = await self.store.add_message(
                     self._record(tenant_id, message_id, request, "sending", jid),
@@ -289,7 +302,7 @@ class Sender:
         """409 when nothing would ever send it: a permanent end, stopped, never paired."""
         status = runner.status
         if status == Status.CONNECTED or (
-            status in WILL_CONNECT and await self.supervisor.engine.is_paired(runner.tenant_id)
+            status in WILL_CONNECT and await runner.engine.is_paired(runner.tenant_id)
         ):
             return
         raise TenantNotConnected(
@@ -398,6 +411,7 @@ class Sender:
             reply_to=request.reply_to,
             message_id=record.message_id,
             options=request.options,
+            template=request.template,
         )
         try:
             session = runner.session
@@ -406,6 +420,11 @@ class Sender:
             result = await session.send(message)
         except TenantNotConnected:
             await self._requeue(record, request)
+            return False
+        except SendLater as exc:
+            await self._requeue(record, request)
+            self.paused_until[record.tenant_id] = time.monotonic() + exc.retry_after
+            runner.log.warning("🔄 %s; retrying in %.1fs", exc.message, exc.retry_after)
             return False
         except ZapmuxError as exc:
             await self._fail(runner, record, exc.message)
@@ -469,6 +488,9 @@ class Sender:
             )
         self._wake(tenant_id)
 
+    def _pause_left(self, tenant_id: str) -> float:
+        return self.paused_until.get(tenant_id, 0.0) - time.monotonic()
+
     def _wake(self, tenant_id: str) -> None:
         self.wakeups.setdefault(tenant_id, asyncio.Event()).set()
 
@@ -499,6 +521,8 @@ class Sender:
         record = await self.store.next_queued(runner.tenant_id)
         if record is None:
             return False
+        if (pause := self._pause_left(runner.tenant_id)) > 0:
+            await asyncio.sleep(pause)
         await self.bucket(runner.tenant_id).acquire()
         async with self.lanes.hold(runner.tenant_id):
             return await self._send_queued(runner, record)
@@ -544,4 +568,5 @@ def _request(record: MessageRecord) -> SendRequest:
         media=media,
         reply_to=data.get("reply_to"),
         options=tuple(data["options"]) if data.get("options") else None,
+        template=data.get("template"),
     )

@@ -18,6 +18,7 @@ from typing import Any
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
 from zapmux.engine import Engine, Session
+from zapmux.engines import Engines
 from zapmux.errors import Conflict, TenantNotFound
 from zapmux.events import (
     Banned,
@@ -54,9 +55,10 @@ _PERMANENT_STATUS: dict[type[PermanentDisconnect], Status] = {
 class TenantRunner:
     """One tenant's connection lifecycle."""
 
-    def __init__(self, sup: Supervisor, record: TenantRecord) -> None:
+    def __init__(self, sup: Supervisor, record: TenantRecord, engine: Engine) -> None:
         self.sup = sup
         self.tenant_id = record.id
+        self.engine = engine  # the tenant's own: engines of every kind run side by side
         self.incarnation = record.incarnation  # this runner's life of the tenant id
         self.log = logging.getLogger(f"zapmux.tenant.{record.id}")
         self.status = Status(record.status)
@@ -102,10 +104,10 @@ class TenantRunner:
             session, self.session = self.session or self._paused, None
             self._paused = None
             # Not running: a session of its own still unlinks the device (emits nothing).
-            session = session or self.sup.engine.open_session(self.tenant_id, self._on_event)
+            session = session or self.engine.open_session(self.tenant_id, self._on_event)
             with contextlib.suppress(Exception):
                 await session.logout()
-            await self.sup.engine.wipe(self.tenant_id)
+            await self.engine.wipe(self.tenant_id)
             self.phone = self.push_name = self.jid = None
             self.attempts = 0
             await self._set(Status.LOGGED_OUT, last_error="logged out by request")
@@ -133,7 +135,7 @@ class TenantRunner:
         self._cancel_retry()
         self._handshake.clear()
         paused, self._paused = self._paused, None
-        self.session = paused or self.sup.engine.open_session(self.tenant_id, self._on_event)
+        self.session = paused or self.engine.open_session(self.tenant_id, self._on_event)
         return self.session
 
     async def _connect(self, session: Session) -> None:
@@ -253,7 +255,7 @@ class TenantRunner:
         await self._close()
         status = _PERMANENT_STATUS.get(type(event), Status.FAILED)
         if status == Status.LOGGED_OUT:
-            await self.sup.engine.wipe(self.tenant_id)
+            await self.engine.wipe(self.tenant_id)
             self.phone = self.push_name = self.jid = None
         self.connected_at = None
         self.log.error("❌ %s: %s (will not retry)", status.value, event.reason)
@@ -283,6 +285,7 @@ class TenantRunner:
         """The tenant's status as the API shows it."""
         return {
             "tenant_id": self.tenant_id,
+            "engine": self.engine.name,
             "status": self.status.value,
             "connected": self.status == Status.CONNECTED,
             "phone": self.phone,
@@ -302,14 +305,14 @@ class Supervisor:
         self,
         settings: Settings,
         store: Store,
-        engine: Engine,
+        engine: Engine | Engines,
         tasks: TaskGroup,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
-        self.engine = engine
+        self.engines = engine if isinstance(engine, Engines) else Engines(engine, settings, store)
         self.tasks = tasks
         self.backoff = Backoff(settings.reconnect_base_s, settings.reconnect_cap_s)
         self.start_gate = asyncio.Semaphore(settings.start_concurrency)
@@ -327,11 +330,11 @@ class Supervisor:
         """
         if record.id not in self.runners:
             await self.store.fail_interrupted_sends(record.id)
-        runner = self.runners.get(record.id) or TenantRunner(self, record)
+        runner = self.runners.get(record.id) or await self._runner_for(record)
         self.runners[record.id] = runner
         if Status(record.status) in PERMANENT or record.wanted != "running":
             return runner
-        if await self.engine.is_paired(record.id):
+        if await runner.engine.is_paired(record.id):
             self.tasks.spawn(f"start-{record.id}", runner.start())
         elif runner.status != Status.QR_TIMEOUT:
             await runner._set(Status.STOPPED)  # unpaired: pairing starts when asked
@@ -356,9 +359,12 @@ class Supervisor:
         return runner
 
     async def add(self, record: TenantRecord) -> TenantRunner:
-        runner = TenantRunner(self, record)
+        runner = await self._runner_for(record)
         self.runners[record.id] = runner
         return runner
+
+    async def _runner_for(self, record: TenantRecord) -> TenantRunner:
+        return TenantRunner(self, record, await self.engines.get(record.engine))
 
     async def set_wanted(self, tenant_id: str, wanted: str) -> None:
         await self.store.update_tenant(tenant_id, wanted=wanted)
@@ -374,7 +380,7 @@ class Supervisor:
         for runner in runners:
             await runner.stop()
             if purge:
-                await self.engine.wipe(runner.tenant_id)
+                await runner.engine.wipe(runner.tenant_id)
             await self.set_wanted(runner.tenant_id, "running")
         for runner in runners:
             self.tasks.spawn(f"start-{runner.tenant_id}", runner.start())

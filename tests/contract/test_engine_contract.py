@@ -2,26 +2,34 @@
 
 Only what holds offline is asserted: no phone scans a QR and WhatsApp is unreachable,
 so "connect" ends in a QR code, or in a transient disconnect naming the dial error.
+The cloud engine talks to a fake Graph API (tests/fake_graph.py) that knows the
+credentials stored for the tenants below, so its "connect" ends in ``Connected``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.fake_graph import FakeGraph
 from zapmux import events as ev
 from zapmux.config import Settings
 from zapmux.engine import Engine, OutgoingMessage
 from zapmux.engines import create_engine
 from zapmux.errors import TenantNotConnected
 from zapmux.store import open_store
+from zapmux.store.base import Store
+from zapmux.store.records import CloudAccount
 
 #: Every engine this contract runs against.
-ENGINES = ["sandbox", "whatsmeow"]
+ENGINES = ["sandbox", "whatsmeow", "cloud"]
+#: The tenants these tests use; the cloud engine has credentials stored for each.
+TENANTS = ("tenant-1", "idle", "unpaired", "quiet", "again", "leaving")
 
 FIRST_EVENT_WITHIN_S = 20.0
 
@@ -33,21 +41,37 @@ def closed_port_proxy() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+async def _cloud_credentials(graph: FakeGraph, store: Store) -> None:
+    for n, tenant_id in enumerate(TENANTS):
+        number, token = f"10654035224{n:04d}", f"EAAGtoken{n}"
+        graph.register(number, token)
+        await store.cloud_save(CloudAccount(tenant_id, number, token, "app-secret", "verify"))
+
+
 @pytest.fixture(params=ENGINES)
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    settings = Settings(auth_dir=tmp_path / "auth", data_dir=tmp_path / "data", _env_file=None)
-    store = open_store(settings.store_url)
-    await store.migrate()
-    built = create_engine(request.param, settings, store)
-    if request.param == "whatsmeow":
-        from zapmux.engines.whatsmeow.client import WhatsmeowEngine, WorkerOptions
+    async with contextlib.AsyncExitStack() as stack:
+        graph = await stack.enter_async_context(FakeGraph())
+        settings = Settings(
+            auth_dir=tmp_path / "auth",
+            data_dir=tmp_path / "data",
+            cloud_api_url=graph.url,
+            _env_file=None,
+        )
+        store = open_store(settings.store_url)
+        await store.migrate()
+        stack.push_async_callback(store.close)
+        built = create_engine(request.param, settings, store)
+        if request.param == "whatsmeow":
+            from zapmux.engines.whatsmeow.client import WhatsmeowEngine, WorkerOptions
 
-        assert isinstance(built, WhatsmeowEngine)
-        built.options = WorkerOptions(proxy=closed_port_proxy())
-    await built.start()
-    yield built
-    await built.aclose()
-    await store.close()
+            assert isinstance(built, WhatsmeowEngine)
+            built.options = WorkerOptions(proxy=closed_port_proxy())
+        if request.param == "cloud":
+            await _cloud_credentials(graph, store)
+        await built.start()
+        stack.push_async_callback(built.aclose)
+        yield built
 
 
 class Inbox:
@@ -89,9 +113,12 @@ async def test_connect_reports_how_it_went(engine: Engine) -> None:
     session = engine.open_session("unpaired", inbox)
     await session.connect()
     event = await asyncio.wait_for(inbox.queue.get(), FIRST_EVENT_WITHIN_S)
-    assert isinstance(event, ev.QrCode | ev.Disconnected)
+    assert isinstance(event, ev.QrCode | ev.Disconnected | ev.Connected)
     if isinstance(event, ev.QrCode):
         assert event.code and event.index == 1 and event.total == 6
+    elif isinstance(event, ev.Connected):
+        assert not engine.pairs  # only an engine without pairing connects unpaired here
+        assert event.phone and event.jid
     else:
         assert event.reason
     await session.disconnect()

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from zapmux.errors import TenantExists, TenantNotFound
+from zapmux.errors import Conflict, TenantExists, TenantNotFound
 from zapmux.outbox import new_delivery
 from zapmux.store.base import Store
 from zapmux.store.records import (
+    CloudAccount,
     DeliveryResult,
     IdempotentAnswer,
     InboxMessage,
@@ -73,8 +74,8 @@ async def test_migrate_twice_is_harmless(store: Store) -> None:
     await store.ping()
 
 
-async def _back_to_version_3(conn: Any) -> None:
-    """Undo what version 4 added (scheduled sends, questions, opt-outs)."""
+async def _back_to_version_4(conn: Any) -> None:
+    """Undo what version 5 added (scheduled sends, questions, opt-outs)."""
     for index in ("ix_messages_scheduled", "ix_messages_phone"):
         await conn.execute(text(f"DROP INDEX {index}"))
     for table, column in (
@@ -86,21 +87,27 @@ async def _back_to_version_3(conn: Any) -> None:
     ):
         await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     await conn.execute(text("DROP TABLE opt_outs"))
-    await conn.execute(text("UPDATE schema_version SET version = 3"))
+    await conn.execute(text("UPDATE schema_version SET version = 4"))
 
 
 async def test_a_version_1_store_is_migrated(store: Store) -> None:
     engine = store.engine  # type: ignore[attr-defined]
     await store.create_tenant(TenantRecord(id="old"))
-    async with engine.begin() as conn:  # back to how version 1 stored the outbox
-        await _back_to_version_3(conn)
+    async with engine.begin() as conn:  # back to how version 1 stored the outbox and tenants
+        await _back_to_version_4(conn)
         await conn.execute(text("ALTER TABLE outbox DROP COLUMN replayed_at"))
         await conn.execute(text("ALTER TABLE tenants DROP COLUMN incarnation"))
+        await conn.execute(text("ALTER TABLE tenants DROP COLUMN engine"))
+        await conn.execute(text("DROP TABLE cloud_accounts"))
         await conn.execute(text("UPDATE schema_version SET version = 1"))
     await store.migrate()
     old = await store.get_tenant("old")
     assert old is not None and old.incarnation  # a tenant from before has a life too
+    assert old.engine is None  # from before per-tenant engines: the server's default
     await store.add_message(_message("old", "m1"), old.incarnation)
+    await store.create_tenant(TenantRecord(id="new", engine="cloud"))
+    assert (await store.get_tenant("new")).engine == "cloud"  # type: ignore[union-attr]
+    await store.cloud_save(CloudAccount("new", "123", "EAAtoken", "secret", "verify"))
     await store.enqueue_deliveries([_delivery("m", 1)])
     (d,) = await store.claim_deliveries(1, lock_s=30)
     await finish(store, d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
@@ -112,16 +119,34 @@ async def test_a_version_1_store_is_migrated(store: Store) -> None:
     assert version == SCHEMA_VERSION
 
 
-async def test_a_version_3_store_is_migrated_with_its_messages(store: Store) -> None:
+async def test_a_version_4_store_is_migrated_with_its_messages(store: Store) -> None:
     await store.add_message(_message("t", "old", "sent"))
     engine = store.engine  # type: ignore[attr-defined]
     async with engine.begin() as conn:
-        await _back_to_version_3(conn)
+        await _back_to_version_4(conn)
     await store.migrate()
     old = await store.get_message("t", "old")
     assert old is not None and old.send_at is None and old.poll is None
     await store.add_opt_out(OptOut("t", "5511999999999", "SAIR", 1.0))
     assert await store.find_opt_out("t", ["5511999999999"]) is not None
+
+
+async def test_cloud_credentials_one_tenant_per_number(store: Store) -> None:
+    await store.create_tenant(TenantRecord(id="a", engine="cloud"))
+    await store.cloud_save(CloudAccount("a", "111", "EAAold", "secret-a", "verify-a"))
+    await store.cloud_save(CloudAccount("a", "111", "EAAnew", "secret-a", "verify-a"))
+    with pytest.raises(Conflict):
+        await store.cloud_save(CloudAccount("b", "111", "EAAb", "secret-b", "verify-b"))
+    found = await store.cloud_account_for_number("111")
+    assert found is not None and found.tenant_id == "a" and found.access_token == "EAAnew"
+    assert "EAAnew" not in repr(found) and "secret-a" not in repr(found)
+    assert await store.cloud_verify_tokens() == ["verify-a"]
+    await store.delete_tenant("a")  # a new tenant inherits nothing of the old one
+    assert await store.cloud_account("a") is None
+    assert await store.cloud_account_for_number("111") is None
+    await store.cloud_save(CloudAccount("b", "111", "EAAb", "secret-b", "verify-b"))
+    await store.cloud_forget("b")
+    assert await store.cloud_verify_tokens() == []
 
 
 async def test_tenant_crud(store: Store) -> None:
@@ -178,6 +203,18 @@ async def test_receipts_only_move_status_forward(store: Store) -> None:
     assert await store.apply_receipt("t", ["s1"], "read") == ["s1"]
     assert await store.apply_receipt("t", ["s1"], "delivered") == []
     assert (await store.get_message("t", "s1")).status == "read"  # type: ignore[union-attr]
+
+
+async def test_a_failed_receipt_keeps_its_error(store: Store) -> None:
+    await store.add_message(_message("t", "f1", status="sent"))
+    moved = await store.apply_receipt("t", ["f1"], "failed", "undeliverable: not on WhatsApp")
+    assert moved == ["f1"]
+    failed = await store.get_message("t", "f1")
+    assert failed is not None and (failed.status, failed.error) == (
+        "failed",
+        "undeliverable: not on WhatsApp",
+    )
+    assert await store.apply_receipt("t", ["f1"], "failed", "again") == []
 
 
 async def test_mark_sent_drops_the_payload_and_never_moves_status_back(store: Store) -> None:

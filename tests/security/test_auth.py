@@ -18,6 +18,9 @@ from tests.helpers import LiveServer, make_settings
 from tests.security.common import ADMIN_KEY, PHONE, admin, assert_error, bearer
 
 OPEN, ADMIN, TENANT = "open", "admin", "tenant"
+#: No API key either way: Meta's own mechanisms (verify token, X-Hub-Signature-256)
+#: decide, and an API key or token changes nothing.
+META = "meta"
 Route = tuple[str, str]
 
 ACCESS: dict[Route, str] = {
@@ -26,6 +29,8 @@ ACCESS: dict[Route, str] = {
     ("GET", "/"): OPEN,
     ("*", "/static"): OPEN,
     ("*", "/docs/assets"): OPEN,  # Swagger UI's script and stylesheet
+    ("GET", "/cloud/webhook"): META,
+    ("POST", "/cloud/webhook"): META,
     # the server and every tenant at once
     ("GET", "/tenants"): ADMIN,
     ("POST", "/tenants"): ADMIN,
@@ -75,6 +80,7 @@ ACCESS: dict[Route, str] = {
     ("PUT", "/tenants/{tenant_id}/webhook"): TENANT,
     ("GET", "/tenants/{tenant_id}/webhook"): TENANT,
     ("DELETE", "/tenants/{tenant_id}/webhook"): TENANT,
+    ("PUT", "/tenants/{tenant_id}/cloud"): TENANT,
     ("GET", "/tenants/{tenant_id}/events"): TENANT,
 }
 
@@ -206,7 +212,10 @@ async def test_auth_matrix_over_every_route(matrix: Matrix) -> None:
         ]
         for who, headers in callers:
             status, body = await matrix.call(route, headers)
-            if access == OPEN or who == "admin key":
+            if access == META:
+                assert status in (401, 403), (route, who, status, body)
+                assert body["error"]["code"] in {"signature_missing", "verify_token_mismatch"}
+            elif access == OPEN or who == "admin key":
                 _allowed(route, who, status, body)
             elif who in {"no credential", "wrong key", "wrong bearer"}:
                 _denied(status, body, 401)
@@ -288,7 +297,7 @@ async def test_without_an_admin_key_loopback_answers_everything(tmp_path: Path) 
 
 
 def test_each_classified_route_has_an_access_level() -> None:
-    assert set(ACCESS.values()) <= {OPEN, ADMIN, TENANT}
+    assert set(ACCESS.values()) <= {OPEN, ADMIN, TENANT, META}
     assert all(method in {"GET", "POST", "PUT", "DELETE", "PATCH", "*"} for method, _ in ACCESS)
 
 

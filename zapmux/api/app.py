@@ -15,6 +15,7 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from zapmux import __version__
 from zapmux.api import (
+    cloud,
     dashboard,
     errors,
     events,
@@ -125,7 +126,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     errors.install(app)
-    for module in (tenants, messages, optouts, system, inbound, events, metrics, dashboard):
+    for module in (tenants, messages, optouts, system, inbound, events, metrics, dashboard, cloud):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     if settings.engine == "sandbox":
         app.include_router(sandbox.router, responses=errors.ERROR_RESPONSES)

@@ -16,7 +16,14 @@ from fastapi.responses import JSONResponse
 from zapmux.api.deps import GatewayDep, TenantDep
 from zapmux.api.models import CheckBody, MediaBody, SendBody
 from zapmux.api.strict import StrictRoute
-from zapmux.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, TenantNotConnected
+from zapmux.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    NotSupported,
+    PayloadTooLarge,
+    TenantNotConnected,
+)
 from zapmux.events import Media
 from zapmux.fetch import fetch_media
 from zapmux.gateway import Gateway
@@ -32,7 +39,7 @@ _MIMETYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]{0,63}/[A-Za-z0-9][\w!#$&^.+-]{0
 async def _media(gw: Gateway, body: SendBody) -> Media | None:
     given = [(kind, getattr(body, kind)) for kind in MEDIA_KINDS if getattr(body, kind)]
     if not given:
-        if not body.message:
+        if not body.message and body.template is None:
             raise InvalidInput("give a message (text) or one of image, document, audio, video")
         return None
     if len(given) > 1:
@@ -46,6 +53,7 @@ async def _media(gw: Gateway, body: SendBody) -> Media | None:
         filename=spec.filename,
         caption=spec.caption or body.message,
         ptt=spec.ptt,
+        url=spec.url,
     )
 
 
@@ -89,7 +97,35 @@ async def _media_bytes(gw: Gateway, spec: MediaBody) -> tuple[bytes, str | None]
     return await fetch_media(spec.url or "", limit, gw.settings.media_allow_private)
 
 
+def _template(gw: Gateway, tenant_id: str, body: SendBody) -> dict[str, Any] | None:
+    """The Cloud API's ``template`` object, for engines that send templates."""
+    if body.template is None:
+        return None
+    engine = gw.supervisor.runner(tenant_id).engine
+    if not engine.templates:
+        raise NotSupported(
+            f"templates are a Cloud API feature; tenant {tenant_id} uses the {engine.name} engine",
+            code="template_not_supported",
+        )
+    if body.image or body.document or body.audio or body.video:
+        raise InvalidInput("a template carries its media in its components, not beside it")
+    t = body.template
+    return {"name": t.name, "language": {"code": t.language}, "components": t.components}
+
+
+def _check_options(gw: Gateway, tenant_id: str, body: SendBody) -> None:
+    """422 for more answers than the tenant's engine can offer."""
+    engine = gw.supervisor.runner(tenant_id).engine
+    if body.options and len(body.options) > engine.max_options:
+        raise NotSupported(
+            f"a question on the {engine.name} engine has at most {engine.max_options} answers",
+            code="not_supported",
+        )
+
+
 async def _send(tenant_id: str, body: SendBody, gw: Gateway, key: str | None) -> JSONResponse:
+    template = _template(gw, tenant_id, body)
+    _check_options(gw, tenant_id, body)
     request = SendRequest(
         phone=normalize_phone(body.phone),
         text=body.message,
@@ -97,6 +133,7 @@ async def _send(tenant_id: str, body: SendBody, gw: Gateway, key: str | None) ->
         reply_to=body.reply_to,
         options=tuple(body.options) if body.options else None,
         send_at=body.send_at,
+        template=template,
     )
     status, answer = await gw.sender.submit(tenant_id, request, key)
     return JSONResponse(answer, status_code=status)

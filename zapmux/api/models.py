@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from zapmux.config import EngineName
 from zapmux.optouts import normalize
 
 # Strict: lax mode would read true as 1 and 1.0 as 1, creating tenant "1" from a boolean.
@@ -30,10 +31,21 @@ class Body(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
 
+class CloudCredentials(Body):
+    """What a cloud tenant needs at Meta (see docs/cloud.md). Never shown back."""
+
+    phone_number_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9]+$")
+    access_token: str = Field(min_length=1, max_length=4096)
+    app_secret: str = Field(min_length=1, max_length=256)
+    verify_token: str = Field(min_length=1, max_length=256)
+
+
 class CreateTenant(Body):
     tenant_id: TenantId = Field(
         validation_alias=AliasChoices("tenant_id", "tenantId", "empresa_id")
     )
+    engine: EngineName | None = Field(None, description="default: the server's (ZAPMUX_ENGINE)")
+    cloud: CloudCredentials | None = Field(None, description="engine cloud: Meta's credentials")
 
 
 class MediaBody(Body):
@@ -49,6 +61,12 @@ class MediaBody(Body):
 Option = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
+class TemplateBody(Body):
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field("pt_BR", min_length=2, max_length=16)
+    components: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
+
+
 class SendBody(Body):
     phone: Phone = Field(description="digits with country code, e.g. 5511999999999")
     message: str | None = Field(
@@ -59,6 +77,7 @@ class SendBody(Body):
     document: MediaBody | None = None
     audio: MediaBody | None = None
     video: MediaBody | None = None
+    template: TemplateBody | None = Field(None, description="cloud tenants: a template message")
     options: list[Option] | None = Field(
         None,
         min_length=2,
@@ -90,6 +109,8 @@ class SendBody(Body):
                 raise ValueError("a question with options needs the question in message")
             if any((self.image, self.document, self.audio, self.video)):
                 raise ValueError("a question with options cannot carry media")
+            if self.template is not None:
+                raise ValueError("a question with options cannot be a template")
         return self
 
 

@@ -54,7 +54,7 @@ async def server_status(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
         "engine": gw.engine.name,
         "uptime_s": round(time.time() - gw.started_at, 3),
         "tenants": counts,
-        "connections": [tenant_view(r) for r in records],
+        "connections": [tenant_view(r, gw.settings.engine) for r in records],
         "deliveries": await gw.store.count_deliveries(),
         "background_tasks": {"running": len(gw.tasks.tasks), "failures": gw.tasks.failures[-10:]},
     }

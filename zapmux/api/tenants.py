@@ -10,27 +10,31 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
 from zapmux.api.forward import FORWARDED
-from zapmux.api.models import ClearAllBody, CreateTenant, PairCodeBody
+from zapmux.api.models import ClearAllBody, CloudCredentials, CreateTenant, PairCodeBody
 from zapmux.api.strict import StrictRoute
 from zapmux.auth import hash_token, new_token
-from zapmux.errors import Conflict
+from zapmux.errors import Conflict, NotSupported, Unprocessable
 from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
 from zapmux.qr import qr_data_url, qr_png, qr_text
 from zapmux.redact import redact_urls
 from zapmux.states import PERMANENT, Status
-from zapmux.store.records import TenantRecord
+from zapmux.store.records import CloudAccount, TenantRecord
 from zapmux.supervisor import TenantRunner
 
 router = APIRouter(tags=["tenants"], route_class=StrictRoute)
 QR_WAIT_S = 3.0
 
 
-def tenant_view(record: TenantRecord) -> dict[str, Any]:
-    """A tenant as listed and as ``/status`` shows it (the store is shared by nodes)."""
+def tenant_view(record: TenantRecord, default_engine: str) -> dict[str, Any]:
+    """A tenant as listed and as ``/status`` shows it (the store is shared by nodes).
+
+    A cloud tenant's credentials are never part of it; its ``phone`` and ``push_name``
+    are the number's display number and verified name at Meta."""
     return {
         "tenant_id": record.id,
+        "engine": record.engine or default_engine,
         "status": record.status,
         "connected": record.status == Status.CONNECTED,
         "phone": record.phone,
@@ -49,28 +53,71 @@ def tenant_view(record: TenantRecord) -> dict[str, Any]:
 async def _view(gw: Gateway, tenant_id: str) -> dict[str, Any]:
     record = await gw.store.get_tenant(tenant_id)
     assert record is not None
-    return tenant_view(record)
+    return tenant_view(record, gw.settings.engine)
 
 
 @router.get("/tenants", summary="List tenants")
 async def list_tenants(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
-    return {"success": True, "tenants": [tenant_view(r) for r in await gw.store.list_tenants()]}
+    tenants = [tenant_view(r, gw.settings.engine) for r in await gw.store.list_tenants()]
+    return {"success": True, "tenants": tenants}
 
 
-@router.post("/tenants", status_code=201, summary="Create a tenant and start pairing")
+@router.post(
+    "/tenants",
+    status_code=201,
+    summary="Create a tenant and start pairing (or, for engine cloud, connecting)",
+)
 async def create_tenant(body: CreateTenant, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     tenant_id = validate_tenant_id(body.tenant_id)
+    engine = body.engine or gw.settings.engine
+    _check_credentials(engine, body.cloud)
     token = new_token()
     owner, lease_until = gw.cluster.new_lease()
     record = await gw.store.create_tenant(
         TenantRecord(
-            id=tenant_id, token_hash=hash_token(token), owner=owner, lease_until=lease_until
+            id=tenant_id,
+            engine=engine,
+            token_hash=hash_token(token),
+            owner=owner,
+            lease_until=lease_until,
         )
     )
+    if body.cloud is not None:
+        try:
+            await gw.store.cloud_save(_account(tenant_id, body.cloud))
+        except Conflict:
+            await gw.store.delete_tenant(tenant_id)  # nothing half-made stays behind
+            raise
     runner = await gw.supervisor.add(record)
     await _start_pairing(gw, runner)
     view = await _view(gw, tenant_id)
     return {"success": True, **view, "tenant": view, "token": token}
+
+
+def _check_credentials(engine: str, cloud: CloudCredentials | None) -> None:
+    if engine == "cloud" and cloud is None:
+        raise Unprocessable(
+            'engine cloud needs "cloud": {"phone_number_id", "access_token", '
+            '"app_secret", "verify_token"} (see docs/cloud.md)',
+            missing=["cloud"],
+        )
+    if engine != "cloud" and cloud is not None:
+        raise Unprocessable(f'"cloud" credentials are for engine cloud, not {engine}')
+
+
+def _account(tenant_id: str, cloud: CloudCredentials) -> CloudAccount:
+    return CloudAccount(tenant_id=tenant_id, **cloud.model_dump())
+
+
+def _refuse_pairing(runner: TenantRunner) -> None:
+    """409 for QR and pairing codes on an engine that has none (the Cloud API)."""
+    if not runner.engine.pairs:
+        raise Conflict(
+            f"tenant {runner.tenant_id} uses the {runner.engine.name} engine: it connects "
+            "with its access token, there is no QR code or pairing code",
+            code="pairing_not_supported",
+            engine=runner.engine.name,
+        )
 
 
 async def _start_pairing(gw: Gateway, runner: TenantRunner) -> None:
@@ -80,8 +127,8 @@ async def _start_pairing(gw: Gateway, runner: TenantRunner) -> None:
 
 
 @router.get("/tenants/{tenant_id}/status", summary="A tenant's state")
-async def tenant_status(tenant: TenantDep) -> dict[str, Any]:
-    return {"success": True, **tenant_view(tenant)}
+async def tenant_status(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
+    return {"success": True, **tenant_view(tenant, gw.settings.engine)}
 
 
 @router.get(
@@ -93,6 +140,7 @@ async def tenant_qr(
     tenant: TenantDep, gw: GatewayDep, format: str = Query("json", pattern="^(json|png|text)$")
 ) -> Response:
     runner = gw.supervisor.runner(tenant.id)
+    _refuse_pairing(runner)
     if runner.status == Status.CONNECTED:
         return JSONResponse(
             {
@@ -148,6 +196,7 @@ async def tenant_qr(
 async def pair_code(tenant: TenantDep, body: PairCodeBody, gw: GatewayDep) -> dict[str, Any]:
     phone = normalize_phone(body.phone)
     runner = gw.supervisor.runner(tenant.id)
+    _refuse_pairing(runner)
     if runner.status == Status.CONNECTED:
         raise Conflict("tenant is already connected", code="already_paired")
     await gw.supervisor.set_wanted(tenant.id, "running")
@@ -197,6 +246,23 @@ async def delete_tenant(tenant: TenantDep, gw: GatewayDep, _: AdminDep) -> dict[
     await gw.store.delete_tenant(tenant.id)
     gw.hub.publish("deleted", tenant.id, {"tenant_id": tenant.id})
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
+
+
+@router.put("/tenants/{tenant_id}/cloud", summary="Give a cloud tenant new Meta credentials")
+async def replace_credentials(
+    tenant: TenantDep, body: CloudCredentials, gw: GatewayDep
+) -> dict[str, Any]:
+    """New credentials (a new access token, after a logout): stored, then it reconnects."""
+    runner = gw.supervisor.runner(tenant.id)
+    if runner.engine.name != "cloud":
+        raise NotSupported(
+            f"tenant {tenant.id} uses the {runner.engine.name} engine, not cloud",
+            code="not_a_cloud_tenant",
+        )
+    await gw.store.cloud_save(_account(tenant.id, body))
+    await runner.stop()
+    await _start_pairing(gw, runner)
+    return {"success": True, **await _view(gw, tenant.id)}
 
 
 @router.post("/tenants/{tenant_id}/token", summary="Rotate the tenant's token")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zapmux.store.records import (
+    CloudAccount,
     DeadInbound,
     Delivery,
     DeliveryResult,
@@ -148,8 +149,11 @@ class Store(ABC):
         ``sent`` unless a receipt that raced the send already moved it further."""
 
     @abstractmethod
-    async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
-        """Move sent messages forward (sent → delivered → read); the message ids moved."""
+    async def apply_receipt(
+        self, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
+    ) -> list[str]:
+        """Move sent messages forward (sent → delivered → read, or failed with ``error``);
+        the message ids moved."""
 
     @abstractmethod
     async def enqueue_deliveries(
@@ -357,3 +361,23 @@ class Store(ABC):
     @abstractmethod
     async def remove_opt_out(self, tenant_id: str, phones: Sequence[str]) -> int:
         """Lift a number's opt-out (any of its spellings); how many were removed."""
+
+    # --- cloud tenants' credentials (the cloud engine and its webhook) ---------------
+    @abstractmethod
+    async def cloud_save(self, account: CloudAccount) -> None:
+        """Store (or replace) a tenant's credentials; Conflict when another tenant has
+        that phone number id."""
+
+    @abstractmethod
+    async def cloud_account(self, tenant_id: str) -> CloudAccount | None: ...
+
+    @abstractmethod
+    async def cloud_account_for_number(self, phone_number_id: str) -> CloudAccount | None: ...
+
+    @abstractmethod
+    async def cloud_verify_tokens(self) -> list[str]:
+        """Every cloud tenant's webhook verify token."""
+
+    @abstractmethod
+    async def cloud_forget(self, tenant_id: str) -> None:
+        """Drop a tenant's credentials, if any."""

@@ -12,6 +12,7 @@ from zapmux.redact import redact_urls
 @dataclass(slots=True)
 class TenantRecord:
     id: str
+    engine: str | None = None  # None: the server's default engine (ZAPMUX_ENGINE)
     wanted: str = "running"
     status: str = "stopped"
     phone: str | None = None
@@ -196,6 +197,23 @@ class IdempotentAnswer:
     status_code: int
     response: str
     created_at: float
+
+
+@dataclass(slots=True)
+class CloudAccount:
+    """What a cloud tenant needs at Meta. Secrets: never returned, logged or shown."""
+
+    tenant_id: str
+    phone_number_id: str
+    access_token: str
+    app_secret: str
+    verify_token: str
+    created_at: float = 0.0
+
+    def __repr__(self) -> str:  # a traceback or a debug log must not print the secrets
+        return (
+            f"CloudAccount(tenant_id={self.tenant_id!r}, phone_number_id={self.phone_number_id!r})"
+        )
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
@@ -24,8 +24,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE tenants ADD COLUMN incarnation VARCHAR(32)",
         "UPDATE tenants SET incarnation = 'migrated'",
     ],  # new tables (inbound_dead) are made by create_all before these steps run
+    4: ["ALTER TABLE tenants ADD COLUMN engine VARCHAR(16)"],  # NULL: the server's default
     # scheduled sends, questions with answers, opt-outs (opt_outs is created whole)
-    4: [
+    5: [
         "ALTER TABLE messages ADD COLUMN send_at FLOAT",
         "ALTER TABLE messages ADD COLUMN poll TEXT",
         "ALTER TABLE messages ADD COLUMN error_code VARCHAR(32)",
@@ -43,6 +44,8 @@ tenants = Table(
     "tenants",
     metadata,
     Column("id", String(64), primary_key=True),
+    # the engine that runs it; NULL (tenants older than per-tenant engines): the server's
+    Column("engine", String(16)),
     Column("wanted", String(16), nullable=False, default="running"),
     Column("status", String(16), nullable=False, default="stopped"),
     Column("phone", String(32)),
@@ -190,6 +193,19 @@ media = Table(
     Column("mimetype", String(128), nullable=False),
     Column("filename", Text),
     Column("data", LargeBinary, nullable=False),
+)
+
+# A cloud tenant's credentials for Meta's WhatsApp Cloud API (secrets: never shown).
+# The webhook finds its tenant by phone number id, so that is unique.
+cloud_accounts = Table(
+    "cloud_accounts",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("phone_number_id", String(64), nullable=False, unique=True),
+    Column("access_token", Text, nullable=False),
+    Column("app_secret", Text, nullable=False),
+    Column("verify_token", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 # --- the sandbox network's state (only used by the sandbox engine) ---------------

@@ -37,6 +37,7 @@ from zapmux.store.records import (
 )
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
+from zapmux.store.sql_cloud import CloudTables
 from zapmux.store.sql_optouts import OptOutTables
 from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
@@ -51,6 +52,7 @@ _TENANT_TABLES = (
     t.media,
     t.inbound_dead,
     t.opt_outs,
+    t.cloud_accounts,
     t.sandbox_sessions,
     t.sandbox_qr,
     t.sandbox_pair_codes,
@@ -60,7 +62,7 @@ _TENANT_TABLES = (
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
-class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store):
+class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutTables, Store):
     """Everything zapmux persists, over one SQLAlchemy async engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -380,8 +382,11 @@ class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store)
                 .values(status="sent")
             )
 
-    async def apply_receipt(self, tenant_id: str, wa_ids: Sequence[str], status: str) -> list[str]:
-        """Move sent messages forward (sent → delivered → read); the message ids moved."""
+    async def apply_receipt(
+        self, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
+    ) -> list[str]:
+        """Move sent messages forward (sent → delivered → read, or failed with ``error``);
+        the message ids moved."""
         m = t.messages.c
         lower = [
             s for s, rank in _STATUS_RANK.items() if rank < _STATUS_RANK[status] and s != "queued"
@@ -396,7 +401,11 @@ class SqlStore(OutboxTables, SandboxTables, ScheduleTables, OptOutTables, Store)
             ids = list((await conn.execute(select(m.message_id).where(cond))).scalars())
             if ids:
                 await conn.execute(
-                    update(t.messages).where(cond).values(status=status, updated_at=time.time())
+                    update(t.messages)
+                    .where(cond)
+                    .values(
+                        status=status, updated_at=time.time(), **({"error": error} if error else {})
+                    )
                 )
         return ids
 

@@ -123,7 +123,7 @@ async def run_paired_offline(
     for supervisor in made:
         await supervisor.stop()
         await supervisor.tasks.cancel_all()
-        await supervisor.engine.aclose()
+        await supervisor.engines.aclose()
         await supervisor.store.close()
 
 

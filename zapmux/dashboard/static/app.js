@@ -273,6 +273,7 @@
     setText(card, "status", state.label);
     field(card, "status").title = data.status || "";
     setText(card, "hint", state.hint);
+    setText(card, "engine", ENGINES[data.engine] || data.engine || "—");
     setText(card, "phone", formatPhone(data.phone) || "—");
     setText(card, "push_name", data.push_name || "—");
     setText(card, "last_error", data.last_error || "");
@@ -299,7 +300,9 @@
   function renderPairing(entry) {
     const { card, data, pairCode } = entry;
     // Only an unlinked number can pair; a paired one that is down needs Start or Restart.
-    const unpaired = !data.phone && data.status !== "connected" && data.status !== "banned";
+    // A Cloud API number connects with its access token: there is nothing to pair.
+    const unpaired =
+      data.engine !== "cloud" && !data.phone && data.status !== "connected" && data.status !== "banned";
     row(card, "pairing").hidden = !unpaired;
     row(card, "pair_code").hidden = !pairCode;
     setText(card, "pair_code", pairCode || "");
@@ -392,6 +395,11 @@
   // Countdowns round up: "in 0 s" while there is still time left would read as a bug.
   const remaining = (when) => duration(Math.ceil((when - Date.now()) / 1000) * 1000);
   const untilText = (when) => (when > Date.now() ? `in ${remaining(when)}` : "now");
+  const ENGINES = {
+    whatsmeow: "WhatsApp Web (whatsmeow)",
+    sandbox: "Sandbox",
+    cloud: "WhatsApp Cloud API",
+  };
   const formatPhone = (phone) => (phone ? `+${String(phone).replace(/^\+/, "")}` : "");
 
   // --- what the person does ------------------------------------------------------------------
