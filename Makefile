@@ -43,9 +43,11 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy zapmux
 
+# ZAPMUX_BENCH_DATABASE_URL=postgresql://… adds the PostgreSQL send (that database is emptied).
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.scheduling
+	$(BIN)/python -m bench hotpath
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

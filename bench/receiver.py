@@ -12,12 +12,19 @@ from aiohttp import web
 
 
 def build_app() -> web.Application:
-    arrivals: dict[str, list[tuple[int, float, float]]] = {}
+    arrivals: dict[str, list[tuple[Any, float, float]]] = {}
 
     async def hook(request: web.Request) -> web.Response:
         body = json.loads(await request.read())
         now = time.time()
         arrivals.setdefault(body["run"], []).append((body["n"], body["enqueued_at"], now))
+        return web.Response(status=200, text='{"ok":true}', content_type="application/json")
+
+    async def any_hook(request: web.Request) -> web.Response:
+        """Any JSON body (zapmux's own webhooks): counted by its ``message_id``."""
+        body = json.loads(await request.read())
+        key = body.get("message_id") or body.get("data", {}).get("message_id") or len(arrivals)
+        arrivals.setdefault(request.match_info["run"], []).append((key, 0.0, time.time()))
         return web.Response(status=200, text='{"ok":true}', content_type="application/json")
 
     async def count(request: web.Request) -> web.Response:
@@ -30,6 +37,7 @@ def build_app() -> web.Application:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
+    app.router.add_post("/r/{run}/{tail:.*}", any_hook)
     app.router.add_get("/count/{run}", count)
     app.router.add_get("/stats/{run}", stats)
     return app

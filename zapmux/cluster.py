@@ -49,9 +49,10 @@ class Cluster:
         self.http: aiohttp.ClientSession | None = None  # set by the gateway when it starts
 
     async def start(self) -> None:
-        """Announce this node, take the free tenants, keep renewing."""
+        """Announce this node; take the free tenants and keep renewing in the background,
+        so that the API serves at once. A request for a tenant not yet taken takes it
+        on the spot (``owner_url``); it starts through the supervisor's start gate."""
         await self.store.heartbeat(self.node, self.url)
-        await self.sync()
         self.tasks.spawn("cluster-leases", self._renew_forever())
 
     async def stop(self) -> None:
@@ -60,12 +61,15 @@ class Cluster:
 
     async def _renew_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_s / 3)
             try:
-                await self.store.heartbeat(self.node, self.url)
                 await self.sync()
             except Exception:  # the store may be briefly away; the next round retries
                 log.exception("❌ lease renewal failed")
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self.store.heartbeat(self.node, self.url)
+            except Exception:
+                log.exception("❌ heartbeat failed")
 
     async def sync(self) -> None:
         """Run what we lease (taking over expired leases), drop what we lost."""

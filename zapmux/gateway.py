@@ -55,7 +55,7 @@ class Gateway:
         )
         self.cluster = Cluster(settings, self.store, self.supervisor, self.tasks)
         self.scheduler = Scheduler(
-            self.store, self.cluster.node, self.optouts, self.sender.ensure_drain
+            self.store, self.cluster.node, self.optouts, self.sender.joined_queue
         )
         # Look at the earliest due time again when it may have changed: a new scheduled
         # send, or a tenant that came (or went) with its lease.
@@ -95,6 +95,8 @@ class Gateway:
 
     def _status_changed(self, runner: TenantRunner) -> None:
         """Publish the change live at once (in order), queue its webhooks behind."""
+        if runner.status == Status.CONNECTING:  # (re)started here: its settings afresh
+            self.dispatcher.forget(runner.tenant_id)
         envelopes = [self.hub.publish("status", runner.tenant_id, runner.snapshot())]
         if runner.qr is not None and runner.status == Status.AWAITING_QR:
             envelopes.append(self.hub.publish("qr", runner.tenant_id, qr_view(runner.qr)))

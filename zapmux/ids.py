@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import re
+import secrets
 
 from zapmux.errors import InvalidTenantId
+
+# Message ids must be unique, not secret: drawn from a generator seeded once from the
+# system, so that minting one costs no system call.
+_RANDOM = random.Random(secrets.randbits(128))
 
 TENANT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
 
@@ -21,3 +27,8 @@ def validate_tenant_id(value: object) -> str:
 def empresa_id(tenant_id: str) -> int | str:
     """The seed's ``empresa_id``: a JSON number when the id is all digits."""
     return int(tenant_id) if tenant_id.isdigit() and len(tenant_id) < 19 else tenant_id
+
+
+def random_hex(digits: int) -> str:
+    """``digits`` random upper-case hex digits (for ids)."""
+    return f"{_RANDOM.getrandbits(4 * digits):0{digits}X}"

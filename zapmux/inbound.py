@@ -7,7 +7,6 @@ them, in the envelope ``{event, tenant_id, timestamp, data}``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -28,6 +27,7 @@ from zapmux.events import (
 )
 from zapmux.hub import Hub
 from zapmux.ids import empresa_id
+from zapmux.locks import KeyedLocks
 from zapmux.metrics import Metrics
 from zapmux.optouts import OptOuts, keywords_of, matched_keyword
 from zapmux.outbox import Deliverer, new_delivery
@@ -113,9 +113,27 @@ class Dispatcher:
         self.metrics = metrics or Metrics()
         self.optouts = optouts or OptOuts(store)
         self.polls = Polls(store)
-        # Envelopes are queued from separate tasks (one per status change); taking this
-        # lock first keeps their rows in the order the changes happened.
-        self.queue_lock = asyncio.Lock()
+        # Envelopes are queued from separate tasks (one per status change); taking the
+        # tenant's lock first keeps their rows in the order the changes happened.
+        self.queue_locks = KeyedLocks()
+        # Each tenant's webhook settings, read once and kept until they change.
+        self._tenants: dict[str, TenantRecord | None] = {}
+        self._generation = 0
+
+    async def tenant(self, tenant_id: str) -> TenantRecord | None:
+        """The tenant's record as its webhooks need it (from memory once read)."""
+        if tenant_id in self._tenants:
+            return self._tenants[tenant_id]
+        generation = self._generation
+        record = await self.store.get_tenant(tenant_id)
+        if generation == self._generation:  # not changed while we read
+            self._tenants[tenant_id] = record
+        return record
+
+    def forget(self, tenant_id: str) -> None:
+        """The tenant's webhook settings changed (or it was deleted): read them again."""
+        self._tenants.pop(tenant_id, None)
+        self._generation += 1
 
     def target(self, tenant: TenantRecord | None) -> tuple[str, str | None]:
         """Where this tenant's webhooks go, and with which secret."""
@@ -162,7 +180,7 @@ class Dispatcher:
         (listed, replayable) so that the messages behind it still arrive; a failure
         that may pass (the store is away) raises, and the engine hands it over again.
         """
-        tenant = await self.store.get_tenant(tenant_id)
+        tenant = await self.tenant(tenant_id)
         if tenant is None:
             log.warning("message %s for deleted tenant %s dropped", m.message_id, tenant_id)
             return
@@ -277,8 +295,8 @@ class Dispatcher:
     async def queue_webhook(self, tenant_id: str, envelope: dict[str, Any], chat: str = "") -> None:
         """Queue ``envelope`` for the tenant's webhook if it subscribed to its event."""
         event = envelope["event"]
-        async with self.queue_lock:
-            tenant = await self.store.get_tenant(tenant_id)
+        async with self.queue_locks.hold(tenant_id):
+            tenant = await self.tenant(tenant_id)
             if tenant is None or not tenant.webhook_url or event not in tenant.events:
                 return
             delivery = new_delivery(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from zapmux.errors import InvalidInput, OptedOut
 from zapmux.phone import ninth_digit_variants
-from zapmux.store.base import Store
+from zapmux.store.base import OptOutStore
 from zapmux.store.records import OptOut, TenantRecord
 
 DEFAULT_KEYWORDS: tuple[str, ...] = ("SAIR", "PARAR", "STOP", "DESCADASTRAR")
@@ -71,7 +71,7 @@ def clean_keywords(keywords: Sequence[str]) -> list[str]:
 class OptOuts:
     """Records opt-outs and refuses sends to the numbers that opted out."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: OptOutStore) -> None:
         self.store = store
 
     async def refuse_if_opted_out(self, tenant_id: str, phone: str) -> None:

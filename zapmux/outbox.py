@@ -27,7 +27,7 @@ import aiohttp
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
 from zapmux.metrics import Metrics
-from zapmux.store.base import Store
+from zapmux.store.base import OutboxStore
 from zapmux.store.records import Delivery, DeliveryResult
 
 log = logging.getLogger("zapmux.outbox")
@@ -138,7 +138,9 @@ class Deliverer:
     at once, and on a clean stop the rows still in flight are released too.
     """
 
-    def __init__(self, settings: Settings, store: Store, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: OutboxStore, metrics: Metrics | None = None
+    ) -> None:
         self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store

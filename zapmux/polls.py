@@ -17,7 +17,7 @@ from typing import Any
 from zapmux.events import IncomingMessage, PollVote
 from zapmux.optouts import normalize
 from zapmux.phone import ninth_digit_variants
-from zapmux.store.base import Store
+from zapmux.store.base import ScheduleStore
 from zapmux.store.records import MessageRecord
 
 RECENT_S = 3 * 24 * 3600.0  # how long a question takes typed answers
@@ -43,7 +43,7 @@ def poll_object(
 class Polls:
     """Reads votes and typed answers against the questions in the message log."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: ScheduleStore) -> None:
         self.store = store
 
     async def vote(self, tenant_id: str, vote: PollVote) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from zapmux.errors import InvalidSchedule, OptedOut
@@ -35,12 +36,13 @@ class Scheduler:
     """Releases due scheduled sends into their tenants' queues, on one timer."""
 
     def __init__(
-        self, store: Store, node: str, optouts: OptOuts, queued: Callable[[str], None]
+        self, store: Store, node: str, optouts: OptOuts, queued: Callable[[str, int], None]
     ) -> None:
         self.store = store
         self.node = node
         self.optouts = optouts
-        self.queued = queued  # wakes a tenant's queue
+        # (tenant, how many joined): counts them into its queue and wakes it
+        self.queued = queued
         self.wakeup = asyncio.Event()
         self.released = 0
 
@@ -88,8 +90,8 @@ class Scheduler:
             if (r.tenant_id, r.phone or "") not in opted_out
         ]
         promoted = await self.store.promote_scheduled(keys)
-        for tenant_id in dict.fromkeys(tenant_id for tenant_id, _ in promoted):
-            self.queued(tenant_id)
+        for tenant_id, count in Counter(tenant_id for tenant_id, _ in promoted).items():
+            self.queued(tenant_id, count)
         if promoted:
             log.info("⏰ %d scheduled message(s) joined their queues", len(promoted))
 

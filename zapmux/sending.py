@@ -14,14 +14,13 @@ import base64
 import contextlib
 import hashlib
 import json
-import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from zapmux.config import Settings
-from zapmux.engine import OutgoingMessage
+from zapmux.engine import NumberInfo, OutgoingMessage, SendResult
 from zapmux.errors import (
     Conflict,
     EngineError,
@@ -33,7 +32,9 @@ from zapmux.errors import (
     ZapmuxError,
 )
 from zapmux.events import Connected, Event, Media
+from zapmux.ids import random_hex
 from zapmux.inbound import Dispatcher
+from zapmux.locks import KeyedLocks
 from zapmux.optouts import OptOuts
 from zapmux.phone import USER_SERVER
 from zapmux.scheduler import check_send_at
@@ -80,34 +81,6 @@ class TokenBucket:
             return 0.0
         self._refill()
         return max(0.0, (1 - self.tokens) / self.rate)
-
-
-class KeyedLocks:
-    """One ``asyncio.Lock`` per key, forgotten once nobody holds or waits for it.
-
-    Dropping a lock while a waiter still holds a reference would let a newcomer run
-    beside that waiter; counting the users keeps the lock until the last one leaves.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +134,7 @@ class SendRequest:
 
 
 def new_message_id() -> str:
-    return "ZM" + secrets.token_hex(10).upper()
+    return "ZM" + random_hex(20)
 
 
 class Sender:
@@ -196,6 +169,7 @@ class Sender:
         self.lanes = KeyedLocks()
         self.keys = KeyedLocks()
         supervisor.handlers.append(self.on_event)
+        supervisor.status_listeners.append(lambda runner: self._wake(runner.tenant_id))
 
     def bucket(self, tenant_id: str) -> TokenBucket:
         if tenant_id not in self.buckets:
@@ -226,12 +200,16 @@ class Sender:
                 logged = await self._answer_from_log(tenant_id, json.loads(seen.response))
                 if logged is not None:
                     return logged
-            # Remembered before the message exists: if the process dies from here on,
-            # a retry with this key finds the message instead of sending it again.
+            # Remembered with the message, in its transaction: if the process dies
+            # from then on, a retry with this key finds the message instead of sending
+            # it again (and a send refused before that leaves no trace of the key).
             message_id = new_message_id()
-            await self._remember(runner, key, request, PROVISIONAL, {"message_id": message_id})
+            pointer = json.dumps({"message_id": message_id})
+            provisional = IdempotentAnswer(
+                tenant_id, key, request.fingerprint(), PROVISIONAL, pointer, time.time()
+            )
             try:
-                status, body = await self._submit(runner, request, message_id)
+                status, body = await self._submit(runner, request, message_id, provisional)
             except ZapmuxError:
                 await self.store.forget_idempotent(tenant_id, key)  # refused: nothing sent
                 raise
@@ -266,15 +244,21 @@ class Sender:
         return (202 if waiting else 200), body
 
     async def _submit(
-        self, runner: TenantRunner, request: SendRequest, message_id: str
+        self,
+        runner: TenantRunner,
+        request: SendRequest,
+        message_id: str,
+        key: IdempotentAnswer | None = None,
     ) -> tuple[int, dict[str, Any]]:
+        """Send now, queue or schedule; ``key``: the Idempotency-Key to remember with the
+        message."""
         await self.optouts.refuse_if_opted_out(runner.tenant_id, request.phone)
         if request.send_at is not None:
-            return await self._schedule(runner, message_id, request)
+            return await self._schedule(runner, message_id, request, key)
         await self._refuse_if_hopeless(runner)
         tenant_id = runner.tenant_id
         async with self.lanes.hold(tenant_id):
-            queued = await self.store.count_queued(tenant_id)
+            queued = await self._queued(runner)
             if queued >= self.settings.send_queue_max:
                 raise RateLimited(
                     f"the send queue of {tenant_id} is full ({queued} waiting)",
@@ -287,16 +271,26 @@ class Sender:
                 and queued == 0
                 and self._pause_left(tenant_id) <= 0
             )
-            if direct and self.bucket(tenant_id).take():
-                record = await self.store.add_message(
-                    self._record(tenant_id, message_id, request, "sending", jid),
-                    runner.incarnation,
-                )
-                if await self._deliver(runner, record, request):
-                    return 200, self._answer(record, "sent", jid)
+            if not (direct and self.bucket(tenant_id).take()):
+                record = await self._queue(runner, message_id, request, jid, key)
                 return 202, self._answer(record, "queued", jid)
-            record = await self._queue(runner, message_id, request, jid)
-        return 202, self._answer(record, "queued", jid)
+            record = await self.store.add_message(
+                self._record(tenant_id, message_id, request, "sending", jid),
+                runner.incarnation,
+                key,
+            )
+            result = await self._hand_over(runner, record, request)
+        if result is None:
+            return 202, self._answer(record, "queued", jid)
+        # Outside the lane: the order is fixed once the engine has it.
+        await self._sent(runner, record, result)
+        return 200, self._answer(record, "sent", jid)
+
+    async def _queued(self, runner: TenantRunner) -> int:
+        """How many of the tenant's messages wait (kept by its runner once counted)."""
+        if runner.queued is None:
+            runner.queued = await self.store.count_queued(runner.tenant_id)
+        return runner.queued
 
     async def _refuse_if_hopeless(self, runner: TenantRunner) -> None:
         """409 when nothing would ever send it: a permanent end, stopped, never paired."""
@@ -320,29 +314,39 @@ class Sender:
         if runner.status == Status.CONNECTED:
             with contextlib.suppress(TenantNotConnected):
                 return await self.resolve(runner, phone)
-        cached = await self.store.get_jid(runner.tenant_id, phone, self.settings.jid_cache_ttl_s)
+        cached = await self._cached_jid(runner, phone)
         if cached is not None and not cached[0]:
             raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
         return None  # a cached JID is checked again when the queue sends it
 
     async def _schedule(
-        self, runner: TenantRunner, message_id: str, request: SendRequest
+        self,
+        runner: TenantRunner,
+        message_id: str,
+        request: SendRequest,
+        key: IdempotentAnswer | None,
     ) -> tuple[int, dict[str, Any]]:
         """Keep it for its time (scheduler.py); the tenant's state then decides."""
         check_send_at(request.send_at or 0.0, time.time())
         record = self._record(runner.tenant_id, message_id, request, "scheduled", None)
         record.payload = json.dumps(_payload(request))
-        record = await self.store.add_message(record, runner.incarnation)
+        record = await self.store.add_message(record, runner.incarnation, key)
         for wake in self.on_scheduled:
             wake()
         return 202, {**self._answer(record, "scheduled", None), "send_at": request.send_at}
 
     async def _queue(
-        self, runner: TenantRunner, message_id: str, request: SendRequest, jid: str | None
+        self,
+        runner: TenantRunner,
+        message_id: str,
+        request: SendRequest,
+        jid: str | None,
+        key: IdempotentAnswer | None,
     ) -> MessageRecord:
         record = self._record(runner.tenant_id, message_id, request, "queued", jid)
         record.payload = json.dumps(_payload(request))
-        record = await self.store.add_message(record, runner.incarnation)
+        record = await self.store.add_message(record, runner.incarnation, key)
+        runner.queued = (runner.queued or 0) + 1
         self._wake(runner.tenant_id)
         return record
 
@@ -381,27 +385,43 @@ class Sender:
 
     async def resolve(self, runner: TenantRunner, phone: str) -> str:
         """The JID WhatsApp reports for ``phone`` (cached), or NotOnWhatsApp."""
-        cached = await self.store.get_jid(runner.tenant_id, phone, self.settings.jid_cache_ttl_s)
+        cached = await self._cached_jid(runner, phone)
         if cached is None:
             session = runner.session
             if session is None:
                 raise TenantNotConnected("the tenant is not connected")
             info = (await session.check([phone]))[0]
             cached = (info.exists, info.jid)
-            await self.store.put_jid(
-                runner.tenant_id, phone, info.exists, info.jid, runner.incarnation
-            )
+            await self.remember_jid(runner, NumberInfo(phone, info.exists, info.jid))
         exists, jid = cached
         if not exists or not jid:
             raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
         return jid
 
-    async def _deliver(
-        self, runner: TenantRunner, record: MessageRecord, request: SendRequest
-    ) -> bool:
-        """Hand one logged message to the engine and record the outcome.
+    async def remember_jid(self, runner: TenantRunner, info: NumberInfo) -> None:
+        """WhatsApp's fresh answer for a number: in the runner's memory and the store."""
+        await self.store.put_jid(
+            runner.tenant_id, info.phone, info.exists, info.jid, runner.incarnation
+        )
+        runner.remember_jid(info.phone, (info.exists, info.jid))
 
-        False when the tenant went offline: the message waits in the queue again.
+    async def _cached_jid(self, runner: TenantRunner, phone: str) -> tuple[bool, str | None] | None:
+        """WhatsApp's last answer for ``phone`` if fresh: from the runner's memory, else
+        from the store (another runner of this tenant may have asked)."""
+        ttl = self.settings.jid_cache_ttl_s
+        cached = runner.known_jid(phone, ttl)
+        if cached is None:
+            cached = await self.store.get_jid(runner.tenant_id, phone, ttl)
+            if cached is not None:
+                runner.remember_jid(phone, cached)
+        return cached
+
+    async def _hand_over(
+        self, runner: TenantRunner, record: MessageRecord, request: SendRequest
+    ) -> SendResult | None:
+        """Hand one logged message to the engine (inside the tenant's lane).
+
+        None when the tenant went offline: the message waits in the queue again.
         Other failures mark it ``failed`` and raise.
         """
         message = OutgoingMessage(
@@ -417,26 +437,27 @@ class Sender:
             session = runner.session
             if session is None:
                 raise TenantNotConnected("the tenant is not connected")
-            result = await session.send(message)
+            return await session.send(message)
         except TenantNotConnected:
-            await self._requeue(record, request)
-            return False
+            await self._requeue(runner, record, request)
+            return None
         except SendLater as exc:
-            await self._requeue(record, request)
+            await self._requeue(runner, record, request)
             self.paused_until[record.tenant_id] = time.monotonic() + exc.retry_after
             runner.log.warning("🔄 %s; retrying in %.1fs", exc.message, exc.retry_after)
-            return False
+            return None
         except ZapmuxError as exc:
             await self._fail(runner, record, exc.message)
             raise
         except Exception as exc:
             await self._fail(runner, record, f"the engine failed: {exc!r}")
             raise EngineError(f"the engine failed to send: {type(exc).__name__}") from exc
+
+    async def _sent(self, runner: TenantRunner, record: MessageRecord, result: SendResult) -> None:
+        """Record that the engine took it, and its ``message.sent`` event."""
         await self.store.mark_sent(record.tenant_id, record.message_id, result.message_id)
-        if result.poll_secret and request.options:  # kept with the question (polls.py)
-            record.poll = json.dumps(
-                {"options": list(request.options), "secret": result.poll_secret}
-            )
+        if result.poll_secret and record.options:  # kept with the question (polls.py)
+            record.poll = json.dumps({"options": record.options, "secret": result.poll_secret})
             await self.store.update_message(record.tenant_id, record.message_id, poll=record.poll)
         record.status, record.wa_id = "sent", result.message_id
         self.supervisor.metrics.inc("messages_sent_total")
@@ -447,9 +468,10 @@ class Sender:
         await self.dispatcher.emit(
             record.tenant_id, "message.sent", record.public(), chat=record.chat
         )
-        return True
 
-    async def _requeue(self, record: MessageRecord, request: SendRequest) -> None:
+    async def _requeue(
+        self, runner: TenantRunner, record: MessageRecord, request: SendRequest
+    ) -> None:
         """Back to the queue, with what it needs to be sent later."""
         await self.store.update_message(
             record.tenant_id,
@@ -458,6 +480,7 @@ class Sender:
             payload=json.dumps(_payload(request)),
         )
         record.status = "queued"
+        runner.queued = (runner.queued or 0) + 1
 
     async def _fail(
         self, runner: TenantRunner, record: MessageRecord, error: str, code: str | None = None
@@ -483,16 +506,37 @@ class Sender:
     def ensure_drain(self, tenant_id: str) -> None:
         task = self.drains.get(tenant_id)
         if task is None or task.done():
+            self.wakeups.setdefault(tenant_id, asyncio.Event())
             self.drains[tenant_id] = self.tasks.spawn(
                 f"send-queue-{tenant_id}", self._drain(tenant_id)
             )
         self._wake(tenant_id)
 
+    def joined_queue(self, tenant_id: str, count: int) -> None:
+        """``count`` scheduled sends of this node's tenant joined its queue (written
+        through by the scheduler): count them and wake the queue."""
+        runner = self.supervisor.runners.get(tenant_id)
+        if runner is not None and runner.queued is not None:
+            runner.queued += count
+        self.ensure_drain(tenant_id)
+
+    async def cancel(self, tenant_id: str, message_id: str) -> bool:
+        """Cancel a scheduled or queued message; False once it went out (or failed)."""
+        was = await self.store.cancel_message(tenant_id, message_id)
+        if was == "queued":
+            runner = self.supervisor.runners.get(tenant_id)
+            if runner is not None:
+                _left_queue(runner)
+        return was is not None
+
     def _pause_left(self, tenant_id: str) -> float:
         return self.paused_until.get(tenant_id, 0.0) - time.monotonic()
 
     def _wake(self, tenant_id: str) -> None:
-        self.wakeups.setdefault(tenant_id, asyncio.Event()).set()
+        """Wake the tenant's queue (it ends there if the tenant is no longer connected)."""
+        wakeup = self.wakeups.get(tenant_id)
+        if wakeup is not None:
+            wakeup.set()
 
     def _connected_runner(self, tenant_id: str) -> TenantRunner | None:
         runner = self.supervisor.runners.get(tenant_id)
@@ -511,43 +555,70 @@ class Sender:
                 progressed = await self._drain_one(runner)
             except Exception:  # a store hiccup must not stop the queue for good
                 runner.log.exception("❌ the send queue stumbled; trying again")
-                progressed = False
+                await asyncio.sleep(1.0)
+                continue
             if not progressed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), 1.0)
+                await self._idle(tenant_id, wakeup)
+
+    async def _idle(self, tenant_id: str, wakeup: asyncio.Event) -> None:
+        """Until a new send, a connection or a change of state; or, when the engine
+        asked the tenant to wait (throttled), until then."""
+        pause = self._pause_left(tenant_id)
+        if pause <= 0:
+            await wakeup.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), pause)
 
     async def _drain_one(self, runner: TenantRunner) -> bool:
         """Send the oldest queued message; False when there was none or it must wait."""
         record = await self.store.next_queued(runner.tenant_id)
         if record is None:
+            runner.queued = 0
             return False
         if (pause := self._pause_left(runner.tenant_id)) > 0:
             await asyncio.sleep(pause)
         await self.bucket(runner.tenant_id).acquire()
         async with self.lanes.hold(runner.tenant_id):
-            return await self._send_queued(runner, record)
+            sent = await self._send_queued(runner, record)
+        if sent is None:
+            return False
+        if isinstance(sent, SendResult):
+            await self._sent(runner, record, sent)
+        return True
 
-    async def _send_queued(self, runner: TenantRunner, record: MessageRecord) -> bool:
-        """False when the tenant went offline (the message stays queued)."""
+    async def _send_queued(
+        self, runner: TenantRunner, record: MessageRecord
+    ) -> SendResult | bool | None:
+        """What the engine answered; True when it failed for good (the queue goes on),
+        None when the tenant went offline (the message stays queued)."""
         request = _request(record)
         try:
             record.chat = await self.resolve(runner, record.phone or "")
         except TenantNotConnected:
-            return False
+            return None
         except ZapmuxError as exc:  # not on WhatsApp: it never will go out
+            _left_queue(runner)
             await self._fail(runner, record, exc.message)
             return True
         try:
             await self.optouts.refuse_if_opted_out(record.tenant_id, record.phone or "")
         except OptedOut as exc:  # it opted out while this waited
+            _left_queue(runner)
             await self._fail(runner, record, exc.message, exc.code)
             return True
         if not await self.store.claim_queued(record.tenant_id, record.message_id, record.chat):
-            return True  # cancelled while it waited for the pace
+            return True  # cancelled while it waited for the pace (it left the count then)
+        _left_queue(runner)
         try:
-            return await self._deliver(runner, record, request)
+            return await self._hand_over(runner, record, request)
         except ZapmuxError:
             return True  # marked failed and logged; the queue goes on
+
+
+def _left_queue(runner: TenantRunner) -> None:
+    if runner.queued:
+        runner.queued -= 1
 
 
 def _payload(request: SendRequest) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from zapmux.store.records import TenantRecord
 from zapmux.tasks import TaskGroup
 
 HANDSHAKE_TIMEOUT_S = 30.0
+JIDS_KEPT = 1000  # WhatsApp's answers a runner keeps in memory (the store keeps all)
 EventHandler = Callable[[str, Event], Awaitable[None]]
 _PERMANENT_STATUS: dict[type[PermanentDisconnect], Status] = {
     LoggedOut: Status.LOGGED_OUT,
@@ -72,6 +73,11 @@ class TenantRunner:
         self.session: Session | None = None
         self._paused: Session | None = None  # kept across a reconnect (Session.pause)
         self.lock = asyncio.Lock()
+        # Owned here, written through to the store by the sender: how many of the
+        # tenant's messages wait (None until counted), and WhatsApp's fresh answers
+        # per phone number (exists, JID, when asked).
+        self.queued: int | None = None
+        self.jids: dict[str, tuple[bool, str | None, float]] = {}
         self._handshake = asyncio.Event()
         self._retry: asyncio.Task[None] | None = None
 
@@ -280,6 +286,18 @@ class TenantRunner:
             next_retry_at=self.next_retry_at,
         )
         self.sup.publish_status(self)
+
+    def known_jid(self, phone: str, max_age_s: float) -> tuple[bool, str | None] | None:
+        """WhatsApp's answer for ``phone`` if it is younger than ``max_age_s``."""
+        known = self.jids.get(phone)
+        if known is None or known[2] <= time.time() - max_age_s:
+            return None
+        return known[0], known[1]
+
+    def remember_jid(self, phone: str, answer: tuple[bool, str | None]) -> None:
+        if len(self.jids) >= JIDS_KEPT:  # the oldest answer goes first
+            del self.jids[next(iter(self.jids))]
+        self.jids[phone] = (answer[0], answer[1], time.time())
 
     def snapshot(self) -> dict[str, Any]:
         """The tenant's status as the API shows it."""

@@ -148,6 +148,14 @@ async def test_list_tenants_and_status(server: LiveServer) -> None:
     assert {c["tenant_id"] for c in status["connections"]} == {"a1", "b2"}
     assert status["version"] and status["uptime_s"] >= 0
 
+    first = (await server.http.get("/tenants", params={"limit": 1})).json()
+    assert [t["tenant_id"] for t in first["tenants"]] == ["a1"] and first["next"] == "a1"
+    rest = (await server.http.get("/tenants", params={"limit": 1, "after": "a1"})).json()
+    assert [t["tenant_id"] for t in rest["tenants"]] == ["b2"]
+    page = (await server.http.get("/status", params={"limit": 1, "after": "a1"})).json()
+    assert [c["tenant_id"] for c in page["connections"]] == ["b2"]
+    assert page["tenants"]["total"] == 2 and page["tenants"]["connected"] == 1
+
     one = (await server.http.get("/tenants/a1/status")).json()
     for key in (
         "tenant_id",

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from zapmux.errors import Conflict, TenantExists, TenantNotFound
 from zapmux.outbox import new_delivery
@@ -382,6 +383,44 @@ async def test_replaying_one_delivery_whatever_its_state(store: Store) -> None:
     assert len(await store.claim_deliveries(1, lock_s=30)) == 1
 
 
+async def test_writes_that_arrive_together_share_one_commit(store: Store) -> None:
+    writer = store.writer  # type: ignore[attr-defined]
+    before = writer.batches
+    await asyncio.gather(*(store.add_message(_message("t", f"g{n}")) for n in range(50)))
+    assert len(await store.list_messages("t", limit=100)) == 50
+    assert writer.batches - before < 50 / 4  # a share of a commit each, not one each
+
+
+async def test_a_failing_write_spoils_none_of_its_batch(store: Store) -> None:
+    await store.record_incoming(_message("t", "dup", "received", "in"), [])
+    outcomes = await asyncio.gather(
+        store.add_message(_message("t", "before")),
+        store.record_incoming(_message("t", "dup", "received", "in"), [_delivery("c", 1)]),
+        store.add_message(_message("t", "dup")),  # the same id again: refused
+        store.add_message(_message("t", "after")),
+        return_exceptions=True,
+    )
+    assert outcomes[1] is False
+    assert isinstance(outcomes[2], Exception)
+    ids = {m.message_id for m in await store.list_messages("t")}
+    assert ids == {"dup", "before", "after"}
+    assert await store.count_deliveries() == {}  # the duplicate's webhook was not queued
+
+
+async def test_a_write_is_visible_to_reads_once_it_returns(store: Store) -> None:
+    for n in range(20):
+        await store.add_message(_message("t", f"v{n}"))
+        assert await store.get_message("t", f"v{n}") is not None
+
+
+async def test_tenants_are_listed_in_pages_and_counted_by_status(store: Store) -> None:
+    for name, status in (("a", "connected"), ("b", "stopped"), ("c", "connected")):
+        await store.create_tenant(TenantRecord(id=name, status=status))
+    assert [t.id for t in await store.list_tenants(limit=2)] == ["a", "b"]
+    assert [t.id for t in await store.list_tenants(after="b", limit=2)] == ["c"]
+    assert await store.count_tenants() == {"connected": 2, "stopped": 1}
+
+
 async def _rows_of(store: Store, tenant_id: str) -> dict[str, int]:
     """How many rows each table holds for ``tenant_id`` (only the non-empty ones)."""
     engine = store.engine  # type: ignore[attr-defined]
@@ -464,3 +503,14 @@ async def test_sends_racing_a_delete_leave_nothing(store: Store) -> None:
     *sent, _ = await asyncio.gather(*(sender(lane) for lane in range(8)), delete())
     assert any(sent)  # writes landed before the delete; every lane ended refused
     assert await _rows_of(store, "d") == {}
+
+
+async def test_a_message_and_its_idempotency_key_are_written_together(store: Store) -> None:
+    now = time.time()
+    key = IdempotentAnswer("t", "k1", "f", 0, '{"message_id": "m1"}', now)
+    await store.add_message(_message("t", "m1"), None, key)
+    assert (await store.get_idempotent("t", "k1", 60)) is not None
+    again = IdempotentAnswer("t", "k2", "f", 0, '{"message_id": "m1"}', now)
+    with pytest.raises(IntegrityError):  # the message is refused: so is its key
+        await store.add_message(_message("t", "m1"), None, again)
+    assert await store.get_idempotent("t", "k2", 60) is None

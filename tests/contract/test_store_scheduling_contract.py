@@ -63,11 +63,11 @@ async def test_a_promoted_send_joins_the_back_of_the_queue(store: Store) -> None
 async def test_cancel_only_what_has_not_gone_out(store: Store) -> None:
     for mid, status in (("s", "scheduled"), ("q", "queued"), ("x", "sent"), ("f", "failed")):
         await store.add_message(_out(mid, status))
-    assert await store.cancel_message("t", "s")
-    assert await store.cancel_message("t", "q")
-    assert not await store.cancel_message("t", "x")
-    assert not await store.cancel_message("t", "f")
-    assert not await store.cancel_message("t", "missing")
+    assert await store.cancel_message("t", "s") == "scheduled"
+    assert await store.cancel_message("t", "q") == "queued"
+    assert await store.cancel_message("t", "x") is None
+    assert await store.cancel_message("t", "f") is None
+    assert await store.cancel_message("t", "missing") is None
     cancelled = await store.get_message("t", "q")
     assert cancelled is not None and cancelled.status == "cancelled" and cancelled.payload is None
     assert await store.next_queued("t") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import LiveServer, Receiver, make_settings, wait_for
 from tests.sending.steps import fault, inbox, message, send, wait_inbox, wait_message_status
@@ -147,3 +148,39 @@ async def test_a_scheduled_send_to_a_stopped_tenant_waits_queued(server: LiveSer
         return any(m["message_id"] == message_id for m in await inbox(server, PHONE))
 
     await wait_for(arrived, what="the reminder after the restart of the tenant")
+
+
+async def test_reminders_that_join_the_queue_count_toward_its_limit(
+    settings_for: Any, receiver: Receiver
+) -> None:
+    """The queue's depth is kept in memory: a reminder released into the queue must be
+    counted there, or the queue would take more than its limit."""
+    async with LiveServer(settings_for(flask_url=receiver.url, send_queue_max=2)) as server:
+        await server.create_paired("clinica")
+        await fault(server, "clinica", "network_down")
+        await server.wait_status("clinica", "reconnecting")
+        assert (await send(server, "clinica", PHONE, "na fila")).status_code == 202
+        reminder = await send(server, "clinica", PHONE, "lembrete", send_at=time.time() + 0.5)
+        await wait_message_status(server, "clinica", reminder.json()["message_id"], "queued")
+        full = await send(server, "clinica", PHONE, "demais")
+        assert full.status_code == 429, full.text
+        assert full.json()["error"]["code"] == "rate_limited"
+
+
+async def test_a_cancelled_queued_message_frees_its_place(
+    settings_for: Any, receiver: Receiver
+) -> None:
+    async with LiveServer(settings_for(flask_url=receiver.url, send_queue_max=2)) as server:
+        await server.create_paired("clinica")
+        await fault(server, "clinica", "network_down")
+        await server.wait_status("clinica", "reconnecting")
+        sent = [await send(server, "clinica", PHONE, f"m{n}") for n in range(2)]
+        assert [r.status_code for r in sent] == [202, 202]
+        assert (await send(server, "clinica", PHONE, "m2")).status_code == 429
+        first = sent[0].json()["message_id"]
+        assert (await server.http.delete(f"/tenants/clinica/messages/{first}")).status_code == 200
+        room = await send(server, "clinica", PHONE, "m3")
+        assert room.status_code == 202, room.text
+        await fault(server, "clinica", "network_up")
+        arrived = await wait_inbox(server, PHONE, 2)
+        assert [m["text"] for m in arrived] == ["m1", "m3"]

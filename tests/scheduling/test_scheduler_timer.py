@@ -29,7 +29,7 @@ async def test_a_wake_up_racing_the_stop_never_keeps_the_timer_alive(store: Stor
     """A stop changes every tenant's status, and each change wakes the timer: the wake
     and the cancel arrive together, and the timer must still end."""
     for _ in range(50):
-        scheduler = Scheduler(store, "node", OptOuts(store), lambda _tenant: None)
+        scheduler = Scheduler(store, "node", OptOuts(store), lambda _tenant, _count: None)
         task = asyncio.create_task(scheduler.run())
         await asyncio.sleep(0.02)  # asleep on its wake-up now
         scheduler.wake()
@@ -42,8 +42,8 @@ async def test_a_new_send_wakes_the_timer_early(store: Store) -> None:
     released: list[str] = []
     woken = asyncio.Event()
 
-    def queued(tenant_id: str) -> None:
-        released.append(tenant_id)
+    def queued(tenant_id: str, count: int) -> None:
+        released.extend([tenant_id] * count)
         woken.set()
 
     scheduler = Scheduler(store, "node", OptOuts(store), queued)

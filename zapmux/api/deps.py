@@ -13,7 +13,8 @@ from zapmux.ids import validate_tenant_id
 from zapmux.store.records import TenantRecord
 
 
-def gateway(request: Request) -> Gateway:
+async def gateway(request: Request) -> Gateway:
+    # async: FastAPI runs a plain ``def`` dependency in a thread, a hop per request
     return request.app.state.gateway  # type: ignore[no-any-return]
 
 
@@ -58,7 +59,7 @@ async def caller(request: Request, gw: GatewayDep) -> Principal:
 CallerDep = Annotated[Principal, Depends(caller)]
 
 
-def require_admin(who: CallerDep) -> Principal:
+async def require_admin(who: CallerDep) -> Principal:
     if not who.is_admin:
         raise Forbidden("this route needs the admin key")
     return who
@@ -79,3 +80,17 @@ async def tenant_record(tenant_id: str, who: CallerDep, gw: GatewayDep) -> Tenan
 
 
 TenantDep = Annotated[TenantRecord, Depends(tenant_record)]
+
+
+async def tenant_in_path(tenant_id: str, who: CallerDep, gw: GatewayDep) -> str:
+    """As :func:`tenant_record`, for routes that need only the id: a tenant this node
+    runs exists (its runner goes when it is deleted), so no store read is needed."""
+    tenant_id = validate_tenant_id(tenant_id)
+    if not who.may_use(tenant_id):
+        raise Forbidden("this token does not grant access to that tenant")
+    if tenant_id not in gw.supervisor.runners and await gw.store.get_tenant(tenant_id) is None:
+        raise TenantNotFound(f"no tenant {tenant_id!r}")
+    return tenant_id
+
+
+TenantIdDep = Annotated[str, Depends(tenant_in_path)]

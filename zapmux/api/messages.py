@@ -13,7 +13,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from zapmux.api.deps import GatewayDep, TenantDep
+from zapmux.api.deps import GatewayDep, TenantDep, TenantIdDep
 from zapmux.api.models import CheckBody, MediaBody, SendBody
 from zapmux.api.strict import StrictRoute
 from zapmux.errors import (
@@ -148,12 +148,12 @@ _SEND_DOC: dict[int | str, dict[str, Any]] = {
 @router.post("/send/{tenant_id}", summary="Send a message (seed route)", responses=_SEND_DOC)
 @router.post("/tenants/{tenant_id}/send", summary="Send a message", responses=_SEND_DOC)
 async def send(
-    tenant: TenantDep,
+    tenant_id: TenantIdDep,
     body: SendBody,
     gw: GatewayDep,
     idempotency_key: str | None = Header(None, max_length=256),
 ) -> JSONResponse:
-    return await _send(tenant.id, body, gw, idempotency_key)
+    return await _send(tenant_id, body, gw, idempotency_key)
 
 
 @router.post("/tenants/{tenant_id}/check", summary="Which numbers are on WhatsApp")
@@ -166,7 +166,7 @@ async def check_numbers(tenant: TenantDep, body: CheckBody, gw: GatewayDep) -> d
         )
     results = await runner.session.check(phones)
     for info in results:
-        await gw.store.put_jid(tenant.id, info.phone, info.exists, info.jid, tenant.incarnation)
+        await gw.sender.remember_jid(runner, info)
     return {
         "success": True,
         "results": [{"phone": r.phone, "exists": r.exists, "jid": r.jid} for r in results],
@@ -213,7 +213,7 @@ async def cancel_message(tenant: TenantDep, message_id: str, gw: GatewayDep) -> 
         raise NotFound(
             f"no message {message_id!r} for tenant {tenant.id}", code="message_not_found"
         )
-    if record.status != "cancelled" and not await gw.store.cancel_message(tenant.id, message_id):
+    if record.status != "cancelled" and not await gw.sender.cancel(tenant.id, message_id):
         status = record.public()["status"]
         raise Conflict(
             f"message {message_id} is {status}: only scheduled or queued messages can be cancelled",

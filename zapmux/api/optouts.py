@@ -45,9 +45,10 @@ async def get_keywords(tenant: TenantDep) -> dict[str, Any]:
 async def put_keywords(
     tenant: TenantDep, body: OptOutKeywordsBody, gw: GatewayDep
 ) -> dict[str, Any]:
-    if body.keywords is None:
-        await gw.store.update_tenant(tenant.id, opt_out_keywords=None)
+    keywords = None if body.keywords is None else clean_keywords(body.keywords)
+    stored = None if keywords is None else json.dumps(keywords)
+    await gw.store.update_tenant(tenant.id, opt_out_keywords=stored)
+    gw.dispatcher.forget(tenant.id)  # incoming messages read the tenant's record from memory
+    if keywords is None:
         return _keywords(tenant.id, list(DEFAULT_KEYWORDS), False)
-    keywords = clean_keywords(body.keywords)
-    await gw.store.update_tenant(tenant.id, opt_out_keywords=json.dumps(keywords))
     return _keywords(tenant.id, keywords, True)

@@ -49,7 +49,8 @@ async def _phone_and_tenant(gw: Gateway, sender: str | int, tenant: str | int) -
     """The sending phone and the tenant it writes to (which must exist)."""
     phone = normalize_phone(sender)
     tenant_id = validate_tenant_id(tenant)
-    if await gw.store.get_tenant(tenant_id) is None:
+    known = tenant_id in gw.supervisor.runners  # this node runs it: no read needed
+    if not known and await gw.store.get_tenant(tenant_id) is None:
         raise TenantNotFound(f"no tenant {tenant_id!r}")
     return phone, tenant_id
 

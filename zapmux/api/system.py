@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ from zapmux import __version__
 from zapmux.api.deps import AdminDep, GatewayDep, TenantDep
 from zapmux.api.models import RelayBody, WebhookBody
 from zapmux.api.strict import StrictRoute
-from zapmux.api.tenants import tenant_view
+from zapmux.api.tenants import next_page, tenant_view
 from zapmux.errors import InvalidInput, NotFound
 from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
@@ -42,12 +43,19 @@ async def health(gw: GatewayDep) -> JSONResponse:
 
 
 @router.get("/status", tags=["system"], summary="The server, its tenants and their connections")
-async def server_status(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
-    records = await gw.store.list_tenants()
-    counts: dict[str, int] = {"total": len(records), **dict.fromkeys(ALL_STATES, 0)}
-    for record in records:
-        counts[record.status] = counts.get(record.status, 0) + 1
-    return {
+async def server_status(
+    gw: GatewayDep,
+    _: AdminDep,
+    limit: int | None = Query(None, ge=1, le=10_000, description="connections per page"),
+    after: str | None = Query(None, max_length=64, description="the previous page's `next`"),
+) -> JSONResponse:
+    records = await gw.store.list_tenants(after, limit)
+    if limit is None and after is None:  # every tenant is in hand: count them here
+        found = Counter(r.status for r in records)
+    else:
+        found = Counter(await gw.store.count_tenants())
+    counts = {"total": sum(found.values()), **dict.fromkeys(ALL_STATES, 0), **found}
+    body = {
         "success": True,
         "status": "running",
         "version": __version__,
@@ -55,9 +63,11 @@ async def server_status(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
         "uptime_s": round(time.time() - gw.started_at, 3),
         "tenants": counts,
         "connections": [tenant_view(r, gw.settings.engine) for r in records],
+        "next": next_page(records, limit),
         "deliveries": await gw.store.count_deliveries(),
         "background_tasks": {"running": len(gw.tasks.tasks), "failures": gw.tasks.failures[-10:]},
     }
+    return JSONResponse(body)
 
 
 @router.post(
@@ -104,6 +114,7 @@ async def put_webhook(tenant: TenantDep, body: WebhookBody, gw: GatewayDep) -> d
     await gw.store.update_tenant(
         tenant.id, webhook_url=url, webhook_secret=body.secret, webhook_events=json.dumps(events)
     )
+    gw.dispatcher.forget(tenant.id)
     return {
         "success": True,
         "tenant_id": tenant.id,
@@ -129,6 +140,7 @@ async def delete_webhook(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
     await gw.store.update_tenant(
         tenant.id, webhook_url=None, webhook_secret=None, webhook_events=None
     )
+    gw.dispatcher.forget(tenant.id)
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
 
 

@@ -56,10 +56,21 @@ async def _view(gw: Gateway, tenant_id: str) -> dict[str, Any]:
     return tenant_view(record, gw.settings.engine)
 
 
-@router.get("/tenants", summary="List tenants")
-async def list_tenants(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
-    tenants = [tenant_view(r, gw.settings.engine) for r in await gw.store.list_tenants()]
-    return {"success": True, "tenants": tenants}
+@router.get("/tenants", summary="List tenants (by id; pages with ?limit= and ?after=)")
+async def list_tenants(
+    gw: GatewayDep,
+    _: AdminDep,
+    limit: int | None = Query(None, ge=1, le=10_000, description="a page's size (else all)"),
+    after: str | None = Query(None, max_length=64, description="the previous page's `next`"),
+) -> JSONResponse:
+    records = await gw.store.list_tenants(after, limit)
+    body = {"success": True, "tenants": [tenant_view(r, gw.settings.engine) for r in records]}
+    return JSONResponse({**body, "next": next_page(records, limit)})
+
+
+def next_page(records: list[TenantRecord], limit: int | None) -> str | None:
+    """The cursor of the page after ``records`` (None when this was the last one)."""
+    return records[-1].id if limit is not None and len(records) == limit else None
 
 
 @router.post(
@@ -244,6 +255,7 @@ async def logout_tenant(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
 async def delete_tenant(tenant: TenantDep, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     await gw.supervisor.remove(tenant.id)
     await gw.store.delete_tenant(tenant.id)
+    gw.dispatcher.forget(tenant.id)
     gw.hub.publish("deleted", tenant.id, {"tenant_id": tenant.id})
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
 

@@ -27,7 +27,7 @@ def create_engine(name: str, settings: Settings, store: Store) -> Engine:
     if name == "whatsmeow":
         from zapmux.engines.whatsmeow.client import WhatsmeowEngine
 
-        return WhatsmeowEngine(settings, store, proxy=settings.whatsmeow_proxy)
+        return WhatsmeowEngine(settings, proxy=settings.whatsmeow_proxy)
     if name == "cloud":
         from zapmux.engines.cloud import CloudEngine
 

@@ -47,12 +47,14 @@ from zapmux.events import (
     Receipt,
     Replaced,
 )
+from zapmux.ids import random_hex
 from zapmux.phone import USER_SERVER, ninth_digit_variants, normalize_phone
 from zapmux.polls import option_hash
-from zapmux.store.base import Store
+from zapmux.store.base import SandboxStore
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
 
 QR_CODES = 6
+PENDING_PAGE = 100  # pending items a session reads from the store at once
 PAIR_CODE_TTL_S = 160.0
 FAULTS = ("disconnect", "network_down", "network_up", "logout", "replace", "ban")
 log = logging.getLogger("zapmux.sandbox")
@@ -60,11 +62,23 @@ log = logging.getLogger("zapmux.sandbox")
 
 def new_message_id() -> str:
     """An id shaped like WhatsApp's own (``3EB0`` + 18 hex digits)."""
-    return "3EB0" + secrets.token_hex(9).upper()
+    return "3EB0" + random_hex(18)
 
 
 def _jid(phone: str) -> str:
     return f"{phone}@{USER_SERVER}"
+
+
+def _receipt(message_id: str, phone: str, status: str) -> str:
+    """The pending item of a phone's receipt for one message."""
+    item = {
+        "kind": "receipt",
+        "message_ids": [message_id],
+        "phone": phone,
+        "status": status,
+        "timestamp": time.time(),
+    }
+    return json.dumps(item)
 
 
 class SandboxEngine(Engine):
@@ -72,10 +86,15 @@ class SandboxEngine(Engine):
 
     name = "sandbox"
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    #: How often a node looks for what other nodes left for its sessions (only when
+    #: the store is shared; one query per node, not per tenant).
+    WATCH_S = 1.0
+
+    def __init__(self, settings: Settings, store: SandboxStore) -> None:
         self.settings = settings
         self.store = store
         self.sessions: dict[str, SandboxSessionImpl] = {}
+        self._watch: asyncio.Task[None] | None = None
 
     # --- the Engine seam -------------------------------------------------------------
     def open_session(self, tenant_id: str, sink: EventSink) -> Session:
@@ -88,10 +107,35 @@ class SandboxEngine(Engine):
 
     async def wipe(self, tenant_id: str) -> None:
         await self.store.sandbox_wipe(tenant_id)
+        session = self.sessions.get(tenant_id)
+        if session is not None:
+            session.saved = None
+
+    async def start(self) -> None:
+        if not self.store.single_node:
+            self._watch = asyncio.create_task(self._watch_other_nodes(), name="sandbox-watch")
 
     async def aclose(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         for session in list(self.sessions.values()):
             await session.disconnect()
+
+    async def _watch_other_nodes(self) -> None:
+        """Wake the sessions for which another node left something (this node's own
+        pushes wake their session at once)."""
+        while True:
+            await asyncio.sleep(self.WATCH_S)
+            try:
+                waiting = await self.store.sandbox_waiting()
+            except Exception:  # the store is briefly away: the next round looks again
+                log.exception("❌ looking for pending sandbox events failed")
+                continue
+            for tenant_id in waiting:
+                self._wake(tenant_id)
 
     @property
     def qr_lifetimes(self) -> list[float]:
@@ -160,14 +204,15 @@ class SandboxEngine(Engine):
     async def _push_message(
         self, phone: str, tenant_id: str, content: dict[str, Any], message_id: str | None = None
     ) -> str:
-        if await self.store.sandbox_session(tenant_id) is None:
+        session = self.sessions.get(tenant_id)
+        paired = session is not None and session.saved is not None  # known here: no read
+        if not paired and await self.store.sandbox_session(tenant_id) is None:
             raise Conflict(
                 "that tenant has no WhatsApp number paired in the sandbox", code="tenant_not_paired"
             )
         message_id = message_id or new_message_id()
         item = {"kind": "message", "message_id": message_id, "phone": phone, **content}
-        await self.store.sandbox_push(tenant_id, json.dumps({**item, "timestamp": time.time()}))
-        self._wake(tenant_id)
+        await self._push(tenant_id, json.dumps({**item, "timestamp": time.time()}))
         return message_id
 
     async def vote(self, phone: str, tenant_id: str, poll_id: str, chosen: Sequence[str]) -> str:
@@ -218,9 +263,11 @@ class SandboxEngine(Engine):
             )
         if kind in {"network_down", "network_up"}:
             await self.store.sandbox_set_network(tenant_id, kind == "network_down")
+            session = self.sessions.get(tenant_id)
+            if session is not None and session.saved is not None:
+                session.saved.network_down = kind == "network_down"
         if kind != "network_up":
-            await self.store.sandbox_push(tenant_id, json.dumps({"kind": "fault", "fault": kind}))
-            self._wake(tenant_id)
+            await self._push(tenant_id, json.dumps({"kind": "fault", "fault": kind}))
 
     async def reset(self) -> None:
         """Forget every session, phone and message of the simulated network."""
@@ -244,30 +291,29 @@ class SandboxEngine(Engine):
         return results
 
     async def _push_receipt(self, tenant_id: str, message_id: str, phone: str, status: str) -> None:
-        await self.store.sandbox_push(
-            tenant_id,
-            json.dumps(
-                {
-                    "kind": "receipt",
-                    "message_ids": [message_id],
-                    "phone": phone,
-                    "status": status,
-                    "timestamp": time.time(),
-                }
-            ),
-        )
-        self._wake(tenant_id)
+        await self._push(tenant_id, _receipt(message_id, phone, status))
 
-    def _wake(self, tenant_id: str) -> None:
+    async def _push(self, tenant_id: str, event: str) -> None:
+        """Leave ``event`` for the tenant's session (durably), and hand it over."""
+        self._wake(tenant_id, (await self.store.sandbox_push(tenant_id, event), event))
+
+    def _wake(self, tenant_id: str, item: tuple[int, str] | None = None) -> None:
+        """Wake the tenant's session here, if any, with the ``item`` just left for it
+        (without one it looks in the store: another node may have left something)."""
         session = self.sessions.get(tenant_id)
-        if session:
-            session.wakeup.set()
+        if session is None:
+            return
+        if item is None:
+            session.stale = True
+        else:
+            session.handed.append(item)
+        session.wakeup.set()
 
 
 class SandboxSessionImpl(Session):
     """One tenant's connection to the simulated network."""
 
-    POLL_S = 1.0  # how often pending events are looked for without a local wake-up
+    POLL_S = 1.0  # while pairing: how often to look whether another node paired it
 
     def __init__(self, network: SandboxEngine, tenant_id: str, sink: EventSink) -> None:
         self.network = network
@@ -278,6 +324,11 @@ class SandboxSessionImpl(Session):
         self.awaiting_scan = False
         self.paired = asyncio.Event()
         self.wakeup = asyncio.Event()
+        self.saved: SandboxSession | None = None  # the paired session, once connected
+        # What waits for this session: the store knows it all; what this node left
+        # since it last looked there is also handed over in memory (``handed``).
+        self.stale = True
+        self.handed: list[tuple[int, str]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -312,6 +363,7 @@ class SandboxSessionImpl(Session):
         if saved.network_down:
             await self._end(Disconnected("dial tcp: network is unreachable (sandbox network_down)"))
             return
+        self.saved = saved
         self.connected = True
         await self.sink(
             Connected(phone=saved.phone, push_name=saved.push_name, jid=_jid(saved.phone))
@@ -357,24 +409,51 @@ class SandboxSessionImpl(Session):
         """Hand what the network holds for this tenant to zapmux, acking each after."""
         while self.connected:
             self.wakeup.clear()
-            for pending_id, raw in await self.store.sandbox_pending(self.tenant_id):
+            if not await self._hand_over(await self._waiting()):
+                return
+            await self.wakeup.wait()
+
+    async def _waiting(self) -> list[tuple[int, str]]:
+        """What waits, in order: from the store when this node may not know it all (at
+        connect, or when another node left something), else what was handed over."""
+        if not self.stale:
+            items, self.handed = self.handed, []
+            return items
+        self.stale, self.handed = False, []
+        found = await self.store.sandbox_pending(self.tenant_id, PENDING_PAGE)
+        if len(found) == PENDING_PAGE:
+            self.stale = True  # more than a page: look again next round
+        seen = {pending_id for pending_id, _ in found}
+        self.handed = [item for item in self.handed if item[0] not in seen]
+        return found
+
+    async def _hand_over(self, pending: list[tuple[int, str]]) -> bool:
+        """Emit each item in order; acknowledge the handled ones together afterwards
+        (at least once: items handled before a crash come again, and zapmux knows
+        them). An item that can never be read is set aside (dead inbound). False when
+        one ended the connection."""
+        done: list[int] = []
+        try:
+            for pending_id, raw in pending:
                 try:
                     item = json.loads(raw)
                     event = self._event(item)
                 except (ValueError, KeyError, TypeError) as exc:  # never readable: aside
                     error = f"the sandbox cannot read it: {type(exc).__name__}: {exc}"
                     await self.store.add_dead_inbound(self.tenant_id, raw, error)
-                    await self.store.sandbox_ack(pending_id)
+                    await self.store.sandbox_ack(*done, pending_id)
+                    done = []
                     continue
-                if item["kind"] == "fault":  # a fault happens once, whatever follows
-                    await self.store.sandbox_ack(pending_id)
-                if event is None:
+                if event is None:  # a fault happens once, whatever follows
+                    await self.store.sandbox_ack(*done, pending_id)
+                    done = []
                     await self._apply_fault(item["fault"])
-                    return
+                    return False
                 await self.sink(event)
-                await self.store.sandbox_ack(pending_id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=self.POLL_S)
+                done.append(pending_id)
+        finally:
+            await self.store.sandbox_ack(*done)
+        return True
 
     def _event(self, item: dict[str, Any]) -> Event | None:
         """The event a pending item carries; None for a fault (which ends the connection)."""
@@ -436,6 +515,7 @@ class SandboxSessionImpl(Session):
         }
         if fault == "logout":
             await self.store.sandbox_wipe(self.tenant_id)
+            self.saved = None
         await self._end(events[fault])
 
     async def _end(self, event: Event) -> None:
@@ -475,14 +555,15 @@ class SandboxSessionImpl(Session):
     async def send(self, message: OutgoingMessage) -> SendResult:
         if not self.connected:
             raise TenantNotConnected("the tenant is not connected")
-        saved = await self.store.sandbox_session(self.tenant_id)
+        saved = self.saved  # faults reach this node's sessions as well as the store
         if saved is None:
             raise EngineError("this session is no longer paired (sandbox)")
         if saved.network_down:  # the socket is dead before the drop is noticed: offline
             raise TenantNotConnected("the network is unreachable (sandbox network_down)")
         phone = message.to.split("@", 1)[0]
         message_id, media = message.message_id or new_message_id(), message.media
-        await self.store.sandbox_deliver_to_phone(
+        receipt = _receipt(message_id, phone, "delivered")
+        receipt_id = await self.store.sandbox_deliver_to_phone(
             InboxMessage(
                 phone=phone,
                 tenant_id=self.tenant_id,
@@ -495,9 +576,11 @@ class SandboxSessionImpl(Session):
                 media_size=len(media.data) if media else None,
                 reply_to=message.reply_to,
                 options=json.dumps(list(message.options)) if message.options else None,
-            )
+            ),
+            receipt=receipt,
         )
-        await self.network._push_receipt(self.tenant_id, message_id, phone, "delivered")
+        assert receipt_id is not None
+        self.network._wake(self.tenant_id, (receipt_id, receipt))
         return SendResult(message_id=message_id, timestamp=time.time())
 
     async def check(self, phones: Sequence[str]) -> list[NumberInfo]:

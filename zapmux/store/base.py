@@ -1,7 +1,9 @@
 """The store interface: everything zapmux persists, whatever the database.
 
-One implementation family today (``sql.SqlStore`` on SQLite and PostgreSQL); the
-contract tests in ``tests/contract/test_store_contract.py`` hold every backend to it.
+Narrow interfaces, one per concern (as whatsmeow's ``store.go``), and ``Store``, all
+of them. One implementation family today (``sql.SqlStore`` on SQLite and
+PostgreSQL); the contract tests in ``tests/contract/test_store_contract.py`` hold
+every backend to it.
 """
 
 from __future__ import annotations
@@ -25,21 +27,8 @@ from zapmux.store.records import (
 )
 
 
-class Store(ABC):
-    """Everything zapmux persists. Times are Unix seconds."""
-
-    #: True when no other node can share this store (SQLite): whatever is locked at
-    #: start was locked by a process that is gone, so it can be released at once.
-    single_node: bool = True
-
-    @abstractmethod
-    async def migrate(self) -> None: ...
-
-    @abstractmethod
-    async def ping(self) -> None: ...
-
-    @abstractmethod
-    async def close(self) -> None: ...
+class TenantStore(ABC):
+    """Tenants: their settings and last known state."""
 
     @abstractmethod
     async def create_tenant(self, tenant: TenantRecord) -> TenantRecord: ...
@@ -51,13 +40,24 @@ class Store(ABC):
     async def tenant_by_token_hash(self, token_hash: str) -> TenantRecord | None: ...
 
     @abstractmethod
-    async def list_tenants(self) -> list[TenantRecord]: ...
+    async def list_tenants(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[TenantRecord]:
+        """By id; ``after``: the last id of the previous page; ``limit``: a page's size."""
+
+    @abstractmethod
+    async def count_tenants(self) -> dict[str, int]:
+        """How many tenants are in each status."""
 
     @abstractmethod
     async def update_tenant(self, tenant_id: str, **fields: Any) -> bool: ...
 
     @abstractmethod
     async def delete_tenant(self, tenant_id: str) -> bool: ...
+
+
+class LeaseStore(ABC):
+    """Which node runs which tenant, and where each node is reached."""
 
     @abstractmethod
     async def acquire_leases(self, node: str, lease_s: float, limit: int) -> list[str]:
@@ -86,12 +86,24 @@ class Store(ABC):
     @abstractmethod
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None: ...
 
-    # Writes that take ``incarnation`` land only while the tenant exists in that life
-    # (else ``TenantNotFound`` and nothing written): see ``store.guard``.
+
+class MessageStore(ABC):
+    """The message log, which is also every tenant's send queue.
+
+    Writes here and elsewhere that take ``incarnation`` land only while the tenant
+    exists in that life (else ``TenantNotFound`` and nothing written): see
+    ``store.guard``.
+    """
+
     @abstractmethod
     async def add_message(
-        self, message: MessageRecord, incarnation: str | None = None
-    ) -> MessageRecord: ...
+        self,
+        message: MessageRecord,
+        incarnation: str | None = None,
+        key: IdempotentAnswer | None = None,
+    ) -> MessageRecord:
+        """Log ``message``; with ``key``, remember that Idempotency-Key's answer in the
+        same transaction."""
 
     @abstractmethod
     async def record_incoming(
@@ -103,22 +115,6 @@ class Store(ABC):
         """Log an incoming message and its webhook deliveries in one transaction.
 
         False (and nothing written) when this message id was already recorded."""
-
-    @abstractmethod
-    async def save_media(
-        self,
-        tenant_id: str,
-        message_id: str,
-        mimetype: str,
-        filename: str | None,
-        data: bytes,
-        incarnation: str | None = None,
-    ) -> None: ...
-
-    @abstractmethod
-    async def get_media(
-        self, tenant_id: str, message_id: str
-    ) -> tuple[str, str | None, bytes] | None: ...
 
     @abstractmethod
     async def get_message(self, tenant_id: str, message_id: str) -> MessageRecord | None: ...
@@ -156,9 +152,43 @@ class Store(ABC):
         the message ids moved."""
 
     @abstractmethod
+    async def fail_interrupted_sends(self, tenant_id: str) -> int:
+        """Mark the tenant's half-sent messages failed (its last runner is gone)."""
+
+
+class MediaStore(ABC):
+    """The bytes of received media."""
+
+    @abstractmethod
+    async def save_media(
+        self,
+        tenant_id: str,
+        message_id: str,
+        mimetype: str,
+        filename: str | None,
+        data: bytes,
+        incarnation: str | None = None,
+    ) -> None: ...
+
+    @abstractmethod
+    async def get_media(
+        self, tenant_id: str, message_id: str
+    ) -> tuple[str, str | None, bytes] | None: ...
+
+
+class OutboxStore(ABC):
+    """The webhook outbox: enqueue, claim, finish, list, replay, prune."""
+
+    #: True when no other node can share this store (SQLite): whatever is locked at
+    #: start was locked by a process that is gone, so it can be released at once.
+    single_node: bool = True
+
+    @abstractmethod
     async def enqueue_deliveries(
         self, deliveries: Sequence[Delivery], incarnation: str | None = None
-    ) -> None: ...
+    ) -> None:
+        """Queue deliveries; with ``incarnation``, only while that life of their tenant
+        exists (all of them are that tenant's)."""
 
     @abstractmethod
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
@@ -206,6 +236,10 @@ class Store(ABC):
     @abstractmethod
     async def count_deliveries(self) -> dict[str, int]: ...
 
+
+class IdempotencyStore(ABC):
+    """Answers remembered per Idempotency-Key."""
+
     @abstractmethod
     async def get_idempotent(
         self, tenant_id: str, key: str, max_age_s: float
@@ -219,6 +253,10 @@ class Store(ABC):
     @abstractmethod
     async def forget_idempotent(self, tenant_id: str, key: str) -> None:
         """Drop a remembered key (its request was refused: nothing was sent)."""
+
+
+class JidStore(ABC):
+    """WhatsApp's answer per phone number, kept a while."""
 
     @abstractmethod
     async def get_jid(
@@ -234,6 +272,56 @@ class Store(ABC):
         jid: str | None,
         incarnation: str | None = None,
     ) -> None: ...
+
+
+class DeadInboundStore(ABC):
+    """Inbound events that could not be recorded, set aside to list and replay."""
+
+    @abstractmethod
+    async def add_dead_inbound(self, tenant_id: str, event: str, error: str) -> int:
+        """Set aside an inbound event that could not be recorded; its id."""
+
+    @abstractmethod
+    async def list_dead_inbound(
+        self, tenant_id: str | None = None, limit: int = 100
+    ) -> list[DeadInbound]: ...
+
+    @abstractmethod
+    async def get_dead_inbound(self, dead_id: int) -> DeadInbound | None: ...
+
+    @abstractmethod
+    async def drop_dead_inbound(self, dead_id: int) -> None:
+        """Forget a set-aside event (it was replayed)."""
+
+
+class CloudStore(ABC):
+    """Cloud tenants' credentials (the cloud engine and its webhook)."""
+
+    @abstractmethod
+    async def cloud_save(self, account: CloudAccount) -> None:
+        """Store (or replace) a tenant's credentials; Conflict when another tenant has
+        that phone number id."""
+
+    @abstractmethod
+    async def cloud_account(self, tenant_id: str) -> CloudAccount | None: ...
+
+    @abstractmethod
+    async def cloud_account_for_number(self, phone_number_id: str) -> CloudAccount | None: ...
+
+    @abstractmethod
+    async def cloud_verify_tokens(self) -> list[str]:
+        """Every cloud tenant's webhook verify token."""
+
+    @abstractmethod
+    async def cloud_forget(self, tenant_id: str) -> None:
+        """Drop a tenant's credentials, if any."""
+
+
+class SandboxStore(DeadInboundStore):
+    """The sandbox network's state (only the sandbox engine uses it), and where it sets
+    aside what it cannot read."""
+
+    single_node: bool = True  # as ``OutboxStore.single_node``
 
     @abstractmethod
     async def sandbox_session(self, tenant_id: str) -> SandboxSession | None: ...
@@ -271,7 +359,11 @@ class Store(ABC):
     async def sandbox_phones(self, phones: Sequence[str]) -> dict[str, bool]: ...
 
     @abstractmethod
-    async def sandbox_deliver_to_phone(self, message: InboxMessage) -> None: ...
+    async def sandbox_deliver_to_phone(
+        self, message: InboxMessage, receipt: str | None = None
+    ) -> int | None:
+        """Put ``message`` in the phone's inbox and, in the same transaction, the
+        phone's ``receipt`` event in what waits for the sending tenant (its id)."""
 
     @abstractmethod
     async def sandbox_inbox(self, phone: str, unread_only: bool = False) -> list[InboxMessage]: ...
@@ -280,39 +372,29 @@ class Store(ABC):
     async def sandbox_mark_read(self, phone: str) -> list[InboxMessage]: ...
 
     @abstractmethod
-    async def sandbox_push(self, tenant_id: str, event: str) -> None: ...
+    async def sandbox_push(self, tenant_id: str, event: str) -> int:
+        """Leave ``event`` for the tenant's session; its id."""
 
     @abstractmethod
     async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]: ...
+
+    @abstractmethod
+    async def sandbox_waiting(self) -> set[str]:
+        """The tenants something waits for."""
 
     @abstractmethod
     async def sandbox_reset(self) -> None:
         """Forget the whole simulated network."""
 
     @abstractmethod
-    async def sandbox_ack(self, pending_id: int) -> None: ...
+    async def sandbox_ack(self, *pending_ids: int) -> None:
+        """Forget pending items the tenant's session has handed over."""
 
-    @abstractmethod
-    async def add_dead_inbound(self, tenant_id: str, event: str, error: str) -> int:
-        """Set aside an inbound event that could not be recorded; its id."""
 
-    @abstractmethod
-    async def list_dead_inbound(
-        self, tenant_id: str | None = None, limit: int = 100
-    ) -> list[DeadInbound]: ...
+class ScheduleStore(ABC):
+    """Scheduled sends, cancelling, and finding the question a vote answers
+    (``store/sql_schedule.py``); rows of the message log."""
 
-    @abstractmethod
-    async def get_dead_inbound(self, dead_id: int) -> DeadInbound | None: ...
-
-    @abstractmethod
-    async def drop_dead_inbound(self, dead_id: int) -> None:
-        """Forget a set-aside event (it was replayed)."""
-
-    @abstractmethod
-    async def fail_interrupted_sends(self, tenant_id: str) -> int:
-        """Mark the tenant's half-sent messages failed (its last runner is gone)."""
-
-    # --- scheduled sends, cancelling, questions (store/sql_schedule.py) -----------------
     @abstractmethod
     async def next_scheduled_at(self, node: str) -> float | None:
         """When the earliest scheduled send of a tenant ``node`` runs is due."""
@@ -327,8 +409,9 @@ class Store(ABC):
         queues in one go; the ones that were still scheduled."""
 
     @abstractmethod
-    async def cancel_message(self, tenant_id: str, message_id: str) -> bool:
-        """Cancel a scheduled or queued message; False when it is in any other state."""
+    async def cancel_message(self, tenant_id: str, message_id: str) -> str | None:
+        """Cancel a scheduled or queued message: the status it was cancelled in, or None
+        when it is in any other state."""
 
     @abstractmethod
     async def claim_queued(self, tenant_id: str, message_id: str, chat: str) -> bool:
@@ -342,7 +425,10 @@ class Store(ABC):
     async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
         """The message this tenant sent that WhatsApp knows as ``wa_id``."""
 
-    # --- opt-outs (store/sql_optouts.py) -------------------------------------------------
+
+class OptOutStore(ABC):
+    """Numbers that asked a tenant to stop (``store/sql_optouts.py``)."""
+
     @abstractmethod
     async def add_opt_out(self, opt_out: OptOut, incarnation: str | None = None) -> None:
         """Record that a number opted out (only while the tenant lives in ``incarnation``)."""
@@ -362,22 +448,31 @@ class Store(ABC):
     async def remove_opt_out(self, tenant_id: str, phones: Sequence[str]) -> int:
         """Lift a number's opt-out (any of its spellings); how many were removed."""
 
-    # --- cloud tenants' credentials (the cloud engine and its webhook) ---------------
-    @abstractmethod
-    async def cloud_save(self, account: CloudAccount) -> None:
-        """Store (or replace) a tenant's credentials; Conflict when another tenant has
-        that phone number id."""
+
+class Store(
+    TenantStore,
+    LeaseStore,
+    MessageStore,
+    MediaStore,
+    OutboxStore,
+    IdempotencyStore,
+    JidStore,
+    CloudStore,
+    ScheduleStore,
+    OptOutStore,
+    SandboxStore,  # and DeadInboundStore, which it includes
+):
+    """Everything zapmux persists. Times are Unix seconds.
+
+    Each part of zapmux is handed the narrow interface it uses (``OutboxStore`` for
+    the deliverer, ``SandboxStore`` for the sandbox engine, …); this is all of them.
+    """
 
     @abstractmethod
-    async def cloud_account(self, tenant_id: str) -> CloudAccount | None: ...
+    async def migrate(self) -> None: ...
 
     @abstractmethod
-    async def cloud_account_for_number(self, phone_number_id: str) -> CloudAccount | None: ...
+    async def ping(self) -> None: ...
 
     @abstractmethod
-    async def cloud_verify_tokens(self) -> list[str]:
-        """Every cloud tenant's webhook verify token."""
-
-    @abstractmethod
-    async def cloud_forget(self, tenant_id: str) -> None:
-        """Drop a tenant's credentials, if any."""
+    async def close(self) -> None: ...

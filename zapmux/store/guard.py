@@ -11,43 +11,42 @@ When the check runs differs by database. On PostgreSQL it comes first and takes
 the tenant's row) waits for the write to commit and then removes its rows too, or the
 write waits for the delete and finds no row. Taking the tenant's row before any other
 lock keeps the two from deadlocking. On SQLite it comes after the write's first
-statement, which took the database's write lock: the check then sees the latest
-commit, and nothing can delete the tenant until the write ends.
+statement, which took the database's write lock (and all writes go through the one
+writer anyway): the check then sees the latest commit, and nothing can delete the
+tenant until the write ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import and_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, and_, select
 
 from zapmux.errors import TenantNotFound
 from zapmux.store import schema as t
 
 
-@asynccontextmanager
-async def in_life(
-    conn: AsyncConnection, tenant_id: str | None, incarnation: str | None
-) -> AsyncIterator[None]:
-    """Around a transaction's writes: raise ``TenantNotFound`` (rolling back) unless the
-    tenant exists in that incarnation; ``None`` checks nothing (writes of no tenant)."""
+@contextmanager
+def in_life(conn: Connection, tenant_id: str | None, incarnation: str | None) -> Iterator[None]:
+    """Around a write job's writes (``store.writer``): raise ``TenantNotFound`` (rolling
+    back) unless the tenant exists in that incarnation; ``None`` checks nothing (writes
+    of no tenant)."""
     if tenant_id is None or incarnation is None:
         yield
         return
     locks = conn.dialect.name == "postgresql"
     if locks:
-        await _check(conn, tenant_id, incarnation, lock=True)
+        _check(conn, tenant_id, incarnation, lock=True)
     yield
     if not locks:
-        await _check(conn, tenant_id, incarnation, lock=False)
+        _check(conn, tenant_id, incarnation, lock=False)
 
 
-async def _check(conn: AsyncConnection, tenant_id: str, incarnation: str, lock: bool) -> None:
+def _check(conn: Connection, tenant_id: str, incarnation: str, lock: bool) -> None:
     c = t.tenants.c
     stmt = select(c.id).where(and_(c.id == tenant_id, c.incarnation == incarnation))
     if lock:
         stmt = stmt.with_for_update(read=True, key_share=True)
-    if (await conn.execute(stmt)).first() is None:
+    if conn.execute(stmt).first() is None:
         raise TenantNotFound(f"tenant {tenant_id!r} was deleted")

@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
+    Engine,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -37,11 +40,13 @@ from zapmux.store.records import (
 )
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
+from zapmux.store.sql_base import SqlTables, replace
 from zapmux.store.sql_cloud import CloudTables
 from zapmux.store.sql_optouts import OptOutTables
 from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
 from zapmux.store.sql_schedule import ScheduleTables
+from zapmux.store.writer import Reader, Writer
 
 #: Every table with rows of one tenant's life (removed with the tenant).
 _TENANT_TABLES = (
@@ -62,11 +67,16 @@ _TENANT_TABLES = (
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
-class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutTables, Store):
-    """Everything zapmux persists, over one SQLAlchemy async engine."""
+class SqlStore(
+    OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutTables, SqlTables, Store
+):
+    """Everything zapmux persists, over one SQLAlchemy async engine: reads through its
+    pool, every write through the one :class:`Writer` (group commit)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
         self.engine = engine
+        self.writer = Writer(engine, sync_engine)
+        self.reader = Reader(engine, sync_engine)
         self._claim_stmt: Any = None
 
     # --- lifecycle -----------------------------------------------------------------
@@ -88,6 +98,7 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
             await conn.execute(select(1))
 
     async def close(self) -> None:
+        await self.writer.close()
         await self.engine.dispose()
 
     # --- tenants -------------------------------------------------------------------
@@ -96,45 +107,52 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
         tenant.created_at = tenant.updated_at = now
         tenant.incarnation = tenant.incarnation or secrets.token_hex(8)
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(t.tenants).values(_values(tenant, skip=())))
+            await self._execute(insert(t.tenants).values(_values(tenant, skip=())))
         except IntegrityError as exc:
             raise TenantExists(f"tenant {tenant.id!r} already exists") from exc
         return tenant
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(t.tenants).where(t.tenants.c.id == tenant_id))).first()
+        row = await self._one(_TENANT, {"k_id": tenant_id})
         return _record(TenantRecord, row) if row else None
 
     async def tenant_by_token_hash(self, token_hash: str) -> TenantRecord | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(t.tenants).where(t.tenants.c.token_hash == token_hash))
-            ).first()
+        row = await self._one(select(t.tenants).where(t.tenants.c.token_hash == token_hash))
         return _record(TenantRecord, row) if row else None
 
-    async def list_tenants(self) -> list[TenantRecord]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(select(t.tenants).order_by(t.tenants.c.id))
-        return [_record(TenantRecord, r) for r in rows]
+    async def list_tenants(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[TenantRecord]:
+        """By id; ``after``: the last id of the previous page; ``limit``: a page's size."""
+        stmt = select(t.tenants).order_by(t.tenants.c.id)
+        if after is not None:
+            stmt = stmt.where(t.tenants.c.id > after)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_record(TenantRecord, r) for r in await self._all(stmt)]
+
+    async def count_tenants(self) -> dict[str, int]:
+        """How many tenants are in each status."""
+        c = t.tenants.c
+        rows = await self._all(select(c.status, func.count()).group_by(c.status))
+        return {str(status): int(n) for status, n in rows}
 
     async def update_tenant(self, tenant_id: str, **fields: Any) -> bool:
         fields["updated_at"] = time.time()
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(t.tenants).where(t.tenants.c.id == tenant_id).values(**fields)
-            )
-        return bool(result.rowcount)
+        stmt = update(t.tenants).where(t.tenants.c.id == tenant_id).values(**fields)
+        return bool(await self._execute(stmt))
 
     async def delete_tenant(self, tenant_id: str) -> bool:
         """The tenant and everything of its life, so that nothing passes to a new tenant
         of the same id. Its own row goes first: see ``store.guard`` for why."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
+
+        def job(conn: Connection) -> bool:
+            result = conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
             for table in _TENANT_TABLES:
-                await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
-        return bool(result.rowcount)
+                conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
+            return bool(result.rowcount)
+
+        return await self._write(job)
 
     # --- leases (which node runs which tenant) -------------------------------------
     async def acquire_leases(self, node: str, lease_s: float, limit: int) -> list[str]:
@@ -146,55 +164,44 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
             t.tenants.c.lease_until < now,
         )
         pick = select(t.tenants.c.id).where(free).order_by(t.tenants.c.id).limit(limit)
-        async with self.engine.begin() as conn:
-            ids = list((await conn.execute(self._lock(pick))).scalars())
+
+        def job(conn: Connection) -> list[str]:
+            ids = list((conn.execute(self._lock(pick))).scalars())
             if not ids:
                 return []
-            claimed = await conn.execute(
+            claimed = conn.execute(
                 update(t.tenants)
                 .where(and_(t.tenants.c.id.in_(ids), free))
                 .values(owner=node, lease_until=now + lease_s)
                 .returning(t.tenants.c.id)
             )
-            ids = sorted(claimed.scalars())
-        return ids
+            return sorted(claimed.scalars())
+
+        return await self._write(job)
 
     async def heartbeat(self, node: str, url: str) -> None:
         """Say this node is alive and where other nodes reach it."""
-        n = t.nodes
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(n).where(n.c.id == node))
-            await conn.execute(insert(n).values(id=node, url=url, heartbeat_at=time.time()))
+        await self._replace(
+            t.nodes, {"id": node}, {"id": node, "url": url, "heartbeat_at": time.time()}
+        )
 
     async def node_url(self, node: str, max_age_s: float) -> str | None:
         """The URL of a node whose heartbeat is recent, else None."""
-        n = t.nodes
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(n.c.url).where(
-                        and_(n.c.id == node, n.c.heartbeat_at > time.time() - max_age_s)
-                    )
-                )
-            ).first()
+        row = await self._fresh(t.nodes, "heartbeat_at", max_age_s, id=node)
         return row.url if row else None
 
     async def live_nodes(self, max_age_s: float) -> list[tuple[str, str]]:
         """(id, URL) of every node whose heartbeat is recent."""
         n = t.nodes.c
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(n.id, n.url).where(n.heartbeat_at > time.time() - max_age_s).order_by(n.id)
-            )
+        rows = await self._all(
+            select(n.id, n.url).where(n.heartbeat_at > time.time() - max_age_s).order_by(n.id)
+        )
         return [(r.id, r.url) for r in rows]
 
     async def tenant_owner(self, tenant_id: str) -> tuple[str | None, float] | None:
         """(owner node, lease end) of a tenant; None when there is no such tenant."""
         c = t.tenants.c
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(c.owner, c.lease_until).where(c.id == tenant_id))
-            ).first()
+        row = await self._one(select(c.owner, c.lease_until).where(c.id == tenant_id))
         return (row.owner, row.lease_until or 0.0) if row else None
 
     async def acquire_lease(self, node: str, tenant_id: str, lease_s: float) -> bool:
@@ -202,20 +209,18 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
         now = time.time()
         c = t.tenants.c
         free = or_(c.owner.is_(None), c.owner == node, c.lease_until < now)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(t.tenants)
-                .where(and_(c.id == tenant_id, free))
-                .values(owner=node, lease_until=now + lease_s)
-            )
-        return bool(result.rowcount)
+        stmt = (
+            update(t.tenants)
+            .where(and_(c.id == tenant_id, free))
+            .values(owner=node, lease_until=now + lease_s)
+        )
+        return bool(await self._execute(stmt))
 
     async def release_leases(self, node: str, tenant_ids: Sequence[str] | None = None) -> None:
         stmt = update(t.tenants).where(t.tenants.c.owner == node)
         if tenant_ids is not None:
             stmt = stmt.where(t.tenants.c.id.in_(list(tenant_ids)))
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt.values(owner=None, lease_until=None))
+        await self._execute(stmt.values(owner=None, lease_until=None))
 
     def _lock(self, stmt: Any) -> Any:
         """Row locking for claims; PostgreSQL adds FOR UPDATE SKIP LOCKED."""
@@ -223,12 +228,23 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
 
     # --- messages and the send queue -----------------------------------------------
     async def add_message(
-        self, message: MessageRecord, incarnation: str | None = None
+        self,
+        message: MessageRecord,
+        incarnation: str | None = None,
+        key: IdempotentAnswer | None = None,
     ) -> MessageRecord:
+        """Log ``message``; with ``key``, remember that Idempotency-Key's answer in the
+        same transaction."""
         message.created_at = message.updated_at = time.time()
-        async with self.engine.begin() as conn, in_life(conn, message.tenant_id, incarnation):
-            result = await conn.execute(insert(t.messages).values(_values(message)))
-        message.id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+
+        def job(conn: Connection) -> int | None:
+            with in_life(conn, message.tenant_id, incarnation):
+                if key is not None:
+                    where = {"tenant_id": key.tenant_id, "key": key.key}
+                    replace(conn, t.idempotency, where, _values(key, skip=()))
+                return insert_message(conn, message)
+
+        message.id = await self._write(job)
         return message
 
     async def record_incoming(
@@ -242,10 +258,14 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
         False (and nothing written) when this message id was already recorded.
         """
         message.created_at = message.updated_at = time.time()
+
+        def job(conn: Connection) -> None:
+            with in_life(conn, message.tenant_id, incarnation):
+                insert_message(conn, message)
+                self._insert_deliveries(conn, deliveries)
+
         try:
-            async with self.engine.begin() as conn, in_life(conn, message.tenant_id, incarnation):
-                await conn.execute(insert(t.messages).values(_values(message)))
-                await self._insert_deliveries(conn, deliveries)
+            await self._write(job)
         except IntegrityError:
             return False
         return True
@@ -259,45 +279,18 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
         data: bytes,
         incarnation: str | None = None,
     ) -> None:
-        async with self.engine.begin() as conn, in_life(conn, tenant_id, incarnation):
-            await conn.execute(
-                delete(t.media).where(
-                    and_(t.media.c.tenant_id == tenant_id, t.media.c.message_id == message_id)
-                )
-            )
-            await conn.execute(
-                insert(t.media).values(
-                    tenant_id=tenant_id,
-                    message_id=message_id,
-                    mimetype=mimetype,
-                    filename=filename,
-                    data=data,
-                )
-            )
+        key = {"tenant_id": tenant_id, "message_id": message_id}
+        row = {**key, "mimetype": mimetype, "filename": filename, "data": data}
+        await self._replace(t.media, key, row, incarnation)
 
     async def get_media(
         self, tenant_id: str, message_id: str
     ) -> tuple[str, str | None, bytes] | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(t.media).where(
-                        and_(t.media.c.tenant_id == tenant_id, t.media.c.message_id == message_id)
-                    )
-                )
-            ).first()
+        row = await self._one(_MEDIA, {"k_tenant": tenant_id, "k_message": message_id})
         return (row.mimetype, row.filename, row.data) if row else None
 
     async def get_message(self, tenant_id: str, message_id: str) -> MessageRecord | None:
-        m = t.messages.c
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(t.messages).where(
-                        and_(m.tenant_id == tenant_id, m.message_id == message_id)
-                    )
-                )
-            ).first()
+        row = await self._one(_MESSAGE, {"k_tenant": tenant_id, "k_message": message_id})
         return _record(MessageRecord, row) if row else None
 
     async def list_messages(
@@ -319,150 +312,75 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
             )
         if before is not None:
             stmt = stmt.where(m.id < before)
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(stmt.order_by(m.id.desc()).limit(limit))
+        rows = await self._all(stmt.order_by(m.id.desc()).limit(limit))
         return [_record(MessageRecord, r) for r in rows]
 
     async def next_queued(self, tenant_id: str) -> MessageRecord | None:
-        m = t.messages.c
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(t.messages)
-                    .where(
-                        and_(m.tenant_id == tenant_id, m.direction == "out", m.status == "queued")
-                    )
-                    .order_by(m.id)
-                    .limit(1)
-                )
-            ).first()
+        row = await self._one(_NEXT_QUEUED, {"k_tenant": tenant_id})
         return _record(MessageRecord, row) if row else None
 
     async def count_queued(self, tenant_id: str) -> int:
-        m = t.messages.c
-        async with self.engine.connect() as conn:
-            return int(
-                (
-                    await conn.execute(
-                        select(func.count()).where(
-                            and_(
-                                m.tenant_id == tenant_id, m.direction == "out", m.status == "queued"
-                            )
-                        )
-                    )
-                ).scalar()
-                or 0
-            )
+        row = await self._one(_COUNT_QUEUED, {"k_tenant": tenant_id})
+        return int(row[0] or 0) if row else 0
 
     async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool:
         fields["updated_at"] = time.time()
         m = t.messages.c
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(t.messages)
-                .where(and_(m.tenant_id == tenant_id, m.message_id == message_id))
-                .values(**fields)
-            )
-        return bool(result.rowcount)
+        stmt = (
+            update(t.messages)
+            .where(and_(m.tenant_id == tenant_id, m.message_id == message_id))
+            .values(**fields)
+        )
+        return bool(await self._execute(stmt))
 
     async def mark_sent(self, tenant_id: str, message_id: str, wa_id: str) -> None:
         """The engine took the message: keep its id, drop the payload (media can be large);
         ``sent`` unless a receipt that raced the send already moved it further."""
-        m = t.messages.c
-        key = and_(m.tenant_id == tenant_id, m.message_id == message_id)
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(t.messages)
-                .where(key)
-                .values(wa_id=wa_id, payload=None, updated_at=time.time())
-            )
-            await conn.execute(
-                update(t.messages)
-                .where(and_(key, m.status.in_(["queued", "sending"])))
-                .values(status="sent")
-            )
+        params = {"k_tenant": tenant_id, "k_message": message_id, "k_wa_id": wa_id}
+
+        def job(conn: Connection) -> None:
+            mark_sent(conn, params)
+
+        await self._write(job)
 
     async def apply_receipt(
         self, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
     ) -> list[str]:
         """Move sent messages forward (sent → delivered → read, or failed with ``error``);
         the message ids moved."""
-        m = t.messages.c
-        lower = [
-            s for s, rank in _STATUS_RANK.items() if rank < _STATUS_RANK[status] and s != "queued"
-        ]
-        cond = and_(
-            m.tenant_id == tenant_id,
-            m.direction == "out",
-            m.wa_id.in_(list(wa_ids)),
-            m.status.in_(lower),
-        )
-        async with self.engine.begin() as conn:
-            ids = list((await conn.execute(select(m.message_id).where(cond))).scalars())
-            if ids:
-                await conn.execute(
-                    update(t.messages)
-                    .where(cond)
-                    .values(
-                        status=status, updated_at=time.time(), **({"error": error} if error else {})
-                    )
-                )
-        return ids
+
+        def job(conn: Connection) -> list[str]:
+            return apply_receipt(conn, tenant_id, wa_ids, status, error)
+
+        return await self._write(job)
 
     # --- idempotency and the JID cache ---------------------------------------------
     async def get_idempotent(
         self, tenant_id: str, key: str, max_age_s: float
     ) -> IdempotentAnswer | None:
-        i = t.idempotency.c
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(t.idempotency).where(
-                        and_(
-                            i.tenant_id == tenant_id,
-                            i.key == key,
-                            i.created_at > time.time() - max_age_s,
-                        )
-                    )
-                )
-            ).first()
+        row = await self._fresh(
+            t.idempotency, "created_at", max_age_s, tenant_id=tenant_id, key=key
+        )
         return _record(IdempotentAnswer, row) if row else None
 
     async def put_idempotent(
         self, answer: IdempotentAnswer, incarnation: str | None = None
     ) -> None:
-        i = t.idempotency.c
-        async with self.engine.begin() as conn, in_life(conn, answer.tenant_id, incarnation):
-            await conn.execute(
-                delete(t.idempotency).where(
-                    and_(i.tenant_id == answer.tenant_id, i.key == answer.key)
-                )
-            )
-            await conn.execute(insert(t.idempotency).values(_values(answer, skip=())))
+        key = {"tenant_id": answer.tenant_id, "key": answer.key}
+        await self._replace(t.idempotency, key, _values(answer, skip=()), incarnation)
 
     async def forget_idempotent(self, tenant_id: str, key: str) -> None:
         i = t.idempotency.c
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                delete(t.idempotency).where(and_(i.tenant_id == tenant_id, i.key == key))
-            )
+        await self._execute(
+            delete(t.idempotency).where(and_(i.tenant_id == tenant_id, i.key == key))
+        )
 
     async def get_jid(
         self, tenant_id: str, phone: str, max_age_s: float
     ) -> tuple[bool, str | None] | None:
-        j = t.jid_cache.c
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(t.jid_cache).where(
-                        and_(
-                            j.tenant_id == tenant_id,
-                            j.phone == phone,
-                            j.checked_at > time.time() - max_age_s,
-                        )
-                    )
-                )
-            ).first()
+        row = await self._fresh(
+            t.jid_cache, "checked_at", max_age_s, tenant_id=tenant_id, phone=phone
+        )
         return (bool(row.exists), row.jid) if row else None
 
     async def put_jid(
@@ -473,29 +391,20 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
         jid: str | None,
         incarnation: str | None = None,
     ) -> None:
-        j = t.jid_cache.c
-        async with self.engine.begin() as conn, in_life(conn, tenant_id, incarnation):
-            await conn.execute(
-                delete(t.jid_cache).where(and_(j.tenant_id == tenant_id, j.phone == phone))
-            )
-            await conn.execute(
-                insert(t.jid_cache).values(
-                    tenant_id=tenant_id,
-                    phone=phone,
-                    exists=exists_,
-                    jid=jid,
-                    checked_at=time.time(),
-                )
-            )
+        key = {"tenant_id": tenant_id, "phone": phone}
+        row = {**key, "exists": exists_, "jid": jid, "checked_at": time.time()}
+        await self._replace(t.jid_cache, key, row, incarnation)
 
     # --- inbound events set aside --------------------------------------------------
     async def add_dead_inbound(self, tenant_id: str, event: str, error: str) -> int:
         """Set aside an inbound event that could not be recorded; its id."""
         row = DeadInbound(tenant_id, event, error.replace("\x00", "\\x00"), time.time())
-        async with self.engine.begin() as conn:
-            result = await conn.execute(insert(t.inbound_dead).values(_values(row)))
-        key = result.inserted_primary_key
-        return int(key[0]) if key else 0
+
+        def job(conn: Connection) -> int:
+            key = conn.execute(insert(t.inbound_dead).values(_values(row))).inserted_primary_key
+            return int(key[0]) if key else 0
+
+        return await self._write(job)
 
     async def list_dead_inbound(
         self, tenant_id: str | None = None, limit: int = 100
@@ -504,33 +413,90 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutT
         stmt = select(t.inbound_dead)
         if tenant_id:
             stmt = stmt.where(d.tenant_id == tenant_id)
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(stmt.order_by(d.id).limit(limit))
+        rows = await self._all(stmt.order_by(d.id).limit(limit))
         return [_record(DeadInbound, r) for r in rows]
 
     async def get_dead_inbound(self, dead_id: int) -> DeadInbound | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
-            ).first()
+        row = await self._one(select(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
         return _record(DeadInbound, row) if row else None
 
     async def drop_dead_inbound(self, dead_id: int) -> None:
         """Forget a set-aside event (it was replayed)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
+        await self._execute(delete(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
 
     async def fail_interrupted_sends(self, tenant_id: str) -> int:
         """Mark the tenant's half-sent messages failed (its last runner is gone)."""
         m = t.messages.c
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(t.messages)
-                .where(and_(m.tenant_id == tenant_id, m.direction == "out", m.status == "sending"))
-                .values(
-                    status="failed",
-                    error="interrupted by a restart while sending; it may have gone out",
-                    updated_at=time.time(),
-                )
+        return await self._execute(
+            update(t.messages)
+            .where(and_(m.tenant_id == tenant_id, m.direction == "out", m.status == "sending"))
+            .values(
+                status="failed",
+                error="interrupted by a restart while sending; it may have gone out",
+                updated_at=time.time(),
             )
-        return int(result.rowcount or 0)
+        )
+
+
+# --- statements built once (the hot path's, with bound parameters) --------------------
+_m = t.messages.c
+_KEY = and_(_m.tenant_id == bindparam("k_tenant"), _m.message_id == bindparam("k_message"))
+_TENANT = select(t.tenants).where(t.tenants.c.id == bindparam("k_id"))
+_INSERT_MESSAGE = insert(t.messages)
+_MESSAGE = select(t.messages).where(_KEY)
+_MEDIA = select(t.media).where(
+    and_(
+        t.media.c.tenant_id == bindparam("k_tenant"),
+        t.media.c.message_id == bindparam("k_message"),
+    )
+)
+_QUEUED = and_(_m.tenant_id == bindparam("k_tenant"), _m.direction == "out", _m.status == "queued")
+_NEXT_QUEUED = select(t.messages).where(_QUEUED).order_by(_m.id).limit(1)
+_COUNT_QUEUED = select(func.count()).where(_QUEUED)
+_SENT_ID = (
+    update(t.messages)
+    .where(_KEY)
+    .values(wa_id=bindparam("k_wa_id"), payload=None, updated_at=bindparam("k_now"))
+)
+_SENT_STATUS = (
+    update(t.messages).where(and_(_KEY, _m.status.in_(["queued", "sending"]))).values(status="sent")
+)
+_RECEIPT_CONDITION = and_(
+    _m.tenant_id == bindparam("k_tenant"),
+    _m.direction == "out",
+    _m.wa_id.in_(bindparam("k_wa_ids", expanding=True)),
+    _m.status.in_(bindparam("k_lower", expanding=True)),
+)
+_RECEIPT_FIND = select(_m.message_id).where(_RECEIPT_CONDITION)
+_RECEIPT_MOVE = (
+    update(t.messages)
+    .where(_RECEIPT_CONDITION)
+    .values(status=bindparam("k_status"), updated_at=bindparam("k_now"))
+)
+_RECEIPT_FAIL = _RECEIPT_MOVE.values(error=bindparam("k_error"))
+
+
+def insert_message(conn: Connection, message: MessageRecord) -> int | None:
+    """Add ``message`` to the log on ``conn`` (inside a write job); its row id."""
+    key = conn.execute(_INSERT_MESSAGE, _values(message)).inserted_primary_key
+    return int(key[0]) if key else None
+
+
+def mark_sent(conn: Connection, params: dict[str, Any]) -> None:
+    """``SqlStore.mark_sent`` on ``conn`` (inside a write job)."""
+    conn.execute(_SENT_ID, {**params, "k_now": time.time()})
+    conn.execute(_SENT_STATUS, params)
+
+
+def apply_receipt(
+    conn: Connection, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
+) -> list[str]:
+    """``SqlStore.apply_receipt`` on ``conn`` (inside a write job)."""
+    rank = _STATUS_RANK[status]
+    lower = [s for s, r in _STATUS_RANK.items() if r < rank and s != "queued"]
+    params = {"k_tenant": tenant_id, "k_wa_ids": list(wa_ids), "k_lower": lower}
+    ids = list((conn.execute(_RECEIPT_FIND, params)).scalars())
+    if ids:
+        move = {**params, "k_status": status, "k_now": time.time()}
+        conn.execute(_RECEIPT_FAIL if error else _RECEIPT_MOVE, {**move, "k_error": error})
+    return ids

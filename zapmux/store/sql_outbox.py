@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Float,
     Integer,
     and_,
@@ -22,13 +23,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from zapmux.store import schema as t
 from zapmux.store.guard import in_life
 from zapmux.store.records import Delivery, DeliveryResult
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
+from zapmux.store.sql_base import SqlTables
 
 
 def _blocked(o: Any) -> Any:
@@ -76,27 +77,30 @@ _FINISH_UPDATE = (
         delivered_at=bindparam("b_delivered", type_=Float),
     )
 )
+_READY_AT = case(
+    (_o.c.locked_until > _o.c.next_attempt_at, _o.c.locked_until),
+    else_=_o.c.next_attempt_at,
+)
+_NEXT_DUE = select(func.min(_READY_AT)).where(and_(_o.c.status == "pending", ~_blocked(_o)))
+_INSERT = insert(_o)
 
 
-class OutboxTables:
-    """Mixed into ``SqlStore``; ``engine`` and ``_lock`` are its own."""
+class OutboxTables(SqlTables):
+    """Mixed into ``SqlStore``; ``_lock`` is its own."""
 
-    engine: AsyncEngine
     _claim_stmt: Any
 
     def _lock(self, stmt: Any) -> Any:
         return stmt
 
     # --- outbox --------------------------------------------------------------------
-    async def _insert_deliveries(
-        self, conn: AsyncConnection, deliveries: Sequence[Delivery]
-    ) -> None:
+    def _insert_deliveries(self, conn: Connection, deliveries: Sequence[Delivery]) -> None:
         now = time.time()
         for d in deliveries:
             d.created_at = d.created_at or now
             d.next_attempt_at = d.next_attempt_at or now
         if deliveries:
-            await conn.execute(insert(t.outbox), [_values(d) for d in deliveries])
+            conn.execute(_INSERT, [_values(d) for d in deliveries])
 
     async def enqueue_deliveries(
         self, deliveries: Sequence[Delivery], incarnation: str | None = None
@@ -104,23 +108,28 @@ class OutboxTables:
         """Queue deliveries; with ``incarnation``, only while that life of their tenant
         exists (all of them are that tenant's)."""
         tenant_id = deliveries[0].tenant_id if deliveries else None
-        async with self.engine.begin() as conn, in_life(conn, tenant_id, incarnation):
-            await self._insert_deliveries(conn, deliveries)
+
+        def job(conn: Connection) -> None:
+            with in_life(conn, tenant_id, incarnation):
+                self._insert_deliveries(conn, deliveries)
+
+        await self._write(job)
 
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
         """Due pending deliveries, each the oldest pending of its chat, locked for us."""
         now = time.time()
-        async with self.engine.begin() as conn:
-            ids = list(
-                (await conn.execute(self._claim_select(), {"now": now, "limit": limit})).scalars()
-            )
+
+        def job(conn: Connection) -> list[Any]:
+            ids = list((conn.execute(self._claim_select(), {"now": now, "limit": limit})).scalars())
             if not ids:
                 return []
-            # Re-checked in the UPDATE: on SQLite two claimers may have read the same
-            # rows; only the one whose UPDATE matched them gets them back.
-            rows = list(
-                await conn.execute(_CLAIM_UPDATE, {"ids": ids, "now": now, "until": now + lock_s})
-            )
+            # Re-checked in the UPDATE: on PostgreSQL another node may have claimed
+            # them meanwhile; only the one whose UPDATE matched them gets them back.
+            return list(
+                conn.execute(_CLAIM_UPDATE, {"ids": ids, "now": now, "until": now + lock_s})
+            )  # fetched before the commit
+
+        rows: list[Any] = await self._write(job)
         rows.sort(key=lambda r: (r.next_attempt_at, r.id))
         return [_record(Delivery, r) for r in rows]
 
@@ -146,8 +155,7 @@ class OutboxTables:
             }
             for r in results
         ]
-        async with self.engine.begin() as conn:
-            await conn.execute(_FINISH_UPDATE, params)
+        await self._execute(_FINISH_UPDATE, params)
 
     async def next_delivery_due(self) -> float | None:
         """When the next chat head may be claimed: its next attempt, or when its lock ends.
@@ -155,14 +163,8 @@ class OutboxTables:
         Rows waiting behind an older row of their chat are left out: they move when
         that row finishes (which wakes the deliverer), not at their own time.
         """
-        o = t.outbox
-        ready_at = case(
-            (o.c.locked_until > o.c.next_attempt_at, o.c.locked_until),
-            else_=o.c.next_attempt_at,
-        )
-        stmt = select(func.min(ready_at)).where(and_(o.c.status == "pending", ~_blocked(o)))
-        async with self.engine.connect() as conn:
-            due = (await conn.execute(stmt)).scalar()
+        row = await self._one(_NEXT_DUE)
+        due = row[0] if row else None
         return None if due is None else float(due)
 
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
@@ -173,18 +175,14 @@ class OutboxTables:
             if not delivery_ids:
                 return 0
             stmt = stmt.where(o.delivery_id.in_(list(delivery_ids)))
-        async with self.engine.begin() as conn:
-            result = await conn.execute(stmt.values(locked_until=None))
-        return int(result.rowcount or 0)
+        return await self._execute(stmt.values(locked_until=None))
 
     async def purge_delivered(self, older_than: float) -> int:
         """Forget deliveries delivered before ``older_than``; the count removed."""
         o = t.outbox.c
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                delete(t.outbox).where(and_(o.status == "delivered", o.delivered_at < older_than))
-            )
-        return int(result.rowcount or 0)
+        return await self._execute(
+            delete(t.outbox).where(and_(o.status == "delivered", o.delivered_at < older_than))
+        )
 
     async def list_deliveries(
         self, status: str | None = None, tenant_id: str | None = None, limit: int = 100
@@ -195,15 +193,11 @@ class OutboxTables:
             stmt = stmt.where(o.status == status)
         if tenant_id:
             stmt = stmt.where(o.tenant_id == tenant_id)
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(stmt.order_by(o.id.desc()).limit(limit))
+        rows = await self._all(stmt.order_by(o.id.desc()).limit(limit))
         return [_record(Delivery, r) for r in rows]
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(t.outbox).where(t.outbox.c.delivery_id == delivery_id))
-            ).first()
+        row = await self._one(select(t.outbox).where(t.outbox.c.delivery_id == delivery_id))
         return _record(Delivery, row) if row else None
 
     async def retry_deliveries(
@@ -226,20 +220,17 @@ class OutboxTables:
             stmt = stmt.where(o.status == "dead")
             if tenant_id:
                 stmt = stmt.where(o.tenant_id == tenant_id)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                stmt.values(
-                    status="pending",
-                    next_attempt_at=time.time(),
-                    replayed_at=time.time(),
-                    locked_until=None,
-                    last_error=None,
-                )
+        return await self._execute(
+            stmt.values(
+                status="pending",
+                next_attempt_at=time.time(),
+                replayed_at=time.time(),
+                locked_until=None,
+                last_error=None,
             )
-        return int(result.rowcount or 0)
+        )
 
     async def count_deliveries(self) -> dict[str, int]:
         o = t.outbox.c
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(select(o.status, func.count()).group_by(o.status))
+        rows = await self._all(select(o.status, func.count()).group_by(o.status))
         return {r[0]: int(r[1]) for r in rows}

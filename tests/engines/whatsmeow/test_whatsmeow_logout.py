@@ -51,7 +51,7 @@ async def test_offline_logout_of_a_stopped_tenant_tries_whatsapp_then_wipes(
     caplog: pytest.LogCaptureFixture,
     started_workers: StartedWorkers,
 ) -> None:
-    engine = WhatsmeowEngine(any_store_settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(any_store_settings, proxy=refused_proxy)
     await paired_store(engine, "clinic")
     assert await engine.is_paired("clinic")
     caplog.clear()
@@ -79,8 +79,8 @@ async def test_logout_gives_up_after_its_time_bound(
     caplog: pytest.LogCaptureFixture,
     started_workers: StartedWorkers,
 ) -> None:
-    await paired_store(WhatsmeowEngine(settings, None, proxy=refused_proxy), "slow")
-    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy, logout_timeout_s=1.5)
+    await paired_store(WhatsmeowEngine(settings, proxy=refused_proxy), "slow")
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy, logout_timeout_s=1.5)
     caplog.clear()
     caplog.set_level(logging.DEBUG, logger="zapmux.tenant.slow")
     started = time.monotonic()
@@ -103,7 +103,7 @@ async def test_logout_of_an_unpaired_tenant_starts_no_worker(
     caplog: pytest.LogCaptureFixture,
     started_workers: StartedWorkers,
 ) -> None:
-    engine = WhatsmeowEngine(any_store_settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(any_store_settings, proxy=refused_proxy)
     caplog.set_level(logging.DEBUG, logger="zapmux.tenant.fresh")
     try:
         await engine.open_session("fresh", Sink()).logout()
@@ -120,8 +120,8 @@ async def test_logout_through_a_worker_that_is_not_connected_still_wipes(
     paired_store: PairStore,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await paired_store(WhatsmeowEngine(settings, None, proxy=refused_proxy), "dialing")
-    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy)
+    await paired_store(WhatsmeowEngine(settings, proxy=refused_proxy), "dialing")
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy)
     session = engine.open_session("dialing", Sink())
     try:
         await session.connect()  # held mid-dial by the silent proxy
@@ -144,7 +144,7 @@ async def test_the_supervisor_logs_a_stopped_tenant_out_through_the_engine(
 ) -> None:
     store = open_store(settings.store_url)
     await store.migrate()
-    engine = WhatsmeowEngine(settings, store, proxy=refused_proxy)
+    engine = WhatsmeowEngine(settings, proxy=refused_proxy)
     supervisor = Supervisor(settings, store, engine, TaskGroup())
     try:
         await paired_store(engine, "stopped")

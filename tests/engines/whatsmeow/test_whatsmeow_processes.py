@@ -54,7 +54,7 @@ async def open_two(engine: WhatsmeowEngine) -> tuple[list[WhatsmeowSession], lis
 async def test_each_tenant_has_its_own_worker_and_store_and_reports_the_dial_error(
     settings: Settings, refused_proxy: str
 ) -> None:
-    engine = WhatsmeowEngine(settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(settings, proxy=refused_proxy)
     sessions, inboxes = await open_two(engine)
     pids = [s.last_worker_pid for s in sessions]
     events = [await inbox.next() for inbox in inboxes]
@@ -83,7 +83,7 @@ async def test_offline_without_proxy_the_dial_fails(settings: Settings) -> None:
 async def test_sigkill_of_one_worker_touches_only_its_tenant(
     settings: Settings, blackhole_proxy: str
 ) -> None:
-    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy)
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy)
     (killed, other), (killed_inbox, other_inbox) = await open_two(engine)
     victim, survivor = killed.worker_pid, other.worker_pid
     assert victim and survivor
@@ -102,7 +102,7 @@ async def test_sigkill_of_one_worker_touches_only_its_tenant(
 
 
 async def test_disconnect_ends_the_worker_quietly(settings: Settings, blackhole_proxy: str) -> None:
-    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy)
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy)
     inbox = Inbox()
     session = engine.open_session("quiet", inbox)
     await session.connect()
@@ -176,7 +176,7 @@ async def test_the_server_process_never_loads_neonize(tmp_path: Path, refused_pr
 
 
 async def test_memory_of_one_worker(settings: Settings, blackhole_proxy: str) -> None:
-    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy)
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy)
     session = engine.open_session("mem", Inbox())
     started = asyncio.get_running_loop().time()
     await session.connect()
@@ -207,7 +207,7 @@ async def test_workers_start_without_neonizes_ai_label_unless_asked(
     if setting is not None:
         monkeypatch.setenv("ZAPMUX_WHATSMEOW_BOT_TAG", setting)
     settings = Settings(auth_dir=tmp_path / "auth", _env_file=None)
-    engine = WhatsmeowEngine(settings, None, proxy=blackhole_proxy)
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy)
     session = engine.open_session("label", Inbox())
     await session.connect()
     assert session.worker_pid

@@ -79,7 +79,7 @@ async def dial_and_fail(session: object, inbox: Inbox) -> ev.Event:
 async def test_a_worker_dials_again_in_its_own_process_up_to_max_dials(
     settings: Settings, refused_proxy: str
 ) -> None:
-    engine = WhatsmeowEngine(settings, None, proxy=refused_proxy, max_dials=3)
+    engine = WhatsmeowEngine(settings, proxy=refused_proxy, max_dials=3)
     inbox = Inbox()
     session = engine.open_session("redial", inbox)
     pids = []
@@ -110,7 +110,7 @@ async def run_paired_offline(
         config = make_settings(tmp_path, engine="whatsmeow", **settings)
         store = open_store(config.store_url)
         await store.migrate()
-        engine = WhatsmeowEngine(config, store, proxy=refused_proxy)
+        engine = WhatsmeowEngine(config, proxy=refused_proxy)
         supervisor = Supervisor(config, store, engine, TaskGroup())
         made.append(supervisor)
         for tenant in tenants:
@@ -147,7 +147,7 @@ async def test_offline_tenants_keep_one_worker_through_the_supervisors_backoff(
 async def test_a_worker_that_dies_between_dials_is_replaced_without_a_word(
     settings: Settings, refused_proxy: str
 ) -> None:
-    engine = WhatsmeowEngine(settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(settings, proxy=refused_proxy)
     inbox = Inbox()
     session = engine.open_session("crash", inbox)
     try:
@@ -169,9 +169,7 @@ async def test_a_worker_that_dies_between_dials_is_replaced_without_a_word(
 async def test_a_hung_worker_is_killed_and_reported(
     settings: Settings, blackhole_proxy: str
 ) -> None:
-    engine = WhatsmeowEngine(
-        settings, None, proxy=blackhole_proxy, heartbeat_s=0.2, hang_timeout_s=1.5
-    )
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy, heartbeat_s=0.2, hang_timeout_s=1.5)
     inbox = Inbox()
     session = engine.open_session("frozen", inbox)
     try:
@@ -190,7 +188,7 @@ async def test_a_worker_over_the_memory_ceiling_is_replaced_at_its_next_dial(
     settings: Settings, refused_proxy: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO", logger="zapmux.tenant")
-    engine = WhatsmeowEngine(settings, None, proxy=refused_proxy, max_rss_mb=1, heartbeat_s=0.1)
+    engine = WhatsmeowEngine(settings, proxy=refused_proxy, max_rss_mb=1, heartbeat_s=0.1)
     inbox = Inbox()
     session = engine.open_session("big", inbox)
     try:
@@ -228,7 +226,7 @@ async def test_logout_while_waiting_to_redial_uses_the_idle_worker(
     started_workers: StartedWorkers,
 ) -> None:
     caplog.set_level("DEBUG", logger="zapmux.tenant")
-    engine = WhatsmeowEngine(settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(settings, proxy=refused_proxy)
     inbox = Inbox()
     try:
         await paired_store(engine, "sair")

@@ -80,7 +80,7 @@ async def whatsmeow_tables(settings: Settings) -> dict[str, int]:
 async def test_each_tenant_gets_its_own_schema_and_nothing_else(
     pg_settings: Settings, refused_proxy: str, migrate_store: MigrateStore
 ) -> None:
-    engine = WhatsmeowEngine(pg_settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(pg_settings, proxy=refused_proxy)
     tenants = ("acme", "Acme", "clinica.sorriso-01")
     try:
         for tenant in tenants:
@@ -111,7 +111,7 @@ async def test_paired_is_read_from_the_tenants_own_store(
     paired_store: PairStore,
     migrate_store: MigrateStore,
 ) -> None:
-    engine = WhatsmeowEngine(any_store_settings, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(any_store_settings, proxy=refused_proxy)
     try:
         await paired_store(engine, "clinic")
         await migrate_store(engine, "other")
@@ -128,7 +128,7 @@ async def test_an_unreachable_database_fails_the_connect_clearly(
 ) -> None:
     port = urlsplit(refused_proxy).port
     down = settings.model_copy(update={"database_url": f"postgresql://nobody@127.0.0.1:{port}/x"})
-    engine = WhatsmeowEngine(down, None, proxy=refused_proxy)
+    engine = WhatsmeowEngine(down, proxy=refused_proxy)
     events: list[ev.Event] = []
 
     async def sink(event: ev.Event) -> None:

@@ -79,14 +79,13 @@ class WhatsmeowEngine(Engine):
     """Real WhatsApp through neonize, each tenant in its own worker process.
 
     Each tenant's whatsmeow store is ``AUTH_DIR/<tenant_id>/whatsmeow.db`` with SQLite,
-    its own schema with ``ZAPMUX_DATABASE_URL=postgresql://…`` (:mod:`.store`).
-    ``store`` (zapmux's own) is accepted for symmetry with the other engines and not
-    used.
+    its own schema with ``ZAPMUX_DATABASE_URL=postgresql://…`` (:mod:`.store`);
+    zapmux's own store is never touched.
     """
 
     name = "whatsmeow"
 
-    def __init__(self, settings: Any, store: object = None, **options: Any) -> None:
+    def __init__(self, settings: Any, **options: Any) -> None:
         self.auth_dir = Path(settings.auth_dir)
         self.whatsmeow_store = open_whatsmeow_store(
             self.auth_dir, getattr(settings, "database_url", None)

@@ -1,0 +1,69 @@
+"""kill -9 in the middle of a burst of sends: every send that was answered 200/202 goes
+out exactly once, and retrying every send with its Idempotency-Key afterwards sends
+nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import Receiver, wait_for
+from tests.process import ZapmuxProcess
+
+PHONES = ["5511911120001", "5511911120002", "5511911120003"]
+SENDS = 90
+
+
+async def _send(node: ZapmuxProcess, n: int) -> int | None:
+    """The HTTP status of send ``n``, or None when the server died before answering."""
+    body = {"phone": PHONES[n % len(PHONES)], "message": f"burst-{n:03d}"}
+    try:
+        answer = await node.http.post("/send/loja", json=body, headers={"Idempotency-Key": f"b{n}"})
+    except httpx.TransportError:
+        return None
+    return answer.status_code
+
+
+async def _inbox(node: ZapmuxProcess) -> Counter[str]:
+    texts: Counter[str] = Counter()
+    for phone in PHONES:
+        got = (await node.http.get(f"/sandbox/phones/{phone}/messages")).json()["messages"]
+        texts.update(m["text"] for m in got)
+    return texts
+
+
+async def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # Paced (5 at once, then 20 a second): part goes out at once, the rest waits queued.
+    node = ZapmuxProcess(tmp_path, receiver.url, ZAPMUX_SEND_RATE_PER_MINUTE="1200")
+    try:
+        await node.start()
+        await node.pair("loja", "5511988880000")
+        burst = [asyncio.create_task(_send(node, n)) for n in range(SENDS)]
+        await wait_for(lambda: _some_answered(burst), what="the first answers")
+        await node.kill()
+        answered = await asyncio.gather(*burst)
+        accepted = {f"burst-{n:03d}" for n, status in enumerate(answered) if status in {200, 202}}
+        assert accepted, "nothing was accepted before the kill"
+
+        await node.start()
+        retried = await asyncio.gather(*(_send(node, n) for n in range(SENDS)))
+        assert all(status in {200, 202} for status in retried), retried
+
+        async def accepted_went_out() -> bool:
+            return accepted <= set(await _inbox(node))
+
+        await wait_for(accepted_went_out, timeout=60, what="every accepted send to go out")
+        await asyncio.sleep(1.0)  # anything that would go out twice has had time to
+        twice = {text: count for text, count in (await _inbox(node)).items() if count > 1}
+        assert not twice, f"sent twice: {twice}"
+    finally:
+        await node.close()
+
+
+async def _some_answered(burst: list[asyncio.Task[int | None]]) -> bool:
+    return sum(task.done() for task in burst) >= 10

@@ -1,0 +1,72 @@
+"""What every part of the SQL store shares: reads through the pool, writes through the
+one :class:`~zapmux.store.writer.Writer`, and the few shapes of query they repeat."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Table, and_, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from zapmux.store.guard import in_life
+from zapmux.store.writer import Reader, Writer
+
+T = TypeVar("T")
+
+
+class SqlTables:
+    """The engine, the writer, and helpers over them; mixed into ``SqlStore``."""
+
+    engine: AsyncEngine
+    writer: Writer
+    reader: Reader
+
+    async def _write(self, job: Callable[[Connection], T]) -> T:
+        """Run ``job`` in the writer's next batch; its result once committed."""
+        return await self.writer.write(job)
+
+    async def _execute(self, stmt: Any, params: Any = None) -> int:
+        """One writing statement, committed (in a batch); the rows it touched."""
+
+        def job(conn: Connection) -> int:
+            return int(conn.execute(stmt, params).rowcount or 0)
+
+        return await self._write(job)
+
+    async def _one(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Any:
+        """The first row a read finds, or None."""
+        return await self.reader.read(lambda conn: conn.execute(stmt, params).first())
+
+    async def _all(self, stmt: Any, params: Mapping[str, Any] | None = None) -> list[Any]:
+        return await self.reader.read(lambda conn: list(conn.execute(stmt, params)))
+
+    async def _fresh(self, table: Table, stamp: str, max_age_s: float, **key: Any) -> Any:
+        """The row of ``table`` at ``key`` if its ``stamp`` column is younger than
+        ``max_age_s``, else None."""
+        cond = [table.c[name] == value for name, value in key.items()]
+        cond.append(table.c[stamp] > time.time() - max_age_s)
+        return await self._one(select(table).where(and_(*cond)))
+
+    async def _replace(
+        self,
+        table: Table,
+        key: Mapping[str, Any],
+        row: Mapping[str, Any],
+        incarnation: str | None = None,
+    ) -> None:
+        """Write ``row`` at ``key``, whatever was there (delete, then insert); with
+        ``incarnation``, only while that life of the key's tenant exists."""
+
+        def job(conn: Connection) -> None:
+            with in_life(conn, key.get("tenant_id"), incarnation):
+                replace(conn, table, key, row)
+
+        await self._write(job)
+
+
+def replace(conn: Connection, table: Table, key: Mapping[str, Any], row: Mapping[str, Any]) -> None:
+    """Delete the row at ``key`` and insert ``row``, on ``conn`` (inside a write job)."""
+    conn.execute(delete(table).where(and_(*(table.c[k] == v for k, v in key.items()))))
+    conn.execute(insert(table).values(**row))

@@ -1,0 +1,208 @@
+"""One writer with group commit: every write of the store, one transaction per batch.
+
+Callers hand a *job* (a plain function of one SQLAlchemy ``Connection``) to
+:meth:`Writer.write` and wait for its commit. One task owns the writes: it takes
+every job that arrived while the previous commit was under way and runs them, in
+arrival order, in one transaction on its own connection. A burst of sends, receipts
+and outbox rows thus costs a share of a commit each, not a commit each.
+
+- SQLite: the writer's connection is a plain ``sqlite3`` one in a thread of its own,
+  and a whole batch runs there in one hop (not one hop per statement, as through
+  aiosqlite). No two connections ever compete for SQLite's one write lock; readers
+  use the async pool beside it (WAL).
+- PostgreSQL: the batch runs on one pooled asyncpg connection (``run_sync``).
+
+Nothing is answered before its commit: ``write`` returns (or raises) only once the
+batch holding the job is durable. A job that raises does not spoil its neighbours:
+the batch is rolled back and every job of it runs again alone, in its own
+transaction, so each gets exactly the outcome it would have had by itself. Jobs must
+therefore only write through ``conn`` (and may run twice before one commit), and
+return plain values (rows fetched, counts), not open results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+T = TypeVar("T")
+Job = Callable[[Connection], Any]
+log = logging.getLogger("zapmux.store")
+
+
+class Writer:
+    """The store's only writer (see the module docstring).
+
+    ``sync_engine`` (SQLite): run batches on it in the writer's own thread; else
+    batches run on a connection of ``engine``.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, sync_engine: Engine | None = None, max_batch: int = 500
+    ) -> None:
+        self.engine = engine
+        self.sync_engine = sync_engine
+        self.max_batch = max_batch
+        self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._pending = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._conn: AsyncConnection | None = None
+        self._sync_conn: Connection | None = None
+        self._thread = ThreadPoolExecutor(1, "zapmux-writer") if sync_engine else None
+        self.batches = 0  # commits made
+        self.jobs = 0  # jobs committed
+
+    async def write(self, job: Callable[[Connection], T]) -> T:
+        """Run ``job`` in the next batch; its result once that batch is committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((job, future))
+        self._ensure_running()
+        self._pending.set()
+        return await future
+
+    def _ensure_running(self) -> None:
+        task = self._task
+        loop = asyncio.get_running_loop()
+        if task is not None and not task.done() and task.get_loop() is loop:
+            return
+        if task is not None and task.get_loop() is not loop:
+            self._conn = None  # a connection of another (finished) loop is unusable
+            self._pending = asyncio.Event()
+            self._pending.set()
+        self._task = loop.create_task(self._run(), name="store-writer")
+
+    async def _run(self) -> None:
+        while not (self._closing and not self._queue):
+            await self._pending.wait()
+            self._pending.clear()
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
+        live = [(job, future) for job, future in batch if not future.cancelled()]
+        if not live:
+            return
+        try:
+            results = await self._transaction([job for job, _ in live])
+        except Exception as exc:
+            if len(live) == 1:
+                _settle(live[0][1], exc=exc)
+                return
+            for one in live:  # find out whose job failed: each alone, once
+                await self._commit([one])
+            return
+        self.batches += 1
+        self.jobs += len(live)
+        for (_, future), result in zip(live, results, strict=True):
+            _settle(future, result=result)
+
+    async def _transaction(self, jobs: list[Job]) -> list[Any]:
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._sync_batch, jobs)
+        conn = await self._connection()
+        try:
+            async with conn.begin():
+                return await conn.run_sync(_run_jobs, jobs)
+        except Exception:
+            await self._discard()  # whatever state it is in, the next batch starts clean
+            raise
+
+    def _sync_batch(self, jobs: list[Job]) -> list[Any]:
+        """In the writer's thread: the batch in one transaction on its own connection."""
+        assert self.sync_engine is not None
+        if self._sync_conn is None or self._sync_conn.closed:
+            self._sync_conn = self.sync_engine.connect()
+        try:
+            with self._sync_conn.begin():
+                return _run_jobs(self._sync_conn, jobs)
+        except Exception:
+            self._sync_conn.close()
+            self._sync_conn = None
+            raise
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self.engine.connect()
+        return self._conn
+
+    async def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def close(self) -> None:
+        """Finish what was handed in, then stop (before the engines are disposed)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done() and task.get_loop() is _loop_or_none():
+            self._closing = True
+            self._pending.set()
+            await task
+            self._closing = False
+        await self._discard()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
+
+    def _close_sync(self) -> None:
+        conn, self._sync_conn = self._sync_conn, None
+        if conn is not None:
+            conn.close()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
+
+
+class Reader:
+    """Reads beside the writer. On SQLite each read runs in one of a few threads on a
+    plain ``sqlite3`` connection: one hop per read, where aiosqlite takes one per
+    step (cursor, execute, fetch, close). Else through the async pool."""
+
+    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None, threads: int = 2) -> None:
+        self.engine = engine
+        self.sync_engine = sync_engine
+        self._threads = ThreadPoolExecutor(threads, "zapmux-reader") if sync_engine else None
+
+    async def read(self, query: Callable[[Connection], T]) -> T:
+        """``query``'s result, run on a connection of its own."""
+        if self._threads is None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(query)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._sync_read, query)
+
+    def _sync_read(self, query: Callable[[Connection], T]) -> T:
+        assert self.sync_engine is not None
+        with self.sync_engine.connect() as conn:
+            return query(conn)
+
+
+def _run_jobs(conn: Connection, jobs: list[Job]) -> list[Any]:
+    return [job(conn) for job in jobs]
+
+
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, exc: BaseException | None = None
+) -> None:
+    if future.done():  # its caller gave up waiting; the write stands regardless
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _loop_or_none() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
