@@ -170,3 +170,22 @@ async def test_a_post_for_several_numbers_needs_every_tenants_secret(cloud: Clou
     assert answer.status_code == 403  # tenant 8's app never signed it
     await asyncio.sleep(0.3)
     assert cloud.receiver.received == []
+
+
+async def test_an_attachment_over_the_media_limit_arrives_without_its_file(
+    cloud: Cloud,
+) -> None:
+    await cloud.create("7")
+    limit = cloud.server.settings.media_max_bytes
+    media_id = cloud.graph.add_media(b"\0" * (limit + 1), "video/mp4")
+    video = {
+        "type": "video",
+        "video": {"id": media_id, "mime_type": "video/mp4", "caption": "olha"},
+    }
+    body = message_post(NUMBER_ID, CUSTOMER, video, message_id="wamid.BIG")
+    assert (await cloud.webhook(body)).status_code == 200
+    (arrived,) = await flask_posts(cloud, 1)
+    assert arrived["message_type"] == "video" and arrived["message"] == "olha"
+    assert "media" not in arrived
+    downloads = [path for method, path, _ in cloud.graph.requests if path.startswith("/download")]
+    assert downloads == []  # Meta said how large it is: not fetched at all

@@ -16,7 +16,7 @@ from zapmux.backoff import Backoff
 from zapmux.config import Settings
 from zapmux.engine import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
 from zapmux.engines.cloud import questions, webhook
-from zapmux.engines.cloud.graph import Graph, GraphError, GraphUnreachable
+from zapmux.engines.cloud.graph import Graph, GraphError, GraphUnreachable, MediaTooLarge
 from zapmux.errors import (
     Conflict,
     EngineError,
@@ -133,10 +133,13 @@ class CloudEngine(Engine):
         if not isinstance(cloud_media, dict) or not cloud_media.get("id"):
             return message
         kind = webhook.MEDIA_TYPES[_kind_of(message)]
+        limit = self.settings.media_max_bytes
         try:
             info = await self.graph.get(str(cloud_media["id"]), account.access_token)
-            data = await self.graph.download(str(info["url"]), account.access_token)
-        except (GraphError, GraphUnreachable, KeyError) as exc:
+            if int(info.get("file_size") or 0) > limit:
+                raise MediaTooLarge(f"the file is {info['file_size']} bytes, over {limit}")
+            data = await self.graph.download(str(info["url"]), account.access_token, limit)
+        except (GraphError, GraphUnreachable, MediaTooLarge, KeyError, ValueError) as exc:
             log.warning("❌ media of %s not downloaded: %s", message.message_id, exc)
             return message
         media = Media(

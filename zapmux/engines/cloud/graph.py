@@ -52,6 +52,10 @@ class GraphError(Exception):
         return self.throttled or self.http_status >= 500
 
 
+class MediaTooLarge(Exception):
+    """A file Meta holds is larger than zapmux keeps (``ZAPMUX_MEDIA_MAX_BYTES``)."""
+
+
 class GraphUnreachable(Exception):
     """No answer from Graph (connection refused, DNS, TLS): nothing was sent."""
 
@@ -78,15 +82,19 @@ class Graph:
         form.add_field("file", data, content_type=mimetype, filename=filename)
         return await self._call("POST", path, token, data=form)
 
-    async def download(self, url: str, token: str) -> bytes:
-        """A media file's bytes from the URL Graph gave for it (it wants the token too)."""
+    async def download(self, url: str, token: str, limit: int) -> bytes:
+        """A media file's bytes from the URL Graph gave for it (it wants the token too);
+        MediaTooLarge past ``limit`` bytes, read no further."""
         try:
             async with self.http.get(url, headers=_auth(token)) as response:
                 if response.status >= 400:
                     raise GraphError(
                         response.status, None, f"media download: HTTP {response.status}"
                     )
-                return await response.read()
+                data = await response.content.read(limit + 1)
+                if len(data) > limit:
+                    raise MediaTooLarge(f"the file is over {limit} bytes")
+                return data
         except aiohttp.ClientConnectionError as exc:
             raise GraphUnreachable(f"media download: {type(exc).__name__}") from None
 
