@@ -61,6 +61,7 @@ lint: $(TEST_STAMP)
 # ZAPMUX_BENCH_DATABASE_URL=postgresql://… adds the PostgreSQL send (that database is emptied).
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.scheduling
 	$(BIN)/python -m bench hotpath
 	$(BIN)/python scripts/measure_whatsmeow_workers.py 8
 

@@ -2,7 +2,10 @@
 # End-to-end check of zapmux with the Flask example app (the old server's
 # test_flask_integration.sh): starts zapmux (sandbox engine) and the Flask app on free
 # ports, pairs a tenant through the sandbox, sends through Flask, injects a customer's
-# message and checks Flask stored it. Exits non-zero, saying why, on any failure.
+# message and checks Flask stored it; then the appointment flow: Flask schedules a
+# confirm-or-reschedule reminder, the customer votes, Flask stores the vote against the
+# appointment, and a moved appointment's reminder is cancelled in zapmux. Exits
+# non-zero, saying why, on any failure.
 #
 # Usage: scripts/test_flask_integration.sh   (after `make test` made .venv, or with
 # zapmux's dependencies and Flask importable by python3)
@@ -16,6 +19,7 @@ TENANT="1"                             # all digits: webhooks carry empresa_id a
 BUSINESS_PHONE="5511900000001"         # the phone that "scans" the QR
 CUSTOMER="5511977776666"               # the customer who writes in
 RECIPIENT="5511988887777"              # whom the business writes to
+PATIENT="5511966665555"                # who has an appointment
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/zapmux-it.XXXXXX")"
 PIDS=()
@@ -158,5 +162,45 @@ wait_until "Flask to store the customer's message" flask_stored
 EMPRESA="$(jfield 'json.dumps(b["messages"][0]["payload"]["empresa_id"])')"
 [[ "$EMPRESA" == "$TENANT" ]] || fail "empresa_id should be the number $TENANT, got $EMPRESA"
 log "📨 Flask stored the message from $CUSTOMER (signed, empresa_id=$EMPRESA)"
+
+# --- the appointment flow ---------------------------------------------------------------
+http POST "$FLASK/api/appointments" "{\"phone\": \"$PATIENT\", \"when\": \"amanhã às 10h\", \"remind_at\": $(($(date +%s) + 2))}"
+[[ "$STATUS" == 201 ]] || fail "POST /api/appointments answered $STATUS: $BODY"
+APPOINTMENT="$(jfield 'b["appointment"]["id"]')"
+QUESTION="$(jfield 'b["appointment"]["reminder_message_id"]')"
+http GET "$ZAPMUX/tenants/$TENANT/messages/$QUESTION"
+[[ "$(jfield 'b.get("status")')" == scheduled ]] || fail "the reminder should wait, scheduled: $BODY"
+log "⏰ appointment $APPOINTMENT: reminder $QUESTION scheduled in zapmux"
+
+asked() {
+  http GET "$ZAPMUX/sandbox/phones/$PATIENT/messages"
+  [[ "$STATUS" == 200 ]] && [[ "$(jfield "any(m['message_id'] == sys.argv[3] and m['options'] == ['Confirmo', 'Preciso remarcar'] for m in b['messages'])" "$QUESTION")" == True ]]
+}
+wait_until "$PATIENT to receive the reminder with its answers" asked
+log "📨 $PATIENT received the question at its time"
+
+http POST "$ZAPMUX/sandbox/votes" "{\"from\": \"$PATIENT\", \"tenant_id\": \"$TENANT\", \"message_id\": \"$QUESTION\", \"options\": [\"Preciso remarcar\"]}"
+[[ "$STATUS" == 201 ]] || fail "POST /sandbox/votes answered $STATUS: $BODY"
+answered() {
+  http GET "$FLASK/api/appointments/$APPOINTMENT"
+  [[ "$STATUS" == 200 ]] && [[ "$(jfield 'b["appointment"]["answer"]')" == "Preciso remarcar" ]]
+}
+wait_until "Flask to store the vote against appointment $APPOINTMENT" answered
+[[ "$(jfield 'b["appointment"]["status"]')" == reschedule_requested ]] || fail "appointment status: $BODY"
+log "🗳️ Flask stored the vote against appointment $APPOINTMENT: Preciso remarcar"
+
+http POST "$FLASK/api/appointments" "{\"phone\": \"$PATIENT\", \"when\": \"sexta às 9h\", \"remind_at\": $(($(date +%s) + 3600))}"
+[[ "$STATUS" == 201 ]] || fail "POST /api/appointments answered $STATUS: $BODY"
+SECOND="$(jfield 'b["appointment"]["id"]')"
+OLD_REMINDER="$(jfield 'b["appointment"]["reminder_message_id"]')"
+http POST "$FLASK/api/appointments/$SECOND/move" "{\"when\": \"sábado às 9h\", \"remind_at\": $(($(date +%s) + 7200))}"
+[[ "$STATUS" == 200 ]] || fail "moving the appointment answered $STATUS: $BODY"
+NEW_REMINDER="$(jfield 'b["appointment"]["reminder_message_id"]')"
+http GET "$ZAPMUX/tenants/$TENANT/messages/$OLD_REMINDER"
+[[ "$(jfield 'b.get("status")')" == cancelled ]] || fail "the old reminder should be cancelled: $BODY"
+http GET "$ZAPMUX/tenants/$TENANT/messages?status=scheduled"
+[[ "$(jfield "[m['message_id'] for m in b['messages']] == [sys.argv[3]]" "$NEW_REMINDER")" == True ]] ||
+  fail "only the new reminder should be scheduled: $BODY"
+log "🔄 appointment $SECOND moved: old reminder cancelled, new one scheduled"
 
 log "✅ integration test passed"

@@ -28,6 +28,8 @@ class OutgoingMessage:
     media: Media | None = None
     reply_to: str | None = None
     message_id: str | None = None  # zapmux's id; engines that can, send with it
+    #: a question with these answers: a single-choice poll (``text`` is the question)
+    options: tuple[str, ...] | None = None
     template: dict[str, Any] | None = None  # a Cloud API template: name, language, components
 
 
@@ -35,6 +37,7 @@ class OutgoingMessage:
 class SendResult:
     message_id: str
     timestamp: float
+    poll_secret: str | None = None  # a poll's secret (base64), when the engine has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,8 @@ class Engine(ABC):
     pairs: ClassVar[bool] = True
     #: Whether it can send Cloud API templates.
     templates: ClassVar[bool] = False
+    #: The most answers a question can have on this engine (a poll: 12).
+    max_options: ClassVar[int] = 12
 
     @abstractmethod
     def open_session(self, tenant_id: str, sink: EventSink) -> Session:

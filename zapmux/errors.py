@@ -10,13 +10,15 @@
     │   └── TenantNotFound      404 tenant_not_found
     ├── Conflict                409 conflict
     │   ├── TenantExists        409 tenant_exists
-    │   └── TenantNotConnected  409 tenant_not_connected
+    │   ├── TenantNotConnected  409 tenant_not_connected
+    │   └── OptedOut            409 opted_out
     ├── QrExpired               410 qr_expired
     ├── PayloadTooLarge         413 payload_too_large
     ├── NotOnWhatsApp           422 not_on_whatsapp
     ├── NewContactRestricted    422 new_contact_restricted
     ├── Unprocessable           422 validation_error
     │   └── NotSupported        422 not_supported  (the tenant's engine cannot do that)
+    ├── InvalidSchedule         422 invalid_send_at
     ├── RateLimited             429 rate_limited
     └── EngineError             502 engine_error   (the engine failed a command)
         └── SendLater           502 send_later     (not sent now; the queue retries it)
@@ -106,6 +108,12 @@ class TenantNotConnected(Conflict):
     code = "tenant_not_connected"
 
 
+class OptedOut(Conflict):
+    """That number asked this tenant to stop writing (an opt-out keyword); nothing was sent."""
+
+    code = "opted_out"
+
+
 class QrExpired(ZapmuxError):
     """That QR code is no longer valid: scan the current one."""
 
@@ -141,6 +149,12 @@ class NotSupported(Unprocessable):
     """The tenant's engine cannot do that."""
 
     code = "not_supported"
+
+
+class InvalidSchedule(ZapmuxError):
+    """send_at must be Unix seconds, at most a minute in the past and a year ahead."""
+
+    status, code = 422, "invalid_send_at"
 
 
 class RateLimited(ZapmuxError):

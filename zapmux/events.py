@@ -23,6 +23,7 @@ MessageType = Literal[
     "localizacao",
     "contato",
     "reacao",
+    "voto",
     "outro",
 ]
 ReceiptStatus = Literal["sent", "delivered", "read", "played", "failed"]
@@ -140,6 +141,20 @@ class Media:
 
 
 @dataclass(frozen=True, slots=True)
+class PollVote:
+    """What a vote on one of the tenant's questions (polls) says.
+
+    WhatsApp carries the chosen answers as SHA-256 hashes of their text; zapmux maps
+    them back to the texts it sent (``polls.py``). No hashes: the vote was taken back,
+    or ``error`` says why it could not be read.
+    """
+
+    poll_id: str  # the question's id as the engine knows it (its wa_id)
+    selected_hashes: tuple[str, ...] = ()  # hex SHA-256 of each chosen answer's text
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingMessage(Event):
     """A message reached the tenant's number (or was sent from its phone: ``from_me``).
 
@@ -159,6 +174,7 @@ class IncomingMessage(Event):
     from_me: bool = False
     media: Media | None = None
     reply_to: str | None = None
+    vote: PollVote | None = None  # message_type "voto": a vote on a question
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -214,6 +230,8 @@ def message_to_json(message: IncomingMessage) -> str:
         media = dataclasses.asdict(message.media)
         media["data"] = base64.b64encode(message.media.data).decode()
         data["media"] = media
+    if message.vote is not None:
+        data["vote"] = dataclasses.asdict(message.vote)
     return json.dumps(data, default=repr)
 
 
@@ -222,4 +240,7 @@ def message_from_json(raw: str) -> IncomingMessage:
     data = json.loads(raw)
     if data.get("media") is not None:
         data["media"] = Media(**{**data["media"], "data": base64.b64decode(data["media"]["data"])})
+    if data.get("vote") is not None:
+        vote = data["vote"]
+        data["vote"] = PollVote(**{**vote, "selected_hashes": tuple(vote["selected_hashes"])})
     return IncomingMessage(**data)

@@ -15,8 +15,10 @@ from zapmux.engines import Engines, create_engine
 from zapmux.hub import Hub
 from zapmux.inbound import Dispatcher
 from zapmux.metrics import Metrics
+from zapmux.optouts import OptOuts
 from zapmux.outbox import Deliverer
 from zapmux.qr import qr_view
+from zapmux.scheduler import Scheduler
 from zapmux.sending import Sender
 from zapmux.states import Status
 from zapmux.store import open_store
@@ -41,12 +43,24 @@ class Gateway:
         self.metrics = Metrics()
         self.tasks = TaskGroup()
         self.deliverer = Deliverer(settings, self.store, self.metrics)
-        self.dispatcher = Dispatcher(settings, self.store, self.hub, self.deliverer, self.metrics)
+        self.optouts = OptOuts(self.store)
+        self.dispatcher = Dispatcher(
+            settings, self.store, self.hub, self.deliverer, self.metrics, self.optouts
+        )
         self.supervisor = Supervisor(settings, self.store, self.engines, self.tasks, self.metrics)
         self.supervisor.handlers.append(self.dispatcher.handle)
         self.supervisor.status_listeners.append(self._status_changed)
-        self.sender = Sender(settings, self.store, self.supervisor, self.dispatcher, self.tasks)
+        self.sender = Sender(
+            settings, self.store, self.supervisor, self.dispatcher, self.tasks, self.optouts
+        )
         self.cluster = Cluster(settings, self.store, self.supervisor, self.tasks)
+        self.scheduler = Scheduler(
+            self.store, self.cluster.node, self.optouts, self.sender.joined_queue
+        )
+        # Look at the earliest due time again when it may have changed: a new scheduled
+        # send, or a tenant that came (or went) with its lease.
+        self.sender.on_scheduled.append(self.scheduler.wake)
+        self.supervisor.status_listeners.append(lambda _runner: self.scheduler.wake())
         self.http: aiohttp.ClientSession | None = None  # for forwarding to other nodes
         self.started_at = time.time()
 
@@ -61,6 +75,7 @@ class Gateway:
         self.tasks.spawn("deliverer", self.deliverer.run())
         self.tasks.spawn("outbox-retention", self.deliverer.prune_forever())
         await self.cluster.start()
+        self.tasks.spawn("scheduler", self.scheduler.run())
         log.info(
             "✅ zapmux %s started (default engine %s, store %s)",
             __version__,

@@ -7,28 +7,36 @@ them, in the envelope ``{event, tenant_id, timestamp, data}``.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from zapmux.config import Settings
 from zapmux.errors import Conflict, TenantNotFound
-from zapmux.events import Event, IncomingMessage, Receipt, message_from_json, message_to_json
+from zapmux.events import (
+    Event,
+    IncomingMessage,
+    MessageType,
+    Receipt,
+    message_from_json,
+    message_to_json,
+)
 from zapmux.hub import Hub
 from zapmux.ids import empresa_id
 from zapmux.locks import KeyedLocks
 from zapmux.metrics import Metrics
+from zapmux.optouts import OptOuts, keywords_of, matched_keyword
 from zapmux.outbox import FLASK, Deliverer, new_delivery, pinned_target, tenant_target
+from zapmux.polls import Polls, vote_text
 from zapmux.store.base import Store
 from zapmux.store.records import DeadInbound, Delivery, MessageRecord, TenantRecord
 
 log = logging.getLogger("zapmux.inbound")
-MESSAGE_TYPES = frozenset(
-    {"texto", "imagem", "audio", "video", "documento", "figurinha", "localizacao", "contato",
-     "reacao", "outro"}
-)  # fmt: skip
+MESSAGE_TYPES = frozenset(get_args(MessageType))
 #: The longest value each bounded column of the message log holds (on every store).
 _LIMITS = {"message_id": 128, "chat": 128, "phone": 32, "reply_to": 128}
 
@@ -98,12 +106,15 @@ class Dispatcher:
         hub: Hub,
         deliverer: Deliverer,
         metrics: Metrics | None = None,
+        optouts: OptOuts | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
         self.metrics = metrics or Metrics()
+        self.optouts = optouts or OptOuts(store)
+        self.polls = Polls(store)
         # Envelopes are queued from separate tasks (one per status change); taking the
         # tenant's lock first keeps their rows in the order the changes happened.
         self.queue_locks = KeyedLocks()
@@ -137,6 +148,32 @@ class Dispatcher:
             await self.incoming(tenant_id, event)
         elif isinstance(event, Receipt):
             await self.receipt(tenant_id, event)
+
+    async def answers(
+        self, tenant: TenantRecord | None, tenant_id: str, m: IncomingMessage
+    ) -> tuple[IncomingMessage, dict[str, Any]]:
+        """The message as the webhook gets it: a vote with its answer's text, a typed
+        answer with its question, an opt-out keyword recorded and flagged."""
+        extra: dict[str, Any] = {}
+        if m.vote is not None:
+            extra["poll"] = await self.polls.vote(tenant_id, m.vote)
+            m = dataclasses.replace(m, message_type="voto", text=vote_text(extra["poll"]))
+        elif m.message_type == "texto":
+            poll = await self.polls.typed_answer(tenant_id, m)
+            if poll is not None:
+                extra["poll"] = poll
+            keyword = (
+                None if m.from_me or m.is_group else matched_keyword(m.text, keywords_of(tenant))
+            )
+            if keyword is not None:
+                # recorded first: a crash before the log below redelivers it, records again
+                incarnation = tenant.incarnation if tenant else None
+                await self.optouts.record(tenant_id, m.phone, keyword, m.message_id, incarnation)
+                extra["opt_out"] = True
+                logging.getLogger(f"zapmux.tenant.{tenant_id}").warning(
+                    "🚫 %s opted out (wrote %r)", m.phone, m.text.strip()[:40]
+                )
+        return m, extra
 
     async def incoming(self, tenant_id: str, m: IncomingMessage) -> None:
         """Log the message and queue its webhook in one transaction (before the ack).
@@ -190,10 +227,11 @@ class Dispatcher:
     async def _record(self, tenant: TenantRecord, m: IncomingMessage) -> None:
         check_storable(m)
         tenant_id = tenant.id
+        m, extra = await self.answers(tenant, tenant_id, m)
         delivery = new_delivery(
             event="message",
             target=self.target(tenant_id, tenant),
-            payload=message_payload(tenant_id, m),
+            payload={**message_payload(tenant_id, m), **extra},
             chat_key=f"{tenant_id}:{m.chat}",
             tenant_id=tenant_id,
         )
@@ -223,6 +261,7 @@ class Dispatcher:
             reply_to=m.reply_to,
             media_mimetype=m.media.mimetype if m.media else None,
             media_filename=m.media.filename if m.media else None,
+            poll=json.dumps(extra["poll"]) if "poll" in extra else None,
         )
         if not await self.store.record_incoming(record, [delivery], tenant.incarnation):
             return  # seen before: already logged and queued

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from zapmux.errors import (
     Conflict,
     EngineError,
     NotOnWhatsApp,
+    OptedOut,
     RateLimited,
     SendLater,
     TenantNotConnected,
@@ -33,7 +35,9 @@ from zapmux.events import Connected, Event, Media
 from zapmux.ids import random_hex
 from zapmux.inbound import Dispatcher
 from zapmux.locks import KeyedLocks
+from zapmux.optouts import OptOuts
 from zapmux.phone import USER_SERVER
+from zapmux.scheduler import check_send_at
 from zapmux.states import WILL_CONNECT, Status
 from zapmux.store.base import Store
 from zapmux.store.records import SEND_INTERRUPTED, IdempotentAnswer, MessageRecord
@@ -87,32 +91,36 @@ class SendRequest:
     text: str | None = None
     media: Media | None = None
     reply_to: str | None = None
+    options: tuple[str, ...] | None = None  # a question with these answers (a poll)
+    send_at: float | None = None  # Unix seconds: a scheduled send
     template: dict[str, Any] | None = None  # Cloud API only: name, language, components
 
     def fingerprint(self) -> str:
         """What makes two requests the same message (for Idempotency-Key reuse)."""
         media = self.media
-        raw = json.dumps(
-            [
-                self.phone,
-                self.text,
-                self.reply_to,
-                media
-                and [
-                    media.kind,
-                    media.mimetype,
-                    media.filename,
-                    media.caption,
-                    media.ptt,
-                    hashlib.sha256(media.data).hexdigest(),
-                ],
-            ]
-            + ([self.template] if self.template is not None else []),
-            sort_keys=True,
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()
+        parts: list[Any] = [
+            self.phone,
+            self.text,
+            self.reply_to,
+            media
+            and [
+                media.kind,
+                media.mimetype,
+                media.filename,
+                media.caption,
+                media.ptt,
+                hashlib.sha256(media.data).hexdigest(),
+            ],
+        ]
+        if self.template is not None:
+            parts.append(self.template)
+        if self.options is not None or self.send_at is not None:
+            parts += [self.options and list(self.options), self.send_at]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def message_type(self) -> str:
+        if self.options:
+            return "enquete"
         kinds = {
             "image": "imagem",
             "audio": "audio",
@@ -144,12 +152,15 @@ class Sender:
         supervisor: Supervisor,
         dispatcher: Dispatcher,
         tasks: TaskGroup,
+        optouts: OptOuts | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.supervisor = supervisor
         self.dispatcher = dispatcher
         self.tasks = tasks
+        self.optouts = optouts or OptOuts(store)
+        self.on_scheduled: list[Callable[[], None]] = []  # the scheduler's wake-up
         self.buckets: dict[str, TokenBucket] = {}
         self.wakeups: dict[str, asyncio.Event] = {}
         self.drains: dict[str, asyncio.Task[None]] = {}
@@ -228,10 +239,11 @@ class Sender:
         if record.status == "failed" and record.error == SEND_INTERRUPTED:
             return 409, _interrupted(record)
         status = record.public()["status"]
-        body = self._answer(record, status, record.chat if status != "queued" else None)
+        waiting = status in ("queued", "scheduled")
+        body = self._answer(record, status, None if waiting else record.chat)
         if record.error:
             body["error"] = record.error
-        return (202 if status == "queued" else 200), body
+        return (202 if waiting else 200), body
 
     async def _submit(
         self,
@@ -240,7 +252,11 @@ class Sender:
         message_id: str,
         key: IdempotentAnswer | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Send now or queue; ``key``: the Idempotency-Key to remember with the message."""
+        """Send now, queue or schedule; ``key``: the Idempotency-Key to remember with the
+        message."""
+        await self.optouts.refuse_if_opted_out(runner.tenant_id, request.phone)
+        if request.send_at is not None:
+            return await self._schedule(runner, message_id, request, key)
         await self._refuse_if_hopeless(runner)
         tenant_id = runner.tenant_id
         async with self.lanes.hold(tenant_id):
@@ -305,6 +321,22 @@ class Sender:
             raise NotOnWhatsApp(f"{phone} is not on WhatsApp; nothing was sent", phone=phone)
         return None  # a cached JID is checked again when the queue sends it
 
+    async def _schedule(
+        self,
+        runner: TenantRunner,
+        message_id: str,
+        request: SendRequest,
+        key: IdempotentAnswer | None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Keep it for its time (scheduler.py); the tenant's state then decides."""
+        check_send_at(request.send_at or 0.0, time.time())
+        record = self._record(runner.tenant_id, message_id, request, "scheduled", None)
+        record.payload = json.dumps(_payload(request))
+        record = await self.store.add_message(record, runner.incarnation, key)
+        for wake in self.on_scheduled:
+            wake()
+        return 202, {**self._answer(record, "scheduled", None), "send_at": request.send_at}
+
     async def _queue(
         self,
         runner: TenantRunner,
@@ -339,6 +371,8 @@ class Sender:
             reply_to=request.reply_to,
             media_mimetype=media.mimetype if media else None,
             media_filename=media.filename if media else None,
+            send_at=request.send_at,
+            poll=json.dumps({"options": list(request.options)}) if request.options else None,
         )
 
     def _answer(self, record: MessageRecord, status: str, jid: str | None) -> dict[str, Any]:
@@ -398,6 +432,7 @@ class Sender:
             media=request.media,
             reply_to=request.reply_to,
             message_id=record.message_id,
+            options=request.options,
             template=request.template,
         )
         try:
@@ -423,9 +458,14 @@ class Sender:
     async def _sent(self, runner: TenantRunner, record: MessageRecord, result: SendResult) -> None:
         """Record that the engine took it, and its ``message.sent`` event."""
         await self.store.mark_sent(record.tenant_id, record.message_id, result.message_id)
+        if result.poll_secret and record.options:  # kept with the question (polls.py)
+            record.poll = json.dumps({"options": record.options, "secret": result.poll_secret})
+            await self.store.update_message(record.tenant_id, record.message_id, poll=record.poll)
         record.status, record.wa_id = "sent", result.message_id
         self.supervisor.metrics.inc("messages_sent_total")
-        self.supervisor.metrics.observe("send_latency_seconds", time.time() - record.created_at)
+        # from acceptance, or for a scheduled send from its time
+        since = max(record.created_at, record.send_at or 0.0)
+        self.supervisor.metrics.observe("send_latency_seconds", time.time() - since)
         runner.log.info("✅ message sent to %s", record.phone)
         await self.dispatcher.emit(
             record.tenant_id, "message.sent", record.public(), chat=record.chat
@@ -445,7 +485,7 @@ class Sender:
         runner.queued = (runner.queued or 0) + 1
 
     async def _fail(
-        self, runner: TenantRunner, record: MessageRecord, error: str, code: str
+        self, runner: TenantRunner, record: MessageRecord, error: str, code: str | None = None
     ) -> None:
         """Mark it failed with ``error`` for a person and ``code`` for a program."""
         # the payload (possibly megabytes of media) is not needed once it cannot go out
@@ -470,6 +510,23 @@ class Sender:
                 f"send-queue-{tenant_id}", self._drain(tenant_id)
             )
         self._wake(tenant_id)
+
+    def joined_queue(self, tenant_id: str, count: int) -> None:
+        """``count`` scheduled sends of this node's tenant joined its queue (written
+        through by the scheduler): count them and wake the queue."""
+        runner = self.supervisor.runners.get(tenant_id)
+        if runner is not None and runner.queued is not None:
+            runner.queued += count
+        self.ensure_drain(tenant_id)
+
+    async def cancel(self, tenant_id: str, message_id: str) -> bool:
+        """Cancel a scheduled or queued message; False once it went out (or failed)."""
+        was = await self.store.cancel_message(tenant_id, message_id)
+        if was == "queued":
+            runner = self.supervisor.runners.get(tenant_id)
+            if runner is not None:
+                _left_queue(runner)
+        return was is not None
 
     def _pause_left(self, tenant_id: str) -> float:
         return self.paused_until.get(tenant_id, 0.0) - time.monotonic()
@@ -543,9 +600,14 @@ class Sender:
             _left_queue(runner)
             await self._fail(runner, record, exc.message, exc.code)
             return True
-        await self.store.update_message(
-            record.tenant_id, record.message_id, status="sending", chat=record.chat
-        )
+        try:
+            await self.optouts.refuse_if_opted_out(record.tenant_id, record.phone or "")
+        except OptedOut as exc:  # it opted out while this waited
+            _left_queue(runner)
+            await self._fail(runner, record, exc.message, exc.code)
+            return True
+        if not await self.store.claim_queued(record.tenant_id, record.message_id, record.chat):
+            return True  # cancelled while it waited for the pace (it left the count then)
         _left_queue(runner)
         try:
             return await self._hand_over(runner, record, request)
@@ -593,5 +655,6 @@ def _request(record: MessageRecord) -> SendRequest:
         text=data.get("text"),
         media=media,
         reply_to=data.get("reply_to"),
+        options=tuple(data["options"]) if data.get("options") else None,
         template=data.get("template"),
     )

@@ -6,6 +6,13 @@
 - ``POST /api/whatsapp/send {"chat_id", "message"}``: sends through zapmux's
   ``POST /send/{empresa_id}`` (``chat_id`` is the customer's phone here).
 - ``GET /api/messages``: what was stored. ``GET /health``.
+- Appointments, the flow a scheduling business runs (README, "An appointment, end to
+  end"): ``POST /api/appointments {"phone", "when", "remind_at"}`` schedules a
+  confirm-or-reschedule question in zapmux for ``remind_at`` (Unix seconds);
+  ``POST /api/appointments/<id>/move {"when", "remind_at"}`` cancels that reminder and
+  schedules a new one; the customer's vote (or typed ``1``/``2``) arrives at the
+  webhook with a ``poll`` naming the question, and is stored against the appointment;
+  ``GET /api/appointments/<id>`` shows it.
 
 Run it with ``python examples/flask_app/app.py`` (``PORT``, default 5000). Settings
 come from the environment or from the dict given to ``create_app``: see ``DEFAULTS``.
@@ -54,7 +61,20 @@ CREATE TABLE IF NOT EXISTS messages (
     payload TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS appointments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    empresa_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    "when" TEXT NOT NULL,             -- as shown to the customer ("amanhã às 10h")
+    remind_at REAL NOT NULL,
+    reminder_message_id TEXT,         -- zapmux's id of the scheduled question
+    answer TEXT,                      -- the option the customer chose
+    status TEXT NOT NULL,             -- scheduled | confirmed | reschedule_requested
+    answered_at REAL
+);
 """
+#: The question's answers, and what each means for the appointment.
+ANSWERS = {"Confirmo": "confirmed", "Preciso remarcar": "reschedule_requested"}
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -70,6 +90,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.add_url_rule("/api/whatsapp/send", view_func=send, methods=["POST"])
     app.add_url_rule("/api/messages", view_func=list_messages, methods=["GET"])
     app.add_url_rule("/health", view_func=health, methods=["GET"])
+    app.add_url_rule("/api/appointments", view_func=create_appointment, methods=["POST"])
+    app.add_url_rule("/api/appointments/<int:appointment_id>", view_func=get_appointment)
+    app.add_url_rule(
+        "/api/appointments/<int:appointment_id>/move", view_func=move_appointment, methods=["POST"]
+    )
     return app
 
 
@@ -165,6 +190,8 @@ def webhook() -> Any:
         # Envelopes of other events ({event, tenant_id, timestamp, data}) are not ours.
         return jsonify(success=True, stored=False, ignored=True)
     stored = store_message(request.headers.get("X-Zapmux-Delivery"), payload)
+    if stored and isinstance(payload.get("poll"), dict):
+        record_answer(payload["poll"])
     return jsonify(success=True, stored=stored, duplicate=not stored)
 
 
@@ -186,17 +213,122 @@ def send() -> Any:
     return jsonify(answer), response.status_code
 
 
-def _zapmux_send(empresa_id: str, phone: str, message: str) -> httpx.Response:
-    config = current_app.config
-    headers = {"X-Api-Key": config["ZAPMUX_API_KEY"]} if config.get("ZAPMUX_API_KEY") else {}
-    if request.headers.get("Idempotency-Key"):  # lets a retried form post send once
-        headers["Idempotency-Key"] = request.headers["Idempotency-Key"]
+def _zapmux_send(
+    empresa_id: str, phone: str, message: str, key: str | None = None, **more: Any
+) -> httpx.Response:
+    headers = _zapmux_headers()
+    key = key or request.headers.get("Idempotency-Key")  # a retried post sends once
+    if key:
+        headers["Idempotency-Key"] = key
     # Quoted: an empresa id from a request body must not be able to change the path.
-    url = f"{config['WHATSAPP_API_URL'].rstrip('/')}/send/{quote(empresa_id, safe='')}"
-    timeout = float(config["SEND_TIMEOUT_S"])
+    url = f"{_zapmux_url()}/send/{quote(empresa_id, safe='')}"
+    body = {"phone": phone, "message": message, **more}
     return httpx.post(
-        url, json={"phone": phone, "message": message}, headers=headers, timeout=timeout
+        url, json=body, headers=headers, timeout=float(current_app.config["SEND_TIMEOUT_S"])
     )
+
+
+def _zapmux_url() -> str:
+    return str(current_app.config["WHATSAPP_API_URL"]).rstrip("/")
+
+
+def _zapmux_headers() -> dict[str, str]:
+    key = current_app.config.get("ZAPMUX_API_KEY")
+    return {"X-Api-Key": key} if key else {}
+
+
+# --- appointments ----------------------------------------------------------------------
+def create_appointment() -> Any:
+    """``{"phone", "when", "remind_at"}``: store it, schedule its reminder in zapmux."""
+    data = request.get_json(silent=True) or {}
+    phone, when = str(data.get("phone") or "").strip(), data.get("when")
+    remind_at = data.get("remind_at")
+    if not phone or not isinstance(when, str) or not isinstance(remind_at, int | float):
+        return _error(400, "invalid_input", "give phone, when (text) and remind_at (Unix s)")
+    empresa_id = str(data.get("empresa_id") or current_app.config["EMPRESA_ID"])
+    with db() as conn:
+        appointment_id = conn.execute(
+            'INSERT INTO appointments (empresa_id, phone, "when", remind_at, status) '
+            "VALUES (?, ?, ?, ?, 'scheduled')",
+            (empresa_id, phone, when, remind_at),
+        ).lastrowid
+    return _schedule_reminder(int(appointment_id or 0), 201)
+
+
+def move_appointment(appointment_id: int) -> Any:
+    """``{"when", "remind_at"}``: cancel the old reminder in zapmux, schedule a new one."""
+    data = request.get_json(silent=True) or {}
+    appointment = _appointment(appointment_id)
+    if appointment is None:
+        return _error(404, "not_found", "no such appointment")
+    if not isinstance(data.get("when"), str) or not isinstance(data.get("remind_at"), int | float):
+        return _error(400, "invalid_input", "give when (text) and remind_at (Unix s)")
+    old = appointment["reminder_message_id"]
+    if old:
+        url = f"{_zapmux_url()}/tenants/{quote(appointment['empresa_id'], safe='')}/messages/{quote(old, safe='')}"
+        cancelled = httpx.delete(url, headers=_zapmux_headers(), timeout=10)
+        if cancelled.status_code not in (200, 404, 409):  # 409: it went out already
+            return _error(502, "zapmux_refused", cancelled.text[:200])
+    with db() as conn:
+        conn.execute(
+            "UPDATE appointments SET \"when\" = ?, remind_at = ?, status = 'scheduled', "
+            "answer = NULL, answered_at = NULL, reminder_message_id = NULL WHERE id = ?",
+            (data["when"], data["remind_at"], appointment_id),
+        )
+    return _schedule_reminder(appointment_id, 200)
+
+
+def _schedule_reminder(appointment_id: int, status: int) -> Any:
+    """Ask zapmux to send the confirm-or-reschedule question at ``remind_at``."""
+    appointment = _appointment(appointment_id)
+    assert appointment is not None
+    question = f"Olá! Lembrete do seu horário {appointment['when']}. Você confirma?"
+    # One key per appointment and time: a retried request never schedules twice.
+    key = f"appointment-{appointment_id}-{appointment['remind_at']}"
+    try:
+        response = _zapmux_send(
+            appointment["empresa_id"], appointment["phone"], question, key,
+            options=list(ANSWERS), send_at=appointment["remind_at"],
+        )  # fmt: skip
+    except httpx.HTTPError as exc:
+        return _error(502, "zapmux_unreachable", f"cannot reach zapmux: {exc}")
+    answer = response.json()
+    if response.status_code != 202:
+        return jsonify(success=False, appointment=appointment, zapmux=answer), response.status_code
+    with db() as conn:
+        conn.execute(
+            "UPDATE appointments SET reminder_message_id = ? WHERE id = ?",
+            (answer["message_id"], appointment_id),
+        )
+    return jsonify(success=True, appointment=_appointment(appointment_id)), status
+
+
+def record_answer(poll: dict[str, Any]) -> None:
+    """A vote (or typed answer) on a reminder: store it against its appointment."""
+    selected = poll.get("selected") or []
+    with db() as conn:
+        conn.execute(
+            "UPDATE appointments SET answer = ?, status = ?, answered_at = ? "
+            "WHERE reminder_message_id = ?",
+            (
+                selected[0] if selected else None,
+                ANSWERS.get(selected[0], "scheduled") if selected else "scheduled",
+                time.time(),
+                poll.get("message_id"),
+            ),
+        )
+
+
+def _appointment(appointment_id: int) -> dict[str, Any] | None:
+    row = db().execute("SELECT * FROM appointments WHERE id = ?", (appointment_id,)).fetchone()
+    return {k: row[k] for k in row.keys()} if row else None
+
+
+def get_appointment(appointment_id: int) -> Any:
+    appointment = _appointment(appointment_id)
+    if appointment is None:
+        return _error(404, "not_found", "no such appointment")
+    return jsonify(success=True, appointment=appointment)
 
 
 def list_messages() -> Any:

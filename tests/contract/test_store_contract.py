@@ -19,6 +19,7 @@ from zapmux.store.records import (
     IdempotentAnswer,
     InboxMessage,
     MessageRecord,
+    OptOut,
     SandboxQr,
     SandboxSession,
     TenantRecord,
@@ -75,9 +76,20 @@ async def test_migrate_twice_is_harmless(store: Store) -> None:
 
 async def _back_to_version_4(conn: Any) -> None:
     """The store as version 4 left it: each outbox row with its URL and secret, and
-    none of version 6's columns (a tenant's raw ``detail``, a message's ``error_code``)."""
-    await conn.execute(text("ALTER TABLE tenants DROP COLUMN detail"))
-    await conn.execute(text("ALTER TABLE messages DROP COLUMN error_code"))
+    none of what versions 6 and 7 added (a tenant's raw ``detail``, a message's
+    ``error_code``; scheduled sends, questions, opt-outs)."""
+    for index in ("ix_messages_scheduled", "ix_messages_phone"):
+        await conn.execute(text(f"DROP INDEX {index}"))
+    for table, column in (
+        ("messages", "send_at"),
+        ("messages", "poll"),
+        ("messages", "error_code"),
+        ("tenants", "opt_out_keywords"),
+        ("tenants", "detail"),
+        ("sandbox_inbox", "options"),
+    ):
+        await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+    await conn.execute(text("DROP TABLE opt_outs"))
     await conn.execute(text("ALTER TABLE outbox DROP COLUMN target"))
     await conn.execute(text("ALTER TABLE outbox ADD COLUMN url TEXT NOT NULL DEFAULT ''"))
     await conn.execute(text("ALTER TABLE outbox ADD COLUMN secret TEXT"))
@@ -133,6 +145,18 @@ async def test_rows_queued_with_a_url_get_a_target_when_migrated(store: Store) -
     await store.migrate()
     rows = {d.delivery_id: d.target for d in await store.list_deliveries()}
     assert rows == {"d0": "tenant:t", "d1": "flask", "d2": "flask"}
+
+
+async def test_a_version_4_store_is_migrated_with_its_messages(store: Store) -> None:
+    await store.add_message(_message("t", "old", "sent"))
+    engine = store.engine  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        await _back_to_version_4(conn)
+    await store.migrate()
+    old = await store.get_message("t", "old")
+    assert old is not None and old.send_at is None and old.poll is None
+    await store.add_opt_out(OptOut("t", "5511999999999", "SAIR", 1.0))
+    assert await store.find_opt_out("t", ["5511999999999"]) is not None
 
 
 async def test_cloud_credentials_one_tenant_per_number(store: Store) -> None:

@@ -23,6 +23,7 @@ from zapmux.api import (
     inbound,
     messages,
     metrics,
+    optouts,
     sandbox,
     system,
     tenants,
@@ -151,7 +152,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     errors.install(app)
-    for module in (tenants, messages, system, inbound, events, metrics, dashboard, cloud):
+    for module in (tenants, messages, optouts, system, inbound, events, metrics, dashboard, cloud):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     if settings.engine == "sandbox":
         app.include_router(sandbox.router, responses=errors.ERROR_RESPONSES)

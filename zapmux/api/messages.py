@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import mimetypes
 import re
 from typing import Any
@@ -16,6 +17,7 @@ from zapmux.api.deps import GatewayDep, TenantDep, TenantIdDep
 from zapmux.api.models import CheckBody, MediaBody, SendBody
 from zapmux.api.strict import StrictRoute
 from zapmux.errors import (
+    Conflict,
     InvalidInput,
     NotFound,
     NotSupported,
@@ -111,13 +113,26 @@ def _template(gw: Gateway, tenant_id: str, body: SendBody) -> dict[str, Any] | N
     return {"name": t.name, "language": {"code": t.language}, "components": t.components}
 
 
+def _check_options(gw: Gateway, tenant_id: str, body: SendBody) -> None:
+    """422 for more answers than the tenant's engine can offer."""
+    engine = gw.supervisor.runner(tenant_id).engine
+    if body.options and len(body.options) > engine.max_options:
+        raise NotSupported(
+            f"a question on the {engine.name} engine has at most {engine.max_options} answers",
+            code="not_supported",
+        )
+
+
 async def _send(tenant_id: str, body: SendBody, gw: Gateway, key: str | None) -> JSONResponse:
     template = _template(gw, tenant_id, body)
+    _check_options(gw, tenant_id, body)
     request = SendRequest(
         phone=normalize_phone(body.phone),
         text=body.message,
         media=await _media(gw, body),
         reply_to=body.reply_to,
+        options=tuple(body.options) if body.options else None,
+        send_at=body.send_at,
         template=template,
     )
     status, answer = await gw.sender.submit(tenant_id, request, key)
@@ -126,7 +141,7 @@ async def _send(tenant_id: str, body: SendBody, gw: Gateway, key: str | None) ->
 
 _SEND_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "sent"},
-    202: {"description": "queued"},
+    202: {"description": "queued, or scheduled (with send_at)"},
 }
 
 
@@ -165,8 +180,11 @@ async def list_messages(
     direction: str | None = Query(None, pattern="^(in|out)$"),
     limit: int = Query(50, ge=1, le=500),
     before: int | None = Query(None, ge=0, le=2**62, description="cursor: next_before of a page"),
+    status: str | None = Query(
+        None, pattern="^(scheduled|queued|sent|delivered|read|failed|cancelled|received)$"
+    ),
 ) -> dict[str, Any]:
-    rows = await gw.store.list_messages(tenant.id, direction, limit, before)
+    rows = await gw.store.list_messages(tenant.id, direction, limit, before, status)
     return {
         "success": True,
         "messages": [r.public() for r in rows],
@@ -181,6 +199,29 @@ async def get_message(tenant: TenantDep, message_id: str, gw: GatewayDep) -> dic
         raise NotFound(
             f"no message {message_id[:128]!r} for tenant {tenant.id}", code="message_not_found"
         )
+    return {"success": True, **record.public()}
+
+
+@router.delete(
+    "/tenants/{tenant_id}/messages/{message_id}",
+    summary="Cancel a scheduled or queued message (409 once it went out)",
+)
+async def cancel_message(tenant: TenantDep, message_id: str, gw: GatewayDep) -> dict[str, Any]:
+    message_id = message_id[:128]
+    record = await gw.store.get_message(tenant.id, message_id)
+    if record is None:
+        raise NotFound(
+            f"no message {message_id!r} for tenant {tenant.id}", code="message_not_found"
+        )
+    if record.status != "cancelled" and not await gw.sender.cancel(tenant.id, message_id):
+        status = record.public()["status"]
+        raise Conflict(
+            f"message {message_id} is {status}: only scheduled or queued messages can be cancelled",
+            code="not_cancellable",
+            status=status,
+        )
+    record = await gw.store.get_message(tenant.id, message_id) or record
+    logging.getLogger(f"zapmux.tenant.{tenant.id}").info("🚫 message %s cancelled", message_id)
     return {"success": True, **record.public()}
 
 

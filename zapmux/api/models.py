@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from zapmux.config import EngineName
+from zapmux.optouts import normalize
 
 # Strict: lax mode would read true as 1 and 1.0 as 1, creating tenant "1" from a boolean.
 Phone = str | StrictInt
@@ -52,6 +65,10 @@ class MediaBody(Body):
     ptt: StrictBool = Field(False, description="audio only: send as a voice note")
 
 
+# An answer of a question: trimmed, 1-100 characters (WhatsApp's limit for a poll option).
+Option = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
 class TemplateBody(Body):
     name: str = Field(min_length=1, max_length=512)
     language: str = Field("pt_BR", min_length=2, max_length=16)
@@ -69,6 +86,40 @@ class SendBody(SeedBody):
     audio: MediaBody | None = None
     video: MediaBody | None = None
     template: TemplateBody | None = Field(None, description="cloud tenants: a template message")
+    options: list[Option] | None = Field(
+        None,
+        min_length=2,
+        max_length=12,
+        description="a question with answers: `message` is the question (a poll on WhatsApp)",
+    )
+    send_at: StrictInt | StrictFloat | None = Field(
+        None, description="Unix seconds: send then (202 `scheduled`), at most a year ahead"
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _distinct(cls, options: list[str] | None) -> list[str] | None:
+        if options is not None and len({normalize(o) for o in options}) < len(options):
+            raise ValueError("options must be distinct (ignoring case and accents)")
+        return options
+
+    @field_validator("send_at")
+    @classmethod
+    def _finite(cls, send_at: float | None) -> float | None:
+        if send_at is not None and not math.isfinite(send_at):
+            raise ValueError("send_at must be a number of Unix seconds")
+        return send_at
+
+    @model_validator(mode="after")
+    def _question(self) -> Self:
+        if self.options is not None:
+            if not (self.message or "").strip():
+                raise ValueError("a question with options needs the question in message")
+            if any((self.image, self.document, self.audio, self.video)):
+                raise ValueError("a question with options cannot carry media")
+            if self.template is not None:
+                raise ValueError("a question with options cannot be a template")
+        return self
 
 
 class RelayBody(SeedBody):
@@ -123,6 +174,24 @@ class PhoneMessageBody(Body):
 class RegisterPhoneBody(Body):
     phone: Phone
     on_whatsapp: StrictBool = True
+
+
+class VoteBody(Body):
+    sender: Phone = Field(validation_alias=AliasChoices("from", "sender", "phone"))
+    tenant_id: TenantId = Field(
+        validation_alias=AliasChoices("tenant_id", "tenantId", "empresa_id")
+    )
+    message_id: str = Field(max_length=128, description="the question, as the phone received it")
+    options: list[str] = Field(
+        max_length=12, description="the chosen answer(s); [] takes the vote back"
+    )
+
+
+class OptOutKeywordsBody(Body):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    keywords: list[str] | None = Field(
+        max_length=50, description="null: the defaults; []: opt-outs off for this tenant"
+    )
 
 
 class FaultBody(Body):

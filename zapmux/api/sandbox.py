@@ -14,6 +14,7 @@ from zapmux.api.models import (
     PhoneMessageBody,
     RegisterPhoneBody,
     ScanBody,
+    VoteBody,
 )
 from zapmux.api.strict import SimulatorRoute
 from zapmux.engines.sandbox import SandboxEngine
@@ -44,13 +45,19 @@ async def pair(body: PairBody, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     return {"success": True, "tenant_id": tenant_id, "phone": phone}
 
 
-@router.post("/messages", status_code=201, summary="A phone sends a message to a tenant")
-async def phone_sends(body: PhoneMessageBody, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
-    phone = normalize_phone(body.sender)
-    tenant_id = validate_tenant_id(body.tenant_id)
+async def _phone_and_tenant(gw: Gateway, sender: str | int, tenant: str | int) -> tuple[str, str]:
+    """The sending phone and the tenant it writes to (which must exist)."""
+    phone = normalize_phone(sender)
+    tenant_id = validate_tenant_id(tenant)
     known = tenant_id in gw.supervisor.runners  # this node runs it: no read needed
     if not known and await gw.store.get_tenant(tenant_id) is None:
         raise TenantNotFound(f"no tenant {tenant_id!r}")
+    return phone, tenant_id
+
+
+@router.post("/messages", status_code=201, summary="A phone sends a message to a tenant")
+async def phone_sends(body: PhoneMessageBody, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
+    phone, tenant_id = await _phone_and_tenant(gw, body.sender, body.tenant_id)
     media = None
     if body.media is not None:
         if not body.media.base64 or not body.media_kind:
@@ -68,6 +75,13 @@ async def phone_sends(body: PhoneMessageBody, gw: GatewayDep, _: AdminDep) -> di
     message_id = await network(gw).send_from_phone(
         phone, tenant_id, body.text, media, body.message_id
     )
+    return {"success": True, "message_id": message_id, "tenant_id": tenant_id, "from": phone}
+
+
+@router.post("/votes", status_code=201, summary="A phone answers a question (votes in a poll)")
+async def phone_votes(body: VoteBody, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
+    phone, tenant_id = await _phone_and_tenant(gw, body.sender, body.tenant_id)
+    message_id = await network(gw).vote(phone, tenant_id, body.message_id, body.options)
     return {"success": True, "message_id": message_id, "tenant_id": tenant_id, "from": phone}
 
 

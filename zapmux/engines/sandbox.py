@@ -24,7 +24,14 @@ from typing import Any
 
 from zapmux.config import Settings
 from zapmux.engine import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
-from zapmux.errors import Conflict, EngineError, NotFound, QrExpired, TenantNotConnected
+from zapmux.errors import (
+    Conflict,
+    EngineError,
+    InvalidInput,
+    NotFound,
+    QrExpired,
+    TenantNotConnected,
+)
 from zapmux.events import (
     Banned,
     Connected,
@@ -34,6 +41,7 @@ from zapmux.events import (
     LoggedOut,
     Media,
     PairSuccess,
+    PollVote,
     QrCode,
     QrTimeout,
     Receipt,
@@ -41,6 +49,7 @@ from zapmux.events import (
 )
 from zapmux.ids import random_hex
 from zapmux.phone import USER_SERVER, ninth_digit_variants, normalize_phone
+from zapmux.polls import option_hash
 from zapmux.store.base import SandboxStore
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
 
@@ -189,6 +198,12 @@ class SandboxEngine(Engine):
         """A customer's phone sends a message to the tenant's number (with a new id
         unless ``message_id`` is given, as when a server hands one over again)."""
         phone = normalize_phone(phone)
+        content = {"text": text, "media": media}
+        return await self._push_message(phone, tenant_id, content, message_id)
+
+    async def _push_message(
+        self, phone: str, tenant_id: str, content: dict[str, Any], message_id: str | None = None
+    ) -> str:
         session = self.sessions.get(tenant_id)
         paired = session is not None and session.saved is not None  # known here: no read
         if not paired and await self.store.sandbox_session(tenant_id) is None:
@@ -196,16 +211,32 @@ class SandboxEngine(Engine):
                 "that tenant has no WhatsApp number paired in the sandbox", code="tenant_not_paired"
             )
         message_id = message_id or new_message_id()
-        item = {
-            "kind": "message",
-            "message_id": message_id,
-            "phone": phone,
-            "text": text,
-            "media": media,
-            "timestamp": time.time(),
-        }
-        await self._push(tenant_id, json.dumps(item))
+        item = {"kind": "message", "message_id": message_id, "phone": phone, **content}
+        await self._push(tenant_id, json.dumps({**item, "timestamp": time.time()}))
         return message_id
+
+    async def vote(self, phone: str, tenant_id: str, poll_id: str, chosen: Sequence[str]) -> str:
+        """A phone answers a question it received (a single-choice poll); ``[]`` takes
+        its vote back. Like WhatsApp, the vote names answers by their text's SHA-256."""
+        phone = normalize_phone(phone)
+        poll = next(
+            (
+                m
+                for m in await self.store.sandbox_inbox(phone)
+                if m.message_id == poll_id and m.tenant_id == tenant_id and m.options
+            ),
+            None,
+        )
+        if poll is None:
+            raise NotFound(
+                f"{phone} received no question {poll_id!r} from tenant {tenant_id}",
+                code="question_not_found",
+            )
+        options = json.loads(poll.options or "[]")
+        if len(chosen) > 1 or any(c not in options for c in chosen):
+            raise InvalidInput(f"choose one of the question's answers: {options}")
+        vote = {"poll_id": poll_id, "selected_hashes": [option_hash(c) for c in chosen]}
+        return await self._push_message(phone, tenant_id, {"text": "", "vote": vote})
 
     async def register_phone(self, phone: str, on_whatsapp: bool) -> str:
         phone = normalize_phone(phone)
@@ -458,7 +489,9 @@ class SandboxSessionImpl(Session):
                 "document": "documento",
                 "sticker": "figurinha",
             }[m["kind"]]
-        phone = item["phone"]
+        phone, vote = item["phone"], item.get("vote")
+        if vote:
+            kind = "voto"
         return IncomingMessage(
             message_id=item["message_id"],
             chat=_jid(phone),
@@ -469,6 +502,7 @@ class SandboxSessionImpl(Session):
             timestamp=item["timestamp"],
             push_name=f"Cliente {phone[-4:]}",
             media=media,
+            vote=PollVote(vote["poll_id"], tuple(vote["selected_hashes"])) if vote else None,
         )
 
     async def _apply_fault(self, fault: str) -> None:
@@ -541,6 +575,7 @@ class SandboxSessionImpl(Session):
                 media_filename=media.filename if media else None,
                 media_size=len(media.data) if media else None,
                 reply_to=message.reply_to,
+                options=json.dumps(list(message.options)) if message.options else None,
             ),
             receipt=receipt,
         )

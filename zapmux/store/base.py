@@ -20,6 +20,7 @@ from zapmux.store.records import (
     IdempotentAnswer,
     InboxMessage,
     MessageRecord,
+    OptOut,
     SandboxQr,
     SandboxSession,
     TenantRecord,
@@ -125,6 +126,7 @@ class MessageStore(ABC):
         direction: str | None = None,
         limit: int = 50,
         before: int | None = None,
+        status: str | None = None,
     ) -> list[MessageRecord]:
         """Newest first; ``before`` is the ``id`` cursor of an earlier page's last row."""
 
@@ -396,6 +398,64 @@ class SandboxStore(DeadInboundStore):
         """Forget pending items the tenant's session has handed over."""
 
 
+class ScheduleStore(ABC):
+    """Scheduled sends, cancelling, and finding the question a vote answers
+    (``store/sql_schedule.py``); rows of the message log."""
+
+    @abstractmethod
+    async def next_scheduled_at(self, node: str) -> float | None:
+        """When the earliest scheduled send of a tenant ``node`` runs is due."""
+
+    @abstractmethod
+    async def due_scheduled(self, node: str, now: float, limit: int) -> list[MessageRecord]:
+        """Scheduled sends due by ``now`` of the tenants ``node`` runs, earliest first."""
+
+    @abstractmethod
+    async def promote_scheduled(self, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Move due scheduled sends, (tenant, message id), to the back of their tenants'
+        queues in one go; the ones that were still scheduled."""
+
+    @abstractmethod
+    async def cancel_message(self, tenant_id: str, message_id: str) -> str | None:
+        """Cancel a scheduled or queued message: the status it was cancelled in, or None
+        when it is in any other state."""
+
+    @abstractmethod
+    async def claim_queued(self, tenant_id: str, message_id: str, chat: str) -> bool:
+        """Mark a queued message ``sending`` (False: it was cancelled meanwhile)."""
+
+    @abstractmethod
+    async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
+        """The newest message that went out from this tenant to any of these spellings."""
+
+    @abstractmethod
+    async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
+        """The message this tenant sent that WhatsApp knows as ``wa_id``."""
+
+
+class OptOutStore(ABC):
+    """Numbers that asked a tenant to stop (``store/sql_optouts.py``)."""
+
+    @abstractmethod
+    async def add_opt_out(self, opt_out: OptOut, incarnation: str | None = None) -> None:
+        """Record that a number opted out (only while the tenant lives in ``incarnation``)."""
+
+    @abstractmethod
+    async def find_opt_out(self, tenant_id: str, phones: Sequence[str]) -> OptOut | None:
+        """The opt-out of any of these spellings of one number."""
+
+    @abstractmethod
+    async def opted_out_among(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (tenant, phone) pairs opted out (phones as stored)."""
+
+    @abstractmethod
+    async def list_opt_outs(self, tenant_id: str) -> list[OptOut]: ...
+
+    @abstractmethod
+    async def remove_opt_out(self, tenant_id: str, phones: Sequence[str]) -> int:
+        """Lift a number's opt-out (any of its spellings); how many were removed."""
+
+
 class Store(
     TenantStore,
     LeaseStore,
@@ -405,6 +465,8 @@ class Store(
     IdempotencyStore,
     JidStore,
     CloudStore,
+    ScheduleStore,
+    OptOutStore,
     SandboxStore,  # and DeadInboundStore, which it includes
 ):
     """Everything zapmux persists. Times are Unix seconds.

@@ -32,6 +32,7 @@ class TenantRecord:
     incarnation: str | None = None  # which life of this id (set at creation)
     created_at: float = 0.0
     updated_at: float = 0.0
+    opt_out_keywords: str | None = None  # JSON list; None = the defaults
 
     @property
     def events(self) -> list[str]:
@@ -50,7 +51,8 @@ class MessageRecord:
     direction: str  # "in" | "out"
     chat: str
     message_type: str
-    status: str  # in: "received"; out: queued | sent | delivered | read | failed
+    # in: "received"; out: scheduled | queued | sent | delivered | read | failed | cancelled
+    status: str
     timestamp: float
     phone: str | None = None
     text: str | None = None
@@ -66,7 +68,15 @@ class MessageRecord:
     media_filename: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    send_at: float | None = None
+    # out: a question, JSON {"options": [...], "secret": ...}; in: an answer's "poll"
+    poll: str | None = None
     id: int | None = None
+
+    @property
+    def options(self) -> list[str] | None:
+        """A question's answers, None for any other message."""
+        return json.loads(self.poll)["options"] if self.poll else None
 
     def public(self) -> dict[str, Any]:
         """The message as the API shows it."""
@@ -89,9 +99,32 @@ class MessageRecord:
             "media_filename": self.media_filename,
             "error": self.error,
             "error_code": self.error_code,
+            "options": self.options if self.direction == "out" else None,
+            # what a vote or typed answer chose (the webhook's "poll"), for incoming
+            "poll": json.loads(self.poll) if self.poll and self.direction == "in" else None,
+            "send_at": self.send_at,
             "timestamp": self.timestamp,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+        }
+
+
+@dataclass(slots=True)
+class OptOut:
+    """A number that wrote one of the tenant's opt-out keywords."""
+
+    tenant_id: str
+    phone: str
+    keyword: str
+    created_at: float
+    message_id: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "phone": self.phone,
+            "keyword": self.keyword,
+            "message_id": self.message_id,
+            "created_at": self.created_at,
         }
 
 
@@ -224,6 +257,7 @@ class InboxMessage:
     media_size: int | None = None
     reply_to: str | None = None
     read: bool = False
+    options: str | None = None  # a question's answers (JSON list)
     id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -237,6 +271,7 @@ class InboxMessage:
             "media_filename": self.media_filename,
             "media_size": self.media_size,
             "reply_to": self.reply_to,
+            "options": json.loads(self.options) if self.options else None,
             "read": self.read,
             "received_at": self.received_at,
         }

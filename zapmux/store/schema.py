@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
@@ -37,6 +37,15 @@ MIGRATIONS: dict[int, list[str]] = {
     6: [
         "ALTER TABLE tenants ADD COLUMN detail TEXT",
         "ALTER TABLE messages ADD COLUMN error_code VARCHAR(32)",
+    ],
+    # scheduled sends, questions with answers, opt-outs (opt_outs is created whole)
+    7: [
+        "ALTER TABLE messages ADD COLUMN send_at FLOAT",
+        "ALTER TABLE messages ADD COLUMN poll TEXT",
+        "CREATE INDEX IF NOT EXISTS ix_messages_scheduled ON messages (status, send_at)",
+        "CREATE INDEX IF NOT EXISTS ix_messages_phone ON messages (tenant_id, phone, id)",
+        "ALTER TABLE tenants ADD COLUMN opt_out_keywords TEXT",
+        "ALTER TABLE sandbox_inbox ADD COLUMN options TEXT",
     ],
 }
 metadata = MetaData()
@@ -70,6 +79,8 @@ tenants = Table(
     Column("incarnation", String(32)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # JSON list of the words that opt a number out; NULL = the defaults (optouts.py)
+    Column("opt_out_keywords", Text),
 )
 
 # The nodes sharing this store (several only on PostgreSQL): where to reach each.
@@ -108,9 +119,16 @@ messages = Table(
     Column("timestamp", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # a scheduled send: status "scheduled" until then (scheduler.py)
+    Column("send_at", Float),
+    # a question with answers: JSON {"options": [...], "secret": <engine's, if any>}
+    Column("poll", Text),
+    Column("error_code", String(32)),  # why it failed, for a machine (e.g. opted_out)
     UniqueConstraint("tenant_id", "message_id", name="uq_messages_tenant_message"),
 )
 Index("ix_messages_queue", messages.c.tenant_id, messages.c.status, messages.c.id)
+Index("ix_messages_scheduled", messages.c.status, messages.c.send_at)
+Index("ix_messages_phone", messages.c.tenant_id, messages.c.phone, messages.c.id)
 Index("ix_messages_wa", messages.c.tenant_id, messages.c.wa_id)
 
 outbox = Table(
@@ -169,6 +187,17 @@ jid_cache = Table(
     Column("exists", Boolean, nullable=False),
     Column("jid", String(128)),
     Column("checked_at", Float, nullable=False),
+)
+
+# Numbers that asked a tenant to stop writing (an opt-out keyword), until lifted.
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    Column("keyword", Text, nullable=False),  # what they wrote
+    Column("message_id", String(128)),
+    Column("created_at", Float, nullable=False),
 )
 
 media = Table(
@@ -249,6 +278,7 @@ sandbox_inbox = Table(
     Column("reply_to", String(128)),
     Column("read", Boolean, nullable=False, default=False),
     Column("received_at", Float, nullable=False),
+    Column("options", Text),  # a question's answers (JSON list)
 )
 Index("ix_sandbox_inbox_phone", sandbox_inbox.c.phone, sandbox_inbox.c.id)
 

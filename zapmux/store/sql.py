@@ -43,8 +43,10 @@ from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables, replace
 from zapmux.store.sql_cloud import CloudTables
+from zapmux.store.sql_optouts import OptOutTables
 from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
+from zapmux.store.sql_schedule import ScheduleTables
 from zapmux.store.writer import Reader, Writer
 
 #: Every table with rows of one tenant's life (removed with the tenant).
@@ -55,6 +57,7 @@ _TENANT_TABLES = (
     t.jid_cache,
     t.media,
     t.inbound_dead,
+    t.opt_outs,
     t.cloud_accounts,
     t.sandbox_sessions,
     t.sandbox_qr,
@@ -65,7 +68,9 @@ _TENANT_TABLES = (
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
-class SqlStore(OutboxTables, SandboxTables, CloudTables, SqlTables, Store):
+class SqlStore(
+    OutboxTables, SandboxTables, CloudTables, ScheduleTables, OptOutTables, SqlTables, Store
+):
     """Everything zapmux persists, over one SQLAlchemy async engine: reads through its
     pool, every write through the one :class:`Writer` (group commit)."""
 
@@ -295,12 +300,17 @@ class SqlStore(OutboxTables, SandboxTables, CloudTables, SqlTables, Store):
         direction: str | None = None,
         limit: int = 50,
         before: int | None = None,
+        status: str | None = None,
     ) -> list[MessageRecord]:
         """Newest first; ``before`` is the ``id`` cursor of an earlier page's last row."""
         m = t.messages.c
         stmt = select(t.messages).where(m.tenant_id == tenant_id)
         if direction:
             stmt = stmt.where(m.direction == direction)
+        if status:  # "sending" is shown as "queued" (MessageRecord.public)
+            stmt = stmt.where(
+                m.status.in_(["queued", "sending"] if status == "queued" else [status])
+            )
         if before is not None:
             stmt = stmt.where(m.id < before)
         rows = await self._all(stmt.order_by(m.id.desc()).limit(limit))

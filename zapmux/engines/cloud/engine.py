@@ -15,7 +15,7 @@ import aiohttp
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
 from zapmux.engine import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
-from zapmux.engines.cloud import webhook
+from zapmux.engines.cloud import questions, webhook
 from zapmux.engines.cloud.graph import Graph, GraphError, GraphUnreachable, MediaTooLarge
 from zapmux.errors import (
     Conflict,
@@ -43,6 +43,7 @@ class CloudEngine(Engine):
     name = "cloud"
     pairs = False
     templates = True
+    max_options = questions.MAX_ROWS  # a list holds 10 rows
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
@@ -278,6 +279,9 @@ class CloudSession(Session):
         if m.template is not None:
             body["type"] = "template"
             body["template"] = m.template
+        elif m.options:  # a question: reply buttons, or a list beyond three answers
+            body["type"] = "interactive"
+            body["interactive"] = questions.interactive(m.text or "", m.options)
         elif m.media is not None:
             body["type"] = m.media.kind
             body[m.media.kind] = await self._media(account, m.media)

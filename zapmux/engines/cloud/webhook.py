@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from zapmux.engines.cloud import questions
 from zapmux.events import IncomingMessage, MessageType, Receipt
 from zapmux.phone import USER_SERVER
 
@@ -32,7 +33,7 @@ MESSAGE_TYPES: dict[str, MessageType] = {
     "contacts": "contato",
     "reaction": "reacao",
     "button": "texto",  # a template's quick-reply button: its text is the answer
-    "interactive": "texto",  # a reply button or list row: its title is the answer
+    "interactive": "texto",  # a reply button or list row: its title (a vote on a question)
 }
 MEDIA_TYPES = {"image": "image", "audio": "audio", "voice": "audio", "video": "video",
                "document": "document", "sticker": "sticker"}  # fmt: skip
@@ -135,16 +136,18 @@ def incoming(message: dict[str, Any], push_names: dict[str, str]) -> IncomingMes
     chat = f"{sender}@{USER_SERVER}"
     context = message.get("context") or {}
     reaction = message.get("reaction") or {}
+    vote = questions.vote_of(message)
     return IncomingMessage(
         message_id=str(message["id"]),
         chat=chat,
         sender=chat,
         phone=sender,
-        message_type=MESSAGE_TYPES.get(kind, "outro"),
+        message_type="voto" if vote else MESSAGE_TYPES.get(kind, "outro"),
         text=text_of(kind, message),
         timestamp=_time(message.get("timestamp")),
         push_name=push_names.get(sender),
         reply_to=reaction.get("message_id") or context.get("id"),
+        vote=vote,
         extra=_extra(kind, message),
     )
 

@@ -350,7 +350,11 @@ class WhatsmeowSession(Session):
             pause = self._throttle.refused(time.time())
             raise SendLater(exc.message, retry_after=pause) from exc
         self._throttle.passed()
-        return SendResult(message_id=result["message_id"], timestamp=result["timestamp"])
+        return SendResult(
+            message_id=result["message_id"],
+            timestamp=result["timestamp"],
+            poll_secret=result.get("poll_secret"),
+        )
 
     async def check(self, phones: Any) -> list[NumberInfo]:
         results = await self._request("check", {"phones": list(phones)})
@@ -369,4 +373,11 @@ def encode_outgoing(message: OutgoingMessage) -> dict[str, Any]:
     for zapmux to match receipts against (docs/whatsmeow.md, "Message ids").
     """
     media = encode_media(message.media) if message.media is not None else None
-    return {"to": message.to, "text": message.text, "reply_to": message.reply_to, "media": media}
+    options = list(message.options) if message.options else None
+    return {
+        "to": message.to,
+        "text": message.text,
+        "reply_to": message.reply_to,
+        "media": media,
+        "options": options,
+    }

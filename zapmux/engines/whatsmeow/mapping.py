@@ -51,6 +51,7 @@ _CONTENT: tuple[tuple[str, ev.MessageType, str | None], ...] = (
     ("contactMessage", "contato", "displayName"),
     ("contactsArrayMessage", "contato", "displayName"),
     ("reactionMessage", "reacao", "text"),
+    ("pollUpdateMessage", "voto", None),
 )
 # Wrappers whose inner ``message`` is the real content.
 _WRAPPERS = (
@@ -155,7 +156,20 @@ def message_event(raw: pb.Message) -> ev.IncomingMessage | None:
         is_group=source.IsGroup,
         from_me=source.IsFromMe,
         reply_to=_reply_to(content) or None,
+        vote=_vote_envelope(content),
     )
+
+
+def _vote_envelope(content: Any) -> ev.PollVote | None:
+    """A poll vote before decryption: which poll it answers (the worker decrypts it)."""
+    if not content.HasField("pollUpdateMessage"):
+        return None
+    return ev.PollVote(poll_id=content.pollUpdateMessage.pollCreationMessageKey.ID)
+
+
+def vote_of(poll_id: str, decrypted: Any) -> ev.PollVote:
+    """A decrypted ``PollVoteMessage``: the chosen answers' SHA-256 hashes, in hex."""
+    return ev.PollVote(poll_id, tuple(bytes(h).hex() for h in decrypted.selectedOptions))
 
 
 def _is_protocol_only(content: Any) -> bool:

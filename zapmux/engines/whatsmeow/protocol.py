@@ -28,7 +28,7 @@ import base64
 import json
 import os
 import struct
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any
 
 from zapmux import events as ev
@@ -115,6 +115,8 @@ def encode_event(event: ev.Event) -> dict[str, Any]:
     data = {f.name: getattr(event, f.name) for f in fields(event)}  # type: ignore[arg-type]
     if isinstance(event, ev.IncomingMessage) and event.media is not None:
         data["media"] = encode_media(event.media)
+    if isinstance(event, ev.IncomingMessage) and event.vote is not None:
+        data["vote"] = asdict(event.vote)
     return {"type": "event", "event": _EVENT_NAMES[type(event)], "data": data}
 
 
@@ -126,6 +128,9 @@ def decode_event(message: dict[str, Any]) -> ev.Event:
     data = dict(message.get("data") or {})
     if cls is ev.IncomingMessage and data.get("media") is not None:
         data["media"] = decode_media(data["media"])
+    if cls is ev.IncomingMessage and data.get("vote") is not None:
+        vote = data["vote"]
+        data["vote"] = ev.PollVote(**{**vote, "selected_hashes": tuple(vote["selected_hashes"])})
     if cls is ev.Receipt:
         data["message_ids"] = tuple(data.get("message_ids", ()))
     return cls(**data)

@@ -1,7 +1,8 @@
 """Outgoing messages as neonize calls (worker side only; imports neonize).
 
 The command's arguments are :func:`client.encode_outgoing`'s JSON: ``to`` (a JID),
-``text``, ``reply_to`` and ``media`` (:func:`protocol.encode_media`).
+``text``, ``reply_to``, ``media`` (:func:`protocol.encode_media`) and ``options`` (a
+question with answers, sent as a single-choice poll).
 """
 
 from __future__ import annotations
@@ -13,13 +14,25 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ContextInfo, ExtendedTextM
 from zapmux.engines.whatsmeow import mapping, protocol
 
 
-async def send(client: Any, args: dict[str, Any]) -> Any:
-    """Send text or media to ``args["to"]``; returns neonize's ``SendResponse``."""
+async def send(client: Any, args: dict[str, Any]) -> tuple[Any, bytes | None]:
+    """Send text, media or a poll to ``args["to"]``: neonize's ``SendResponse``, and the
+    poll's message secret (what its votes are encrypted with) for a poll."""
     to = mapping.to_neonize_jid(args["to"])
     text, reply_to, media = args.get("text") or "", args.get("reply_to"), args.get("media")
     if media is not None:
-        return await send_media(client, to, protocol.decode_media(media), text)
-    return await client.send_message(to, text_message(text, reply_to))
+        return await send_media(client, to, protocol.decode_media(media), text), None
+    if args.get("options"):
+        poll = await poll_message(client, text, args["options"])
+        response = await client.send_message(to, poll)
+        return response, bytes(poll.messageContextInfo.messageSecret) or None
+    return await client.send_message(to, text_message(text, reply_to)), None
+
+
+async def poll_message(client: Any, question: str, options: list[str]) -> Message:
+    """A single-choice poll, built by whatsmeow (it draws the poll's secret)."""
+    from neonize.utils.enum import VoteType
+
+    return await client.build_poll_vote_creation(question, list(options), VoteType.SINGLE)
 
 
 def text_message(text: str, reply_to: str | None = None) -> Message:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import ctypes
 import dataclasses
@@ -339,6 +340,8 @@ class TenantWorker:
             return ev.QrTimeout()  # whatsmeow closes the socket itself after the last code
         if isinstance(event, ev.IncomingMessage):
             event = await self._with_phone(client, raw.Info.MessageSource, event)
+            if event.vote is not None:
+                return await self._with_vote(client, raw, event)
             return await self._with_media(client, raw, event)
         if isinstance(event, ev.Receipt):
             return await self._receipt_by_phone(client, raw.MessageSource, event)
@@ -398,6 +401,23 @@ class TenantWorker:
             log.warning("no phone number for %s: %s", mapping.jid_text(bare), exc)
             return None
         return mapping.phone_of(pn) if pn is not None else None
+
+    async def _with_vote(
+        self, client: Any, raw: Any, event: ev.IncomingMessage
+    ) -> ev.IncomingMessage:
+        """A poll vote decrypted (whatsmeow holds the poll's secret in the session
+        store); one that cannot be read still goes on, saying why."""
+        from zapmux.engines.whatsmeow import mapping
+
+        allow = ("starting", "awaiting_qr")  # offline messages may come before Connected
+        assert event.vote is not None
+        try:
+            decrypted = await self._ffi(lambda: client.decrypt_poll_vote(raw), allow)
+        except Exception as exc:
+            log.warning("vote %s not decrypted: %s", event.message_id, exc)
+            error = f"the vote could not be decrypted: {str(exc) or type(exc).__name__}"
+            return dataclasses.replace(event, vote=dataclasses.replace(event.vote, error=error))
+        return dataclasses.replace(event, vote=mapping.vote_of(event.vote.poll_id, decrypted))
 
     async def _with_media(
         self, client: Any, raw: Any, event: ev.IncomingMessage
@@ -507,12 +527,15 @@ class TenantWorker:
         from zapmux.engines.whatsmeow import mapping, sending
 
         try:
-            response = await self._ffi(lambda: sending.send(self.client, args))
+            response, secret = await self._ffi(lambda: sending.send(self.client, args))
         except CommandError:
             raise
         except Exception as exc:
             raise CommandError(*mapping.send_failure(str(exc) or repr(exc))) from exc
-        return {"message_id": response.ID, "timestamp": float(response.Timestamp or time.time())}
+        result = {"message_id": response.ID, "timestamp": float(response.Timestamp or time.time())}
+        if secret:  # a poll: zapmux keeps its secret with the question
+            result["poll_secret"] = base64.b64encode(secret).decode()
+        return result
 
     async def op_check(self, phones: list[str]) -> list[dict[str, Any]]:
         from zapmux.engines.whatsmeow import mapping

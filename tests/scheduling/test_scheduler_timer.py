@@ -1,0 +1,73 @@
+"""The node's scheduling timer: woken, released, and stopped when the server stops."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from zapmux.optouts import OptOuts
+from zapmux.scheduler import Scheduler
+from zapmux.store import open_store
+from zapmux.store.base import Store
+from zapmux.store.records import MessageRecord, TenantRecord
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    await backend.migrate()
+    await backend.create_tenant(TenantRecord(id="t", owner="node", lease_until=2e9))
+    yield backend
+    await backend.close()
+
+
+async def test_a_wake_up_racing_the_stop_never_keeps_the_timer_alive(store: Store) -> None:
+    """A stop changes every tenant's status, and each change wakes the timer: the wake
+    and the cancel arrive together, and the timer must still end."""
+    for _ in range(50):
+        scheduler = Scheduler(store, "node", OptOuts(store), lambda _tenant, _count: None)
+        task = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(0.02)  # asleep on its wake-up now
+        scheduler.wake()
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert done, "the scheduler ignored its cancellation"
+
+
+async def test_a_new_send_wakes_the_timer_early(store: Store) -> None:
+    released: list[str] = []
+    woken = asyncio.Event()
+
+    def queued(tenant_id: str, count: int) -> None:
+        released.extend([tenant_id] * count)
+        woken.set()
+
+    scheduler = Scheduler(store, "node", OptOuts(store), queued)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await asyncio.sleep(0.05)  # nothing scheduled: it sleeps its longest
+        await store.add_message(
+            MessageRecord(
+                tenant_id="t",
+                message_id="m",
+                direction="out",
+                chat="c",
+                phone="5511999999999",
+                message_type="texto",
+                status="scheduled",
+                timestamp=time.time(),
+                send_at=time.time() + 0.2,
+                payload="{}",
+            )
+        )
+        scheduler.wake()
+        await asyncio.wait_for(woken.wait(), 5)
+        assert released == ["t"]
+        promoted = await store.get_message("t", "m")
+        assert promoted is not None and promoted.status == "queued"
+    finally:
+        task.cancel()

@@ -1,0 +1,156 @@
+"""Scheduled sends, cancelling, and finding a question by its engine id, as a part of
+the SQL store (the ``messages`` table)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select, update
+
+from zapmux.store import schema as t
+from zapmux.store.records import MessageRecord
+from zapmux.store.rows import record as _record
+from zapmux.store.sql_base import SqlTables
+
+#: The statuses a message can be cancelled in: it has not been handed to WhatsApp.
+CANCELLABLE = ("scheduled", "queued")
+SENT = ("sent", "delivered", "read")
+
+
+class ScheduleTables(SqlTables):
+    """Mixed into ``SqlStore``; writes go through its writer like every other."""
+
+    def _scheduled_of(self, node: str) -> ColumnElement[bool]:
+        """Scheduled rows of the tenants ``node`` runs (it holds their lease)."""
+        m, tn = t.messages.c, t.tenants.c
+        owned = select(tn.id).where(tn.owner == node)
+        return and_(m.status == "scheduled", m.tenant_id.in_(owned))
+
+    async def next_scheduled_at(self, node: str) -> float | None:
+        """When the earliest scheduled send of a tenant this node runs is due."""
+        stmt = select(func.min(t.messages.c.send_at)).where(self._scheduled_of(node))
+        row = await self._one(stmt)
+        value = row[0] if row else None
+        return float(value) if value is not None else None
+
+    async def due_scheduled(self, node: str, now: float, limit: int) -> list[MessageRecord]:
+        """Scheduled sends due by ``now`` of the tenants this node runs, earliest first."""
+        m = t.messages.c
+        stmt = (
+            select(t.messages)
+            .where(and_(self._scheduled_of(node), m.send_at <= now))
+            .order_by(m.send_at, m.id)
+            .limit(limit)
+        )
+        return [_record(MessageRecord, r) for r in await self._all(stmt)]
+
+    async def promote_scheduled(self, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Move due scheduled sends, (tenant, message id), to the back of their queues.
+
+        Each row is written again (a new ``id``): the queue sends in ``id`` order, and a
+        reminder joins it at its time, behind what was already waiting. One transaction
+        for the batch, in the order given; the keys that were still scheduled (not
+        cancelled meanwhile, nor taken by another node) are returned.
+        """
+        if not keys:
+            return []
+        m = t.messages.c
+        match = or_(*(and_(m.tenant_id == tid, m.message_id == mid) for tid, mid in keys))
+        gone = delete(t.messages).where(and_(m.status == "scheduled", match))
+        tenant_ids = {tenant_id for tenant_id, _ in keys}
+
+        def job(conn: Connection) -> list[tuple[str, str]]:
+            # Only for tenants still alive, checked as store.guard does: on PostgreSQL
+            # first, holding their rows (a delete of one waits, then removes these rows
+            # too); on SQLite after the first write, which holds the database.
+            postgres = conn.dialect.name == "postgresql"
+            living = _living(conn, tenant_ids, lock=True) if postgres else set()
+            rows = {
+                (r.tenant_id, r.message_id): r for r in conn.execute(gone.returning(t.messages))
+            }
+            if not postgres:
+                living = _living(conn, tenant_ids, lock=False)
+            now = time.time()
+            moved = [k for k in keys if k in rows and k[0] in living]
+            if moved:
+                values = [
+                    {
+                        **{c: v for c, v in rows[k]._mapping.items() if c != "id"},
+                        "status": "queued",
+                        "updated_at": now,
+                    }
+                    for k in moved
+                ]
+                conn.execute(insert(t.messages), values)
+            return moved
+
+        return await self._write(job)
+
+    async def cancel_message(self, tenant_id: str, message_id: str) -> str | None:
+        """Cancel a message that has not gone out: the status it was cancelled in
+        (scheduled or queued), or None."""
+
+        def job(conn: Connection) -> str | None:
+            for status in CANCELLABLE:
+                if _move(conn, tenant_id, message_id, status, status="cancelled", payload=None):
+                    return status
+            return None
+
+        return await self._write(job)
+
+    async def claim_queued(self, tenant_id: str, message_id: str, chat: str) -> bool:
+        """Mark a queued message ``sending`` unless it was cancelled meanwhile."""
+        return await self._write(
+            lambda conn: _move(conn, tenant_id, message_id, "queued", status="sending", chat=chat)
+        )
+
+    async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
+        """The newest message that went out from this tenant to any of these spellings."""
+        m = t.messages.c
+        stmt = (
+            select(t.messages)
+            .where(
+                and_(
+                    m.tenant_id == tenant_id,
+                    m.phone.in_(list(phones)),
+                    m.direction == "out",
+                    m.status.in_(SENT),
+                )
+            )
+            .order_by(m.id.desc())
+            .limit(1)
+        )
+        row = await self._one(stmt)
+        return _record(MessageRecord, row) if row else None
+
+    async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
+        """The message this tenant sent that WhatsApp knows as ``wa_id``."""
+        m = t.messages.c
+        stmt = select(t.messages).where(
+            and_(m.tenant_id == tenant_id, m.wa_id == wa_id, m.direction == "out")
+        )
+        row = await self._one(stmt.limit(1))
+        return _record(MessageRecord, row) if row else None
+
+
+def _move(conn: Connection, tenant_id: str, message_id: str, was: str, **values: Any) -> bool:
+    """Update an outgoing message only while its status is ``was`` (in a write job)."""
+    m = t.messages.c
+    where = and_(
+        m.tenant_id == tenant_id,
+        m.message_id == message_id,
+        m.direction == "out",
+        m.status == was,
+    )
+    stmt = update(t.messages).where(where).values(**values, updated_at=time.time())
+    return bool(conn.execute(stmt).rowcount)
+
+
+def _living(conn: Connection, tenant_ids: set[str], lock: bool) -> set[str]:
+    """Which of these tenants exist (on PostgreSQL, held until the transaction ends)."""
+    stmt = select(t.tenants.c.id).where(t.tenants.c.id.in_(tenant_ids))
+    if lock:
+        stmt = stmt.with_for_update(read=True, key_share=True)
+    return set(conn.execute(stmt).scalars())
