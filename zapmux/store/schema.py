@@ -123,7 +123,6 @@ messages = Table(
     Column("send_at", Float),
     # a question with answers: JSON {"options": [...], "secret": <engine's, if any>}
     Column("poll", Text),
-    Column("error_code", String(32)),  # why it failed, for a machine (e.g. opted_out)
     UniqueConstraint("tenant_id", "message_id", name="uq_messages_tenant_message"),
 )
 Index("ix_messages_queue", messages.c.tenant_id, messages.c.status, messages.c.id)
