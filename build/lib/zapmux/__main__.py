@@ -1,3 +1,0 @@
-from zapmux.cli import main
-
-main()

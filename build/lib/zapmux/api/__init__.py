@@ -1,1 +1,0 @@
-"""The HTTP API (FastAPI): one module per resource."""
