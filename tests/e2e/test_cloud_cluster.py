@@ -3,39 +3,24 @@ sends for them and takes Meta's webhook, and a stopped node's cloud tenant moves
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from tests.e2e.conftest import needs_postgres
 from tests.engines.cloud.conftest import APP_SECRET, CUSTOMER, NUMBER_ID, TOKEN, credentials
 from tests.fake_graph import FakeGraph, message_post, signed, status_post
 from tests.helpers import (
     LiveServer,
     Receiver,
-    drop_pg_database,
-    fresh_pg_database,
     make_settings,
     wait_for,
 )
 from tests.sending.steps import wait_message_status
 
-PG_URL = os.environ.get("ZAPMUX_TEST_DATABASE_URL")
-pytestmark = pytest.mark.skipif(
-    not PG_URL, reason="needs ZAPMUX_TEST_DATABASE_URL (.ci/run sets it)"
-)
+pytestmark = needs_postgres
 LEASE_S = 1.5
-
-
-@pytest.fixture
-async def database() -> AsyncIterator[str]:
-    assert PG_URL
-    url, name = await fresh_pg_database(PG_URL)
-    yield url
-    await drop_pg_database(PG_URL, name)
 
 
 def node(

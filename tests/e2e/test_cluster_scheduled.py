@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
+from tests.e2e.conftest import needs_postgres
 from tests.helpers import (
     LiveServer,
     Receiver,
-    drop_pg_database,
-    fresh_pg_database,
     make_settings,
     wait_for,
 )
 from tests.process import ZapmuxProcess
 
-PG_URL = os.environ.get("ZAPMUX_TEST_DATABASE_URL")
-pytestmark = pytest.mark.skipif(
-    not PG_URL, reason="needs ZAPMUX_TEST_DATABASE_URL (.ci/run sets it)"
-)
+pytestmark = needs_postgres
 LEASE_S = 1.5
 PHONE = "5511966660001"
-
-
-@pytest.fixture
-async def database() -> AsyncIterator[str]:
-    assert PG_URL
-    url, name = await fresh_pg_database(PG_URL)
-    yield url
-    await drop_pg_database(PG_URL, name)
 
 
 async def test_a_dead_nodes_scheduled_send_goes_out_once_from_another(
