@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from zapmux import __version__
-from zapmux.commands import register as register_remote_commands
+from zapmux.client.commands import register as register_remote_commands
 
 app = typer.Typer(
     help="zapmux: a multi-tenant WhatsApp gateway.",

@@ -10,8 +10,8 @@ import aiohttp
 from zapmux import __version__
 from zapmux.cluster import Cluster
 from zapmux.config import Settings
-from zapmux.engine import Engine
 from zapmux.engines import Engines, create_engine
+from zapmux.engines.base import Engine
 from zapmux.hub import Hub
 from zapmux.inbound import Dispatcher
 from zapmux.metrics import Metrics

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from zapmux.config import Settings
-from zapmux.engine import NumberInfo, OutgoingMessage, SendResult
+from zapmux.engines.base import NumberInfo, OutgoingMessage, SendResult
 from zapmux.errors import (
     Conflict,
     EngineError,

@@ -17,8 +17,8 @@ from typing import Any
 
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
-from zapmux.engine import Engine, Session
 from zapmux.engines import Engines
+from zapmux.engines.base import Engine, Session
 from zapmux.errors import Conflict, TenantNotFound
 from zapmux.events import (
     Banned,

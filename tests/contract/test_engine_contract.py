@@ -19,8 +19,8 @@ import pytest
 from tests.fake_graph import FakeGraph
 from zapmux import events as ev
 from zapmux.config import Settings
-from zapmux.engine import Engine, OutgoingMessage
 from zapmux.engines import create_engine
+from zapmux.engines.base import Engine, OutgoingMessage
 from zapmux.errors import TenantNotConnected
 from zapmux.store import open_store
 from zapmux.store.base import Store

@@ -13,7 +13,7 @@ import httpx
 
 from tests.helpers import Receiver, wait_for
 from tests.process import ZapmuxProcess
-from zapmux.api.events import next_event
+from zapmux.api.streams import next_event
 from zapmux.hub import Hub
 
 

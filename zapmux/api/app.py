@@ -19,12 +19,12 @@ from zapmux.api import (
     cloud,
     dashboard,
     errors,
-    events,
     inbound,
     messages,
     metrics,
     optouts,
-    sandbox,
+    simulator,
+    streams,
     system,
     tenants,
 )
@@ -152,10 +152,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     errors.install(app)
-    for module in (tenants, messages, optouts, system, inbound, events, metrics, dashboard, cloud):
+    for module in (tenants, messages, optouts, system, inbound, streams, metrics, dashboard, cloud):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     if settings.engine == "sandbox":
-        app.include_router(sandbox.router, responses=errors.ERROR_RESPONSES)
+        app.include_router(simulator.router, responses=errors.ERROR_RESPONSES)
     _install_docs(app)
     dashboard.mount_static(app)
     app.add_middleware(Forwarder, gateway=gw)  # inside BodyLimit: forwarded bodies are capped too

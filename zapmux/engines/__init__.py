@@ -14,7 +14,7 @@ from zapmux.config import ENGINE_NAMES
 
 if TYPE_CHECKING:
     from zapmux.config import Settings
-    from zapmux.engine import Engine
+    from zapmux.engines.base import Engine
     from zapmux.store.base import Store
 
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zapmux.config import Settings
-from zapmux.engine import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
+from zapmux.engines.base import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
 from zapmux.errors import (
     Conflict,
     EngineError,

@@ -10,8 +10,8 @@ import pytest
 
 from tests.helpers import LiveServer, make_settings
 from zapmux import events as ev
+from zapmux.client.doctor import Level, diagnose_tenant
 from zapmux.config import Settings
-from zapmux.doctor import Level, diagnose_tenant
 from zapmux.engines.whatsmeow import mapping
 from zapmux.engines.whatsmeow.client import SendThrottle, WhatsmeowEngine
 from zapmux.errors import SendLater

@@ -20,7 +20,7 @@ from tests.engines.whatsmeow.test_whatsmeow_worker_events import (
     incoming,
 )
 from zapmux import events as ev
-from zapmux.engine import OutgoingMessage
+from zapmux.engines.base import OutgoingMessage
 from zapmux.engines.whatsmeow import protocol
 from zapmux.engines.whatsmeow.client import encode_outgoing
 from zapmux.engines.whatsmeow.worker import TenantWorker

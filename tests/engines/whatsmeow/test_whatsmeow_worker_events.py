@@ -17,7 +17,7 @@ from neonize.proto import Neonize_pb2 as pb
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
 from zapmux import events as ev
-from zapmux.engine import OutgoingMessage
+from zapmux.engines.base import OutgoingMessage
 from zapmux.engines.whatsmeow import protocol
 from zapmux.engines.whatsmeow.client import encode_outgoing
 from zapmux.engines.whatsmeow.mapping import NO_ROUTE

@@ -14,7 +14,7 @@ import aiohttp
 
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
-from zapmux.engine import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
+from zapmux.engines.base import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
 from zapmux.engines.cloud import questions, webhook
 from zapmux.engines.cloud.graph import Graph, GraphError, GraphUnreachable, MediaTooLarge
 from zapmux.errors import (

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,58 +25,14 @@ from typing import Any
 
 from zapmux import events as ev
 from zapmux.backoff import Backoff
-from zapmux.engine import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
-from zapmux.engines.whatsmeow.process import WorkerProcess
+from zapmux.engines.base import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
+from zapmux.engines.whatsmeow.process import DEFAULT_MEDIA_MAX_BYTES, WorkerOptions, WorkerProcess
 from zapmux.engines.whatsmeow.protocol import MAX_MEDIA_BYTES, encode_media
 from zapmux.engines.whatsmeow.store import WhatsmeowStore, open_whatsmeow_store
 from zapmux.errors import EngineError, SendLater, TenantNotConnected, ZapmuxError
 
 _TIMEOUTS = {"connect": 30.0, "pair_phone": 60.0, "send": 120.0, "logout": 30.0}
 _DEFAULT_TIMEOUT = 30.0
-_DEFAULT_MEDIA_MAX_BYTES = 16 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """How worker processes are started (the defaults are production's)."""
-
-    python: str = sys.executable
-    proxy: str | None = None
-    log_level: str = "INFO"
-    ready_timeout_s: float = 30.0
-    stop_timeout_s: float = 5.0
-    logout_timeout_s: float = 30.0  # a stopped tenant's logout: connect, unlink, stop
-    media_max_bytes: int = _DEFAULT_MEDIA_MAX_BYTES
-    qr_first_s: float | None = None
-    qr_next_s: float | None = None
-    qr_total: int | None = None
-    heartbeat_s: float = 10.0  # the worker says it is alive this often
-    hang_timeout_s: float = 60.0  # silent this long: killed, reported like a crash
-    # neonize opens a new store connection pool per dial and never closes it (measured:
-    # one file or PostgreSQL connection and ~0.25 MB each): a fresh process after this
-    # many dials
-    max_dials: int = 8
-    max_rss_mb: int | None = None  # a connected worker above this is replaced when idle
-    recycle_idle_s: float = 30.0  # "idle": no command and no event for this long
-    lean_imports: bool = True  # defer neonize's unused imports (lean.py): ~12 MB less
-    bot_tag: bool = False  # neonize's <bot biz_bot="1"/> on every message: an "AI" label
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def worker_args(self) -> list[str]:
-        args = ["--log-level", self.log_level, "--media-max-bytes", str(self.media_max_bytes),
-                "--heartbeat-s", str(self.heartbeat_s)]  # fmt: skip
-        if self.proxy:
-            args += ["--proxy", self.proxy]
-        if not self.lean_imports:
-            args.append("--full-imports")
-        for flag, value in (
-            ("--qr-first-s", self.qr_first_s),
-            ("--qr-next-s", self.qr_next_s),
-            ("--qr-total", self.qr_total),
-        ):
-            if value is not None:
-                args += [flag, str(value)]
-        return args
 
 
 @dataclass(slots=True)
@@ -129,7 +84,7 @@ class WhatsmeowEngine(Engine):
             "bot_tag": bool(getattr(settings, "whatsmeow_bot_tag", False)),
             "max_rss_mb": getattr(settings, "whatsmeow_worker_max_rss_mb", None),
             "media_max_bytes": min(
-                int(getattr(settings, "media_max_bytes", _DEFAULT_MEDIA_MAX_BYTES)),
+                int(getattr(settings, "media_max_bytes", DEFAULT_MEDIA_MAX_BYTES)),
                 MAX_MEDIA_BYTES,
             ),
         }

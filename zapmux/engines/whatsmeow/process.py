@@ -14,12 +14,14 @@ import itertools
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from zapmux import events as ev
-from zapmux.engine import EventSink
+from zapmux.engines.base import EventSink
 from zapmux.engines.whatsmeow import protocol
 from zapmux.errors import (
     EngineError,
@@ -29,10 +31,8 @@ from zapmux.errors import (
     ZapmuxError,
 )
 
-if TYPE_CHECKING:
-    from zapmux.engines.whatsmeow.client import WorkerOptions
-
 WORKER_MODULE = "zapmux.engines.whatsmeow.worker"
+DEFAULT_MEDIA_MAX_BYTES = 16 * 1024 * 1024
 BOT_TAG_ENV = "NEONIZE_BOT_TAG"
 _OUTCOMES = (ev.Disconnected, ev.PermanentDisconnect, ev.QrTimeout)
 _LINE_LIMIT = 1024 * 1024
@@ -43,6 +43,49 @@ _ERRORS: dict[str, type[ZapmuxError]] = {
     "new_contact_restricted": NewContactRestricted,
     "rate_limited": SendLater,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How worker processes are started (the defaults are production's)."""
+
+    python: str = sys.executable
+    proxy: str | None = None
+    log_level: str = "INFO"
+    ready_timeout_s: float = 30.0
+    stop_timeout_s: float = 5.0
+    logout_timeout_s: float = 30.0  # a stopped tenant's logout: connect, unlink, stop
+    media_max_bytes: int = DEFAULT_MEDIA_MAX_BYTES
+    qr_first_s: float | None = None
+    qr_next_s: float | None = None
+    qr_total: int | None = None
+    heartbeat_s: float = 10.0  # the worker says it is alive this often
+    hang_timeout_s: float = 60.0  # silent this long: killed, reported like a crash
+    # neonize opens a new store connection pool per dial and never closes it (measured:
+    # one file or PostgreSQL connection and ~0.25 MB each): a fresh process after this
+    # many dials
+    max_dials: int = 8
+    max_rss_mb: int | None = None  # a connected worker above this is replaced when idle
+    recycle_idle_s: float = 30.0  # "idle": no command and no event for this long
+    lean_imports: bool = True  # defer neonize's unused imports (lean.py): ~12 MB less
+    bot_tag: bool = False  # neonize's <bot biz_bot="1"/> on every message: an "AI" label
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def worker_args(self) -> list[str]:
+        args = ["--log-level", self.log_level, "--media-max-bytes", str(self.media_max_bytes),
+                "--heartbeat-s", str(self.heartbeat_s)]  # fmt: skip
+        if self.proxy:
+            args += ["--proxy", self.proxy]
+        if not self.lean_imports:
+            args.append("--full-imports")
+        for flag, value in (
+            ("--qr-first-s", self.qr_first_s),
+            ("--qr-next-s", self.qr_next_s),
+            ("--qr-total", self.qr_total),
+        ):
+            if value is not None:
+                args += [flag, str(value)]
+        return args
 
 
 class WorkerProcess:

@@ -524,10 +524,10 @@ class TenantWorker:
     async def op_send(self, **args: Any) -> dict[str, Any]:
         """Send; the id returned is whatsmeow's, the one receipts will carry (neonize
         cannot send with zapmux's own id)."""
-        from zapmux.engines.whatsmeow import mapping, sending
+        from zapmux.engines.whatsmeow import mapping, outgoing
 
         try:
-            response, secret = await self._ffi(lambda: sending.send(self.client, args))
+            response, secret = await self._ffi(lambda: outgoing.send(self.client, args))
         except CommandError:
             raise
         except Exception as exc:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from zapmux.remote import ClientSettings, Remote, RemoteError, Unreachable
+from zapmux.client.remote import ClientSettings, Remote, RemoteError, Unreachable
 from zapmux.states import Status
 
 #: The most deliveries of one status the doctor reads (the API's own maximum).

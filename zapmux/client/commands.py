@@ -18,11 +18,11 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from zapmux.doctor import Finding, Level, diagnose, diagnose_tenant, is_problem
+from zapmux.client.doctor import Finding, Level, diagnose, diagnose_tenant, is_problem
+from zapmux.client.remote import ClientSettings, Remote, RemoteError, Unreachable
 from zapmux.errors import InvalidTenantId
 from zapmux.ids import validate_tenant_id
 from zapmux.qr import qr_text
-from zapmux.remote import ClientSettings, Remote, RemoteError, Unreachable
 from zapmux.states import Status
 
 P = ParamSpec("P")
