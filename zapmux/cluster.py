@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from zapmux.config import Settings, is_loopback
-from zapmux.store.base import Store
+from zapmux.store.base import Store, TenantStore
 from zapmux.store.records import TenantRecord
 from zapmux.supervisor import Supervisor, TenantRunner
 from zapmux.tasks import TaskGroup
@@ -40,9 +40,15 @@ class Cluster:
     """Leases the tenants this node runs and knows who runs the others."""
 
     def __init__(
-        self, settings: Settings, store: Store, supervisor: Supervisor, tasks: TaskGroup
+        self,
+        settings: Settings,
+        store: Store,
+        supervisor: Supervisor,
+        tasks: TaskGroup,
+        tenants: TenantStore | None = None,
     ) -> None:
         self.store = store
+        self.tenants = tenants or store  # tenants' records (the directory): from memory
         self.supervisor = supervisor
         self.tasks = tasks
         self.lease_s = settings.lease_seconds
@@ -85,7 +91,7 @@ class Cluster:
         owned = set(await self.store.acquire_leases(self.node, self.lease_s, 1_000_000))
         runners = self.supervisor.runners
         for tenant_id in sorted(owned - runners.keys()):
-            record = await self.store.get_tenant(tenant_id)
+            record = await self.tenants.get_tenant(tenant_id)
             if record is not None:
                 if self.synced:  # not our own start: a dead node's tenant
                     log.info("🔄 took over tenant %s (node %s)", tenant_id, self.node)
@@ -133,12 +139,12 @@ class Cluster:
         the tenant is deleted again: nothing half-made stays behind."""
         record.owner, record.lease_until = self.node, time.time() + self.lease_s
         async with self.changes:
-            record = await self.store.create_tenant(record)
+            record = await self.tenants.create_tenant(record)
             if setup is not None:
                 try:
                     await setup()
                 except BaseException:
-                    await self.store.delete_tenant(record.id)
+                    await self.tenants.delete_tenant(record.id)
                     raise
             return await self.supervisor.add(record)
 
@@ -161,7 +167,7 @@ class Cluster:
             if tenant_id in self.supervisor.runners:
                 return None  # taken here meanwhile
             if await self.store.acquire_lease(self.node, tenant_id, self.lease_s):
-                record = await self.store.get_tenant(tenant_id)
+                record = await self.tenants.get_tenant(tenant_id)
                 if record is not None:
                     await self.supervisor.resume(record)
         return None

@@ -10,6 +10,7 @@ import aiohttp
 from zapmux import __version__
 from zapmux.cluster import Cluster
 from zapmux.config import Settings
+from zapmux.directory import TenantDirectory
 from zapmux.engines import Engines, create_engine
 from zapmux.engines.base import Engine
 from zapmux.hub import Hub
@@ -39,21 +40,30 @@ class Gateway:
         self.store: Store = store or open_store(settings.store_url)  # type: ignore[assignment]
         self.engine = engine or create_engine(settings.engine, settings, self.store)  # default
         self.engines = Engines(self.engine, settings, self.store)
+        self.tenants = TenantDirectory(self.store)  # every tenant's record, in memory
         self.hub = Hub()
         self.metrics = Metrics()
         self.tasks = TaskGroup()
-        self.deliverer = Deliverer(settings, self.store, self.metrics)
+        self.deliverer = Deliverer(settings, self.store, self.metrics, self.tenants)
         self.optouts = OptOuts(self.store)
         self.dispatcher = Dispatcher(
-            settings, self.store, self.hub, self.deliverer, self.metrics, self.optouts
+            settings,
+            self.store,
+            self.hub,
+            self.deliverer,
+            self.metrics,
+            self.optouts,
+            self.tenants,
         )
-        self.supervisor = Supervisor(settings, self.store, self.engines, self.tasks, self.metrics)
+        self.supervisor = Supervisor(
+            settings, self.store, self.engines, self.tasks, self.metrics, self.tenants
+        )
         self.supervisor.handlers.append(self.dispatcher.handle)
         self.supervisor.status_listeners.append(self._status_changed)
         self.sender = Sender(
             settings, self.store, self.supervisor, self.dispatcher, self.tasks, self.optouts
         )
-        self.cluster = Cluster(settings, self.store, self.supervisor, self.tasks)
+        self.cluster = Cluster(settings, self.store, self.supervisor, self.tasks, self.tenants)
         self.scheduler = Scheduler(
             self.store, self.cluster.node, self.optouts, self.sender.joined_queue
         )
@@ -69,6 +79,7 @@ class Gateway:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.auth_dir.mkdir(parents=True, exist_ok=True)
         await self.store.migrate()
+        await self.tenants.start(self.tasks)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self.cluster.http = self.http
         await self.engines.start()
@@ -95,8 +106,6 @@ class Gateway:
 
     def _status_changed(self, runner: TenantRunner) -> None:
         """Publish the change live at once (in order), queue its webhooks behind."""
-        if runner.status == Status.CONNECTING:  # (re)started here: its settings afresh
-            self.dispatcher.forget(runner.tenant_id)
         envelopes = [self.hub.publish("status", runner.tenant_id, runner.snapshot())]
         if runner.qr is not None and runner.status == Status.AWAITING_QR:
             envelopes.append(self.hub.publish("qr", runner.tenant_id, qr_view(runner.qr)))

@@ -32,7 +32,7 @@ from zapmux.metrics import Metrics
 from zapmux.optouts import OptOuts, keywords_of, matched_keyword
 from zapmux.outbox import FLASK, Deliverer, new_delivery, pinned_target, tenant_target
 from zapmux.polls import Polls, vote_text
-from zapmux.store.base import Store
+from zapmux.store.base import Store, TenantStore
 from zapmux.store.records import DeadInbound, Delivery, MessageRecord, TenantRecord
 
 log = logging.getLogger("zapmux.inbound")
@@ -107,9 +107,11 @@ class Dispatcher:
         deliverer: Deliverer,
         metrics: Metrics | None = None,
         optouts: OptOuts | None = None,
+        tenants: TenantStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.tenants = tenants or store  # the node's TenantDirectory: records from memory
         self.hub = hub
         self.deliverer = deliverer
         self.metrics = metrics or Metrics()
@@ -118,24 +120,10 @@ class Dispatcher:
         # Envelopes are queued from separate tasks (one per status change); taking the
         # tenant's lock first keeps their rows in the order the changes happened.
         self.queue_locks = KeyedLocks()
-        # Each tenant's webhook settings, read once and kept until they change.
-        self._tenants: dict[str, TenantRecord | None] = {}
-        self._generation = 0
 
     async def tenant(self, tenant_id: str) -> TenantRecord | None:
-        """The tenant's record as its webhooks need it (from memory once read)."""
-        if tenant_id in self._tenants:
-            return self._tenants[tenant_id]
-        generation = self._generation
-        record = await self.store.get_tenant(tenant_id)
-        if generation == self._generation:  # not changed while we read
-            self._tenants[tenant_id] = record
-        return record
-
-    def forget(self, tenant_id: str) -> None:
-        """The tenant's webhook settings changed (or it was deleted): read them again."""
-        self._tenants.pop(tenant_id, None)
-        self._generation += 1
+        """The tenant's record as its webhooks need it."""
+        return await self.tenants.get_tenant(tenant_id)
 
     @staticmethod
     def target(tenant_id: str, tenant: TenantRecord | None) -> str:
@@ -210,7 +198,7 @@ class Dispatcher:
 
     async def replay(self, dead: DeadInbound) -> None:
         """Record a set-aside event again; it leaves the dead list once recorded."""
-        tenant = await self.store.get_tenant(dead.tenant_id)
+        tenant = await self.tenants.get_tenant(dead.tenant_id)
         if tenant is None:
             raise TenantNotFound(f"no tenant {dead.tenant_id!r}")
         try:

@@ -39,7 +39,7 @@ from zapmux.events import (
 from zapmux.metrics import Metrics
 from zapmux.reasons import reason
 from zapmux.states import PERMANENT, Status
-from zapmux.store.base import Store
+from zapmux.store.base import Store, TenantStore
 from zapmux.store.records import TenantRecord
 from zapmux.tasks import TaskGroup
 
@@ -280,7 +280,7 @@ class TenantRunner:
         if "last_error" in fields:  # a new error (or none) replaces the old detail too
             self.last_error = fields["last_error"]
             self.detail = fields.get("detail")
-        await self.sup.store.update_tenant(
+        await self.sup.tenants.update_tenant(
             self.tenant_id,
             status=status.value,
             since=self.since,
@@ -335,10 +335,12 @@ class Supervisor:
         engine: Engine | Engines,
         tasks: TaskGroup,
         metrics: Metrics | None = None,
+        tenants: TenantStore | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store
+        self.tenants = tenants or store  # where tenant state is written (the directory)
         self.engines = engine if isinstance(engine, Engines) else Engines(engine, settings, store)
         self.tasks = tasks
         self.backoff = Backoff(settings.reconnect_base_s, settings.reconnect_cap_s)
@@ -395,7 +397,7 @@ class Supervisor:
         return TenantRunner(self, record, await self.engines.get(record.engine))
 
     async def set_wanted(self, tenant_id: str, wanted: str) -> None:
-        await self.store.update_tenant(tenant_id, wanted=wanted)
+        await self.tenants.update_tenant(tenant_id, wanted=wanted)
 
     async def remove(self, tenant_id: str) -> None:
         runner = self.runner(tenant_id)

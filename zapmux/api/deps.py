@@ -50,7 +50,7 @@ async def caller(request: Request, gw: GatewayDep) -> Principal:
         raise Unauthorized()
     if same(key, api_key):
         return Principal()
-    tenant = await gw.store.tenant_by_token_hash(hash_token(key))
+    tenant = await gw.tenants.tenant_by_token_hash(hash_token(key))
     if tenant is None:
         raise Unauthorized("that API key or tenant token is not valid")
     return Principal(tenant_id=tenant.id)
@@ -73,7 +73,7 @@ async def tenant_record(tenant_id: str, who: CallerDep, gw: GatewayDep) -> Tenan
     tenant_id = validate_tenant_id(tenant_id)
     if not who.may_use(tenant_id):
         raise Forbidden("this token does not grant access to that tenant")
-    record = await gw.store.get_tenant(tenant_id)
+    record = await gw.tenants.get_tenant(tenant_id)
     if record is None:
         raise TenantNotFound(f"no tenant {tenant_id!r}")
     return record
@@ -83,12 +83,11 @@ TenantDep = Annotated[TenantRecord, Depends(tenant_record)]
 
 
 async def tenant_in_path(tenant_id: str, who: CallerDep, gw: GatewayDep) -> str:
-    """As :func:`tenant_record`, for routes that need only the id: a tenant this node
-    runs exists (its runner goes when it is deleted), so no store read is needed."""
+    """As :func:`tenant_record`, for routes that need only the id (no copy of its record)."""
     tenant_id = validate_tenant_id(tenant_id)
     if not who.may_use(tenant_id):
         raise Forbidden("this token does not grant access to that tenant")
-    if tenant_id not in gw.supervisor.runners and await gw.store.get_tenant(tenant_id) is None:
+    if not gw.tenants.has(tenant_id):
         raise TenantNotFound(f"no tenant {tenant_id!r}")
     return tenant_id
 

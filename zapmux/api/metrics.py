@@ -18,8 +18,8 @@ router = APIRouter(tags=["system"], route_class=StrictRoute)
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(gw: GatewayDep, _: AdminDep) -> PlainTextResponse:
     tenants: dict[Labels, float] = {(("state", s.value),): 0 for s in Status}
-    for record in await gw.store.list_tenants():
-        tenants[(("state", record.status),)] += 1
+    for state, count in (await gw.tenants.count_tenants()).items():
+        tenants[(("state", state),)] = count
     deliveries: dict[Labels, float] = {
         (("status", s),): 0 for s in ("pending", "delivered", "dead")
     }

@@ -49,8 +49,7 @@ async def _phone_and_tenant(gw: Gateway, sender: str | int, tenant: str | int) -
     """The sending phone and the tenant it writes to (which must exist)."""
     phone = normalize_phone(sender)
     tenant_id = validate_tenant_id(tenant)
-    known = tenant_id in gw.supervisor.runners  # this node runs it: no read needed
-    if not known and await gw.store.get_tenant(tenant_id) is None:
+    if not gw.tenants.has(tenant_id):
         raise TenantNotFound(f"no tenant {tenant_id!r}")
     return phone, tenant_id
 

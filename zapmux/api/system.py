@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,11 +51,8 @@ async def server_status(
     limit: int | None = Query(None, ge=1, le=10_000, description="connections per page"),
     after: str | None = Query(None, max_length=64, description="the previous page's `next`"),
 ) -> JSONResponse:
-    records = await gw.store.list_tenants(after, limit)
-    if limit is None and after is None:  # every tenant is in hand: count them here
-        found = Counter(r.status for r in records)
-    else:
-        found = Counter(await gw.store.count_tenants())
+    records = await gw.tenants.list_tenants(after, limit)
+    found = await gw.tenants.count_tenants()
     counts = {"total": sum(found.values()), **dict.fromkeys(ALL_STATES, 0), **found}
     body = {
         "success": True,
@@ -117,10 +113,9 @@ async def put_webhook(
         body.url, by_admin=who.is_admin, allowed_hosts=gw.settings.allowed_webhook_hosts
     )
     events = sorted(set(body.events))
-    await gw.store.update_tenant(
+    await gw.tenants.update_tenant(
         tenant.id, webhook_url=url, webhook_secret=body.secret, webhook_events=json.dumps(events)
     )
-    gw.dispatcher.forget(tenant.id)
     return {
         "success": True,
         "tenant_id": tenant.id,
@@ -143,10 +138,9 @@ async def get_webhook(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
     summary="Remove the override: back to the Flask URL",
 )
 async def delete_webhook(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
-    await gw.store.update_tenant(
+    await gw.tenants.update_tenant(
         tenant.id, webhook_url=None, webhook_secret=None, webhook_events=None
     )
-    gw.dispatcher.forget(tenant.id)
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
 
 

@@ -54,7 +54,7 @@ def tenant_view(record: TenantRecord, default_engine: str) -> dict[str, Any]:
 
 
 async def _view(gw: Gateway, tenant_id: str) -> dict[str, Any]:
-    record = await gw.store.get_tenant(tenant_id)
+    record = await gw.tenants.get_tenant(tenant_id)
     assert record is not None
     return tenant_view(record, gw.settings.engine)
 
@@ -66,7 +66,7 @@ async def list_tenants(
     limit: int | None = Query(None, ge=1, le=10_000, description="a page's size (else all)"),
     after: str | None = Query(None, max_length=64, description="the previous page's `next`"),
 ) -> JSONResponse:
-    records = await gw.store.list_tenants(after, limit)
+    records = await gw.tenants.list_tenants(after, limit)
     body = {"success": True, "tenants": [tenant_view(r, gw.settings.engine) for r in records]}
     return JSONResponse({**body, "next": next_page(records, limit)})
 
@@ -250,8 +250,7 @@ async def logout_tenant(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
 @router.delete("/tenants/{tenant_id}", summary="Log out, remove the session and the tenant (admin)")
 async def delete_tenant(tenant: TenantDep, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     await gw.supervisor.remove(tenant.id)
-    await gw.store.delete_tenant(tenant.id)
-    gw.dispatcher.forget(tenant.id)
+    await gw.tenants.delete_tenant(tenant.id)
     gw.hub.publish("deleted", tenant.id, {"tenant_id": tenant.id})
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
 
@@ -276,7 +275,7 @@ async def replace_credentials(
 @router.post("/tenants/{tenant_id}/token", summary="Rotate the tenant's token")
 async def rotate_token(tenant: TenantDep, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     token = new_token()
-    await gw.store.update_tenant(tenant.id, token_hash=hash_token(token))
+    await gw.tenants.update_tenant(tenant.id, token_hash=hash_token(token))
     return {"success": True, "tenant_id": tenant.id, "token": token}
 
 

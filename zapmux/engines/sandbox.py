@@ -50,7 +50,7 @@ from zapmux.events import (
 from zapmux.ids import random_hex
 from zapmux.phone import USER_SERVER, ninth_digit_variants, normalize_phone
 from zapmux.polls import option_hash
-from zapmux.store.base import SandboxStore
+from zapmux.store.base import SANDBOX_CHANGES, SandboxStore
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
 
 QR_CODES = 6
@@ -86,15 +86,10 @@ class SandboxEngine(Engine):
 
     name = "sandbox"
 
-    #: How often a node looks for what other nodes left for its sessions (only when
-    #: the store is shared; one query per node, not per tenant).
-    WATCH_S = 1.0
-
     def __init__(self, settings: Settings, store: SandboxStore) -> None:
         self.settings = settings
         self.store = store
         self.sessions: dict[str, SandboxSessionImpl] = {}
-        self._watch: asyncio.Task[None] | None = None
 
     # --- the Engine seam -------------------------------------------------------------
     def open_session(self, tenant_id: str, sink: EventSink) -> Session:
@@ -112,30 +107,22 @@ class SandboxEngine(Engine):
             session.saved = None
 
     async def start(self) -> None:
-        if not self.store.single_node:
-            self._watch = asyncio.create_task(self._watch_other_nodes(), name="sandbox-watch")
+        # What other nodes leave for (or pair) the sessions here wakes them (a store
+        # no other node shares tells nothing: this node wakes its sessions itself).
+        await self.store.subscribe(SANDBOX_CHANGES, self._changed_elsewhere)
 
     async def aclose(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
         for session in list(self.sessions.values()):
             await session.disconnect()
 
-    async def _watch_other_nodes(self) -> None:
-        """Wake the sessions for which another node left something (this node's own
-        pushes wake their session at once)."""
-        while True:
-            await asyncio.sleep(self.WATCH_S)
-            try:
-                waiting = await self.store.sandbox_waiting()
-            except Exception:  # the store is briefly away: the next round looks again
-                log.exception("❌ looking for pending sandbox events failed")
-                continue
-            for tenant_id in waiting:
-                self._wake(tenant_id)
+    def _changed_elsewhere(self, tenant_id: str | None) -> None:
+        """Another node left something for ``tenant_id``'s session or paired it (None:
+        perhaps for any session here)."""
+        if tenant_id is None:
+            for session in self.sessions.values():
+                session.nudge()
+        else:
+            self._wake(tenant_id)
 
     @property
     def qr_lifetimes(self) -> list[float]:
@@ -294,8 +281,11 @@ class SandboxEngine(Engine):
         await self._push(tenant_id, _receipt(message_id, phone, status))
 
     async def _push(self, tenant_id: str, event: str) -> None:
-        """Leave ``event`` for the tenant's session (durably), and hand it over."""
-        self._wake(tenant_id, (await self.store.sandbox_push(tenant_id, event), event))
+        """Leave ``event`` for the tenant's session (durably), and hand it over: here,
+        or (when its session is not here) through the store's change feed."""
+        here = tenant_id in self.sessions
+        pending_id = await self.store.sandbox_push(tenant_id, event, tell_others=not here)
+        self._wake(tenant_id, (pending_id, event))
 
     def _wake(self, tenant_id: str, item: tuple[int, str] | None = None) -> None:
         """Wake the tenant's session here, if any, with the ``item`` just left for it
@@ -304,16 +294,14 @@ class SandboxEngine(Engine):
         if session is None:
             return
         if item is None:
-            session.stale = True
+            session.nudge()
         else:
             session.handed.append(item)
-        session.wakeup.set()
+            session.wakeup.set()
 
 
 class SandboxSessionImpl(Session):
     """One tenant's connection to the simulated network."""
-
-    POLL_S = 1.0  # while pairing: how often to look whether another node paired it
 
     def __init__(self, network: SandboxEngine, tenant_id: str, sink: EventSink) -> None:
         self.network = network
@@ -330,6 +318,13 @@ class SandboxSessionImpl(Session):
         self.stale = True
         self.handed: list[tuple[int, str]] = []
         self._task: asyncio.Task[None] | None = None
+
+    def nudge(self) -> None:
+        """Something may have changed in the store (another node paired the tenant, or
+        left something for it): look there again."""
+        self.stale = True
+        self.wakeup.set()
+        self.paired.set()
 
     async def connect(self) -> None:
         if self._task and not self._task.done():
@@ -399,7 +394,8 @@ class SandboxSessionImpl(Session):
     async def _wait_for_pairing(self, deadline: float) -> SandboxSession | None:
         while (left := deadline - time.time()) > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.paired.wait(), timeout=min(left, self.POLL_S))
+                await asyncio.wait_for(self.paired.wait(), timeout=left)
+            self.paired.clear()  # a nudge from now on is looked at again
             saved = await self.store.sandbox_session(self.tenant_id)
             if saved:  # paired here or on another node
                 return saved

@@ -9,7 +9,7 @@ every backend to it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from zapmux.store.records import (
@@ -25,6 +25,27 @@ from zapmux.store.records import (
     SandboxSession,
     TenantRecord,
 )
+
+#: What a change notice names: the key that changed (a tenant id), or None when
+#: anything of its topic may have changed (the feed was interrupted, notices were lost).
+ChangeCallback = Callable[[str | None], None]
+
+
+class ChangeFeed:
+    """Changes that other nodes commit to a shared store, as they happen.
+
+    Topics: :data:`TENANT_CHANGES` (a tenant was created, updated or deleted; key: its
+    id) and :data:`SANDBOX_CHANGES` (something was left for, or paired, a sandbox
+    tenant's session; key: its id). A store no other node shares (SQLite) has nothing
+    to tell: this default calls nothing, ever."""
+
+    async def subscribe(self, topic: str, callback: ChangeCallback) -> None:
+        """Call ``callback(key)`` (in the event loop; it must not block) for each change
+        of ``topic`` another node commits from now on; returns once that holds."""
+
+
+TENANT_CHANGES = "tenant"
+SANDBOX_CHANGES = "sandbox"
 
 
 class TenantStore(ABC):
@@ -324,7 +345,7 @@ class CloudStore(ABC):
         """Drop a tenant's credentials, if any."""
 
 
-class SandboxStore(DeadInboundStore):
+class SandboxStore(DeadInboundStore, ChangeFeed):
     """The sandbox network's state (only the sandbox engine uses it), and where it sets
     aside what it cannot read."""
 
@@ -379,15 +400,12 @@ class SandboxStore(DeadInboundStore):
     async def sandbox_mark_read(self, phone: str) -> list[InboxMessage]: ...
 
     @abstractmethod
-    async def sandbox_push(self, tenant_id: str, event: str) -> int:
-        """Leave ``event`` for the tenant's session; its id."""
+    async def sandbox_push(self, tenant_id: str, event: str, tell_others: bool = True) -> int:
+        """Leave ``event`` for the tenant's session; its id. ``tell_others``: the session
+        may run on another node, which is told (``ChangeFeed``, ``SANDBOX_CHANGES``)."""
 
     @abstractmethod
     async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]: ...
-
-    @abstractmethod
-    async def sandbox_waiting(self) -> set[str]:
-        """The tenants something waits for."""
 
     @abstractmethod
     async def sandbox_reset(self) -> None:
@@ -467,7 +485,7 @@ class Store(
     CloudStore,
     ScheduleStore,
     OptOutStore,
-    SandboxStore,  # and DeadInboundStore, which it includes
+    SandboxStore,  # and DeadInboundStore and ChangeFeed, which it includes
 ):
     """Everything zapmux persists. Times are Unix seconds.
 

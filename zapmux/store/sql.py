@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.errors import TenantExists
 from zapmux.store import schema as t
-from zapmux.store.base import Store
+from zapmux.store.base import TENANT_CHANGES, Store
 from zapmux.store.guard import in_life
 from zapmux.store.records import (
     SEND_INTERRUPTED,
@@ -107,8 +107,14 @@ class SqlStore(
         now = time.time()
         tenant.created_at = tenant.updated_at = now
         tenant.incarnation = tenant.incarnation or secrets.token_hex(8)
+        stmt = insert(t.tenants).values(_values(tenant, skip=()))
+
+        def job(conn: Connection) -> None:
+            conn.execute(stmt)
+            self._notify(conn, TENANT_CHANGES, tenant.id)
+
         try:
-            await self._execute(insert(t.tenants).values(_values(tenant, skip=())))
+            await self._write(job)
         except IntegrityError as exc:
             raise TenantExists(f"tenant {tenant.id!r} already exists") from exc
         return tenant
@@ -141,7 +147,14 @@ class SqlStore(
     async def update_tenant(self, tenant_id: str, **fields: Any) -> bool:
         fields["updated_at"] = time.time()
         stmt = update(t.tenants).where(t.tenants.c.id == tenant_id).values(**fields)
-        return bool(await self._execute(stmt))
+
+        def job(conn: Connection) -> bool:
+            if not conn.execute(stmt).rowcount:
+                return False
+            self._notify(conn, TENANT_CHANGES, tenant_id)
+            return True
+
+        return await self._write(job)
 
     async def delete_tenant(self, tenant_id: str) -> bool:
         """The tenant and everything of its life, so that nothing passes to a new tenant
@@ -151,6 +164,7 @@ class SqlStore(
             result = conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
             for table in _TENANT_TABLES:
                 conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
+            self._notify(conn, TENANT_CHANGES, tenant_id)
             return bool(result.rowcount)
 
         return await self._write(job)

@@ -27,6 +27,10 @@ class SqlTables:
         """Run ``job`` in the writer's next batch; its result once committed."""
         return await self.writer.write(job)
 
+    def _notify(self, conn: Connection, topic: str, key: str) -> None:
+        """Tell the other nodes, when the transaction of ``conn`` commits, that ``key``
+        of ``topic`` changed (``base.ChangeFeed``). No other node shares this store."""
+
     async def _execute(self, stmt: Any, params: Any = None) -> int:
         """One writing statement, committed (in a batch); the rows it touched."""
 

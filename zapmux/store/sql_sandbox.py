@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from zapmux.store import schema as t
+from zapmux.store.base import SANDBOX_CHANGES
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
-from zapmux.store.sql_base import SqlTables
+from zapmux.store.sql_base import SqlTables, replace
 
 _s, _p = t.sandbox_sessions, t.sandbox_pending
 _SESSION = select(_s).where(_s.c.tenant_id == bindparam("k_tenant"))
@@ -24,7 +25,6 @@ _PENDING = (
     .limit(bindparam("k_limit"))
 )
 _PUSH = insert(_p)
-_WAITING = select(_p.c.tenant_id).distinct()
 _ACK = delete(_p).where(_p.c.id.in_(bindparam("k_ids", expanding=True)))
 _TO_PHONE = insert(t.sandbox_inbox)
 _TENANT_TABLES = (t.sandbox_sessions, t.sandbox_qr, t.sandbox_pair_codes, t.sandbox_pending)
@@ -38,8 +38,15 @@ class SandboxTables(SqlTables):
         return _record(SandboxSession, row) if row else None
 
     async def sandbox_save_session(self, session: SandboxSession) -> None:
+        """Store a paired session; a node where the tenant waits for its scan is told."""
         key = {"tenant_id": session.tenant_id}
-        await self._replace(t.sandbox_sessions, key, _values(session, skip=()))
+        row = _values(session, skip=())
+
+        def job(conn: Connection) -> None:
+            replace(conn, t.sandbox_sessions, key, row)
+            self._notify(conn, SANDBOX_CHANGES, session.tenant_id)
+
+        await self._write(job)
 
     async def sandbox_set_network(self, tenant_id: str, down: bool) -> bool:
         s = t.sandbox_sessions
@@ -126,17 +133,21 @@ class SandboxTables(SqlTables):
             )
         return unread
 
-    async def sandbox_push(self, tenant_id: str, event: str) -> int:
-        """Leave ``event`` for the tenant's session; its id."""
-        return await self._write(lambda conn: _push(conn, tenant_id, event))
+    async def sandbox_push(self, tenant_id: str, event: str, tell_others: bool = True) -> int:
+        """Leave ``event`` for the tenant's session; its id. ``tell_others``: the session
+        may run on another node, which is told (the node that runs it wakes it itself)."""
+
+        def job(conn: Connection) -> int:
+            pending_id = _push(conn, tenant_id, event)
+            if tell_others:
+                self._notify(conn, SANDBOX_CHANGES, tenant_id)
+            return pending_id
+
+        return await self._write(job)
 
     async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]:
         rows = await self._all(_PENDING, {"k_tenant": tenant_id, "k_limit": limit})
         return [(r.id, r.event) for r in rows]
-
-    async def sandbox_waiting(self) -> set[str]:
-        """The tenants something waits for."""
-        return {r.tenant_id for r in await self._all(_WAITING)}
 
     async def sandbox_reset(self) -> None:
         """Forget the whole simulated network."""
