@@ -80,6 +80,7 @@ class Gateway:
         settings.auth_dir.mkdir(parents=True, exist_ok=True)
         await self.store.migrate()
         await self.tenants.start(self.tasks)
+        await self.optouts.start()
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self.cluster.http = self.http
         await self.engines.start()

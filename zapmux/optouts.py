@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from zapmux.errors import InvalidInput, OptedOut
 from zapmux.phone import ninth_digit_variants
-from zapmux.store.base import OptOutStore
+from zapmux.store.base import OPT_OUT_CHANGES, OptOutStore
 from zapmux.store.records import OptOut, TenantRecord
 
 DEFAULT_KEYWORDS: tuple[str, ...] = ("SAIR", "PARAR", "STOP", "DESCADASTRAR")
@@ -69,20 +69,60 @@ def clean_keywords(keywords: Sequence[str]) -> list[str]:
 
 
 class OptOuts:
-    """Records opt-outs and refuses sends to the numbers that opted out."""
+    """Records opt-outs and refuses sends to the numbers that opted out.
+
+    Each tenant's opted-out numbers are read once, on its first send, and kept in
+    memory for that life of the tenant (its ``incarnation``): a send reads nothing.
+    What changes them (an opt-out recorded, one lifted, here or on another node, which
+    tells through the store's change feed) makes the next send read them again.
+    """
 
     def __init__(self, store: OptOutStore) -> None:
         self.store = store
+        # tenant -> (its incarnation, {phone as stored: the keyword it wrote})
+        self._known: dict[str, tuple[str, dict[str, str]]] = {}
+        self._changes: dict[str, int] = {}  # a read that saw another count is not kept
 
-    async def refuse_if_opted_out(self, tenant_id: str, phone: str) -> None:
-        """Raise ``OptedOut`` when ``phone`` (either ninth-digit spelling) opted out."""
-        found = await self.store.find_opt_out(tenant_id, ninth_digit_variants(phone))
-        if found is not None:
+    async def start(self) -> None:
+        await self.store.subscribe(OPT_OUT_CHANGES, self.changed)
+
+    def changed(self, tenant_id: str | None) -> None:
+        """The tenant's opt-outs changed (None: perhaps any tenant's)."""
+        if tenant_id is None:
+            self._known.clear()
+            self._changes = {t: n + 1 for t, n in self._changes.items()}
+            return
+        self._known.pop(tenant_id, None)
+        self._changes[tenant_id] = self._changes.get(tenant_id, 0) + 1
+
+    async def refuse_if_opted_out(
+        self, tenant_id: str, phone: str, incarnation: str | None = None
+    ) -> None:
+        """Raise ``OptedOut`` when ``phone`` (either ninth-digit spelling) opted out.
+        With the tenant's ``incarnation``, from memory (see the class docstring)."""
+        variants = ninth_digit_variants(phone)
+        if incarnation is None:
+            found = await self.store.find_opt_out(tenant_id, variants)
+            keyword = found.keyword if found is not None else None
+        else:
+            known = await self._opted_out(tenant_id, incarnation)
+            keyword = next((known[v] for v in variants if v in known), None)
+        if keyword is not None:
             raise OptedOut(
                 f"{phone} opted out of messages from tenant {tenant_id} (wrote "
-                f"{found.keyword!r}); nothing was sent",
+                f"{keyword!r}); nothing was sent",
                 phone=phone,
             )
+
+    async def _opted_out(self, tenant_id: str, incarnation: str) -> dict[str, str]:
+        known = self._known.get(tenant_id)
+        if known is not None and known[0] == incarnation:
+            return known[1]
+        seen = self._changes.get(tenant_id, 0)
+        phones = {o.phone: o.keyword for o in await self.store.list_opt_outs(tenant_id)}
+        if self._changes.get(tenant_id, 0) == seen:  # nothing changed while we read
+            self._known[tenant_id] = (incarnation, phones)
+        return phones
 
     async def opted_out(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (tenant, phone) pairs opted out, either ninth-digit spelling."""
@@ -99,7 +139,13 @@ class OptOuts:
     ) -> None:
         """Opt ``phone`` out (in the tenant's life ``incarnation``: never a later one's)."""
         opt_out = OptOut(tenant_id, phone, keyword, time.time(), message_id)
-        await self.store.add_opt_out(opt_out, incarnation)
+        try:
+            await self.store.add_opt_out(opt_out, incarnation)
+        finally:  # a read that began before the commit is not kept either
+            self.changed(tenant_id)
 
     async def lift(self, tenant_id: str, phone: str) -> int:
-        return await self.store.remove_opt_out(tenant_id, ninth_digit_variants(phone))
+        try:
+            return await self.store.remove_opt_out(tenant_id, ninth_digit_variants(phone))
+        finally:
+            self.changed(tenant_id)

@@ -213,7 +213,8 @@ class Sender:
             except ZapmuxError:
                 await self.store.forget_idempotent(tenant_id, key)  # refused: nothing sent
                 raise
-            await self._remember(runner, key, request, status, body)
+            if provisional.status_code == PROVISIONAL:  # not written with the outcome
+                await self._remember(runner, key, request, status, body)
         return status, body
 
     async def _remember(
@@ -254,7 +255,7 @@ class Sender:
     ) -> tuple[int, dict[str, Any]]:
         """Send now, queue or schedule; ``key``: the Idempotency-Key to remember with the
         message."""
-        await self.optouts.refuse_if_opted_out(runner.tenant_id, request.phone)
+        await self.optouts.refuse_if_opted_out(runner.tenant_id, request.phone, runner.incarnation)
         if request.send_at is not None:
             return await self._schedule(runner, message_id, request, key)
         await self._refuse_if_hopeless(runner)
@@ -274,8 +275,7 @@ class Sender:
                 and self._pause_left(tenant_id) <= 0
             )
             if not (direct and self.bucket(tenant_id).take()):
-                record = await self._queue(runner, message_id, request, jid, key)
-                return 202, self._answer(record, "queued", jid)
+                return 202, await self._queue(runner, message_id, request, jid, key)
             record = await self.store.add_message(
                 self._record(tenant_id, message_id, request, "sending", jid),
                 runner.incarnation,
@@ -285,8 +285,9 @@ class Sender:
         if result is None:
             return 202, self._answer(record, "queued", jid)
         # Outside the lane: the order is fixed once the engine has it.
-        await self._sent(runner, record, result)
-        return 200, self._answer(record, "sent", jid)
+        answer = self._answer(record, "sent", jid)
+        await self._sent(runner, record, result, _settled(key, 200, answer))
+        return 200, answer
 
     async def _queued(self, runner: TenantRunner) -> int:
         """How many of the tenant's messages wait (kept by its runner once counted)."""
@@ -332,10 +333,11 @@ class Sender:
         check_send_at(request.send_at or 0.0, time.time())
         record = self._record(runner.tenant_id, message_id, request, "scheduled", None)
         record.payload = json.dumps(_payload(request))
-        record = await self.store.add_message(record, runner.incarnation, key)
+        answer = {**self._answer(record, "scheduled", None), "send_at": request.send_at}
+        await self.store.add_message(record, runner.incarnation, _settled(key, 202, answer))
         for wake in self.on_scheduled:
             wake()
-        return 202, {**self._answer(record, "scheduled", None), "send_at": request.send_at}
+        return 202, answer
 
     async def _queue(
         self,
@@ -344,13 +346,15 @@ class Sender:
         request: SendRequest,
         jid: str | None,
         key: IdempotentAnswer | None,
-    ) -> MessageRecord:
+    ) -> dict[str, Any]:
+        """Log it ``queued`` (its key's final answer with it); that answer."""
         record = self._record(runner.tenant_id, message_id, request, "queued", jid)
         record.payload = json.dumps(_payload(request))
-        record = await self.store.add_message(record, runner.incarnation, key)
+        answer = self._answer(record, "queued", jid)
+        await self.store.add_message(record, runner.incarnation, _settled(key, 202, answer))
         runner.queued = (runner.queued or 0) + 1
         self._wake(runner.tenant_id)
-        return record
+        return answer
 
     def _record(
         self, tenant_id: str, message_id: str, request: SendRequest, status: str, jid: str | None
@@ -455,9 +459,18 @@ class Sender:
             await self._fail(runner, record, f"the engine failed: {exc!r}", "engine_error")
             raise EngineError(f"the engine failed to send: {type(exc).__name__}") from exc
 
-    async def _sent(self, runner: TenantRunner, record: MessageRecord, result: SendResult) -> None:
-        """Record that the engine took it, and its ``message.sent`` event."""
-        await self.store.mark_sent(record.tenant_id, record.message_id, result.message_id)
+    async def _sent(
+        self,
+        runner: TenantRunner,
+        record: MessageRecord,
+        result: SendResult,
+        key: IdempotentAnswer | None = None,
+    ) -> None:
+        """Record that the engine took it (with ``key``, its Idempotency-Key's final
+        answer), and its ``message.sent`` event."""
+        await self.store.mark_sent(
+            record.tenant_id, record.message_id, result.message_id, key, runner.incarnation
+        )
         if result.poll_secret and record.options:  # kept with the question (polls.py)
             record.poll = json.dumps({"options": record.options, "secret": result.poll_secret})
             await self.store.update_message(record.tenant_id, record.message_id, poll=record.poll)
@@ -601,7 +614,9 @@ class Sender:
             await self._fail(runner, record, exc.message, exc.code)
             return True
         try:
-            await self.optouts.refuse_if_opted_out(record.tenant_id, record.phone or "")
+            await self.optouts.refuse_if_opted_out(
+                record.tenant_id, record.phone or "", runner.incarnation
+            )
         except OptedOut as exc:  # it opted out while this waited
             _left_queue(runner)
             await self._fail(runner, record, exc.message, exc.code)
@@ -613,6 +628,15 @@ class Sender:
             return await self._hand_over(runner, record, request)
         except ZapmuxError:
             return True  # marked failed and logged; the queue goes on
+
+
+def _settled(
+    key: IdempotentAnswer | None, status: int, answer: dict[str, Any]
+) -> IdempotentAnswer | None:
+    """``key`` given its final answer, to be written with the outcome (in its transaction)."""
+    if key is not None:
+        key.status_code, key.response = status, json.dumps(answer)
+    return key
 
 
 def _left_queue(runner: TenantRunner) -> None:

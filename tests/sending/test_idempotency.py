@@ -89,20 +89,20 @@ async def test_key_locks_are_forgotten_after_use(server: LiveServer) -> None:
 async def test_a_key_interrupted_mid_send_never_sends_twice(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    """kill -9 between handing a message to WhatsApp and storing the answer: the key was
-    remembered first, so the retry finds the message instead of sending it again."""
+    """kill -9 once the message went out and its outcome is stored, before the client
+    has the answer: the key's answer was stored with the outcome (one transaction), so
+    the retry finds the message instead of sending it again."""
     settings = make_settings(tmp_path, flask_url=receiver.url)
     async with LiveServer(settings) as server:
         await server.create_paired("acme")
-        sender = server.gateway.sender
-        real_remember = sender._remember
+        store = server.gateway.store
+        real_mark_sent = store.mark_sent
 
-        async def die_after_the_send(tenant_id, key, request, status, body):  # type: ignore[no-untyped-def]
-            if status:  # the final answer: the message already went out
-                raise SystemExit("killed")  # nothing after this runs, as with kill -9
-            await real_remember(tenant_id, key, request, status, body)
+        async def die_once_recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+            await real_mark_sent(*args, **kwargs)
+            raise SystemExit("killed")  # nothing after this runs, as with kill -9
 
-        sender._remember = die_after_the_send  # type: ignore[method-assign]
+        store.mark_sent = die_once_recorded  # type: ignore[method-assign]
         dying = await send(server, "acme", "5511911110009", "uma vez só", key="crash-1")
         assert dying.status_code == 500
     async with LiveServer(settings) as server:  # restarted on the same data

@@ -35,8 +35,9 @@ class ChangeFeed:
     """Changes that other nodes commit to a shared store, as they happen.
 
     Topics: :data:`TENANT_CHANGES` (a tenant was created, updated or deleted; key: its
-    id) and :data:`SANDBOX_CHANGES` (something was left for, or paired, a sandbox
-    tenant's session; key: its id). A store no other node shares (SQLite) has nothing
+    id), :data:`OPT_OUT_CHANGES` (a number opted out of a tenant, or that was lifted;
+    key: the tenant's id) and :data:`SANDBOX_CHANGES` (something was left for, or
+    paired, a sandbox tenant's session; key: its id). A store no other node shares (SQLite) has nothing
     to tell: this default calls nothing, ever."""
 
     async def subscribe(self, topic: str, callback: ChangeCallback) -> None:
@@ -46,6 +47,7 @@ class ChangeFeed:
 
 TENANT_CHANGES = "tenant"
 SANDBOX_CHANGES = "sandbox"
+OPT_OUT_CHANGES = "opt-out"
 
 
 class TenantStore(ABC):
@@ -161,9 +163,18 @@ class MessageStore(ABC):
     async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool: ...
 
     @abstractmethod
-    async def mark_sent(self, tenant_id: str, message_id: str, wa_id: str) -> None:
+    async def mark_sent(
+        self,
+        tenant_id: str,
+        message_id: str,
+        wa_id: str,
+        answer: IdempotentAnswer | None = None,
+        incarnation: str | None = None,
+    ) -> None:
         """The engine took the message: keep its id, drop the payload (media can be large);
-        ``sent`` unless a receipt that raced the send already moved it further."""
+        ``sent`` unless a receipt that raced the send already moved it further. With
+        ``answer``, remember that Idempotency-Key's final answer in the same transaction
+        (only while the tenant lives in ``incarnation``)."""
 
     @abstractmethod
     async def apply_receipt(
@@ -451,8 +462,9 @@ class ScheduleStore(ABC):
         """The message this tenant sent that WhatsApp knows as ``wa_id``."""
 
 
-class OptOutStore(ABC):
-    """Numbers that asked a tenant to stop (``store/sql_optouts.py``)."""
+class OptOutStore(ABC, ChangeFeed):
+    """Numbers that asked a tenant to stop (``store/sql_optouts.py``); other nodes' opt-outs
+    and lifts come through the change feed (:data:`OPT_OUT_CHANGES`)."""
 
     @abstractmethod
     async def add_opt_out(self, opt_out: OptOut, incarnation: str | None = None) -> None:

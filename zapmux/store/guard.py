@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, bindparam, select
 
 from zapmux.errors import TenantNotFound
 from zapmux.store import schema as t
@@ -44,9 +44,13 @@ def in_life(conn: Connection, tenant_id: str | None, incarnation: str | None) ->
 
 
 def _check(conn: Connection, tenant_id: str, incarnation: str, lock: bool) -> None:
-    c = t.tenants.c
-    stmt = select(c.id).where(and_(c.id == tenant_id, c.incarnation == incarnation))
-    if lock:
-        stmt = stmt.with_for_update(read=True, key_share=True)
-    if conn.execute(stmt).first() is None:
+    params = {"k_id": tenant_id, "k_incarnation": incarnation}
+    if conn.execute(_LIFE_LOCKED if lock else _LIFE, params).first() is None:
         raise TenantNotFound(f"tenant {tenant_id!r} was deleted")
+
+
+_c = t.tenants.c
+_LIFE = select(_c.id).where(
+    and_(_c.id == bindparam("k_id"), _c.incarnation == bindparam("k_incarnation"))
+)
+_LIFE_LOCKED = _LIFE.with_for_update(read=True, key_share=True)

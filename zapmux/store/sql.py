@@ -41,7 +41,7 @@ from zapmux.store.records import (
 )
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
-from zapmux.store.sql_base import SqlTables, replace
+from zapmux.store.sql_base import SqlTables
 from zapmux.store.sql_cloud import CloudTables
 from zapmux.store.sql_optouts import OptOutTables
 from zapmux.store.sql_outbox import OutboxTables
@@ -255,8 +255,7 @@ class SqlStore(
         def job(conn: Connection) -> int | None:
             with in_life(conn, message.tenant_id, incarnation):
                 if key is not None:
-                    where = {"tenant_id": key.tenant_id, "key": key.key}
-                    replace(conn, t.idempotency, where, _values(key, skip=()))
+                    remember_answer(conn, key)
                 return insert_message(conn, message)
 
         message.id = await self._write(job)
@@ -348,13 +347,26 @@ class SqlStore(
         )
         return bool(await self._execute(stmt))
 
-    async def mark_sent(self, tenant_id: str, message_id: str, wa_id: str) -> None:
+    async def mark_sent(
+        self,
+        tenant_id: str,
+        message_id: str,
+        wa_id: str,
+        answer: IdempotentAnswer | None = None,
+        incarnation: str | None = None,
+    ) -> None:
         """The engine took the message: keep its id, drop the payload (media can be large);
-        ``sent`` unless a receipt that raced the send already moved it further."""
+        ``sent`` unless a receipt that raced the send already moved it further. With
+        ``answer``, remember that Idempotency-Key's final answer in the same transaction."""
         params = {"k_tenant": tenant_id, "k_message": message_id, "k_wa_id": wa_id}
 
         def job(conn: Connection) -> None:
-            mark_sent(conn, params)
+            if answer is None:
+                mark_sent(conn, params)
+                return
+            with in_life(conn, tenant_id, incarnation):
+                mark_sent(conn, params)
+                remember_answer(conn, answer)
 
         await self._write(job)
 
@@ -489,12 +501,26 @@ _RECEIPT_MOVE = (
     .values(status=bindparam("k_status"), updated_at=bindparam("k_now"))
 )
 _RECEIPT_FAIL = _RECEIPT_MOVE.values(error=bindparam("k_error"))
+_FORGET_ANSWER = delete(t.idempotency).where(
+    and_(
+        t.idempotency.c.tenant_id == bindparam("k_tenant"),
+        t.idempotency.c.key == bindparam("k_key"),
+    )
+)
+_REMEMBER_ANSWER = insert(t.idempotency)
 
 
 def insert_message(conn: Connection, message: MessageRecord) -> int | None:
     """Add ``message`` to the log on ``conn`` (inside a write job); its row id."""
     key = conn.execute(_INSERT_MESSAGE, _values(message)).inserted_primary_key
     return int(key[0]) if key else None
+
+
+def remember_answer(conn: Connection, answer: IdempotentAnswer) -> None:
+    """Keep an Idempotency-Key's answer on ``conn`` (inside a write job), replacing the
+    one it had."""
+    conn.execute(_FORGET_ANSWER, {"k_tenant": answer.tenant_id, "k_key": answer.key})
+    conn.execute(_REMEMBER_ANSWER, _values(answer, skip=()))
 
 
 def mark_sent(conn: Connection, params: dict[str, Any]) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import Connection, and_, delete, select
 
 from zapmux.store import schema as t
+from zapmux.store.base import OPT_OUT_CHANGES
+from zapmux.store.guard import in_life
 from zapmux.store.records import OptOut
 from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
-from zapmux.store.sql_base import SqlTables
+from zapmux.store.sql_base import SqlTables, replace
 
 
 class OptOutTables(SqlTables):
@@ -19,7 +21,14 @@ class OptOutTables(SqlTables):
     async def add_opt_out(self, opt_out: OptOut, incarnation: str | None = None) -> None:
         """Record (or record again) that a number opted out."""
         key = {"tenant_id": opt_out.tenant_id, "phone": opt_out.phone}
-        await self._replace(t.opt_outs, key, _values(opt_out, skip=()), incarnation)
+        row = _values(opt_out, skip=())
+
+        def job(conn: Connection) -> None:
+            with in_life(conn, opt_out.tenant_id, incarnation):
+                replace(conn, t.opt_outs, key, row)
+                self._notify(conn, OPT_OUT_CHANGES, opt_out.tenant_id)
+
+        await self._write(job)
 
     async def find_opt_out(self, tenant_id: str, phones: Sequence[str]) -> OptOut | None:
         """The opt-out of any of these spellings of one number, if there is one."""
@@ -48,4 +57,11 @@ class OptOutTables(SqlTables):
         """Lift the opt-out of a number (any of its spellings); how many were removed."""
         o = t.opt_outs.c
         stmt = delete(t.opt_outs).where(and_(o.tenant_id == tenant_id, o.phone.in_(list(phones))))
-        return await self._execute(stmt)
+
+        def job(conn: Connection) -> int:
+            removed = int(conn.execute(stmt).rowcount or 0)
+            if removed:
+                self._notify(conn, OPT_OUT_CHANGES, tenant_id)
+            return removed
+
+        return await self._write(job)
