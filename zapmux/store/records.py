@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zapmux.redact import redact_urls
-from zapmux.states import DeliveryStatus, MessageStatus
+from zapmux.states import DeliveryStatus, MessageStatus, Status
 
 
 @dataclass(slots=True)
@@ -15,7 +15,7 @@ class TenantRecord:
     id: str
     engine: str | None = None  # None: the server's default engine (ZAPMUX_ENGINE)
     wanted: str = "running"
-    status: str = "stopped"
+    status: str = Status.STOPPED
     phone: str | None = None
     push_name: str | None = None
     jid: str | None = None
