@@ -48,8 +48,9 @@ from zapmux.events import (
     Replaced,
 )
 from zapmux.ids import random_hex
-from zapmux.phone import USER_SERVER, ninth_digit_variants, normalize_phone
+from zapmux.phone import JID, ninth_digit_variants, normalize_phone
 from zapmux.polls import option_hash
+from zapmux.states import MessageStatus
 from zapmux.store.base import SandboxStore
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
 
@@ -66,7 +67,7 @@ def new_message_id() -> str:
 
 
 def _jid(phone: str) -> str:
-    return f"{phone}@{USER_SERVER}"
+    return str(JID(phone))
 
 
 def _receipt(message_id: str, phone: str, status: str) -> str:
@@ -250,7 +251,7 @@ class SandboxEngine(Engine):
         """The phone opens its chats: read receipts go back to each sender."""
         unread = await self.store.sandbox_mark_read(normalize_phone(phone))
         for m in unread:
-            await self._push_receipt(m.tenant_id, m.message_id, m.phone, "read")
+            await self._push_receipt(m.tenant_id, m.message_id, m.phone, MessageStatus.READ)
         return len(unread)
 
     async def fault(self, tenant_id: str, kind: str) -> None:
@@ -562,7 +563,7 @@ class SandboxSessionImpl(Session):
             raise TenantNotConnected("the network is unreachable (sandbox network_down)")
         phone = message.to.split("@", 1)[0]
         message_id, media = message.message_id or new_message_id(), message.media
-        receipt = _receipt(message_id, phone, "delivered")
+        receipt = _receipt(message_id, phone, MessageStatus.DELIVERED)
         receipt_id = await self.store.sandbox_deliver_to_phone(
             InboxMessage(
                 phone=phone,

@@ -27,7 +27,7 @@ from zapmux.errors import (
     Unauthorized,
 )
 from zapmux.events import Connected, Disconnected, Event, Failed, IncomingMessage, Media
-from zapmux.phone import USER_SERVER
+from zapmux.phone import JID
 from zapmux.store.base import Store
 from zapmux.store.records import CloudAccount
 
@@ -209,7 +209,7 @@ class CloudSession(Session):
             Connected(
                 phone=phone or None,
                 push_name=number.get("verified_name"),
-                jid=f"{phone}@{USER_SERVER}" if phone else None,
+                jid=str(JID(phone)) if phone else None,
             )
         )
 
@@ -318,7 +318,7 @@ class CloudSession(Session):
         """The Cloud API cannot tell who is on WhatsApp: every number is taken as it is
         given (a send to one that is not fails later, code ``undeliverable``)."""
         self._account()
-        return [NumberInfo(phone, True, f"{phone}@{USER_SERVER}") for phone in phones]
+        return [NumberInfo(phone, True, str(JID(phone))) for phone in phones]
 
     async def mark_read(self, chat: str, sender: str, message_ids: Sequence[str]) -> None:
         account = self._account()
