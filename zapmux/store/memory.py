@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from zapmux.errors import TenantExists
+from zapmux.states import MessageStatus, moved_by
 from zapmux.store.base import Store
 from zapmux.store.memory_base import (
     JidAnswer,
@@ -42,7 +43,6 @@ from zapmux.store.records import (
     MessageRecord,
     TenantRecord,
 )
-from zapmux.store.sql import _STATUS_RANK
 
 
 class MemoryStore(
@@ -213,7 +213,11 @@ class MemoryStore(
     ) -> list[MessageRecord]:
         await turn()
         # "sending" is shown as "queued" (MessageRecord.public)
-        statuses = {"queued", "sending"} if status == "queued" else {status}
+        statuses = (
+            {MessageStatus.QUEUED, MessageStatus.SENDING}
+            if status == MessageStatus.QUEUED
+            else {status}
+        )
         found = (
             m
             for m in reversed(self.tables.messages.values())
@@ -229,7 +233,9 @@ class MemoryStore(
         return (
             m
             for m in self.tables.messages.values()
-            if m.tenant_id == tenant_id and m.direction == "out" and m.status == "queued"
+            if m.tenant_id == tenant_id
+            and m.direction == "out"
+            and m.status == MessageStatus.QUEUED
         )
 
     async def next_queued(self, tenant_id: str) -> MessageRecord | None:
@@ -254,15 +260,14 @@ class MemoryStore(
         if message is None:
             return
         message.wa_id, message.payload, message.updated_at = wa_id, None, time.time()
-        if message.status in ("queued", "sending"):
-            message.status = "sent"
+        if message.status in (MessageStatus.QUEUED, MessageStatus.SENDING):
+            message.status = MessageStatus.SENT
 
     async def apply_receipt(
         self, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
     ) -> list[str]:
         await turn()
-        rank = _STATUS_RANK[status]
-        lower = {s for s, r in _STATUS_RANK.items() if r < rank and s != "queued"}
+        lower = moved_by(status)
         moved = [
             m
             for m in self.tables.messages.values()
@@ -284,10 +289,16 @@ class MemoryStore(
         interrupted = [
             m
             for m in self.tables.messages.values()
-            if m.tenant_id == tenant_id and m.direction == "out" and m.status == "sending"
+            if m.tenant_id == tenant_id
+            and m.direction == "out"
+            and m.status == MessageStatus.SENDING
         ]
         for message in interrupted:
-            message.status, message.error, message.updated_at = "failed", SEND_INTERRUPTED, now
+            message.status, message.error, message.updated_at = (
+                MessageStatus.FAILED,
+                SEND_INTERRUPTED,
+                now,
+            )
         return len(interrupted)
 
     # --- media ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
+from zapmux.states import DeliveryStatus
 from zapmux.store.memory_base import MemoryTables, copy, copy_or_none, duplicate, turn
 from zapmux.store.records import Delivery, DeliveryResult
 
@@ -36,7 +37,7 @@ class MemoryOutbox(MemoryTables):
         """The oldest pending row of each chat: the only one of it that may go next."""
         heads: dict[str, Delivery] = {}
         for d in self.tables.outbox.values():
-            if d.status == "pending":
+            if d.status == DeliveryStatus.PENDING:
                 heads.setdefault(d.chat_key, d)
         return list(heads.values())
 
@@ -67,7 +68,7 @@ class MemoryOutbox(MemoryTables):
             d.locked_until = None
             if r.next_attempt_at is not None:
                 d.next_attempt_at = r.next_attempt_at
-            d.delivered_at = now if r.status == "delivered" else None
+            d.delivered_at = now if r.status == DeliveryStatus.DELIVERED else None
 
     async def next_delivery_due(self) -> float | None:
         await turn()
@@ -78,7 +79,7 @@ class MemoryOutbox(MemoryTables):
         locked = [
             d
             for d in self.tables.outbox.values()
-            if d.status == "pending"
+            if d.status == DeliveryStatus.PENDING
             and d.locked_until is not None
             and (delivery_ids is None or d.delivery_id in delivery_ids)
         ]
@@ -91,7 +92,7 @@ class MemoryOutbox(MemoryTables):
         old = [
             d.delivery_id
             for d in self.tables.outbox.values()
-            if d.status == "delivered"
+            if d.status == DeliveryStatus.DELIVERED
             and d.delivered_at is not None
             and d.delivered_at < older_than
         ]
@@ -118,12 +119,14 @@ class MemoryOutbox(MemoryTables):
         """One given delivery unless it is in flight now; else every dead one (of a tenant)."""
         if delivery_id:
             d = self.tables.outbox.get(delivery_id)
-            idle = d is not None and (d.status != "pending" or _unlocked(d, time.time()))
+            idle = d is not None and (
+                d.status != DeliveryStatus.PENDING or _unlocked(d, time.time())
+            )
             return [d] if d is not None and idle else []
         return [
             d
             for d in self.tables.outbox.values()
-            if d.status == "dead" and (not tenant_id or d.tenant_id == tenant_id)
+            if d.status == DeliveryStatus.DEAD and (not tenant_id or d.tenant_id == tenant_id)
         ]
 
     async def discard_deliveries(
@@ -142,7 +145,7 @@ class MemoryOutbox(MemoryTables):
         chosen = self._chosen(delivery_id, tenant_id)
         now = time.time()
         for d in chosen:
-            d.status, d.next_attempt_at, d.replayed_at = "pending", now, now
+            d.status, d.next_attempt_at, d.replayed_at = DeliveryStatus.PENDING, now, now
             d.locked_until, d.last_error = None, None
         return len(chosen)
 

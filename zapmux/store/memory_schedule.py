@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zapmux.errors import Conflict
+from zapmux.states import MessageStatus
 from zapmux.store.memory_base import MemoryTables, assign, copy, copy_or_none, turn
 from zapmux.store.records import CloudAccount, MessageRecord, OptOut
 from zapmux.store.sql_schedule import CANCELLABLE, SENT
@@ -23,7 +24,9 @@ class MemorySchedule(MemoryTables):
         return [
             m
             for m in self.tables.messages.values()
-            if m.status == "scheduled" and m.tenant_id in owned and m.send_at is not None
+            if m.status == MessageStatus.SCHEDULED
+            and m.tenant_id in owned
+            and m.send_at is not None
         ]
 
     async def next_scheduled_at(self, node: str) -> float | None:
@@ -42,13 +45,15 @@ class MemorySchedule(MemoryTables):
         await turn()
         messages = self.tables.messages
         keys = list(dict.fromkeys(keys))
-        scheduled = [k for k in keys if k in messages and messages[k].status == "scheduled"]
+        scheduled = [
+            k for k in keys if k in messages and messages[k].status == MessageStatus.SCHEDULED
+        ]
         taken = {k: messages.pop(k) for k in scheduled}
         moved = [k for k in keys if k in taken and k[0] in self.tables.tenants]
         now = time.time()
         for k in moved:
             row = taken[k]
-            row.id, row.status, row.updated_at = self._new_id("messages"), "queued", now
+            row.id, row.status, row.updated_at = self._new_id("messages"), MessageStatus.QUEUED, now
             messages[k] = row
         return moved
 
@@ -56,14 +61,14 @@ class MemorySchedule(MemoryTables):
         await turn()
         message = self.tables.messages.get((tenant_id, message_id))
         for status in CANCELLABLE:
-            if self._move(message, status, status="cancelled", payload=None):
+            if self._move(message, status, status=MessageStatus.CANCELLED, payload=None):
                 return status
         return None
 
     async def claim_queued(self, tenant_id: str, message_id: str, chat: str) -> bool:
         await turn()
         message = self.tables.messages.get((tenant_id, message_id))
-        return self._move(message, "queued", status="sending", chat=chat)
+        return self._move(message, MessageStatus.QUEUED, status=MessageStatus.SENDING, chat=chat)
 
     @staticmethod
     def _move(message: MessageRecord | None, was: str, **values: Any) -> bool:
