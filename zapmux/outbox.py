@@ -333,8 +333,11 @@ class Deliverer:
         else:
             due = await self.store.next_delivery_due()
             wait = 1.0 if due is None else min(max(due - time.time(), 0.01), 1.0)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that
+        # arrives as the wakeup does, and the deliverer would then never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wakeup.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self.wakeup.wait()
 
     async def _attempt(self, delivery: Delivery) -> None:
         try:

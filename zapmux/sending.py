@@ -579,8 +579,9 @@ class Sender:
         if pause <= 0:
             await wakeup.wait()
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), pause)
+        with contextlib.suppress(TimeoutError):  # (not wait_for: see Deliverer._sleep)
+            async with asyncio.timeout(pause):
+                await wakeup.wait()
 
     async def _drain_one(self, runner: TenantRunner) -> bool:
         """Send the oldest queued message; False when there was none or it must wait."""

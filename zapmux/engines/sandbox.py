@@ -402,7 +402,8 @@ class SandboxSessionImpl(Session):
     async def _wait_for_pairing(self, deadline: float) -> SandboxSession | None:
         while (left := deadline - time.time()) > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.paired.wait(), timeout=left)
+                async with asyncio.timeout(left):
+                    await self.paired.wait()
             self.paired.clear()  # a nudge from now on is looked at again
             saved = await self.store.sandbox_session(self.tenant_id)
             if saved:  # paired here or on another node
