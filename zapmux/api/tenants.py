@@ -153,7 +153,7 @@ async def tenant_qr(
             {
                 "success": True,
                 "tenant_id": tenant.id,
-                "status": "connected",
+                "status": Status.CONNECTED,
                 "qr": None,
                 "qr_image": None,
                 "expires_at": None,
