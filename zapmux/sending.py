@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from zapmux.config import Settings
-from zapmux.engines.base import NumberInfo, OutgoingMessage, SendResult
+from zapmux.engines.base import NotConnected, NumberInfo, OutgoingMessage, SendResult
 from zapmux.errors import (
     Conflict,
     EngineError,
@@ -314,7 +314,7 @@ class Sender:
         WhatsApp is refused (422) instead of accepted and failed later.
         """
         if runner.status == Status.CONNECTED:
-            with contextlib.suppress(TenantNotConnected):
+            with contextlib.suppress(NotConnected):
                 return await self.resolve(runner, phone)
         cached = await self._cached_jid(runner, phone)
         if cached is not None and not cached[0]:
@@ -394,7 +394,7 @@ class Sender:
         if cached is None:
             session = runner.session
             if session is None:
-                raise TenantNotConnected("the tenant is not connected")
+                raise NotConnected("the tenant is not connected")
             info = (await session.check([phone]))[0]
             cached = (info.exists, info.jid)
             await self.remember_jid(runner, NumberInfo(phone, info.exists, info.jid))
@@ -441,9 +441,9 @@ class Sender:
         try:
             session = runner.session
             if session is None:
-                raise TenantNotConnected("the tenant is not connected")
+                raise NotConnected("the tenant is not connected")
             return await session.send(message)
-        except TenantNotConnected:
+        except NotConnected:
             await self._requeue(runner, record, request)
             return None
         except SendLater as exc:
@@ -597,7 +597,7 @@ class Sender:
         request = _request(record)
         try:
             record.chat = await self.resolve(runner, record.phone or "")
-        except TenantNotConnected:
+        except NotConnected:
             return None
         except ZapmuxError as exc:  # not on WhatsApp: it never will go out
             _left_queue(runner)

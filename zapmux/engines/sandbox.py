@@ -23,14 +23,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from zapmux.config import Settings
-from zapmux.engines.base import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
+from zapmux.engines.base import (
+    Engine,
+    EventSink,
+    NotConnected,
+    NumberInfo,
+    OutgoingMessage,
+    SendResult,
+    Session,
+)
 from zapmux.errors import (
     Conflict,
     EngineError,
     InvalidInput,
     NotFound,
     QrExpired,
-    TenantNotConnected,
 )
 from zapmux.events import (
     Banned,
@@ -555,12 +562,12 @@ class SandboxSessionImpl(Session):
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         if not self.connected:
-            raise TenantNotConnected("the tenant is not connected")
+            raise NotConnected("the tenant is not connected")
         saved = self.saved  # faults reach this node's sessions as well as the store
         if saved is None:
             raise EngineError("this session is no longer paired (sandbox)")
         if saved.network_down:  # the socket is dead before the drop is noticed: offline
-            raise TenantNotConnected("the network is unreachable (sandbox network_down)")
+            raise NotConnected("the network is unreachable (sandbox network_down)")
         phone = message.to.split("@", 1)[0]
         message_id, media = message.message_id or new_message_id(), message.media
         receipt = _receipt(message_id, phone, MessageStatus.DELIVERED)
@@ -586,9 +593,9 @@ class SandboxSessionImpl(Session):
 
     async def check(self, phones: Sequence[str]) -> list[NumberInfo]:
         if not self.connected:
-            raise TenantNotConnected("the tenant is not connected")
+            raise NotConnected("the tenant is not connected")
         return await self.network.lookup(phones)
 
     async def mark_read(self, chat: str, sender: str, message_ids: Sequence[str]) -> None:
         if not self.connected:
-            raise TenantNotConnected("the tenant is not connected")
+            raise NotConnected("the tenant is not connected")
