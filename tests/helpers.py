@@ -22,6 +22,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from zapmux.api.app import create_app
 from zapmux.config import Settings
 from zapmux.gateway import Gateway
+from zapmux.phone import JID
+from zapmux.states import MessageStatus
+from zapmux.store.records import MessageRecord
 
 T = TypeVar("T")
 #: The discard port: nothing listens there (a webhook receiver that is never reached).
@@ -86,6 +89,30 @@ def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def message_record(
+    tenant_id: str,
+    message_id: str,
+    status: str = MessageStatus.QUEUED,
+    phone: str = "5511999999999",
+    **fields: Any,
+) -> MessageRecord:
+    """A message row as the store keeps it: an outgoing text to ``phone`` whose WhatsApp id
+    and text are its own id, unless ``fields`` say otherwise."""
+    values: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "message_id": message_id,
+        "wa_id": message_id,
+        "direction": "out",
+        "chat": str(JID(phone)),
+        "phone": phone,
+        "message_type": "texto",
+        "status": status,
+        "timestamp": time.time(),
+        "text": message_id,
+    }
+    return MessageRecord(**{**values, **fields})
 
 
 async def wait_for(
@@ -297,6 +324,10 @@ class Receiver:
     async def __aexit__(self, *exc: object) -> None:
         if self.runner:
             await self.runner.cleanup()
+
+    async def got(self, count: int = 1) -> bool:
+        """Whether ``count`` requests have arrived (a check for ``wait_for``)."""
+        return len(self.received) >= count
 
     def ok(self) -> list[Received]:
         return [r for r in self.received]

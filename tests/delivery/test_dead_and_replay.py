@@ -3,10 +3,9 @@ replayed on request with the same delivery id; what may pass is retried."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from tests.delivery.conftest import SECRET
+from tests.delivery.conftest import SECRET, StartNode
 from tests.helpers import Receiver, wait_for
 from tests.process import ServerProcess, signature_ok
 
@@ -16,11 +15,8 @@ async def _one(node: ServerProcess, **params: Any) -> dict[str, Any] | None:
     return rows[0] if len(rows) == 1 else None
 
 
-async def test_400_is_dead_listed_then_replayed(
-    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
-) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
+async def test_400_is_dead_listed_then_replayed(receiver: Receiver, start_node: StartNode) -> None:
+    node = await start_node(receiver.url)
     await node.create_paired("loja2", "5511977770000")
     receiver.statuses = [400]
     await node.customer_says("5511966660001", "loja2", "quero agendar")
@@ -50,10 +46,9 @@ async def test_400_is_dead_listed_then_replayed(
 
 
 async def test_retry_dead_per_tenant_and_the_limit(
-    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
+    node = await start_node(receiver.url)
     await node.create_paired("loja3", "5511955550000")
     await node.create_paired("loja4", "5511944440000")
     # A redirect is not followed (it would turn the POST into a GET) and is dead too.
@@ -79,10 +74,9 @@ async def test_retry_dead_per_tenant_and_the_limit(
 
 
 async def test_5xx_429_and_timeouts_are_retried_until_delivered(
-    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url, ZAPMUX_DELIVERY_TIMEOUT_S="0.5")
-    await node.start()
+    node = await start_node(receiver.url, ZAPMUX_DELIVERY_TIMEOUT_S="0.5")
     await node.create_paired("loja5", "5511922220000")
     receiver.statuses = [503, 429, 500, 408]
     await node.customer_says("5511911110009", "loja5", "tem horário?")

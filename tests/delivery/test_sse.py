@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
+from tests.delivery.conftest import StartNode
 from tests.helpers import Receiver, wait_for
-from tests.process import ServerProcess
 from zapmux.api.streams import next_event
 from zapmux.hub import Hub
 
@@ -65,11 +65,8 @@ class SseReader:
         await self.client.aclose()
 
 
-async def test_events_streams(
-    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
-) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
+async def test_events_streams(receiver: Receiver, start_node: StartNode) -> None:
+    node = await start_node(receiver.url)
     assert (await node.http.post("/tenants", json={"tenantId": "sse1"})).status_code == 201
     async with (
         SseReader(node.url, "/events") as everything,

@@ -3,10 +3,9 @@ kinds it asks for arrive as envelopes ``{event, tenant_id, timestamp, data}``.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from tests.delivery.conftest import SECRET
+from tests.delivery.conftest import SECRET, StartNode
 from tests.helpers import Receiver, wait_for
 from tests.process import ServerProcess, signature_ok
 
@@ -20,10 +19,9 @@ def _envelopes(hooks: Receiver, event: str) -> list[dict[str, Any]]:
 
 
 async def test_tenant_webhook_gets_envelopes_signed_with_its_secret(
-    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
+    node = await start_node(receiver.url)
     async with Receiver() as hooks:
         await _tenant_webhook_flow(node, receiver, hooks)
 

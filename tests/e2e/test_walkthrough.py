@@ -52,10 +52,7 @@ async def test_readme_walkthrough(
         json={"from": "5511999999999", "tenant_id": "1", "text": "Confirmado"},
     )
 
-    async def delivered() -> bool:
-        return bool(receiver.received)
-
-    await wait_for(delivered, what="the webhook")
+    await wait_for(receiver.got, what="the webhook")
     assert receiver.received[0].json["message"] == "Confirmado"
     assert receiver.received[0].json["empresa_id"] == 1
     # the seed's AUTH_DIR and the data dir are where the user said

@@ -61,7 +61,7 @@ async def exercise(http: httpx.AsyncClient, receiver: Receiver) -> list[str]:
     for key, path in ((ADMIN_KEY, "/events"), (second, "/tenants/loja/events")):
         async with http.stream("GET", path, params={"api_key": key}) as stream:
             assert stream.status_code == 200
-    await wait_for(lambda: _received(receiver, 3), timeout=15, what="failed deliveries")
+    await wait_for(lambda: receiver.got(3), timeout=15, what="failed deliveries")
     return [first, second]
 
 
@@ -72,10 +72,6 @@ def documented_verify() -> Callable[[str, dict[str, str], bytes], bool]:
     namespace: dict[str, Any] = {}
     exec(code, namespace)
     return namespace["verify"]  # type: ignore[no-any-return]
-
-
-async def _received(receiver: Receiver, count: int) -> bool:
-    return len(receiver.received) >= count
 
 
 @pytest.mark.parametrize("log_format", ["pretty", "json"])
