@@ -23,6 +23,10 @@
     └── EngineError             502 engine_error   (the engine failed a command)
         └── SendLater           502 send_later     (not sent now; the queue retries it)
 
+``engines.base.NotConnected`` (503 not_connected) is the engine seam's own: a session
+command found no connection. The send queue keeps the message for later; the API
+answers it as ``TenantNotConnected``.
+
 Engine and driver errors are translated into these at the seam, ``raise … from exc``.
 """
 

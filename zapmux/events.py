@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from zapmux.states import MessageStatus
+
 MessageType = Literal[
     "texto",
     "imagem",
@@ -26,7 +28,11 @@ MessageType = Literal[
     "voto",
     "outro",
 ]
-ReceiptStatus = Literal["sent", "delivered", "read", "played", "failed"]
+#: What a receipt reports: the message statuses it moves a message to, or that a voice
+#: note was "played" (whatsmeow).
+ReceiptStatus = Literal[
+    MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, "played", MessageStatus.FAILED
+]
 
 
 class Event:

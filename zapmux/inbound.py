@@ -28,6 +28,7 @@ from zapmux.ids import empresa_id
 from zapmux.metrics import Metrics
 from zapmux.optouts import OptOuts, keywords_of, matched_keyword
 from zapmux.polls import Polls, vote_text
+from zapmux.states import MessageStatus
 from zapmux.store.base import Store
 from zapmux.store.records import DeadInbound, MessageRecord, TenantRecord
 from zapmux.webhooks import Webhooks
@@ -217,7 +218,7 @@ class Dispatcher:
             phone=m.phone,
             message_type=m.message_type,
             text=m.text,
-            status="received",
+            status=MessageStatus.RECEIVED,
             timestamp=m.timestamp,
             push_name=m.push_name,
             from_me=m.from_me,

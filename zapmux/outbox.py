@@ -27,6 +27,7 @@ import aiohttp
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
 from zapmux.metrics import Metrics
+from zapmux.states import DeliveryStatus
 from zapmux.store.base import OutboxStore, TenantStore
 from zapmux.store.records import Delivery, DeliveryResult
 from zapmux.webhook_url import NoLinkLocalResolver
@@ -122,7 +123,7 @@ class Targets:
 class Decision:
     """What to do after an attempt: deliver done, retry after ``delay``, or dead."""
 
-    status: str  # delivered | pending | dead
+    status: DeliveryStatus
     delay: float = 0.0
 
 
@@ -160,7 +161,7 @@ class RetryPolicy:
         retry_after: float | None = None,
     ) -> Decision:
         if http_status is not None and 200 <= http_status < 300:
-            return Decision("delivered")
+            return Decision(DeliveryStatus.DELIVERED)
         delay = self.backoff.delay(attempts)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.backoff.cap))
@@ -168,8 +169,8 @@ class RetryPolicy:
             not self.retryable(http_status)
             or time.time() + delay - (delivery.replayed_at or delivery.created_at) > self.max_age_s
         ):
-            return Decision("dead")
-        return Decision("pending", delay)
+            return Decision(DeliveryStatus.DEAD)
+        return Decision(DeliveryStatus.PENDING, delay)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -349,10 +350,10 @@ class Deliverer:
         attempts = delivery.attempts + 1
         decision = self.policy.decide(delivery, attempts, outcome.http_status, outcome.retry_after)
         # an attempt that will be retried failed all the same
-        counted = "failed" if decision.status == "pending" else decision.status
+        counted = "failed" if decision.status == DeliveryStatus.PENDING else decision.status
         self.metrics.inc("webhook_attempts_total", outcome=counted)
         where = endpoint.url if endpoint else delivery.target
-        if decision.status == "delivered":
+        if decision.status == DeliveryStatus.DELIVERED:
             self.metrics.observe("delivery_latency_seconds", time.time() - delivery.created_at)
             log.info("✅ webhook %s delivered to %s", delivery.event, where)
         else:
@@ -361,15 +362,17 @@ class Deliverer:
                 delivery.event,
                 where,
                 outcome.error,
-                "; dead" if decision.status == "dead" else f"; retry in {decision.delay:.1f}s",
+                "; dead"
+                if decision.status == DeliveryStatus.DEAD
+                else f"; retry in {decision.delay:.1f}s",
             )
         self.done.append(
             DeliveryResult(
                 delivery.delivery_id,
                 decision.status,
                 attempts,
-                None if decision.status == "delivered" else outcome.error,
-                time.time() + decision.delay if decision.status == "pending" else None,
+                None if decision.status == DeliveryStatus.DELIVERED else outcome.error,
+                time.time() + decision.delay if decision.status == DeliveryStatus.PENDING else None,
             )
         )
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from zapmux.errors import InvalidSchedule, OptedOut
 from zapmux.optouts import OptOuts
+from zapmux.states import MessageStatus
 from zapmux.store.base import Store
 from zapmux.store.records import MessageRecord
 
@@ -103,7 +104,7 @@ class Scheduler:
                 await self.store.update_message(
                     record.tenant_id,
                     record.message_id,
-                    status="failed",
+                    status=MessageStatus.FAILED,
                     error=exc.message,
                     error_code=exc.code,
                 )

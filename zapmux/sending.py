@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from zapmux.config import Settings
-from zapmux.engines.base import NumberInfo, OutgoingMessage, SendResult
+from zapmux.engines.base import NotConnected, NumberInfo, OutgoingMessage, SendResult
 from zapmux.errors import (
     Conflict,
     EngineError,
@@ -35,9 +35,9 @@ from zapmux.events import Connected, Event, Media
 from zapmux.ids import random_hex
 from zapmux.locks import KeyedLocks
 from zapmux.optouts import OptOuts
-from zapmux.phone import USER_SERVER
+from zapmux.phone import JID
 from zapmux.scheduler import check_send_at
-from zapmux.states import WILL_CONNECT, Status
+from zapmux.states import WILL_CONNECT, MessageStatus, Status
 from zapmux.store.base import Store
 from zapmux.store.records import SEND_INTERRUPTED, IdempotentAnswer, MessageRecord
 from zapmux.supervisor import Supervisor, TenantRunner
@@ -237,10 +237,10 @@ class Sender:
         record = await self.store.get_message(tenant_id, provisional["message_id"])
         if record is None:
             return None
-        if record.status == "failed" and record.error == SEND_INTERRUPTED:
+        if record.status == MessageStatus.FAILED and record.error == SEND_INTERRUPTED:
             return 409, _interrupted(record)
         status = record.public()["status"]
-        waiting = status in ("queued", "scheduled")
+        waiting = status in (MessageStatus.QUEUED, MessageStatus.SCHEDULED)
         body = self._answer(record, status, None if waiting else record.chat)
         if record.error:
             body["error"] = record.error
@@ -276,18 +276,18 @@ class Sender:
             )
             if not (direct and self.bucket(tenant_id).take()):
                 record = await self._queue(runner, message_id, request, jid, key)
-                return 202, self._answer(record, "queued", jid)
+                return 202, self._answer(record, MessageStatus.QUEUED, jid)
             record = await self.store.add_message(
-                self._record(tenant_id, message_id, request, "sending", jid),
+                self._record(tenant_id, message_id, request, MessageStatus.SENDING, jid),
                 runner.incarnation,
                 key,
             )
             result = await self._hand_over(runner, record, request)
         if result is None:
-            return 202, self._answer(record, "queued", jid)
+            return 202, self._answer(record, MessageStatus.QUEUED, jid)
         # Outside the lane: the order is fixed once the engine has it.
         await self._sent(runner, record, result)
-        return 200, self._answer(record, "sent", jid)
+        return 200, self._answer(record, MessageStatus.SENT, jid)
 
     async def _queued(self, runner: TenantRunner) -> int:
         """How many of the tenant's messages wait (kept by its runner once counted)."""
@@ -315,7 +315,7 @@ class Sender:
         WhatsApp is refused (422) instead of accepted and failed later.
         """
         if runner.status == Status.CONNECTED:
-            with contextlib.suppress(TenantNotConnected):
+            with contextlib.suppress(NotConnected):
                 return await self.resolve(runner, phone)
         cached = await self._cached_jid(runner, phone)
         if cached is not None and not cached[0]:
@@ -331,11 +331,14 @@ class Sender:
     ) -> tuple[int, dict[str, Any]]:
         """Keep it for its time (scheduler.py); the tenant's state then decides."""
         check_send_at(request.send_at or 0.0, time.time())
-        record = self._record(runner.tenant_id, message_id, request, "scheduled", None)
+        record = self._record(runner.tenant_id, message_id, request, MessageStatus.SCHEDULED, None)
         record.payload = json.dumps(_payload(request))
         record = await self.store.add_message(record, runner.incarnation, key)
         self.on_scheduled()
-        return 202, {**self._answer(record, "scheduled", None), "send_at": request.send_at}
+        return 202, {
+            **self._answer(record, MessageStatus.SCHEDULED, None),
+            "send_at": request.send_at,
+        }
 
     async def _queue(
         self,
@@ -345,7 +348,7 @@ class Sender:
         jid: str | None,
         key: IdempotentAnswer | None,
     ) -> MessageRecord:
-        record = self._record(runner.tenant_id, message_id, request, "queued", jid)
+        record = self._record(runner.tenant_id, message_id, request, MessageStatus.QUEUED, jid)
         record.payload = json.dumps(_payload(request))
         record = await self.store.add_message(record, runner.incarnation, key)
         runner.queued = (runner.queued or 0) + 1
@@ -361,7 +364,7 @@ class Sender:
             message_id=message_id,
             wa_id=message_id,  # engines that send with our id: receipts match at once
             direction="out",
-            chat=jid or f"{request.phone}@{USER_SERVER}",
+            chat=jid or str(JID(request.phone)),
             phone=request.phone,
             message_type=request.message_type(),
             status=status,
@@ -391,7 +394,7 @@ class Sender:
         if cached is None:
             session = runner.session
             if session is None:
-                raise TenantNotConnected("the tenant is not connected")
+                raise NotConnected("the tenant is not connected")
             info = (await session.check([phone]))[0]
             cached = (info.exists, info.jid)
             await self.remember_jid(runner, NumberInfo(phone, info.exists, info.jid))
@@ -438,9 +441,9 @@ class Sender:
         try:
             session = runner.session
             if session is None:
-                raise TenantNotConnected("the tenant is not connected")
+                raise NotConnected("the tenant is not connected")
             return await session.send(message)
-        except TenantNotConnected:
+        except NotConnected:
             await self._requeue(runner, record, request)
             return None
         except SendLater as exc:
@@ -461,7 +464,7 @@ class Sender:
         if result.poll_secret and record.options:  # kept with the question (polls.py)
             record.poll = json.dumps({"options": record.options, "secret": result.poll_secret})
             await self.store.update_message(record.tenant_id, record.message_id, poll=record.poll)
-        record.status, record.wa_id = "sent", result.message_id
+        record.status, record.wa_id = MessageStatus.SENT, result.message_id
         self.supervisor.metrics.inc("messages_sent_total")
         # from acceptance, or for a scheduled send from its time
         since = max(record.created_at, record.send_at or 0.0)
@@ -478,10 +481,10 @@ class Sender:
         await self.store.update_message(
             record.tenant_id,
             record.message_id,
-            status="queued",
+            status=MessageStatus.QUEUED,
             payload=json.dumps(_payload(request)),
         )
-        record.status = "queued"
+        record.status = MessageStatus.QUEUED
         runner.queued = (runner.queued or 0) + 1
 
     async def _fail(
@@ -490,10 +493,10 @@ class Sender:
         """Mark it failed with ``error`` for a person and ``code`` for a program."""
         # the payload (possibly megabytes of media) is not needed once it cannot go out
         await self.store.update_message(
-            record.tenant_id, record.message_id, status="failed", error=error,
+            record.tenant_id, record.message_id, status=MessageStatus.FAILED, error=error,
             error_code=code, payload=None,
         )  # fmt: skip
-        record.status, record.error, record.error_code = "failed", error, code
+        record.status, record.error, record.error_code = MessageStatus.FAILED, error, code
         self.supervisor.metrics.inc("messages_failed_total")
         runner.log.error("❌ message %s to %s failed: %s", record.message_id, record.phone, error)
 
@@ -522,7 +525,7 @@ class Sender:
     async def cancel(self, tenant_id: str, message_id: str) -> bool:
         """Cancel a scheduled or queued message; False once it went out (or failed)."""
         was = await self.store.cancel_message(tenant_id, message_id)
-        if was == "queued":
+        if was == MessageStatus.QUEUED:
             runner = self.supervisor.runners.get(tenant_id)
             if runner is not None:
                 _left_queue(runner)
@@ -594,7 +597,7 @@ class Sender:
         request = _request(record)
         try:
             record.chat = await self.resolve(runner, record.phone or "")
-        except TenantNotConnected:
+        except NotConnected:
             return None
         except ZapmuxError as exc:  # not on WhatsApp: it never will go out
             _left_queue(runner)
@@ -632,7 +635,7 @@ def _interrupted(record: MessageRecord) -> dict[str, Any]:
             "(again), send it anew with a new Idempotency-Key.",
         },
         "message_id": record.message_id,
-        "status": "failed",
+        "status": MessageStatus.FAILED,
         "tenant_id": record.tenant_id,
         "phone": record.phone,
     }

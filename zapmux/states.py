@@ -1,4 +1,8 @@
-"""Tenant states, and the sets the rest of zapmux reasons with."""
+"""Tenant, message and webhook delivery states, and the sets the rest of zapmux reasons with.
+
+They are ``StrEnum``s: each member *is* its string, so what the store keeps, the API
+answers and webhooks carry is the same text as before they had names.
+"""
 
 from __future__ import annotations
 
@@ -26,3 +30,49 @@ NEEDS_RESTART = PERMANENT - {Status.LOGGED_OUT}
 #: States in which a send waits in the queue instead of being refused.
 WILL_CONNECT = frozenset({Status.CONNECTING, Status.RECONNECTING, Status.CONNECTED})
 ALL = tuple(s.value for s in Status)
+
+
+class MessageStatus(StrEnum):
+    """Where a message is (``messages.status``; the API and webhooks show the value).
+
+    Outgoing: ``scheduled`` → ``queued`` → ``sending`` → ``sent`` → ``delivered`` →
+    ``read``, or ``failed`` / ``cancelled``. Incoming: ``received``.
+    """
+
+    SCHEDULED = "scheduled"  # waits for its send_at (scheduler.py)
+    QUEUED = "queued"  # waits in the tenant's send queue
+    SENDING = "sending"  # being handed to the engine; the API shows it as queued
+    SENT = "sent"  # the engine took it
+    DELIVERED = "delivered"  # it reached the recipient's phone
+    READ = "read"  # the recipient opened it
+    FAILED = "failed"  # it will not go out, or WhatsApp reported that it did not
+    CANCELLED = "cancelled"  # cancelled before it went out
+    RECEIVED = "received"  # an incoming message
+
+
+#: How far an outgoing message has got. A receipt only moves a message up this order,
+#: so a late ``delivered`` never overrides ``read``; a failure report ranks last.
+PROGRESS: dict[str, int] = {
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENDING: 1,
+    MessageStatus.SENT: 2,
+    MessageStatus.DELIVERED: 3,
+    MessageStatus.READ: 4,
+    MessageStatus.FAILED: 5,
+}
+
+
+def moved_by(receipt: str) -> list[MessageStatus]:
+    """The statuses a receipt of status ``receipt`` moves a message from: those below it
+    in :data:`PROGRESS`, except ``queued`` (not handed to the engine, so no receipt is
+    for it). KeyError for a status that is not in the order."""
+    rank = PROGRESS[receipt]
+    return [MessageStatus(s) for s, r in PROGRESS.items() if r < rank and s != MessageStatus.QUEUED]
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook delivery is in the outbox (``outbox.status``)."""
+
+    PENDING = "pending"  # waits for its next attempt
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    DEAD = "dead"  # given up (refused, or too old to retry); it can be replayed

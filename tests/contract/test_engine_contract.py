@@ -20,8 +20,7 @@ from tests.fake_graph import FakeGraph
 from zapmux import events as ev
 from zapmux.config import Settings
 from zapmux.engines import create_engine
-from zapmux.engines.base import Engine, OutgoingMessage
-from zapmux.errors import TenantNotConnected
+from zapmux.engines.base import Engine, NotConnected, OutgoingMessage
 from zapmux.store import open_store
 from zapmux.store.base import Store
 from zapmux.store.records import CloudAccount
@@ -96,13 +95,13 @@ async def test_wipe_of_an_unknown_tenant_is_harmless(engine: Engine) -> None:
     assert await engine.is_paired("never-seen") is False
 
 
-async def test_commands_without_a_connection_raise_tenant_not_connected(engine: Engine) -> None:
+async def test_commands_without_a_connection_raise_not_connected(engine: Engine) -> None:
     session = engine.open_session("idle", Inbox())
-    with pytest.raises(TenantNotConnected):
+    with pytest.raises(NotConnected):
         await session.send(OutgoingMessage(to="5511988887777@s.whatsapp.net", text="oi"))
-    with pytest.raises(TenantNotConnected):
+    with pytest.raises(NotConnected):
         await session.check(["5511988887777"])
-    with pytest.raises(TenantNotConnected):
+    with pytest.raises(NotConnected):
         await session.mark_read(
             "5511988887777@s.whatsapp.net", "5511988887777@s.whatsapp.net", ["X"]
         )
@@ -133,7 +132,7 @@ async def test_disconnect_is_quiet_and_idempotent(engine: Engine) -> None:
     await session.disconnect()
     await asyncio.sleep(0.3)
     assert inbox.queue.empty()
-    with pytest.raises(TenantNotConnected):
+    with pytest.raises(NotConnected):
         await session.send(OutgoingMessage(to="5511988887777@s.whatsapp.net", text="oi"))
 
 

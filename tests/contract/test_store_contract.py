@@ -1,4 +1,8 @@
-"""One contract for every store backend: SQLite always, PostgreSQL when a URL is given."""
+"""One contract for every store backend: memory and SQLite always, PostgreSQL when a URL
+is given (``conftest.py``).
+
+A few tests take ``sql_store`` (SQLite and PostgreSQL only): migrating an older schema
+and the writer's group commit are a database's own; the memory store has neither."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from zapmux.errors import Conflict, TenantExists, TenantNotFound
 from zapmux.outbox import new_delivery
 from zapmux.store.base import Store
+from zapmux.store.memory import MemoryStore
 from zapmux.store.records import (
     CloudAccount,
     DeliveryResult,
@@ -96,9 +101,9 @@ async def _back_to_version_4(conn: Any) -> None:
     await conn.execute(text("UPDATE schema_version SET version = 4"))
 
 
-async def test_a_version_1_store_is_migrated(store: Store) -> None:
-    engine = store.engine  # type: ignore[attr-defined]
-    await store.create_tenant(TenantRecord(id="old"))
+async def test_a_version_1_store_is_migrated(sql_store: Store) -> None:
+    engine = sql_store.engine  # type: ignore[attr-defined]
+    await sql_store.create_tenant(TenantRecord(id="old"))
     async with engine.begin() as conn:  # back to how version 1 stored the outbox and tenants
         await _back_to_version_4(conn)
         await conn.execute(text("ALTER TABLE outbox DROP COLUMN replayed_at"))
@@ -106,30 +111,30 @@ async def test_a_version_1_store_is_migrated(store: Store) -> None:
         await conn.execute(text("ALTER TABLE tenants DROP COLUMN engine"))
         await conn.execute(text("DROP TABLE cloud_accounts"))
         await conn.execute(text("UPDATE schema_version SET version = 1"))
-    await store.migrate()
-    old = await store.get_tenant("old")
+    await sql_store.migrate()
+    old = await sql_store.get_tenant("old")
     assert old is not None and old.incarnation  # a tenant from before has a life too
     assert old.engine is None  # from before per-tenant engines: the server's default
-    assert await store.update_tenant("old", last_error="words", detail="raw")  # version 6
-    await store.add_message(_message("old", "m1"), old.incarnation)
-    await store.create_tenant(TenantRecord(id="new", engine="cloud"))
-    assert (await store.get_tenant("new")).engine == "cloud"  # type: ignore[union-attr]
-    await store.cloud_save(CloudAccount("new", "123", "EAAtoken", "secret", "verify"))
-    await store.enqueue_deliveries([_delivery("m", 1)])
-    (d,) = await store.claim_deliveries(1, lock_s=30)
-    await finish(store, d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
-    assert await store.retry_deliveries(delivery_id=d.delivery_id) == 1
-    replayed = await store.get_delivery(d.delivery_id)
+    assert await sql_store.update_tenant("old", last_error="words", detail="raw")  # version 6
+    await sql_store.add_message(_message("old", "m1"), old.incarnation)
+    await sql_store.create_tenant(TenantRecord(id="new", engine="cloud"))
+    assert (await sql_store.get_tenant("new")).engine == "cloud"  # type: ignore[union-attr]
+    await sql_store.cloud_save(CloudAccount("new", "123", "EAAtoken", "secret", "verify"))
+    await sql_store.enqueue_deliveries([_delivery("m", 1)])
+    (d,) = await sql_store.claim_deliveries(1, lock_s=30)
+    await finish(sql_store, d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
+    assert await sql_store.retry_deliveries(delivery_id=d.delivery_id) == 1
+    replayed = await sql_store.get_delivery(d.delivery_id)
     assert replayed is not None and replayed.replayed_at is not None
     async with engine.connect() as conn:
         version = (await conn.execute(text("SELECT version FROM schema_version"))).scalar()
     assert version == SCHEMA_VERSION
 
 
-async def test_rows_queued_with_a_url_get_a_target_when_migrated(store: Store) -> None:
+async def test_rows_queued_with_a_url_get_a_target_when_migrated(sql_store: Store) -> None:
     """Version 4 kept the URL each row was written with: after FLASK_URL changed, old
     rows kept posting to the old one. Migrated, they go where their kind goes now."""
-    engine = store.engine  # type: ignore[attr-defined]
+    engine = sql_store.engine  # type: ignore[attr-defined]
     async with engine.begin() as conn:
         await _back_to_version_4(conn)
         for n, (tenant, event) in enumerate([("t", "message"), ("t", "relay"), (None, "relay")]):
@@ -142,21 +147,21 @@ async def test_rows_queued_with_a_url_get_a_target_when_migrated(store: Store) -
                 ),
                 {"id": f"d{n}", "tenant": tenant, "event": event, "chat": f"c{n}"},
             )
-    await store.migrate()
-    rows = {d.delivery_id: d.target for d in await store.list_deliveries()}
+    await sql_store.migrate()
+    rows = {d.delivery_id: d.target for d in await sql_store.list_deliveries()}
     assert rows == {"d0": "tenant:t", "d1": "flask", "d2": "flask"}
 
 
-async def test_a_version_4_store_is_migrated_with_its_messages(store: Store) -> None:
-    await store.add_message(_message("t", "old", "sent"))
-    engine = store.engine  # type: ignore[attr-defined]
+async def test_a_version_4_store_is_migrated_with_its_messages(sql_store: Store) -> None:
+    await sql_store.add_message(_message("t", "old", "sent"))
+    engine = sql_store.engine  # type: ignore[attr-defined]
     async with engine.begin() as conn:
         await _back_to_version_4(conn)
-    await store.migrate()
-    old = await store.get_message("t", "old")
+    await sql_store.migrate()
+    old = await sql_store.get_message("t", "old")
     assert old is not None and old.send_at is None and old.poll is None
-    await store.add_opt_out(OptOut("t", "5511999999999", "SAIR", 1.0))
-    assert await store.find_opt_out("t", ["5511999999999"]) is not None
+    await sql_store.add_opt_out(OptOut("t", "5511999999999", "SAIR", 1.0))
+    assert await sql_store.find_opt_out("t", ["5511999999999"]) is not None
 
 
 async def test_cloud_credentials_one_tenant_per_number(store: Store) -> None:
@@ -410,11 +415,11 @@ async def test_replaying_one_delivery_whatever_its_state(store: Store) -> None:
     assert len(await store.claim_deliveries(1, lock_s=30)) == 1
 
 
-async def test_writes_that_arrive_together_share_one_commit(store: Store) -> None:
-    writer = store.writer  # type: ignore[attr-defined]
+async def test_writes_that_arrive_together_share_one_commit(sql_store: Store) -> None:
+    writer = sql_store.writer  # type: ignore[attr-defined]
     before = writer.batches
-    await asyncio.gather(*(store.add_message(_message("t", f"g{n}")) for n in range(50)))
-    assert len(await store.list_messages("t", limit=100)) == 50
+    await asyncio.gather(*(sql_store.add_message(_message("t", f"g{n}")) for n in range(50)))
+    assert len(await sql_store.list_messages("t", limit=100)) == 50
     assert writer.batches - before < 50 / 4  # a share of a commit each, not one each
 
 
@@ -450,6 +455,8 @@ async def test_tenants_are_listed_in_pages_and_counted_by_status(store: Store) -
 
 async def _rows_of(store: Store, tenant_id: str) -> dict[str, int]:
     """How many rows each table holds for ``tenant_id`` (only the non-empty ones)."""
+    if isinstance(store, MemoryStore):
+        return store.tables.rows_of(tenant_id)
     engine = store.engine  # type: ignore[attr-defined]
     counts = {}
     async with engine.connect() as conn:
@@ -541,3 +548,111 @@ async def test_a_message_and_its_idempotency_key_are_written_together(store: Sto
     with pytest.raises(IntegrityError):  # the message is refused: so is its key
         await store.add_message(_message("t", "m1"), None, again)
     assert await store.get_idempotent("t", "k2", 60) is None
+
+
+async def test_nodes_and_one_tenants_lease(store: Store) -> None:
+    await store.heartbeat("n1", "http://n1:4000")
+    await store.heartbeat("n1", "http://n1:4001")  # a node's latest word counts
+    assert await store.node_url("n1", 60) == "http://n1:4001"
+    assert await store.node_url("n2", 60) is None
+    assert await store.live_nodes(60) == [("n1", "http://n1:4001")]
+    assert await store.live_nodes(-1) == []  # no heartbeat is from the future
+    await store.create_tenant(TenantRecord(id="t"))
+    assert await store.tenant_owner("t") == (None, 0.0)
+    assert await store.tenant_owner("missing") is None
+    assert await store.acquire_lease("n1", "t", 30)
+    assert not await store.acquire_lease("n2", "t", 30)
+    assert not await store.acquire_lease("n1", "missing", 30)
+    owner, until = await store.tenant_owner("t")  # type: ignore[misc]
+    assert owner == "n1" and until > time.time() + 20
+    await store.release_leases("n1")
+    assert await store.tenant_owner("t") == (None, 0.0)
+
+
+async def test_inbound_events_set_aside_are_listed_and_dropped(store: Store) -> None:
+    first = await store.add_dead_inbound("t", '{"kind": "message"}', "bad\x00byte")
+    second = await store.add_dead_inbound("u", "not json", "boom")
+    assert first != second
+    assert [d.id for d in await store.list_dead_inbound()] == [first, second]
+    (only,) = await store.list_dead_inbound(tenant_id="u")
+    assert only.public()["event"] == "not json"
+    kept = await store.get_dead_inbound(first)
+    assert kept is not None and kept.error == "bad\\x00byte"  # PostgreSQL refuses NUL
+    await store.drop_dead_inbound(first)
+    assert await store.get_dead_inbound(first) is None
+    assert [d.id for d in await store.list_dead_inbound(limit=1)] == [second]
+
+
+async def test_media_is_replaced_and_keys_forgotten(store: Store) -> None:
+    await store.save_media("t", "m", "image/png", None, b"one")
+    await store.save_media("t", "m", "image/jpeg", "a.jpg", b"two")
+    assert await store.get_media("t", "m") == ("image/jpeg", "a.jpg", b"two")
+    assert await store.get_media("u", "m") is None
+    await store.put_idempotent(IdempotentAnswer("t", "k", "f", 202, "{}", time.time()))
+    await store.forget_idempotent("t", "k")
+    assert await store.get_idempotent("t", "k", 60) is None
+
+
+async def test_a_queued_filter_shows_messages_being_sent(store: Store) -> None:
+    await store.add_message(_message("t", "q"))
+    await store.add_message(_message("t", "s", status="sending"))
+    await store.add_message(_message("t", "x", status="sent"))
+    queued = await store.list_messages("t", status="queued")
+    assert [m.message_id for m in queued] == ["s", "q"]
+
+
+async def test_dead_deliveries_are_discarded_and_one_unless_in_flight(store: Store) -> None:
+    await store.enqueue_deliveries([_delivery("a", 1), _delivery("b", 1, tenant_id="u")])
+    await store.enqueue_deliveries([_delivery("c", 1)])
+    a, b, c = sorted(await store.claim_deliveries(10, lock_s=30), key=lambda d: d.chat_key)
+    for d in (a, b):
+        await finish(store, d.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
+    assert await store.discard_deliveries(tenant_id="u") == 1
+    assert await store.discard_deliveries(delivery_id=c.delivery_id) == 0  # in flight
+    assert await store.release_deliveries([]) == 0
+    assert await store.release_deliveries([c.delivery_id]) == 1
+    assert await store.discard_deliveries(delivery_id=c.delivery_id) == 1
+    assert await store.discard_deliveries() == 1  # a, the last dead one
+    assert await store.list_deliveries() == []
+    assert await store.next_delivery_due() is None
+
+
+async def test_the_sandbox_phones_and_their_inboxes(store: Store) -> None:
+    now = time.time()
+    await store.sandbox_set_phone("5511", True)
+    await store.sandbox_set_phone("5522", False)
+    await store.sandbox_set_phone("5522", True)
+    assert await store.sandbox_phones(["5511", "5522", "5533"]) == {"5511": True, "5522": True}
+    message = InboxMessage("5511", "t", "m1", now, text="oi", extra={"kept": "no"})
+    receipt = await store.sandbox_deliver_to_phone(message, '{"kind":"receipt"}')
+    assert receipt is not None and await store.sandbox_pending("t") == [
+        (receipt, '{"kind":"receipt"}')
+    ]
+    assert await store.sandbox_deliver_to_phone(InboxMessage("5511", "t", "m2", now)) is None
+    assert await store.sandbox_waiting() == {"t"}
+    (first, _) = await store.sandbox_inbox("5511")
+    assert first.text == "oi" and first.extra == {} and first.read is False
+    assert [m.message_id for m in await store.sandbox_mark_read("5511")] == ["m1", "m2"]
+    assert await store.sandbox_mark_read("5511") == []
+    assert await store.sandbox_inbox("5511", unread_only=True) == []
+    await store.sandbox_add_pair_code("AAAA-BBBB", "t", "5511", now + 60)
+    await store.sandbox_add_pair_code("CCCC-DDDD", "t", "5511", now + 60)  # one a tenant
+    assert await store.sandbox_take_pair_code("AAAA-BBBB") is None
+    assert await store.sandbox_take_pair_code("CCCC-DDDD") == ("t", "5511", now + 60)
+    assert await store.sandbox_take_pair_code("CCCC-DDDD") is None
+    await store.sandbox_issue_qr(SandboxQr("q", "t", now, now + 60, True))
+    await store.sandbox_retire_qr("t")
+    assert (await store.sandbox_find_qr("q")).current is False  # type: ignore[union-attr]
+    await store.sandbox_reset()
+    assert await store.sandbox_phones(["5511"]) == {}
+    assert await store.sandbox_inbox("5511") == []
+    assert await store.sandbox_waiting() == set()
+
+
+async def test_records_read_or_written_stay_the_callers_own(store: Store) -> None:
+    written = await store.create_tenant(TenantRecord(id="t"))
+    written.status = "connected"
+    read = await store.get_tenant("t")
+    assert read is not None and read.status == "stopped"
+    read.phone = "5511"
+    assert (await store.get_tenant("t")).phone is None  # type: ignore[union-attr]

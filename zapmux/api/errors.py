@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from zapmux.api.strict import RequestRefused
-from zapmux.errors import InvalidTenantId, RateLimited, ZapmuxError
+from zapmux.engines.base import NotConnected
+from zapmux.errors import InvalidTenantId, RateLimited, TenantNotConnected, ZapmuxError
 from zapmux.ids import validate_tenant_id
 
 _HTTP_CODES = {
@@ -65,6 +66,12 @@ def _zapmux_error(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+def _not_connected(request: Request, exc: Exception) -> JSONResponse:
+    """An engine command found no connection: to a client, a 409 like any other."""
+    assert isinstance(exc, NotConnected)
+    return _zapmux_error(request, TenantNotConnected(exc.message, **exc.details))
+
+
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
@@ -111,6 +118,7 @@ def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ZapmuxError, _zapmux_error)
+    app.add_exception_handler(NotConnected, _not_connected)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

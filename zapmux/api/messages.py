@@ -29,7 +29,7 @@ from zapmux.fetch import fetch_media
 from zapmux.gateway import Gateway
 from zapmux.phone import normalize_phone
 from zapmux.sending import SendRequest
-from zapmux.states import Status
+from zapmux.states import MessageStatus, Status
 
 router = APIRouter(tags=["messages"], route_class=StrictRoute)
 MEDIA_KINDS = ("image", "document", "audio", "video")
@@ -213,7 +213,9 @@ async def cancel_message(tenant: TenantDep, message_id: str, gw: GatewayDep) -> 
         raise NotFound(
             f"no message {message_id!r} for tenant {tenant.id}", code="message_not_found"
         )
-    if record.status != "cancelled" and not await gw.sender.cancel(tenant.id, message_id):
+    if record.status != MessageStatus.CANCELLED and not await gw.sender.cancel(
+        tenant.id, message_id
+    ):
         status = record.public()["status"]
         raise Conflict(
             f"message {message_id} is {status}: only scheduled or queued messages can be cancelled",

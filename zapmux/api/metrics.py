@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from zapmux.api.deps import AdminDep, GatewayDep
 from zapmux.api.strict import StrictRoute
 from zapmux.metrics import Labels
-from zapmux.states import Status
+from zapmux.states import DeliveryStatus, Status
 
 router = APIRouter(tags=["system"], route_class=StrictRoute)
 
@@ -20,9 +20,7 @@ async def metrics(gw: GatewayDep, _: AdminDep) -> PlainTextResponse:
     tenants: dict[Labels, float] = {(("state", s.value),): 0 for s in Status}
     for record in await gw.store.list_tenants():
         tenants[(("state", record.status),)] += 1
-    deliveries: dict[Labels, float] = {
-        (("status", s),): 0 for s in ("pending", "delivered", "dead")
-    }
+    deliveries: dict[Labels, float] = {(("status", s.value),): 0 for s in DeliveryStatus}
     for status, count in (await gw.store.count_deliveries()).items():
         deliveries[(("status", status),)] = count
     gauges: dict[str, tuple[str, dict[Labels, float]]] = {

@@ -22,6 +22,7 @@ from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
 from zapmux.redact import redact_urls
 from zapmux.states import ALL as ALL_STATES
+from zapmux.states import DeliveryStatus
 from zapmux.store.records import Delivery
 from zapmux.webhook_url import check_webhook_url
 
@@ -177,12 +178,14 @@ async def list_deliveries(
 async def delivery_health(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
     counts = await gw.store.count_deliveries()
     # the newest rows tell whether the receiver fails now: enough for a banner
-    failing = [d for d in await gw.store.list_deliveries("pending", limit=100) if d.last_error]
-    last = failing[:1] or await gw.store.list_deliveries("dead", limit=1)
+    failing = [
+        d for d in await gw.store.list_deliveries(DeliveryStatus.PENDING, limit=100) if d.last_error
+    ]
+    last = failing[:1] or await gw.store.list_deliveries(DeliveryStatus.DEAD, limit=1)
     return {
         "success": True,
-        "pending": counts.get("pending", 0),
-        "dead": counts.get("dead", 0),
+        "pending": counts.get(DeliveryStatus.PENDING, 0),
+        "dead": counts.get(DeliveryStatus.DEAD, 0),
         "failing": len(failing),
         "last_error": last[0].last_error if last else None,
         "last_error_tenant_id": last[0].tenant_id if last else None,

@@ -23,13 +23,16 @@ from zapmux.client.remote import ClientSettings, Remote, RemoteError, Unreachabl
 from zapmux.errors import InvalidTenantId
 from zapmux.ids import validate_tenant_id
 from zapmux.qr import qr_text
-from zapmux.states import Status
+from zapmux.states import MessageStatus, Status
 
 P = ParamSpec("P")
 R = TypeVar("R")
 EXIT_PROBLEM, EXIT_UNREACHABLE = 1, 3
 ICONS = {Level.OK: "✅", Level.NOTE: "📱", Level.PROBLEM: "❌"}
-STATE_ICONS = {"connected": "✅", "awaiting_qr": "📱", "reconnecting": "🔄", "connecting": "🔄"}
+STATE_ICONS: dict[str, str] = {
+    Status.CONNECTED: "✅", Status.AWAITING_QR: "📱", Status.RECONNECTING: "🔄",
+    Status.CONNECTING: "🔄",
+}  # fmt: skip
 #: States a tenant passes through right after /clear-all, before it settles.
 UNSETTLED = frozenset({Status.STOPPED, Status.CONNECTING, Status.RECONNECTING})
 
@@ -210,7 +213,7 @@ def send(
             "POST", f"/send/{tenant_id}", json={"phone": phone, "message": text}, headers=headers
         )
     body = response.json()
-    if body.get("status") == "queued":
+    if body.get("status") == MessageStatus.QUEUED:
         typer.echo(f"⏳ queued {body.get('message_id')}: goes out when {tenant_id} can send")
     else:
         typer.echo(f"📨 sent {body.get('message_id')} to {body.get('jid') or phone}")

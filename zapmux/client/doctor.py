@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from zapmux.client.remote import ClientSettings, Remote, RemoteError, Unreachable
-from zapmux.states import Status
+from zapmux.states import DeliveryStatus, Status
 
 #: The most deliveries of one status the doctor reads (the API's own maximum).
 LIST_LIMIT = 1000
@@ -164,8 +164,8 @@ def diagnose_tenant(tenant: dict[str, Any]) -> Finding:
 def check_deliveries(remote: Remote) -> list[Finding]:
     """The outbox backlog: pending deliveries (and why they wait) and dead ones."""
     try:
-        pending = _deliveries(remote, "pending")
-        dead = _deliveries(remote, "dead")
+        pending = _deliveries(remote, DeliveryStatus.PENDING)
+        dead = _deliveries(remote, DeliveryStatus.DEAD)
     except RemoteError as exc:
         if exc.status == 404:
             return [Finding(Level.NOTE, "this server has no deliveries API (GET /deliveries)")]

@@ -14,9 +14,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from zapmux.errors import ZapmuxError
 from zapmux.events import Event, Media
 
 EventSink = Callable[[Event], Awaitable[None]]
+
+
+class NotConnected(ZapmuxError):
+    """The session is not connected to WhatsApp (not yet, no longer, or its worker is
+    gone): nothing was done. Raised by session commands. What it means is the caller's
+    to say: the send queue keeps the message for later (``sending.py``); the API
+    answers 409 ``tenant_not_connected`` (``api/errors.py``)."""
+
+    status, code = 503, "not_connected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +60,8 @@ class NumberInfo:
 
 
 class Session(ABC):
-    """One tenant's WhatsApp connection. Commands raise ``errors.ZapmuxError`` kinds."""
+    """One tenant's WhatsApp connection. Commands raise ``errors.ZapmuxError`` kinds;
+    ``NotConnected`` when there is no connection."""
 
     tenant_id: str
 
@@ -84,7 +95,7 @@ class Session(ABC):
 
     @abstractmethod
     async def send(self, message: OutgoingMessage) -> SendResult:
-        """Send now; raise ``TenantNotConnected`` when offline, ``EngineError`` on failure."""
+        """Send now; raise ``NotConnected`` when offline, ``EngineError`` on failure."""
 
     @abstractmethod
     async def check(self, phones: Sequence[str]) -> list[NumberInfo]:

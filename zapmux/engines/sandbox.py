@@ -23,14 +23,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from zapmux.config import Settings
-from zapmux.engines.base import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
+from zapmux.engines.base import (
+    Engine,
+    EventSink,
+    NotConnected,
+    NumberInfo,
+    OutgoingMessage,
+    SendResult,
+    Session,
+)
 from zapmux.errors import (
     Conflict,
     EngineError,
     InvalidInput,
     NotFound,
     QrExpired,
-    TenantNotConnected,
 )
 from zapmux.events import (
     Banned,
@@ -48,8 +55,9 @@ from zapmux.events import (
     Replaced,
 )
 from zapmux.ids import random_hex
-from zapmux.phone import USER_SERVER, ninth_digit_variants, normalize_phone
+from zapmux.phone import JID, ninth_digit_variants, normalize_phone
 from zapmux.polls import option_hash
+from zapmux.states import MessageStatus
 from zapmux.store.base import SandboxStore
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
 
@@ -66,7 +74,7 @@ def new_message_id() -> str:
 
 
 def _jid(phone: str) -> str:
-    return f"{phone}@{USER_SERVER}"
+    return str(JID(phone))
 
 
 def _receipt(message_id: str, phone: str, status: str) -> str:
@@ -250,7 +258,7 @@ class SandboxEngine(Engine):
         """The phone opens its chats: read receipts go back to each sender."""
         unread = await self.store.sandbox_mark_read(normalize_phone(phone))
         for m in unread:
-            await self._push_receipt(m.tenant_id, m.message_id, m.phone, "read")
+            await self._push_receipt(m.tenant_id, m.message_id, m.phone, MessageStatus.READ)
         return len(unread)
 
     async def fault(self, tenant_id: str, kind: str) -> None:
@@ -554,15 +562,15 @@ class SandboxSessionImpl(Session):
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         if not self.connected:
-            raise TenantNotConnected("the tenant is not connected")
+            raise NotConnected("the tenant is not connected")
         saved = self.saved  # faults reach this node's sessions as well as the store
         if saved is None:
             raise EngineError("this session is no longer paired (sandbox)")
         if saved.network_down:  # the socket is dead before the drop is noticed: offline
-            raise TenantNotConnected("the network is unreachable (sandbox network_down)")
+            raise NotConnected("the network is unreachable (sandbox network_down)")
         phone = message.to.split("@", 1)[0]
         message_id, media = message.message_id or new_message_id(), message.media
-        receipt = _receipt(message_id, phone, "delivered")
+        receipt = _receipt(message_id, phone, MessageStatus.DELIVERED)
         receipt_id = await self.store.sandbox_deliver_to_phone(
             InboxMessage(
                 phone=phone,
@@ -585,9 +593,9 @@ class SandboxSessionImpl(Session):
 
     async def check(self, phones: Sequence[str]) -> list[NumberInfo]:
         if not self.connected:
-            raise TenantNotConnected("the tenant is not connected")
+            raise NotConnected("the tenant is not connected")
         return await self.network.lookup(phones)
 
     async def mark_read(self, chat: str, sender: str, message_ids: Sequence[str]) -> None:
         if not self.connected:
-            raise TenantNotConnected("the tenant is not connected")
+            raise NotConnected("the tenant is not connected")

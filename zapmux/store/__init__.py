@@ -1,4 +1,5 @@
-"""The store: chosen from the URL's scheme (``sqlite:///…`` or ``postgresql://…``)."""
+"""The store: chosen from the URL's scheme (``sqlite:///…``, ``postgresql://…``, or
+``memory://``: nothing kept, for tests and trying zapmux out)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,17 @@ def open_store(url: str) -> Store:
             from zapmux.store.postgres import PostgresStore
 
             return PostgresStore.from_url(url)
+        if scheme == "memory":
+            from zapmux.store.memory import MemoryStore
+
+            return MemoryStore()
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError(
             f"the driver for {scheme} is missing ({exc.name}): pip install zapmux"
         ) from exc
-    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+    raise ValueError(
+        f"unsupported database URL scheme {scheme!r}: use sqlite:///, postgresql:// or memory://"
+    )
 
 
 __all__ = ["Store", "open_store"]

@@ -1,9 +1,9 @@
 """The store interface: everything zapmux persists, whatever the database.
 
 Narrow interfaces, one per concern (as whatsmeow's ``store.go``), and ``Store``, all
-of them. One implementation family today (``sql.SqlStore`` on SQLite and
-PostgreSQL); the contract tests in ``tests/contract/test_store_contract.py`` hold
-every backend to it.
+of them. Two implementations: ``sql.SqlStore`` on SQLite and PostgreSQL, and
+``memory.MemoryStore`` (nothing kept); the contract tests in
+``tests/contract/test_store_contract.py`` hold every backend to it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zapmux.redact import redact_urls
+from zapmux.states import DeliveryStatus, MessageStatus, Status
 
 
 @dataclass(slots=True)
@@ -14,7 +15,7 @@ class TenantRecord:
     id: str
     engine: str | None = None  # None: the server's default engine (ZAPMUX_ENGINE)
     wanted: str = "running"
-    status: str = "stopped"
+    status: str = Status.STOPPED
     phone: str | None = None
     push_name: str | None = None
     jid: str | None = None
@@ -51,8 +52,7 @@ class MessageRecord:
     direction: str  # "in" | "out"
     chat: str
     message_type: str
-    # in: "received"; out: scheduled | queued | sent | delivered | read | failed | cancelled
-    status: str
+    status: str  # a MessageStatus
     timestamp: float
     phone: str | None = None
     text: str | None = None
@@ -85,7 +85,7 @@ class MessageRecord:
             "direction": self.direction,
             # "sending" lasts the instant of the hand-over; the API's statuses are
             # queued|sent|delivered|read|failed (and "received" for incoming)
-            "status": "queued" if self.status == "sending" else self.status,
+            "status": MessageStatus.QUEUED if self.status == MessageStatus.SENDING else self.status,
             "chat": self.chat,
             "phone": self.phone,
             "message_type": self.message_type,
@@ -138,7 +138,7 @@ class Delivery:
     body: str
     chat_key: str
     tenant_id: str | None = None
-    status: str = "pending"  # pending | delivered | dead
+    status: str = DeliveryStatus.PENDING
     attempts: int = 0
     last_error: str | None = None
     created_at: float = 0.0
@@ -163,7 +163,9 @@ class Delivery:
             "attempts": self.attempts,
             "last_error": self.last_error,
             "created_at": self.created_at,
-            "next_attempt_at": self.next_attempt_at if self.status == "pending" else None,
+            "next_attempt_at": (
+                self.next_attempt_at if self.status == DeliveryStatus.PENDING else None
+            ),
             "delivered_at": self.delivered_at,
         }
 

@@ -16,6 +16,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from zapmux.states import DeliveryStatus, Status
+
 SCHEMA_VERSION = 7
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
@@ -59,7 +61,7 @@ tenants = Table(
     # the engine that runs it; NULL (tenants older than per-tenant engines): the server's
     Column("engine", String(16)),
     Column("wanted", String(16), nullable=False, default="running"),
-    Column("status", String(16), nullable=False, default="stopped"),
+    Column("status", String(16), nullable=False, default=Status.STOPPED),
     Column("phone", String(32)),
     Column("push_name", Text),
     Column("jid", String(128)),
@@ -142,7 +144,7 @@ outbox = Table(
     Column("target", Text, nullable=False),
     Column("body", Text, nullable=False),
     Column("chat_key", String(256), nullable=False),
-    Column("status", String(16), nullable=False, default="pending"),
+    Column("status", String(16), nullable=False, default=DeliveryStatus.PENDING),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.errors import TenantExists
+from zapmux.states import MessageStatus, moved_by
 from zapmux.store import schema as t
 from zapmux.store.base import Store
 from zapmux.store.guard import in_life
@@ -65,7 +66,6 @@ _TENANT_TABLES = (
     t.sandbox_pending,
     t.sandbox_inbox,
 )
-_STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
 class SqlStore(
@@ -309,7 +309,11 @@ class SqlStore(
             stmt = stmt.where(m.direction == direction)
         if status:  # "sending" is shown as "queued" (MessageRecord.public)
             stmt = stmt.where(
-                m.status.in_(["queued", "sending"] if status == "queued" else [status])
+                m.status.in_(
+                    [MessageStatus.QUEUED, MessageStatus.SENDING]
+                    if status == MessageStatus.QUEUED
+                    else [status]
+                )
             )
         if before is not None:
             stmt = stmt.where(m.id < before)
@@ -430,9 +434,15 @@ class SqlStore(
         m = t.messages.c
         return await self._execute(
             update(t.messages)
-            .where(and_(m.tenant_id == tenant_id, m.direction == "out", m.status == "sending"))
+            .where(
+                and_(
+                    m.tenant_id == tenant_id,
+                    m.direction == "out",
+                    m.status == MessageStatus.SENDING,
+                )
+            )
             .values(
-                status="failed",
+                status=MessageStatus.FAILED,
                 error=SEND_INTERRUPTED,
                 updated_at=time.time(),
             )
@@ -451,7 +461,9 @@ _MEDIA = select(t.media).where(
         t.media.c.message_id == bindparam("k_message"),
     )
 )
-_QUEUED = and_(_m.tenant_id == bindparam("k_tenant"), _m.direction == "out", _m.status == "queued")
+_QUEUED = and_(
+    _m.tenant_id == bindparam("k_tenant"), _m.direction == "out", _m.status == MessageStatus.QUEUED
+)
 _NEXT_QUEUED = select(t.messages).where(_QUEUED).order_by(_m.id).limit(1)
 _COUNT_QUEUED = select(func.count()).where(_QUEUED)
 _SENT_ID = (
@@ -460,7 +472,9 @@ _SENT_ID = (
     .values(wa_id=bindparam("k_wa_id"), payload=None, updated_at=bindparam("k_now"))
 )
 _SENT_STATUS = (
-    update(t.messages).where(and_(_KEY, _m.status.in_(["queued", "sending"]))).values(status="sent")
+    update(t.messages)
+    .where(and_(_KEY, _m.status.in_([MessageStatus.QUEUED, MessageStatus.SENDING])))
+    .values(status=MessageStatus.SENT)
 )
 _RECEIPT_CONDITION = and_(
     _m.tenant_id == bindparam("k_tenant"),
@@ -493,8 +507,7 @@ def apply_receipt(
     conn: Connection, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
 ) -> list[str]:
     """``SqlStore.apply_receipt`` on ``conn`` (inside a write job)."""
-    rank = _STATUS_RANK[status]
-    lower = [s for s, r in _STATUS_RANK.items() if r < rank and s != "queued"]
+    lower = moved_by(status)
     params = {"k_tenant": tenant_id, "k_wa_ids": list(wa_ids), "k_lower": lower}
     ids = list((conn.execute(_RECEIPT_FIND, params)).scalars())
     if ids:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     update,
 )
 
+from zapmux.states import DeliveryStatus
 from zapmux.store import schema as t
 from zapmux.store.guard import in_life
 from zapmux.store.records import Delivery, DeliveryResult
@@ -36,7 +37,11 @@ def _blocked(o: Any) -> Any:
     """An older pending row of the same chat exists: ``o`` must wait for it."""
     older = t.outbox.alias("older")
     return exists().where(
-        and_(older.c.chat_key == o.c.chat_key, older.c.status == "pending", older.c.id < o.c.id)
+        and_(
+            older.c.chat_key == o.c.chat_key,
+            older.c.status == DeliveryStatus.PENDING,
+            older.c.id < o.c.id,
+        )
     )
 
 
@@ -48,11 +53,15 @@ def _chosen(delivery_id: str | None, tenant_id: str | None) -> Any:
     """One given delivery unless it is in flight now; else every dead one (of a tenant)."""
     o = t.outbox.c
     if delivery_id:
-        idle = or_(o.status != "pending", o.locked_until.is_(None), o.locked_until < time.time())
+        idle = or_(
+            o.status != DeliveryStatus.PENDING,
+            o.locked_until.is_(None),
+            o.locked_until < time.time(),
+        )
         return and_(o.delivery_id == delivery_id, idle)
     if tenant_id:
-        return and_(o.status == "dead", o.tenant_id == tenant_id)
-    return o.status == "dead"
+        return and_(o.status == DeliveryStatus.DEAD, o.tenant_id == tenant_id)
+    return o.status == DeliveryStatus.DEAD
 
 
 _o = t.outbox
@@ -60,7 +69,7 @@ _CLAIM_SELECT = (
     select(_o.c.id)
     .where(
         and_(
-            _o.c.status == "pending",
+            _o.c.status == DeliveryStatus.PENDING,
             _o.c.next_attempt_at <= bindparam("now"),
             _unlocked(_o),
             ~_blocked(_o),
@@ -71,7 +80,9 @@ _CLAIM_SELECT = (
 )
 _CLAIM_UPDATE = (
     update(_o)
-    .where(and_(_o.c.id.in_(bindparam("ids", expanding=True)), _o.c.status == "pending"))
+    .where(
+        and_(_o.c.id.in_(bindparam("ids", expanding=True)), _o.c.status == DeliveryStatus.PENDING)
+    )
     .where(_unlocked(_o))
     .values(locked_until=bindparam("until"))
     .returning(*_o.c)
@@ -92,7 +103,9 @@ _READY_AT = case(
     (_o.c.locked_until > _o.c.next_attempt_at, _o.c.locked_until),
     else_=_o.c.next_attempt_at,
 )
-_NEXT_DUE = select(func.min(_READY_AT)).where(and_(_o.c.status == "pending", ~_blocked(_o)))
+_NEXT_DUE = select(func.min(_READY_AT)).where(
+    and_(_o.c.status == DeliveryStatus.PENDING, ~_blocked(_o))
+)
 _INSERT = insert(_o)
 
 
@@ -162,7 +175,7 @@ class OutboxTables(SqlTables):
                 "b_attempts": r.attempts,
                 "b_error": r.last_error,
                 "b_next": r.next_attempt_at,
-                "b_delivered": now if r.status == "delivered" else None,
+                "b_delivered": now if r.status == DeliveryStatus.DELIVERED else None,
             }
             for r in results
         ]
@@ -181,7 +194,9 @@ class OutboxTables(SqlTables):
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
         """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
         o = t.outbox.c
-        stmt = update(t.outbox).where(and_(o.status == "pending", o.locked_until.is_not(None)))
+        stmt = update(t.outbox).where(
+            and_(o.status == DeliveryStatus.PENDING, o.locked_until.is_not(None))
+        )
         if delivery_ids is not None:
             if not delivery_ids:
                 return 0
@@ -192,7 +207,9 @@ class OutboxTables(SqlTables):
         """Forget deliveries delivered before ``older_than``; the count removed."""
         o = t.outbox.c
         return await self._execute(
-            delete(t.outbox).where(and_(o.status == "delivered", o.delivered_at < older_than))
+            delete(t.outbox).where(
+                and_(o.status == DeliveryStatus.DELIVERED, o.delivered_at < older_than)
+            )
         )
 
     async def list_deliveries(
@@ -228,7 +245,7 @@ class OutboxTables(SqlTables):
         stmt = update(t.outbox).where(_chosen(delivery_id, tenant_id))
         return await self._execute(
             stmt.values(
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 next_attempt_at=time.time(),
                 replayed_at=time.time(),
                 locked_until=None,

@@ -9,14 +9,15 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select, update
 
+from zapmux.states import MessageStatus
 from zapmux.store import schema as t
 from zapmux.store.records import MessageRecord
 from zapmux.store.rows import record as _record
 from zapmux.store.sql_base import SqlTables
 
 #: The statuses a message can be cancelled in: it has not been handed to WhatsApp.
-CANCELLABLE = ("scheduled", "queued")
-SENT = ("sent", "delivered", "read")
+CANCELLABLE = (MessageStatus.SCHEDULED, MessageStatus.QUEUED)
+SENT = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
 
 
 class ScheduleTables(SqlTables):
@@ -26,7 +27,7 @@ class ScheduleTables(SqlTables):
         """Scheduled rows of the tenants ``node`` runs (it holds their lease)."""
         m, tn = t.messages.c, t.tenants.c
         owned = select(tn.id).where(tn.owner == node)
-        return and_(m.status == "scheduled", m.tenant_id.in_(owned))
+        return and_(m.status == MessageStatus.SCHEDULED, m.tenant_id.in_(owned))
 
     async def next_scheduled_at(self, node: str) -> float | None:
         """When the earliest scheduled send of a tenant this node runs is due."""
@@ -58,7 +59,7 @@ class ScheduleTables(SqlTables):
             return []
         m = t.messages.c
         match = or_(*(and_(m.tenant_id == tid, m.message_id == mid) for tid, mid in keys))
-        gone = delete(t.messages).where(and_(m.status == "scheduled", match))
+        gone = delete(t.messages).where(and_(m.status == MessageStatus.SCHEDULED, match))
         tenant_ids = {tenant_id for tenant_id, _ in keys}
 
         def job(conn: Connection) -> list[tuple[str, str]]:
@@ -78,7 +79,7 @@ class ScheduleTables(SqlTables):
                 values = [
                     {
                         **{c: v for c, v in rows[k]._mapping.items() if c != "id"},
-                        "status": "queued",
+                        "status": MessageStatus.QUEUED,
                         "updated_at": now,
                     }
                     for k in moved
@@ -94,7 +95,14 @@ class ScheduleTables(SqlTables):
 
         def job(conn: Connection) -> str | None:
             for status in CANCELLABLE:
-                if _move(conn, tenant_id, message_id, status, status="cancelled", payload=None):
+                if _move(
+                    conn,
+                    tenant_id,
+                    message_id,
+                    status,
+                    status=MessageStatus.CANCELLED,
+                    payload=None,
+                ):
                     return status
             return None
 
@@ -103,7 +111,14 @@ class ScheduleTables(SqlTables):
     async def claim_queued(self, tenant_id: str, message_id: str, chat: str) -> bool:
         """Mark a queued message ``sending`` unless it was cancelled meanwhile."""
         return await self._write(
-            lambda conn: _move(conn, tenant_id, message_id, "queued", status="sending", chat=chat)
+            lambda conn: _move(
+                conn,
+                tenant_id,
+                message_id,
+                MessageStatus.QUEUED,
+                status=MessageStatus.SENDING,
+                chat=chat,
+            )
         )
 
     async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:

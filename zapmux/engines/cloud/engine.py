@@ -14,7 +14,15 @@ import aiohttp
 
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
-from zapmux.engines.base import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
+from zapmux.engines.base import (
+    Engine,
+    EventSink,
+    NotConnected,
+    NumberInfo,
+    OutgoingMessage,
+    SendResult,
+    Session,
+)
 from zapmux.engines.cloud import questions, webhook
 from zapmux.engines.cloud.graph import Graph, GraphError, GraphUnreachable, MediaTooLarge
 from zapmux.errors import (
@@ -23,11 +31,10 @@ from zapmux.errors import (
     Forbidden,
     InvalidInput,
     SendLater,
-    TenantNotConnected,
     Unauthorized,
 )
 from zapmux.events import Connected, Disconnected, Event, Failed, IncomingMessage, Media
-from zapmux.phone import USER_SERVER
+from zapmux.phone import JID
 from zapmux.store.base import Store
 from zapmux.store.records import CloudAccount
 
@@ -209,7 +216,7 @@ class CloudSession(Session):
             Connected(
                 phone=phone or None,
                 push_name=number.get("verified_name"),
-                jid=f"{phone}@{USER_SERVER}" if phone else None,
+                jid=str(JID(phone)) if phone else None,
             )
         )
 
@@ -230,7 +237,7 @@ class CloudSession(Session):
 
     def _account(self) -> CloudAccount:
         if self.account is None:
-            raise TenantNotConnected("the tenant is not connected")
+            raise NotConnected("the tenant is not connected")
         return self.account
 
     async def send(self, message: OutgoingMessage) -> SendResult:
@@ -262,7 +269,7 @@ class CloudSession(Session):
         if exc.token_rejected:
             self.account = None
             await self.sink(_refusal(exc))
-            return TenantNotConnected(f"Meta rejected the access token: {exc.message}")
+            return NotConnected(f"Meta rejected the access token: {exc.message}")
         code, advice = webhook.FAILURES.get(exc.code or 0, ("meta_error", ""))
         return EngineError(
             f"{advice or exc.message} (Meta error {exc.code})", code=code, meta_code=exc.code
@@ -318,7 +325,7 @@ class CloudSession(Session):
         """The Cloud API cannot tell who is on WhatsApp: every number is taken as it is
         given (a send to one that is not fails later, code ``undeliverable``)."""
         self._account()
-        return [NumberInfo(phone, True, f"{phone}@{USER_SERVER}") for phone in phones]
+        return [NumberInfo(phone, True, str(JID(phone))) for phone in phones]
 
     async def mark_read(self, chat: str, sender: str, message_ids: Sequence[str]) -> None:
         account = self._account()

@@ -18,7 +18,8 @@ from typing import Any
 
 from zapmux.engines.cloud import questions
 from zapmux.events import IncomingMessage, MessageType, Receipt
-from zapmux.phone import USER_SERVER
+from zapmux.phone import JID
+from zapmux.states import MessageStatus
 
 #: Meta's message types → zapmux's ``message_type`` (what the other engines produce).
 MESSAGE_TYPES: dict[str, MessageType] = {
@@ -37,6 +38,8 @@ MESSAGE_TYPES: dict[str, MessageType] = {
 }
 MEDIA_TYPES = {"image": "image", "audio": "audio", "voice": "audio", "video": "video",
                "document": "document", "sticker": "sticker"}  # fmt: skip
+#: The message statuses Meta reports (``statuses[].status``) that become receipts.
+RECEIPTS = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
 #: Meta's failure codes that mean something a person can act on.
 FAILURES: dict[int, tuple[str, str]] = {
     131047: (
@@ -103,15 +106,15 @@ def receipts(value: dict[str, Any]) -> list[Receipt]:
     found = []
     for status in _dicts(value.get("statuses")):
         kind = status.get("status")
-        if kind not in {"sent", "delivered", "read", "failed"} or not status.get("id"):
+        if kind not in RECEIPTS or not status.get("id"):
             continue
         found.append(
             Receipt(
                 message_ids=(str(status["id"]),),
-                chat=f"{status.get('recipient_id', '')}@{USER_SERVER}",
+                chat=str(JID(str(status.get("recipient_id", "")))),
                 status=kind,
                 timestamp=_time(status.get("timestamp")),
-                error=failure(status.get("errors")) if kind == "failed" else None,
+                error=failure(status.get("errors")) if kind == MessageStatus.FAILED else None,
                 repeatable=True,
             )
         )
@@ -133,7 +136,7 @@ def incoming(message: dict[str, Any], push_names: dict[str, str]) -> IncomingMes
     kind, sender = str(message.get("type") or ""), str(message.get("from") or "")
     if not sender or not message.get("id") or kind == "system":
         return None
-    chat = f"{sender}@{USER_SERVER}"
+    chat = str(JID(sender))
     context = message.get("context") or {}
     reaction = message.get("reaction") or {}
     vote = questions.vote_of(message)

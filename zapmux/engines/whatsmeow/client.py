@@ -25,11 +25,19 @@ from typing import Any
 
 from zapmux import events as ev
 from zapmux.backoff import Backoff
-from zapmux.engines.base import Engine, EventSink, NumberInfo, OutgoingMessage, SendResult, Session
+from zapmux.engines.base import (
+    Engine,
+    EventSink,
+    NotConnected,
+    NumberInfo,
+    OutgoingMessage,
+    SendResult,
+    Session,
+)
 from zapmux.engines.whatsmeow.process import DEFAULT_MEDIA_MAX_BYTES, WorkerOptions, WorkerProcess
 from zapmux.engines.whatsmeow.protocol import MAX_MEDIA_BYTES, encode_media
 from zapmux.engines.whatsmeow.store import WhatsmeowStore, open_whatsmeow_store
-from zapmux.errors import EngineError, SendLater, TenantNotConnected, ZapmuxError
+from zapmux.errors import EngineError, SendLater, ZapmuxError
 
 _TIMEOUTS = {"connect": 30.0, "pair_phone": 60.0, "send": 120.0, "logout": 30.0}
 _DEFAULT_TIMEOUT = 30.0
@@ -288,7 +296,7 @@ class WhatsmeowSession(Session):
     async def _request(self, op: str, args: dict[str, Any]) -> Any:
         run = self._run
         if run is None or not run.alive:
-            raise TenantNotConnected(f"tenant {self.tenant_id} has no WhatsApp session running")
+            raise NotConnected(f"tenant {self.tenant_id} has no WhatsApp session running")
         return await run.request(op, args, _TIMEOUTS.get(op, _DEFAULT_TIMEOUT))
 
     async def pair_phone(self, phone: str) -> str:

@@ -17,6 +17,7 @@ from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
 from zapmux import events as ev
 from zapmux.phone import JID, LID_SERVER, USER_SERVER
+from zapmux.states import MessageStatus
 
 KEEPALIVE_MAX_FAIL_S = 180.0  # whatsmeow's KeepAliveMaxFailTime: then the socket is dead
 #: What a tenant's ``last_error`` says when the dial never reached WhatsApp.
@@ -31,8 +32,8 @@ _NO_ROUTE_SIGNS = (
 _Reason = pb.ConnectFailureReason
 _LOGOUT_REASONS = {_Reason.LOGGED_OUT, _Reason.MAIN_DEVICE_GONE, _Reason.UNKNOWN_LOGOUT}
 _RECEIPTS: dict[int, ev.ReceiptStatus] = {
-    pb.Receipt.DELIVERED: "delivered",
-    pb.Receipt.READ: "read",
+    pb.Receipt.DELIVERED: MessageStatus.DELIVERED,
+    pb.Receipt.READ: MessageStatus.READ,
     pb.Receipt.PLAYED: "played",
 }
 # (field of waE2E.Message, zapmux message_type, where its text is), most specific first

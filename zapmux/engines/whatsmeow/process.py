@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zapmux import events as ev
-from zapmux.engines.base import EventSink
+from zapmux.engines.base import EventSink, NotConnected
 from zapmux.engines.whatsmeow import protocol
 from zapmux.errors import (
     EngineError,
     NewContactRestricted,
     SendLater,
-    TenantNotConnected,
     ZapmuxError,
 )
 
@@ -39,7 +38,7 @@ _LINE_LIMIT = 1024 * 1024
 _KILL_WAIT_S = 3.0
 #: A worker's error kinds (``protocol.ERROR_KINDS``) as zapmux's errors; others EngineError.
 _ERRORS: dict[str, type[ZapmuxError]] = {
-    "not_connected": TenantNotConnected,
+    "not_connected": NotConnected,
     "new_contact_restricted": NewContactRestricted,
     "rate_limited": SendLater,
 }
@@ -220,7 +219,7 @@ class WorkerProcess:
     async def request(self, op: str, args: dict[str, Any], within_s: float) -> Any:
         """Send a command and return its result; errors translated to zapmux's."""
         if not self.alive or self._writer is None:
-            raise TenantNotConnected(f"tenant {self.tenant_id} has no WhatsApp session running")
+            raise NotConnected(f"tenant {self.tenant_id} has no WhatsApp session running")
         command_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[command_id] = future
@@ -237,7 +236,7 @@ class WorkerProcess:
                 f"the WhatsApp worker did not answer {op!r} in {within_s:g} s"
             ) from exc
         except (ConnectionError, protocol.ProtocolError) as exc:
-            raise TenantNotConnected(f"the WhatsApp worker of {self.tenant_id} is gone") from exc
+            raise NotConnected(f"the WhatsApp worker of {self.tenant_id} is gone") from exc
         finally:
             self._pending.pop(command_id, None)
             self._last_activity = time.monotonic()
@@ -381,7 +380,7 @@ class WorkerProcess:
             self._hello.set_result(None)
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(TenantNotConnected("the WhatsApp worker exited"))
+                future.set_exception(NotConnected("the WhatsApp worker exited"))
         self._log.debug("whatsmeow worker %s exited with %s", self.pid, code)
         if self.dial_open and not self._stopping:
             await self._deliver(ev.Disconnected(reason=self.describe_exit(code)))

@@ -34,6 +34,7 @@ from typing import Any
 
 from zapmux import events as ev
 from zapmux.engines.whatsmeow import protocol
+from zapmux.phone import JID
 
 log = logging.getLogger("zapmux.worker")
 
@@ -360,7 +361,7 @@ class TenantWorker:
             return event
         phone = mapping.phone_of(source.Sender, source.SenderAlt)
         phone = phone or await self._phone_for_lid(client, lid)
-        extra = {**event.extra, "lid": f"{lid.User}@{mapping.LID_SERVER}"}
+        extra = {**event.extra, "lid": str(JID(lid.User, mapping.LID_SERVER))}
         if phone is None:
             return dataclasses.replace(event, extra=extra)  # unknown: the LID stays
         chat = event.chat
@@ -375,7 +376,7 @@ class TenantWorker:
 
         phone = sender_phone if not source.IsFromMe else mapping.phone_of(source.RecipientAlt)
         phone = phone or await self._phone_for_lid(client, source.Chat)
-        return f"{phone}@{mapping.USER_SERVER}" if phone else mapping.jid_text(source.Chat)
+        return str(JID(phone)) if phone else mapping.jid_text(source.Chat)
 
     async def _receipt_by_phone(self, client: Any, source: Any, event: ev.Receipt) -> ev.Receipt:
         """A receipt from a LID-addressed chat names the chat by its phone JID, as the
@@ -386,7 +387,7 @@ class TenantWorker:
             return event
         phone = mapping.phone_of(source.SenderAlt, source.RecipientAlt)
         phone = phone or await self._phone_for_lid(client, source.Chat)
-        chat = f"{phone}@{mapping.USER_SERVER}" if phone else event.chat
+        chat = str(JID(phone)) if phone else event.chat
         return dataclasses.replace(event, chat=chat)
 
     async def _phone_for_lid(self, client: Any, lid: Any) -> str | None:
@@ -394,7 +395,7 @@ class TenantWorker:
         from zapmux.engines.whatsmeow import mapping
 
         allow = ("starting", "awaiting_qr")  # offline messages may come before Connected
-        bare = mapping.to_neonize_jid(f"{lid.User}@{lid.Server}")  # the user, not a device
+        bare = mapping.to_neonize_jid(str(JID(lid.User, lid.Server)))  # the user, not a device
         try:
             pn = await self._ffi(lambda: client.get_pn_from_lid(bare), allow)
         except Exception as exc:
