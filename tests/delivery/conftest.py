@@ -5,21 +5,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.process import ZapmuxProcess
+from tests.process import ServerProcess
 
 SECRET = "flask-shared-secret"
 
 
 @pytest.fixture
-async def zapmux_process(tmp_path: Path) -> AsyncIterator[Callable[..., ZapmuxProcess]]:
+async def zapmux_process(tmp_path: Path) -> AsyncIterator[Callable[..., ServerProcess]]:
     """Build zapmux processes (not started); every one is stopped at the end."""
-    made: list[ZapmuxProcess] = []
+    made: list[ServerProcess] = []
 
-    def build(flask_url: str, **env: str) -> ZapmuxProcess:
-        root = tmp_path / f"node{len(made)}"
-        root.mkdir()
+    def build(flask_url: str, **env: str) -> ServerProcess:
         env.setdefault("ZAPMUX_WEBHOOK_SECRET", SECRET)
-        made.append(ZapmuxProcess(root, flask_url, **env))
+        made.append(ServerProcess(tmp_path / f"node{len(made)}", ZAPMUX_FLASK_URL=flask_url, **env))
         return made[-1]
 
     yield build

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.helpers import Receiver, wait_for
-from tests.process import ZapmuxProcess
+from tests.process import ServerProcess
 from zapmux.api.streams import next_event
 from zapmux.hub import Hub
 
@@ -66,7 +66,7 @@ class SseReader:
 
 
 async def test_events_streams(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
 ) -> None:
     node = zapmux_process(receiver.url)
     await node.start()
@@ -90,9 +90,7 @@ async def test_events_streams(
             "status", lambda e: e["tenant_id"] == "sse2" and e["data"]["status"] == "connected"
         )
 
-        code = await node.qr("sse1")
-        assert code
-        await node.http.post("/sandbox/scan", json={"qr": code, "phone": "5511900000001"})
+        await node.scan("sse1", "5511900000001")
         await mine.wait("status", lambda e: e["data"]["status"] == "connected")
         await node.customer_says("5511977776666", "sse1", "olá SSE")
         message = await mine.wait("message", lambda e: e["data"]["text"] == "olá SSE")

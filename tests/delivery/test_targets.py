@@ -9,23 +9,23 @@ from typing import Any
 
 from tests.delivery.conftest import SECRET
 from tests.helpers import Receiver, wait_for
-from tests.process import ZapmuxProcess, signature_ok
+from tests.process import ServerProcess, signature_ok
 
 GONE = "http://127.0.0.1:9"  # the discard port: nothing listens
 CUSTOMER = "5511987650002"
 
 
-async def _failed_once(node: ZapmuxProcess) -> list[dict[str, Any]] | None:
+async def _failed_once(node: ServerProcess) -> list[dict[str, Any]] | None:
     rows = await node.deliveries(status="pending")
     return rows if any(r["attempts"] >= 1 for r in rows) else None
 
 
 async def test_a_changed_flask_url_applies_to_queued_rows_after_a_restart(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
 ) -> None:
     node = zapmux_process(GONE)
     await node.start()
-    await node.pair("loja7", "5511977771234")
+    await node.create_paired("loja7", "5511977771234")
     await node.customer_says(CUSTOMER, "loja7", "primeira")
     await node.customer_says(CUSTOMER, "loja7", "segunda")  # waits behind the first
     await wait_for(lambda: _failed_once(node), what="the first attempt to fail")
@@ -46,11 +46,11 @@ async def test_a_changed_flask_url_applies_to_queued_rows_after_a_restart(
 
 
 async def test_a_changed_tenant_webhook_applies_to_queued_rows(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
 ) -> None:
     node = zapmux_process(receiver.url)
     await node.start()
-    await node.pair("salao7", "5511977775678")
+    await node.create_paired("salao7", "5511977775678")
     put = await node.http.put("/tenants/salao7/webhook", json={"url": f"{GONE}/old"})
     assert put.status_code == 200, put.text
     await node.customer_says(CUSTOMER, "salao7", "oi")
@@ -77,7 +77,7 @@ async def test_a_changed_tenant_webhook_applies_to_queued_rows(
 
 
 async def test_a_relay_with_an_explicit_url_stays_pinned_and_is_flagged_stale(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
 ) -> None:
     node = zapmux_process(receiver.url)
     await node.start()
@@ -102,7 +102,7 @@ async def test_a_relay_with_an_explicit_url_stays_pinned_and_is_flagged_stale(
 
 
 async def test_discarding_a_stuck_row_lets_its_chat_go_on(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
 ) -> None:
     node = zapmux_process(receiver.url)
     await node.start()
@@ -135,7 +135,7 @@ async def test_discarding_a_stuck_row_lets_its_chat_go_on(
 
 
 async def test_discard_dead_removes_only_dead_rows_of_the_tenant_asked(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, zapmux_process: Callable[..., ServerProcess]
 ) -> None:
     node = zapmux_process(receiver.url)
     await node.start()

@@ -25,8 +25,8 @@ OPTIONS = ["Confirmo", "Preciso remarcar"]
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+async def store() -> AsyncIterator[Store]:
+    backend = open_store("memory://")  # what a store keeps is not under test here
     await backend.migrate()
     await backend.create_tenant(TenantRecord(id="t"))
     yield backend

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,8 @@ from zapmux.store.records import MessageRecord, TenantRecord
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+async def store() -> AsyncIterator[Store]:
+    backend = open_store("memory://")  # what a store keeps is not under test here
     await backend.migrate()
     await backend.create_tenant(TenantRecord(id="t", owner="node", lease_until=2e9))
     yield backend

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from tests.helpers import LiveServer, make_settings, wait_for
+from tests.process import ServerProcess
 from tests.security.common import PHONE, assert_error
-from tests.security.proc import ServerProcess
 
 # As they would be typed into a URL path (percent-encoded where a client must).
 BAD_PATH_IDS = [
@@ -281,10 +281,9 @@ def test_a_client_that_writes_a_big_body_first_gets_the_413_not_a_reset(
     """Past the socket buffers, a server that answers without reading the body resets
     the connection under the writer: it must read (and drop) the body to be heard."""
     with ServerProcess(tmp_path / "srv") as server:
-        port = int(server.url.rsplit(":", 1)[1])
         # (a send's cap is higher: media, base64-encoded)
         for path, mib in [("/tenants", 8), ("/tenants", 60), ("/send/alpha", 30), ("/send/a", 60)]:
-            status, answer = _write_all_then_read(port, path, _big(mib * 1024 * 1024))
+            status, answer = _write_all_then_read(server.port, path, _big(mib * 1024 * 1024))
             assert status == 413 and json.loads(answer)["error"]["code"] == "payload_too_large"
 
 
