@@ -94,6 +94,10 @@ async def test_events_streams(receiver: Receiver, start_node: StartNode) -> None
         assert message["data"]["phone"] == "5511977776666"
         await everything.wait("message", lambda e: e["tenant_id"] == "sse1")
 
+        assert (await node.http.delete("/tenants/sse2")).status_code == 200
+        gone = await everything.wait("deleted", lambda e: e["tenant_id"] == "sse2")
+        assert gone["data"] == {"tenant_id": "sse2"}
+
         assert {e["tenant_id"] for e in mine.events} == {"sse1"}  # never another tenant's
         assert mine.names == [e["event"] for e in mine.events]
 

@@ -19,6 +19,7 @@ from zapmux.outbox import Deliverer
 from zapmux.store import open_store
 from zapmux.store.base import Store
 from zapmux.store.records import TenantRecord
+from zapmux.webhooks import Webhooks
 
 OPTIONS = ["Confirmo", "Preciso remarcar"]
 
@@ -38,7 +39,8 @@ def _hash(text: str) -> str:
 
 async def _vote(store: Store, tmp_path: Path, vote: PollVote) -> dict[str, object]:
     settings = make_settings(tmp_path)
-    dispatcher = Dispatcher(settings, store, Hub(), Deliverer(settings, store))
+    hub = Hub()
+    dispatcher = Dispatcher(store, hub, Webhooks(store, hub, Deliverer(settings, store)))
     event = IncomingMessage(
         message_id="VOTE1", chat="5511988887777@s.whatsapp.net",
         sender="5511988887777@s.whatsapp.net", phone="5511988887777", message_type="voto",
