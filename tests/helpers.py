@@ -188,9 +188,9 @@ class TenantSteps:
         what = f"{tenant_id} to be {' or '.join(states)}"
         return dict(await wait_for(check, timeout, what=what))
 
-    async def customer_says(self, phone: str, tenant_id: str, text: str) -> str:
-        """A sandbox phone writes to the tenant; the message's id."""
-        body = {"from": phone, "tenant_id": tenant_id, "text": text}
+    async def customer_says(self, phone: str, tenant_id: str, text: str, **more: Any) -> str:
+        """A sandbox phone writes to the tenant (``more``: media, message_id…); its id."""
+        body = {"from": phone, "tenant_id": tenant_id, "text": text, **more}
         response = await self.http.post("/sandbox/messages", json=body)
         assert response.status_code == 201, response.text
         return str(response.json()["message_id"])

@@ -84,7 +84,6 @@ async def test_logs_hold_no_secret(tmp_path: Path, log_format: str) -> None:
             ZAPMUX_FLASK_URL=f"http://127.0.0.1:{receiver.port}",
             ZAPMUX_LOG_LEVEL="DEBUG",
             ZAPMUX_LOG_FORMAT=log_format,
-            ZAPMUX_DELIVERY_BACKOFF_BASE_S="0.05",
             ZAPMUX_DELIVERY_BACKOFF_CAP_S="0.2",
             ZAPMUX_DELIVERY_TIMEOUT_S="2",
             # the tenant token sets a loopback webhook: allowed only for listed hosts
