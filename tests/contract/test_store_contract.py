@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from tests.helpers import message_record
 from zapmux.errors import Conflict, TenantExists, TenantNotFound
 from zapmux.outbox import new_delivery
 from zapmux.store.base import Store
@@ -35,18 +36,7 @@ from zapmux.store.schema import SCHEMA_VERSION, metadata
 def _message(
     tenant: str, mid: str, status: str = "queued", direction: str = "out"
 ) -> MessageRecord:
-    return MessageRecord(
-        tenant_id=tenant,
-        message_id=mid,
-        wa_id=mid,
-        direction=direction,
-        chat="5511999999999@s.whatsapp.net",
-        phone="5511999999999",
-        message_type="texto",
-        status=status,
-        timestamp=time.time(),
-        text=mid,
-    )
+    return message_record(tenant, mid, status, direction=direction)
 
 
 async def finish(

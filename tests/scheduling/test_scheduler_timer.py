@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.helpers import message_record
 from zapmux.optouts import OptOuts
 from zapmux.scheduler import Scheduler
 from zapmux.store import open_store
 from zapmux.store.base import Store
-from zapmux.store.records import MessageRecord, TenantRecord
+from zapmux.store.records import TenantRecord
 
 
 @pytest.fixture
@@ -49,20 +50,8 @@ async def test_a_new_send_wakes_the_timer_early(store: Store) -> None:
     task = asyncio.create_task(scheduler.run())
     try:
         await asyncio.sleep(0.05)  # nothing scheduled: it sleeps its longest
-        await store.add_message(
-            MessageRecord(
-                tenant_id="t",
-                message_id="m",
-                direction="out",
-                chat="c",
-                phone="5511999999999",
-                message_type="texto",
-                status="scheduled",
-                timestamp=time.time(),
-                send_at=time.time() + 0.2,
-                payload="{}",
-            )
-        )
+        scheduled = message_record("t", "m", "scheduled", send_at=time.time() + 0.2, payload="{}")
+        await store.add_message(scheduled)
         scheduler.wake()
         await asyncio.wait_for(woken.wait(), 5)
         assert released == ["t"]

@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.security.proc import ServerProcess
+from tests.process import ServerProcess
 
 ADMIN_KEY = "fuzz-admin-key-0123456789"
 HEADERS = {"X-Api-Key": ADMIN_KEY}

@@ -48,7 +48,7 @@ async def put_keywords(
     keywords = None if body.keywords is None else clean_keywords(body.keywords)
     stored = None if keywords is None else json.dumps(keywords)
     await gw.store.update_tenant(tenant.id, opt_out_keywords=stored)
-    gw.dispatcher.forget(tenant.id)  # incoming messages read the tenant's record from memory
+    gw.webhooks.forget(tenant.id)  # incoming messages read the tenant's record from memory
     if keywords is None:
         return _keywords(tenant.id, list(DEFAULT_KEYWORDS), False)
     return _keywords(tenant.id, keywords, True)

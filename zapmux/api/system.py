@@ -98,7 +98,7 @@ async def relay(
         if url is not None
         else None
     )
-    delivery = await gw.dispatcher.relay(payload, destination)
+    delivery = await gw.webhooks.relay(payload, destination)
     return {"success": True, "delivery_id": delivery.delivery_id}
 
 
@@ -121,7 +121,7 @@ async def put_webhook(
     await gw.store.update_tenant(
         tenant.id, webhook_url=url, webhook_secret=body.secret, webhook_events=json.dumps(events)
     )
-    gw.dispatcher.forget(tenant.id)
+    gw.webhooks.forget(tenant.id)
     return {
         "success": True,
         "tenant_id": tenant.id,
@@ -147,7 +147,7 @@ async def delete_webhook(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
     await gw.store.update_tenant(
         tenant.id, webhook_url=None, webhook_secret=None, webhook_events=None
     )
-    gw.dispatcher.forget(tenant.id)
+    gw.webhooks.forget(tenant.id)
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
 
 
