@@ -445,7 +445,7 @@ async def test_tenants_are_listed_in_pages_and_counted_by_status(store: Store) -
 
 async def _rows_of(store: Store, tenant_id: str) -> dict[str, int]:
     """How many rows each table holds for ``tenant_id`` (only the non-empty ones)."""
-    if isinstance(store, MemoryStore):
+    if isinstance(store, MemoryStore):  # its tables are named as the SQL ones
         return store.tables.rows_of(tenant_id)
     engine = store.engine  # type: ignore[attr-defined]
     counts = {}

@@ -100,6 +100,7 @@ class SqlStore(
 
     async def close(self) -> None:
         await self.writer.close()
+        self.reader.close()
         await self.engine.dispose()
 
     # --- tenants -------------------------------------------------------------------
