@@ -1,4 +1,5 @@
-"""Test helpers: a live zapmux server in this event loop, a webhook receiver, waiting."""
+"""Test helpers: a live zapmux server in this event loop, the tenant steps every test
+takes (pair, QR, status), a webhook receiver, waiting."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -20,6 +22,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from zapmux.api.app import create_app
 from zapmux.config import Settings
 from zapmux.gateway import Gateway
+from zapmux.phone import JID
+from zapmux.states import MessageStatus
+from zapmux.store.records import MessageRecord
+
+T = TypeVar("T")
+#: The discard port: nothing listens there (a webhook receiver that is never reached).
+DISCARD_URL = "http://127.0.0.1:9"
+#: The phone a tenant is paired with when the test does not care which.
+PAIRED_PHONE = "5511988880000"
 
 
 async def fresh_pg_database(url: str) -> tuple[str, str]:
@@ -65,7 +76,7 @@ def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
         "port": free_port(),
         "data_dir": tmp_path / "data",
         "auth_dir": tmp_path / "auth",
-        "flask_url": "http://127.0.0.1:9",  # discard port: nothing listens
+        "flask_url": DISCARD_URL,
         "sandbox_qr_seconds": 20.0,
         "send_rate_per_minute": 0,
         "delivery_backoff_base_s": 0.05,
@@ -78,6 +89,30 @@ def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def message_record(
+    tenant_id: str,
+    message_id: str,
+    status: str = MessageStatus.QUEUED,
+    phone: str = "5511999999999",
+    **fields: Any,
+) -> MessageRecord:
+    """A message row as the store keeps it: an outgoing text to ``phone`` whose WhatsApp id
+    and text are its own id, unless ``fields`` say otherwise."""
+    values: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "message_id": message_id,
+        "wa_id": message_id,
+        "direction": "out",
+        "chat": str(JID(phone)),
+        "phone": phone,
+        "message_type": "texto",
+        "status": status,
+        "timestamp": time.time(),
+        "text": message_id,
+    }
+    return MessageRecord(**{**values, **fields})
 
 
 async def wait_for(
@@ -97,7 +132,115 @@ async def wait_for(
     raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
-class LiveServer:
+class TenantSteps:
+    """The steps tests take with a tenant over the HTTP API, written once for every server
+    a test runs: ``LiveServer`` here, ``tests.process.ServerProcess`` in its own process,
+    or any client (``TenantSteps(http)``). Pairing goes through the sandbox engine."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def qr(self, tenant_id: str) -> str | None:
+        """The tenant's current QR code, or None while it shows none."""
+        response = await self.http.get(f"/tenants/{tenant_id}/qr")
+        return response.json().get("qr") if response.status_code == 200 else None
+
+    async def current_qr(self, tenant_id: str, timeout: float = 15.0) -> str:
+        """The tenant's QR code, waiting while it is being prepared."""
+        qr = await wait_for(lambda: self.qr(tenant_id), timeout, what=f"a QR code of {tenant_id}")
+        return str(qr)
+
+    async def scan(self, tenant_id: str, phone: str) -> None:
+        """A sandbox phone scans the tenant's QR code (read again if it rotated meanwhile)."""
+        for _ in range(5):
+            body = {"qr": await self.current_qr(tenant_id), "phone": phone}
+            scan = await self.http.post("/sandbox/scan", json=body)
+            if scan.status_code != 410:  # 410: the code rotated between reading and scanning
+                break
+        assert scan.status_code == 200, scan.text
+
+    async def pair(self, tenant_id: str, phone: str = PAIRED_PHONE) -> dict[str, Any]:
+        """Pair an existing tenant with ``phone``; its status once connected."""
+        await self.scan(tenant_id, phone)
+        return await self.wait_status(tenant_id, "connected")
+
+    async def create_paired(self, tenant_id: str, phone: str = PAIRED_PHONE) -> dict[str, Any]:
+        """Create a tenant and pair it; the creation's answer."""
+        created = await self.http.post("/tenants", json={"tenantId": tenant_id})
+        assert created.status_code == 201, created.text
+        await self.pair(tenant_id, phone)
+        return dict(created.json())
+
+    async def status(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's status body (an error body, without "status", if there is none)."""
+        response = await self.http.get(f"/tenants/{tenant_id}/status")
+        return dict(response.json())
+
+    async def wait_status(
+        self, tenant_id: str, *states: str, timeout: float = 15.0
+    ) -> dict[str, Any]:
+        """The tenant's status body once it is in one of ``states``."""
+
+        async def check() -> dict[str, Any] | None:
+            body = await self.status(tenant_id)
+            return body if body.get("status") in states else None
+
+        what = f"{tenant_id} to be {' or '.join(states)}"
+        return dict(await wait_for(check, timeout, what=what))
+
+    async def customer_says(self, phone: str, tenant_id: str, text: str, **more: Any) -> str:
+        """A sandbox phone writes to the tenant (``more``: media, message_id…); its id."""
+        body = {"from": phone, "tenant_id": tenant_id, "text": text, **more}
+        response = await self.http.post("/sandbox/messages", json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["message_id"])
+
+    async def deliveries(self, **params: Any) -> list[dict[str, Any]]:
+        """The webhook deliveries that match ``params``."""
+        response = await self.http.get("/deliveries", params=params)
+        assert response.status_code == 200, response.text
+        return list(response.json()["deliveries"])
+
+
+class BlockingSteps:
+    """``TenantSteps`` for synchronous tests (the CLI's, the browser's): each step runs to
+    its end on an event loop of its own in a worker thread, beside any loop this thread
+    holds (Playwright's sync API keeps one)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.headers = headers or {}
+
+    def run(self, step: Callable[[TenantSteps], Awaitable[T]]) -> T:
+        async def main() -> T:
+            async with httpx.AsyncClient(
+                base_url=self.url, headers=self.headers, timeout=15
+            ) as http:
+                return await step(TenantSteps(http))
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, main()).result()
+
+    def current_qr(self, tenant_id: str, timeout: float = 15.0) -> str:
+        return self.run(lambda steps: steps.current_qr(tenant_id, timeout))
+
+    def scan(self, tenant_id: str, phone: str) -> None:
+        self.run(lambda steps: steps.scan(tenant_id, phone))
+
+    def pair(self, tenant_id: str, phone: str = PAIRED_PHONE) -> dict[str, Any]:
+        return self.run(lambda steps: steps.pair(tenant_id, phone))
+
+    def create_paired(self, tenant_id: str, phone: str = PAIRED_PHONE) -> dict[str, Any]:
+        return self.run(lambda steps: steps.create_paired(tenant_id, phone))
+
+    def status(self, tenant_id: str) -> dict[str, Any]:
+        return self.run(lambda steps: steps.status(tenant_id))
+
+    def wait_status(self, tenant_id: str, *states: str, timeout: float = 15.0) -> dict[str, Any]:
+        return self.run(lambda steps: steps.wait_status(tenant_id, *states, timeout=timeout))
+
+
+class LiveServer(TenantSteps):
     """zapmux served by uvicorn on a real port, in the test's event loop."""
 
     def __init__(self, settings: Settings) -> None:
@@ -111,7 +254,7 @@ class LiveServer:
             )
         )
         self.task: asyncio.Task[None] | None = None
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=15)
+        super().__init__(httpx.AsyncClient(base_url=self.url, timeout=15))
 
     async def __aenter__(self) -> LiveServer:
         self.task = asyncio.create_task(self.server.serve())
@@ -126,33 +269,6 @@ class LiveServer:
         self.server.should_exit = True
         if self.task:
             await self.task
-
-    # --- conveniences over the API -------------------------------------------------
-    async def create_paired(self, tenant_id: str, phone: str = "5511988880000") -> dict[str, Any]:
-        created = await self.http.post("/tenants", json={"tenantId": tenant_id})
-        assert created.status_code == 201, created.text
-        qr = await wait_for(lambda: self._qr(tenant_id), what="a QR code")
-        scan = await self.http.post("/sandbox/scan", json={"qr": qr, "phone": phone})
-        assert scan.status_code == 200, scan.text
-        await self.wait_status(tenant_id, "connected")
-        return dict(created.json())
-
-    async def _qr(self, tenant_id: str) -> str | None:
-        response = await self.http.get(f"/tenants/{tenant_id}/qr")
-        return response.json().get("qr") if response.status_code == 200 else None
-
-    async def status(self, tenant_id: str) -> dict[str, Any]:
-        response = await self.http.get(f"/tenants/{tenant_id}/status")
-        return dict(response.json())
-
-    async def wait_status(
-        self, tenant_id: str, status: str, timeout: float = 10.0
-    ) -> dict[str, Any]:
-        async def check() -> dict[str, Any] | None:
-            body = await self.status(tenant_id)
-            return body if body.get("status") == status else None
-
-        return dict(await wait_for(check, timeout, what=f"{tenant_id} to be {status}"))
 
 
 @dataclass
@@ -208,6 +324,10 @@ class Receiver:
     async def __aexit__(self, *exc: object) -> None:
         if self.runner:
             await self.runner.cleanup()
+
+    async def got(self, count: int = 1) -> bool:
+        """Whether ``count`` requests have arrived (a check for ``wait_for``)."""
+        return len(self.received) >= count
 
     def ok(self) -> list[Received]:
         return [r for r in self.received]

@@ -28,10 +28,10 @@ MessageType = Literal[
     "voto",
     "outro",
 ]
-#: What a receipt reports: the message statuses it moves a message to, or that a voice
-#: note was "played" (whatsmeow).
+#: What a receipt reports: the message status it moves a message to (whatsmeow's
+#: "played", a voice note listened to, arrives as read).
 ReceiptStatus = Literal[
-    MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, "played", MessageStatus.FAILED
+    MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED
 ]
 
 

@@ -1,4 +1,5 @@
-"""The whole server's parts, wired once: store → engine → supervisor → sending/outbox."""
+"""The whole server's parts, built and wired once: store → engine → supervisor →
+inbound/sending → webhooks → outbox."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from zapmux.config import Settings
 from zapmux.directory import TenantDirectory
 from zapmux.engines import Engines, create_engine
 from zapmux.engines.base import Engine
+from zapmux.events import Event
 from zapmux.hub import Hub
 from zapmux.inbound import Dispatcher
 from zapmux.metrics import Metrics
@@ -26,12 +28,18 @@ from zapmux.store import open_store
 from zapmux.store.base import Store
 from zapmux.supervisor import Supervisor, TenantRunner
 from zapmux.tasks import TaskGroup
+from zapmux.webhooks import Webhooks
 
 log = logging.getLogger("zapmux")
 
 
 class Gateway:
-    """Everything one zapmux node runs. Parts are injectable for tests."""
+    """Everything one zapmux node runs. Parts are injectable for tests.
+
+    The parts are built here and connected here, so this is where to read who hears
+    of what: the supervisor's events go to :meth:`_engine_event`, its changes of state
+    to :meth:`_status_changed`, its deleted tenants to :meth:`_tenant_deleted`.
+    """
 
     def __init__(
         self, settings: Settings, *, store: Store | None = None, engine: Engine | None = None
@@ -45,32 +53,36 @@ class Gateway:
         self.metrics = Metrics()
         self.tasks = TaskGroup()
         self.deliverer = Deliverer(settings, self.store, self.metrics, self.tenants)
+        self.webhooks = Webhooks(self.store, self.hub, self.deliverer, self.tenants)
         self.optouts = OptOuts(self.store)
         self.dispatcher = Dispatcher(
-            settings,
-            self.store,
-            self.hub,
-            self.deliverer,
-            self.metrics,
-            self.optouts,
-            self.tenants,
+            self.store, self.hub, self.webhooks, self.metrics, self.optouts
         )
         self.supervisor = Supervisor(
-            settings, self.store, self.engines, self.tasks, self.metrics, self.tenants
+            settings,
+            self.store,
+            self.engines,
+            self.tasks,
+            self.metrics,
+            self.tenants,
+            on_event=self._engine_event,
+            on_status=self._status_changed,
+            on_deleted=self._tenant_deleted,
         )
-        self.supervisor.handlers.append(self.dispatcher.handle)
-        self.supervisor.status_listeners.append(self._status_changed)
         self.sender = Sender(
-            settings, self.store, self.supervisor, self.dispatcher, self.tasks, self.optouts
+            settings,
+            self.store,
+            self.supervisor,
+            self.webhooks,
+            self.tasks,
+            self.optouts,
+            # a new scheduled send may be due before the one the scheduler waits for
+            on_scheduled=lambda: self.scheduler.wake(),
         )
         self.cluster = Cluster(settings, self.store, self.supervisor, self.tasks, self.tenants)
         self.scheduler = Scheduler(
             self.store, self.cluster.node, self.optouts, self.sender.joined_queue
         )
-        # Look at the earliest due time again when it may have changed: a new scheduled
-        # send, or a tenant that came (or went) with its lease.
-        self.sender.on_scheduled.append(self.scheduler.wake)
-        self.supervisor.status_listeners.append(lambda _runner: self.scheduler.wake())
         self.http: aiohttp.ClientSession | None = None  # for forwarding to other nodes
         self.started_at = time.time()
 
@@ -97,7 +109,7 @@ class Gateway:
 
     async def stop(self) -> None:
         self.hub.close()
-        await self.supervisor.stop()
+        await self.supervisor.stop_all()
         await self.cluster.stop()
         await self.tasks.cancel_all()
         await self.engines.aclose()
@@ -105,13 +117,28 @@ class Gateway:
         if self.http is not None:
             await self.http.close()
 
+    # --- the wiring: who hears of what -------------------------------------------------
+    async def _engine_event(self, tenant_id: str, event: Event) -> None:
+        """A tenant's messages and receipts are recorded (and their webhooks queued);
+        a connection starts its send queue."""
+        await self.dispatcher.handle(tenant_id, event)
+        await self.sender.on_event(tenant_id, event)
+
     def _status_changed(self, runner: TenantRunner) -> None:
-        """Publish the change live at once (in order), queue its webhooks behind."""
+        """Publish the change live at once (in order) and queue its webhooks behind;
+        the tenant's send queue and the scheduler look again (the scheduler's earliest
+        due time may have changed with a tenant that came or went with its lease)."""
         envelopes = [self.hub.publish("status", runner.tenant_id, runner.snapshot())]
         if runner.qr is not None and runner.status == Status.AWAITING_QR:
             envelopes.append(self.hub.publish("qr", runner.tenant_id, qr_view(runner.qr)))
         for envelope in envelopes:
             self.tasks.spawn(
                 f"webhook-{envelope['event']}-{runner.tenant_id}",
-                self.dispatcher.queue_webhook(runner.tenant_id, envelope),
+                self.webhooks.queue_webhook(runner.tenant_id, envelope),
             )
+        self.sender.wake(runner.tenant_id)
+        self.scheduler.wake()
+
+    def _tenant_deleted(self, tenant_id: str) -> None:
+        """Live listeners hear it is gone."""
+        self.hub.publish("deleted", tenant_id, {"tenant_id": tenant_id})

@@ -1,8 +1,8 @@
 """What arrives from WhatsApp, turned into the message log and outbox rows.
 
-Incoming messages reach the webhook in the old server's flat payload; other events
-(``status``, ``qr``, ``receipt``, ``message.sent``) go, to tenants that asked for
-them, in the envelope ``{event, tenant_id, timestamp, data}``.
+Incoming messages are logged together with their webhook (the old server's flat
+payload); receipts move the status of sent messages and go to the webhook as
+``receipt`` events. The rows are queued through webhooks.py.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from typing import Any, get_args
 
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
-from zapmux.config import Settings
 from zapmux.errors import Conflict, TenantNotFound
 from zapmux.events import (
     Event,
@@ -27,14 +25,13 @@ from zapmux.events import (
 )
 from zapmux.hub import Hub
 from zapmux.ids import empresa_id
-from zapmux.locks import KeyedLocks
 from zapmux.metrics import Metrics
 from zapmux.optouts import OptOuts, keywords_of, matched_keyword
-from zapmux.outbox import FLASK, Deliverer, new_delivery, pinned_target, tenant_target
 from zapmux.polls import Polls, vote_text
 from zapmux.states import MessageStatus
-from zapmux.store.base import Store, TenantStore
-from zapmux.store.records import DeadInbound, Delivery, MessageRecord, TenantRecord
+from zapmux.store.base import Store
+from zapmux.store.records import DeadInbound, MessageRecord, TenantRecord
+from zapmux.webhooks import Webhooks
 
 log = logging.getLogger("zapmux.inbound")
 MESSAGE_TYPES = frozenset(get_args(MessageType))
@@ -98,39 +95,22 @@ def message_payload(tenant_id: str, m: IncomingMessage) -> dict[str, Any]:
 
 
 class Dispatcher:
-    """Records engine events and queues their webhooks."""
+    """Records engine events (messages, receipts) and queues their webhooks."""
 
     def __init__(
         self,
-        settings: Settings,
         store: Store,
         hub: Hub,
-        deliverer: Deliverer,
+        webhooks: Webhooks,
         metrics: Metrics | None = None,
         optouts: OptOuts | None = None,
-        tenants: TenantStore | None = None,
     ) -> None:
-        self.settings = settings
         self.store = store
-        self.tenants = tenants or store  # the node's TenantDirectory: records from memory
         self.hub = hub
-        self.deliverer = deliverer
+        self.webhooks = webhooks
         self.metrics = metrics or Metrics()
         self.optouts = optouts or OptOuts(store)
         self.polls = Polls(store)
-        # Envelopes are queued from separate tasks (one per status change); taking the
-        # tenant's lock first keeps their rows in the order the changes happened.
-        self.queue_locks = KeyedLocks()
-
-    async def tenant(self, tenant_id: str) -> TenantRecord | None:
-        """The tenant's record as its webhooks need it."""
-        return await self.tenants.get_tenant(tenant_id)
-
-    @staticmethod
-    def target(tenant_id: str, tenant: TenantRecord | None) -> str:
-        """Where this tenant's messages go: its webhook, else the Flask URL (both
-        resolved when each attempt is made, so a changed URL applies to queued rows)."""
-        return tenant_target(tenant_id) if tenant and tenant.webhook_url else FLASK
 
     async def handle(self, tenant_id: str, event: Event) -> None:
         if isinstance(event, IncomingMessage):
@@ -171,7 +151,7 @@ class Dispatcher:
         (listed, replayable) so that the messages behind it still arrive; a failure
         that may pass (the store is away) raises, and the engine hands it over again.
         """
-        tenant = await self.tenant(tenant_id)
+        tenant = await self.webhooks.tenant(tenant_id)
         if tenant is None:
             log.warning("message %s for deleted tenant %s dropped", m.message_id, tenant_id)
             return
@@ -199,7 +179,7 @@ class Dispatcher:
 
     async def replay(self, dead: DeadInbound) -> None:
         """Record a set-aside event again; it leaves the dead list once recorded."""
-        tenant = await self.tenants.get_tenant(dead.tenant_id)
+        tenant = await self.webhooks.tenant(dead.tenant_id)
         if tenant is None:
             raise TenantNotFound(f"no tenant {dead.tenant_id!r}")
         try:
@@ -217,12 +197,8 @@ class Dispatcher:
         check_storable(m)
         tenant_id = tenant.id
         m, extra = await self.answers(tenant, tenant_id, m)
-        delivery = new_delivery(
-            event="message",
-            target=self.target(tenant_id, tenant),
-            payload={**message_payload(tenant_id, m), **extra},
-            chat_key=f"{tenant_id}:{m.chat}",
-            tenant_id=tenant_id,
+        delivery = self.webhooks.message_delivery(
+            tenant, {**message_payload(tenant_id, m), **extra}, m.chat
         )
         if m.media is not None:
             await self.store.save_media(
@@ -255,7 +231,7 @@ class Dispatcher:
         if not await self.store.record_incoming(record, [delivery], tenant.incarnation):
             return  # seen before: already logged and queued
         self.metrics.inc("messages_received_total")
-        self.deliverer.wake()
+        self.webhooks.wake()
         logging.getLogger(f"zapmux.tenant.{tenant_id}").info(
             "📨 message from %s: %s", m.phone, (m.text or m.message_type)[:80]
         )
@@ -274,45 +250,4 @@ class Dispatcher:
         }
         if r.error:
             data["error"] = r.error
-        await self.emit(tenant_id, "receipt", data, chat=r.chat)
-
-    async def emit(self, tenant_id: str, event: str, data: dict[str, Any], chat: str = "") -> None:
-        """Publish live, and queue a webhook when the tenant subscribed to ``event``."""
-        envelope = self.hub.publish(event, tenant_id, data)
-        await self.queue_webhook(tenant_id, envelope, chat)
-
-    async def queue_webhook(self, tenant_id: str, envelope: dict[str, Any], chat: str = "") -> None:
-        """Queue ``envelope`` for the tenant's webhook if it subscribed to its event."""
-        event = envelope["event"]
-        async with self.queue_locks.hold(tenant_id):
-            tenant = await self.tenant(tenant_id)
-            if tenant is None or not tenant.webhook_url or event not in tenant.events:
-                return
-            delivery = new_delivery(
-                event=event,
-                target=tenant_target(tenant_id),
-                payload=envelope,
-                chat_key=f"{tenant_id}:{chat or event}",
-                tenant_id=tenant_id,
-            )
-            try:
-                await self.store.enqueue_deliveries([delivery], tenant.incarnation)
-            except TenantNotFound:
-                return  # deleted meanwhile: its webhooks went with it
-        self.deliverer.wake()
-
-    async def relay(self, payload: dict[str, Any], url: str | None = None) -> Delivery:
-        """The seed's ``POST /webhook``: forward a payload to Flask through the outbox
-        (or to ``url``, an explicit destination, which stays pinned)."""
-        tenant = str(payload.get("empresa_id", ""))
-        delivery = new_delivery(
-            event="relay",
-            target=pinned_target(url) if url else FLASK,
-            payload=payload,
-            chat_key=f"relay:{tenant}:{payload.get('phone', '')}",
-            tenant_id=tenant or None,
-        )
-        delivery.created_at = time.time()
-        await self.store.enqueue_deliveries([delivery])
-        self.deliverer.wake()
-        return delivery
+        await self.webhooks.emit(tenant_id, "receipt", data, chat=r.chat)

@@ -33,7 +33,6 @@ from zapmux.errors import (
 )
 from zapmux.events import Connected, Event, Media
 from zapmux.ids import random_hex
-from zapmux.inbound import Dispatcher
 from zapmux.locks import KeyedLocks
 from zapmux.optouts import OptOuts
 from zapmux.phone import JID
@@ -43,6 +42,7 @@ from zapmux.store.base import Store
 from zapmux.store.records import SEND_INTERRUPTED, IdempotentAnswer, MessageRecord
 from zapmux.supervisor import Supervisor, TenantRunner
 from zapmux.tasks import TaskGroup
+from zapmux.webhooks import Webhooks
 
 IDEMPOTENCY_TTL_S = 24 * 3600.0
 PROVISIONAL = 0  # the status code of a key remembered before its answer is known
@@ -143,6 +143,8 @@ class Sender:
     Order: every send of a tenant, direct or from its queue, goes to the engine while
     holding that tenant's *lane*; a send goes direct only when nothing is queued, so a
     later request can never overtake a message that is waiting or on its way.
+    A tenant's queue runs from its ``Connected`` (:meth:`on_event`) and looks again at
+    every change of its state (:meth:`wake`), as gateway.py wires it.
     """
 
     def __init__(
@@ -150,17 +152,18 @@ class Sender:
         settings: Settings,
         store: Store,
         supervisor: Supervisor,
-        dispatcher: Dispatcher,
+        webhooks: Webhooks,
         tasks: TaskGroup,
         optouts: OptOuts | None = None,
+        on_scheduled: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.supervisor = supervisor
-        self.dispatcher = dispatcher
+        self.webhooks = webhooks
         self.tasks = tasks
         self.optouts = optouts or OptOuts(store)
-        self.on_scheduled: list[Callable[[], None]] = []  # the scheduler's wake-up
+        self.on_scheduled = on_scheduled  # the scheduler looks at the earliest due time
         self.buckets: dict[str, TokenBucket] = {}
         self.wakeups: dict[str, asyncio.Event] = {}
         self.drains: dict[str, asyncio.Task[None]] = {}
@@ -168,8 +171,6 @@ class Sender:
         self.paused_until: dict[str, float] = {}
         self.lanes = KeyedLocks()
         self.keys = KeyedLocks()
-        supervisor.handlers.append(self.on_event)
-        supervisor.status_listeners.append(lambda runner: self._wake(runner.tenant_id))
 
     def bucket(self, tenant_id: str) -> TokenBucket:
         if tenant_id not in self.buckets:
@@ -335,8 +336,7 @@ class Sender:
         record.payload = json.dumps(_payload(request))
         answer = {**self._answer(record, MessageStatus.SCHEDULED, None), "send_at": request.send_at}
         await self.store.add_message(record, runner.incarnation, _settled(key, 202, answer))
-        for wake in self.on_scheduled:
-            wake()
+        self.on_scheduled()
         return 202, answer
 
     async def _queue(
@@ -353,7 +353,7 @@ class Sender:
         answer = self._answer(record, MessageStatus.QUEUED, jid)
         await self.store.add_message(record, runner.incarnation, _settled(key, 202, answer))
         runner.queued = (runner.queued or 0) + 1
-        self._wake(runner.tenant_id)
+        self.wake(runner.tenant_id)
         return answer
 
     def _record(
@@ -480,7 +480,7 @@ class Sender:
         since = max(record.created_at, record.send_at or 0.0)
         self.supervisor.metrics.observe("send_latency_seconds", time.time() - since)
         runner.log.info("✅ message sent to %s", record.phone)
-        await self.dispatcher.emit(
+        await self.webhooks.emit(
             record.tenant_id, "message.sent", record.public(), chat=record.chat
         )
 
@@ -522,7 +522,7 @@ class Sender:
             self.drains[tenant_id] = self.tasks.spawn(
                 f"send-queue-{tenant_id}", self._drain(tenant_id)
             )
-        self._wake(tenant_id)
+        self.wake(tenant_id)
 
     def joined_queue(self, tenant_id: str, count: int) -> None:
         """``count`` scheduled sends of this node's tenant joined its queue (written
@@ -544,7 +544,7 @@ class Sender:
     def _pause_left(self, tenant_id: str) -> float:
         return self.paused_until.get(tenant_id, 0.0) - time.monotonic()
 
-    def _wake(self, tenant_id: str) -> None:
+    def wake(self, tenant_id: str) -> None:
         """Wake the tenant's queue (it ends there if the tenant is no longer connected)."""
         wakeup = self.wakeups.get(tenant_id)
         if wakeup is not None:

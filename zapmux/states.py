@@ -24,6 +24,9 @@ class Status(StrEnum):
 
 #: Ends after which nothing retries by itself.
 PERMANENT = frozenset({Status.LOGGED_OUT, Status.REPLACED, Status.BANNED, Status.FAILED})
+#: Permanent ends that pairing cannot clear, only a person's start or restart (a
+#: logged-out tenant simply pairs again).
+NEEDS_RESTART = PERMANENT - {Status.LOGGED_OUT}
 #: States in which a send waits in the queue instead of being refused.
 WILL_CONNECT = frozenset({Status.CONNECTING, Status.RECONNECTING, Status.CONNECTED})
 ALL = tuple(s.value for s in Status)

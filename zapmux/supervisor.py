@@ -1,9 +1,12 @@
-"""Per-tenant lifecycle: states, reconnect backoff, the QR policy, the start throttle.
+"""Per-tenant lifecycle: states, the commands a person gives, reconnects, the start throttle.
 
 Each tenant has a :class:`TenantRunner` that owns its engine session and turns engine
-events into state. Transient drops reconnect with full-jitter backoff; permanent ends
-(logged out, replaced, banned, failed) and an unscanned QR stop and wait for a person.
-Every change of state is persisted (any node can answer for it) and published.
+events into state. When a connection ends, the :class:`~zapmux.reconnect.ReconnectPolicy`
+decides what follows (transient drops reconnect with full-jitter backoff; permanent
+ends and an unscanned QR stop and wait for a person) and the runner carries it out.
+What a person asks (start, stop, restart, pair, logout, delete, clear all) comes in
+as a command of the :class:`Supervisor`; nothing else changes a runner. Every change
+of state is persisted (any node can answer for it) and published.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from zapmux.backoff import Backoff
@@ -21,37 +25,43 @@ from zapmux.engines import Engines
 from zapmux.engines.base import Engine, Session
 from zapmux.errors import Conflict, TenantNotFound
 from zapmux.events import (
-    Banned,
     Connected,
     Disconnected,
     Event,
-    Failed,
     IncomingMessage,
-    LoggedOut,
     PairSuccess,
     PermanentDisconnect,
     QrCode,
     QrTimeout,
     Receipt,
-    Replaced,
     storable,
 )
 from zapmux.metrics import Metrics
 from zapmux.reasons import reason
-from zapmux.states import PERMANENT, Status
+from zapmux.reconnect import (
+    Connect,
+    Decision,
+    Ending,
+    GiveUp,
+    Reconnect,
+    ReconnectPolicy,
+    StayStopped,
+)
+from zapmux.states import NEEDS_RESTART, Status
 from zapmux.store.base import Store, TenantStore
 from zapmux.store.records import TenantRecord
 from zapmux.tasks import TaskGroup
 
 HANDSHAKE_TIMEOUT_S = 30.0
+#: How long a start asked for waits for its first outcome (a QR code to show, mostly).
+START_WAIT_S = 3.0
 JIDS_KEPT = 1000  # WhatsApp's answers a runner keeps in memory (the store keeps all)
+#: Who hears of a tenant's messages, receipts and connections (wired in gateway.py).
 EventHandler = Callable[[str, Event], Awaitable[None]]
-_PERMANENT_STATUS: dict[type[PermanentDisconnect], Status] = {
-    LoggedOut: Status.LOGGED_OUT,
-    Replaced: Status.REPLACED,
-    Banned: Status.BANNED,
-    Failed: Status.FAILED,
-}
+
+
+async def _no_handler(tenant_id: str, event: Event) -> None:
+    """Nobody listens (a supervisor on its own, as in engine tests)."""
 
 
 class TenantRunner:
@@ -100,8 +110,12 @@ class TenantRunner:
         """Start in the background; return at its first outcome (a QR code, connected,
         a failure) or after ``limit_s``, whichever comes first."""
         self._handshake.clear()
-        self.sup.tasks.spawn(f"start-{self.tenant_id}", self.start())
+        self.start_later()
         await self.wait_handshake(limit_s)
+
+    def start_later(self) -> None:
+        """Start in the background (a task of the supervisor's group)."""
+        self.sup.tasks.spawn(f"start-{self.tenant_id}", self.start())
 
     async def stop(self, status: Status = Status.STOPPED) -> None:
         async with self.lock:
@@ -202,7 +216,7 @@ class TenantRunner:
 
     async def _handle(self, event: Event) -> None:
         if isinstance(event, IncomingMessage | Receipt):
-            await self.sup.on_engine_event(self.tenant_id, event)
+            await self.sup.on_event(self.tenant_id, event)
             return
         if isinstance(event, QrCode):
             self.qr = event
@@ -213,13 +227,7 @@ class TenantRunner:
             self.log.info("✅ paired with %s", event.phone)
         elif isinstance(event, Connected):
             await self._connected(event)
-        elif isinstance(event, QrTimeout):
-            await self._close()
-            self.log.warning("❌ QR codes ran out unscanned; waiting for a new request")
-            await self._set(Status.QR_TIMEOUT, last_error="QR code not scanned in time")
-        elif isinstance(event, Disconnected):
-            await self._disconnected(event)
-        elif isinstance(event, PermanentDisconnect):
+        elif isinstance(event, Disconnected | PermanentDisconnect | QrTimeout):
             await self._ended(event)
         self._handshake.set()
 
@@ -232,23 +240,36 @@ class TenantRunner:
         self.next_retry_at = None
         self.log.info("✅ connected to WhatsApp as %s", self.phone)
         await self._set(Status.CONNECTED, last_error=None)
-        await self.sup.on_engine_event(self.tenant_id, event)
+        await self.sup.on_event(self.tenant_id, event)
 
-    async def _disconnected(self, event: Disconnected) -> None:
+    async def _ended(self, event: Ending) -> None:
+        """The connection ended: do what the reconnect policy decides."""
+        connected_for = time.time() - self.connected_at if self.connected_at else None
+        await self.act(self.sup.policy.decide(event, self.attempts, connected_for))
+
+    async def act(self, decision: Decision) -> None:
+        """Carry out a decision of the reconnect policy (``KeepAsIs``: nothing to do)."""
+        if isinstance(decision, Connect):
+            self.start_later()
+        elif isinstance(decision, Reconnect):
+            await self._reconnect_later(decision)
+        elif isinstance(decision, GiveUp):
+            await self._give_up(decision)
+        elif isinstance(decision, StayStopped):
+            await self._stay_stopped(decision)
+
+    async def _reconnect_later(self, decision: Reconnect) -> None:
         await self._close(pause=True)
-        stable = self.sup.settings.stable_after_s
-        if self.connected_at and time.time() - self.connected_at >= stable:
-            self.attempts = 0  # it had been fine for a while: start the backoff over
         self.connected_at = None
-        self.attempts += 1
+        self.attempts = decision.attempt
         self.sup.metrics.inc("reconnect_attempts_total")
-        delay = self.sup.backoff.delay(self.attempts)
+        delay = decision.delay
         self.next_retry_at = time.time() + delay
         self.log.warning(
-            "🔄 disconnected (%s); retry %d in %.1fs", event.reason, self.attempts, delay
+            "🔄 disconnected (%s); retry %d in %.1fs", decision.reason, self.attempts, delay
         )
         self._retry = self.sup.tasks.spawn(f"retry-{self.tenant_id}", self._retry_after(delay))
-        await self._set(Status.RECONNECTING, last_error=event.reason, detail=event.detail)
+        await self._set(Status.RECONNECTING, last_error=decision.reason, detail=decision.detail)
 
     async def _retry_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -262,15 +283,22 @@ class TenantRunner:
             self.sup.metrics.inc("worker_restarts_total")
         await self._connect(session)
 
-    async def _ended(self, event: PermanentDisconnect) -> None:
+    async def _give_up(self, decision: GiveUp) -> None:
         await self._close()
-        status = _PERMANENT_STATUS.get(type(event), Status.FAILED)
-        if status == Status.LOGGED_OUT:
+        if decision.wipe:
             await self.engine.wipe(self.tenant_id)
             self.phone = self.push_name = self.jid = None
         self.connected_at = None
-        self.log.error("❌ %s: %s (will not retry)", status.value, event.reason)
-        await self._set(status, last_error=event.reason)
+        self.log.error("❌ %s: %s (will not retry)", decision.status.value, decision.reason)
+        await self._set(decision.status, last_error=decision.reason)
+
+    async def _stay_stopped(self, decision: StayStopped) -> None:
+        await self._close()
+        if decision.reason is None:
+            await self._set(decision.status)
+            return
+        self.log.warning("❌ %s; waiting for a new request", decision.reason)
+        await self._set(decision.status, last_error=decision.reason)
 
     async def _set(self, status: Status, **fields: Any) -> None:
         changed = status != self.status
@@ -292,7 +320,7 @@ class TenantRunner:
             reconnect_attempts=self.attempts,
             next_retry_at=self.next_retry_at,
         )
-        self.sup.publish_status(self)
+        self.sup.on_status(self)
 
     def known_jid(self, phone: str, max_age_s: float) -> tuple[bool, str | None] | None:
         """WhatsApp's answer for ``phone`` if it is younger than ``max_age_s``."""
@@ -325,8 +353,26 @@ class TenantRunner:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    """Where pairing by QR code stands: the tenant's state, and the code to scan while
+    it waits for one (None in any other state)."""
+
+    status: Status
+    qr: QrCode | None = None
+
+
 class Supervisor:
-    """Owns every tenant runner of this node."""
+    """Owns every tenant runner of this node, and is the one place that changes them.
+
+    The commands a person gives — :meth:`start`, :meth:`stop`, :meth:`restart`,
+    :meth:`pair` (QR code), :meth:`pair_code`, :meth:`logout`, :meth:`delete`,
+    :meth:`clear_all` — come through here, from the API (and the CLI, which calls it);
+    reconnects are decided by its :class:`ReconnectPolicy`. Who hears of what happens
+    is given at construction (gateway.py wires it): ``on_event`` gets the tenants'
+    messages, receipts and connections, ``on_status`` every change of state,
+    ``on_deleted`` each deleted tenant's id.
+    """
 
     def __init__(
         self,
@@ -336,6 +382,10 @@ class Supervisor:
         tasks: TaskGroup,
         metrics: Metrics | None = None,
         tenants: TenantStore | None = None,
+        *,
+        on_event: EventHandler = _no_handler,
+        on_status: Callable[[TenantRunner], None] = lambda runner: None,
+        on_deleted: Callable[[str], None] = lambda tenant_id: None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.settings = settings
@@ -343,15 +393,20 @@ class Supervisor:
         self.tenants = tenants or store  # where tenant state is written (the directory)
         self.engines = engine if isinstance(engine, Engines) else Engines(engine, settings, store)
         self.tasks = tasks
-        self.backoff = Backoff(settings.reconnect_base_s, settings.reconnect_cap_s)
+        self.policy = ReconnectPolicy(
+            Backoff(settings.reconnect_base_s, settings.reconnect_cap_s), settings.stable_after_s
+        )
         self.start_gate = asyncio.Semaphore(settings.start_concurrency)
         self.runners: dict[str, TenantRunner] = {}
-        self.handlers: list[EventHandler] = []
-        self.status_listeners: list[Callable[[TenantRunner], None]] = []
+        self.on_event = on_event
+        self.on_status = on_status
+        self.on_deleted = on_deleted
         self.log = logging.getLogger("zapmux.supervisor")
 
+    # --- this node's tenants ----------------------------------------------------------
     async def resume(self, record: TenantRecord) -> TenantRunner:
-        """Bring a tenant back to what it was: paired and wanted running → connect.
+        """Bring a tenant back to what it was (as the reconnect policy decides): paired
+        and wanted running → connect.
 
         Called when this node takes the tenant (at start, or from a dead node): a
         message its last runner left half-sent may or may not have gone out, so it
@@ -361,15 +416,12 @@ class Supervisor:
             await self.store.fail_interrupted_sends(record.id)
         runner = self.runners.get(record.id) or await self._runner_for(record)
         self.runners[record.id] = runner
-        if Status(record.status) in PERMANENT or record.wanted != "running":
-            return runner
-        if await runner.engine.is_paired(record.id):
-            self.tasks.spawn(f"start-{record.id}", runner.start())
-        elif runner.status != Status.QR_TIMEOUT:
-            await runner._set(Status.STOPPED)  # unpaired: pairing starts when asked
+        paired = await runner.engine.is_paired(record.id)
+        await runner.act(self.policy.decide_resume(Status(record.status), record.wanted, paired))
         return runner
 
-    async def stop(self) -> None:
+    async def stop_all(self) -> None:
+        """Close every session of this node (it is shutting down), keeping each state."""
         await asyncio.gather(
             *(r.stop(r.status) for r in self.runners.values()), return_exceptions=True
         )
@@ -396,37 +448,106 @@ class Supervisor:
     async def _runner_for(self, record: TenantRecord) -> TenantRunner:
         return TenantRunner(self, record, await self.engines.get(record.engine))
 
-    async def set_wanted(self, tenant_id: str, wanted: str) -> None:
+    async def _want(self, tenant_id: str, wanted: str) -> None:
         await self.tenants.update_tenant(tenant_id, wanted=wanted)
 
-    async def remove(self, tenant_id: str) -> None:
+    async def _run(self, runner: TenantRunner) -> None:
+        """Want the tenant running and start it; return at its first outcome (a QR code
+        to show, connected, a failure) or after ``START_WAIT_S``."""
+        await self._want(runner.tenant_id, "running")
+        await runner.start_and_wait(START_WAIT_S)
+
+    # --- commands ---------------------------------------------------------------------
+    async def start(self, tenant_id: str) -> None:
+        """Connect, pairing by QR code when unpaired, and keep it running.
+
+        A permanent end is cleared first (its retry counter too): a person asked, so it
+        may be tried again."""
+        runner = self.runner(tenant_id)
+        if runner.status in NEEDS_RESTART:
+            await runner.stop()
+        await self._run(runner)
+
+    async def stop(self, tenant_id: str) -> None:
+        """Disconnect and stay stopped (also across restarts of the server)."""
+        await self._want(tenant_id, "stopped")
+        await self.runner(tenant_id).stop()
+
+    async def restart(self, tenant_id: str) -> None:
+        """Close the connection and open it again (new credentials apply from here)."""
+        runner = self.runner(tenant_id)
+        await runner.stop()
+        await self._run(runner)
+
+    async def pair(self, tenant_id: str) -> Pairing:
+        """The QR code to scan, starting pairing when nothing runs (or is about to).
+
+        Raises ``Conflict`` for an engine without QR codes and for an end that only a
+        start or a logout clears."""
+        runner = self.runner(tenant_id)
+        _refuse_pairing(runner)
+        if runner.status == Status.CONNECTED:
+            return Pairing(Status.CONNECTED)
+        if runner.status in NEEDS_RESTART:
+            raise Conflict(
+                f"tenant is {runner.status.value}; restart or log it out before pairing",
+                code="tenant_not_pairable",
+                status=runner.status.value,
+            )
+        if runner.session is None and runner.status != Status.RECONNECTING:
+            await self._run(runner)
+        if runner.qr is None or runner.status != Status.AWAITING_QR:
+            return Pairing(runner.status)
+        return Pairing(Status.AWAITING_QR, runner.qr)
+
+    async def pair_code(self, tenant_id: str, phone: str) -> str:
+        """A code to type on the phone ``phone`` instead of scanning a QR code."""
+        runner = self.runner(tenant_id)
+        _refuse_pairing(runner)
+        if runner.status == Status.CONNECTED:
+            raise Conflict("tenant is already connected", code="already_paired")
+        await self._want(tenant_id, "running")
+        return await runner.pair_code(phone)
+
+    async def logout(self, tenant_id: str) -> None:
+        """Unlink the device from WhatsApp and wipe its session."""
+        await self.runner(tenant_id).logout()
+
+    async def delete(self, tenant_id: str) -> None:
+        """Log the tenant out (unlinking the device), let its runner go, delete it."""
         runner = self.runner(tenant_id)
         await runner.logout()
         runner.released = True
         self.runners.pop(tenant_id, None)
+        await self.tenants.delete_tenant(tenant_id)
+        self.on_deleted(tenant_id)
 
     async def clear_all(self, purge: bool) -> int:
-        """Close every connection, forget every retry counter, start every tenant again."""
+        """Close every connection, forget every retry counter, start every tenant again
+        (with ``purge``, wiping every session first: all pair again)."""
         runners = list(self.runners.values())
         for runner in runners:
             await runner.stop()
             if purge:
                 await runner.engine.wipe(runner.tenant_id)
-            await self.set_wanted(runner.tenant_id, "running")
+            await self._want(runner.tenant_id, "running")
         for runner in runners:
-            self.tasks.spawn(f"start-{runner.tenant_id}", runner.start())
+            runner.start_later()
         return len(runners)
-
-    async def on_engine_event(self, tenant_id: str, event: Event) -> None:
-        for handler in self.handlers:
-            await handler(tenant_id, event)
-
-    def publish_status(self, runner: TenantRunner) -> None:
-        for listener in self.status_listeners:
-            listener(runner)
 
     def counts(self) -> dict[str, int]:
         counts = {s.value: 0 for s in Status}
         for runner in self.runners.values():
             counts[runner.status.value] += 1
         return counts
+
+
+def _refuse_pairing(runner: TenantRunner) -> None:
+    """409 for QR and pairing codes on an engine that has none (the Cloud API)."""
+    if not runner.engine.pairs:
+        raise Conflict(
+            f"tenant {runner.tenant_id} uses the {runner.engine.name} engine: it connects "
+            "with its access token, there is no QR code or pairing code",
+            code="pairing_not_supported",
+            engine=runner.engine.name,
+        )

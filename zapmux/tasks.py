@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 log = logging.getLogger("zapmux.tasks")
+CANCEL_AGAIN_S = 1.0
 
 
 class TaskGroup:
@@ -34,7 +35,14 @@ class TaskGroup:
         del self.failures[:-20]
 
     async def cancel_all(self) -> None:
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel every task and wait for them. A cancel can be lost (on 3.11 a timeout
+        that expires as the cancel arrives swallows it): a task still running after a
+        second is cancelled again, so a stop never waits forever."""
+        tasks = set(self.tasks)
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            _, tasks = await asyncio.wait(tasks, timeout=CANCEL_AGAIN_S)
+            if tasks:
+                names = ", ".join(sorted(t.get_name() for t in tasks))
+                log.warning("🔄 task(s) %s still running after a cancel; cancelling again", names)

@@ -180,3 +180,27 @@ async def test_send_while_reconnecting_is_queued_then_sent(tmp_path: Path) -> No
         messages = await wait_for(arrived, what="the queued message")
         assert messages[0]["text"] == "espera"
         assert messages[0]["message_id"] == queued.json()["message_id"]
+
+
+async def test_a_permanent_end_refuses_pairing_until_a_person_starts_it(server: LiveServer) -> None:
+    await server.create_paired("taken")
+    qr = await server.http.get("/tenants/taken/qr")
+    assert qr.status_code == 200 and qr.json()["status"] == "connected" and qr.json()["qr"] is None
+    code = await server.http.post("/tenants/taken/pair-code", json={"phone": "5511977776666"})
+    assert code.status_code == 409 and code.json()["error"]["code"] == "already_paired"
+    await server.http.post("/sandbox/tenants/taken/fault", json={"kind": "disconnect"})
+
+    async def retried() -> dict | None:
+        now = await server.status("taken")
+        return now if now["status"] == "connected" and now["reconnect_attempts"] else None
+
+    await wait_for(retried, what="a reconnect")
+    await server.http.post("/sandbox/tenants/taken/fault", json={"kind": "replace"})
+    await server.wait_status("taken", "replaced")
+    refused = await server.http.get("/tenants/taken/qr")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "tenant_not_pairable"
+    assert (await server.http.post("/tenants/taken/start")).status_code == 200
+    again = await server.wait_status("taken", "connected")
+    # a person asked: the end and its retry counter are cleared
+    assert again["last_error"] is None and again["reconnect_attempts"] == 0

@@ -90,7 +90,7 @@ async def test_incoming_message_reaches_flask_with_seed_payload(
         "/sandbox/messages", json={"from": "5511999999999", "tenant_id": "365", "text": "Confirmo"}
     )
     assert sent.status_code == 201
-    await wait_for(lambda: _any(receiver), what="the webhook")
+    await wait_for(receiver.got, what="the webhook")
     hit = receiver.received[0]
     assert hit.path == "/webhook/whatsapp"
     payload = hit.json
@@ -113,12 +113,8 @@ async def test_empresa_id_stays_a_string_for_non_numeric_ids(
     await server.http.post(
         "/sandbox/messages", json={"from": "5511999999999", "tenant_id": "loja-a", "text": "x"}
     )
-    await wait_for(lambda: _any(receiver), what="the webhook")
+    await wait_for(receiver.got, what="the webhook")
     assert receiver.received[0].json["empresa_id"] == "loja-a"
-
-
-async def _any(receiver: Receiver) -> bool:
-    return bool(receiver.received)
 
 
 async def test_relay_webhook_goes_through_the_outbox(
@@ -128,7 +124,7 @@ async def test_relay_webhook_goes_through_the_outbox(
     relayed = await server.http.post("/webhook", json=body)
     assert relayed.status_code == 202
     delivery_id = relayed.json()["delivery_id"]
-    await wait_for(lambda: _any(receiver), what="the relayed webhook")
+    await wait_for(receiver.got, what="the relayed webhook")
     assert receiver.received[0].json == body
     assert receiver.received[0].headers["X-Zapmux-Delivery"] == delivery_id
 

@@ -1,4 +1,4 @@
-"""Fixtures for the CLI tests (see live.py for the server process they drive).
+"""Fixtures for the CLI tests (see terminal.py for the server they drive).
 
 ``server`` is one server for the whole session (tests use their own tenant ids on it);
 ``launch`` starts a fresh one for tests that look at every tenant (doctor, reset);
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.live import LiveServer, Receiver, free_port, start_server
+from tests.cli.terminal import CliServer, Receiver, start_server
+from tests.helpers import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +36,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliServer]:
     receiver = Receiver()
     live = start_server(tmp_path_factory.mktemp("zapmux"), receiver.url)
     yield live
@@ -44,11 +45,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+def launch(tmp_path: Path) -> Iterator[Callable[..., CliServer]]:
     """Start a fresh server: ``launch(flask_url, **env)``; all stopped at the end."""
-    started: list[LiveServer] = []
+    started: list[CliServer] = []
 
-    def _launch(flask_url: str, **env: str) -> LiveServer:
+    def _launch(flask_url: str, **env: str) -> CliServer:
         started.append(start_server(tmp_path / f"server{len(started)}", flask_url, **env))
         return started[-1]
 

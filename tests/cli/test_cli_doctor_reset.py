@@ -10,17 +10,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.cli.live import API_KEY, clean_env
+from tests.cli.terminal import API_KEY
+from tests.process import clean_environ
 
 if TYPE_CHECKING:
-    from tests.cli.live import LiveServer, Receiver
+    from tests.cli.terminal import CliServer, Receiver
 
-Launch = Callable[..., "LiveServer"]
+Launch = Callable[..., "CliServer"]
 
 
 def test_doctor_says_all_good_when_everything_is(launch: Launch, receiver: Receiver) -> None:
     live = launch(receiver.url)
-    live.pair("shop", "5511933330001")
+    live.create_paired("shop", "5511933330001")
     result = live.cli("doctor")
     assert result.exit_code == 0, result.output
     assert f"zapmux answers at {live.url}" in result.stdout
@@ -64,7 +65,7 @@ def test_doctor_tells_how_to_pair_a_logged_out_tenant_again(
     launch: Launch, receiver: Receiver
 ) -> None:
     live = launch(receiver.url)
-    live.pair("gone", "5511933330002")
+    live.create_paired("gone", "5511933330002")
     fault = live.http.post("/sandbox/tenants/gone/fault", json={"kind": "logout"})
     assert fault.status_code == 200, fault.text
     live.wait_status("gone", "logged_out")
@@ -82,7 +83,7 @@ def test_doctor_shows_dead_deliveries_and_retry_dead_replays_them(
     live = launch(receiver.url)
     if live.http.get("/deliveries", params={"status": "dead"}).status_code == 404:
         pytest.skip("this server has no deliveries API yet")
-    live.pair("inbox", "5511933330003")
+    live.create_paired("inbox", "5511933330003")
     receiver.status = 400  # the receiver refuses: the delivery goes dead at once
     sent = live.http.post(
         "/sandbox/messages", json={"from": "5511944440003", "tenant_id": "inbox", "text": "oi"}
@@ -129,15 +130,15 @@ def test_doctor_flags_a_pinned_delivery_and_discard_unblocks_its_chat(
     _wait(lambda: live.cli("doctor").exit_code == 0, "doctor to be happy")
 
 
-def _attempted(live: LiveServer) -> bool:
+def _attempted(live: CliServer) -> bool:
     rows = live.http.get("/deliveries", params={"status": "pending"}).json()["deliveries"]
     return any(r["attempts"] >= 1 for r in rows)
 
 
 def test_reset_reconnects_every_paired_tenant(launch: Launch, receiver: Receiver) -> None:
     live = launch(receiver.url)
-    live.pair("a", "5511933330004")
-    live.pair("b", "5511933330005")
+    live.create_paired("a", "5511933330004")
+    live.create_paired("b", "5511933330005")
     before = live.status("a")["since"]
     result = live.cli("reset", "--yes")
     assert result.exit_code == 0, result.output
@@ -151,7 +152,7 @@ def test_reset_reconnects_every_paired_tenant(launch: Launch, receiver: Receiver
 
 def test_reset_purge_leaves_every_tenant_needing_a_scan(launch: Launch, receiver: Receiver) -> None:
     live = launch(receiver.url)
-    live.pair("p", "5511933330006")
+    live.create_paired("p", "5511933330006")
     result = live.cli("reset", "--purge", "--yes", "--wait", "20")
     assert result.exit_code == 0, result.output
     assert "p" in result.stdout and "awaiting_qr" in result.stdout
@@ -161,7 +162,7 @@ def test_reset_purge_leaves_every_tenant_needing_a_scan(launch: Launch, receiver
 
 def test_reset_asks_first_and_does_nothing_when_refused(launch: Launch, receiver: Receiver) -> None:
     live = launch(receiver.url)
-    live.pair("keep", "5511933330007")
+    live.create_paired("keep", "5511933330007")
     before = live.status("keep")
     for args in (["reset"], ["reset", "--purge"]):
         result = live.cli(*args, input="n\n")
@@ -178,8 +179,8 @@ def test_the_old_scripts_are_doctor_and_reset(
     launch: Launch, receiver: Receiver, tmp_path: Path
 ) -> None:
     live = launch(receiver.url)
-    live.pair("old", "5511933330008")
-    env = clean_env(ZAPMUX_URL=live.url, ZAPMUX_API_KEY=API_KEY, ZAPMUX_FLASK_URL=receiver.url)
+    live.create_paired("old", "5511933330008")
+    env = clean_environ(ZAPMUX_URL=live.url, ZAPMUX_API_KEY=API_KEY, ZAPMUX_FLASK_URL=receiver.url)
 
     def run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -205,7 +206,7 @@ def test_the_old_scripts_are_doctor_and_reset(
     assert live.status("old")["since"] != since
 
 
-def _count(live: LiveServer, status: str) -> int:
+def _count(live: CliServer, status: str) -> int:
     return len(live.http.get("/deliveries", params={"status": status}).json()["deliveries"])
 
 

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.cli.live import API_KEY
+from tests.cli.terminal import API_KEY
 from zapmux.cli import app
 
 if TYPE_CHECKING:
-    from tests.cli.live import LiveServer
+    from tests.cli.terminal import CliServer
 
 #: Nothing from the test's environment says where the server is.
 UNSET = {
@@ -25,16 +25,16 @@ def run(*args: str, **env: str) -> Result:
     return CliRunner().invoke(app, list(args), env={**UNSET, **env})
 
 
-def _port(server: LiveServer) -> str:
+def _port(server: CliServer) -> str:
     return server.url.rsplit(":", 1)[1]
 
 
-def test_url_and_api_key_options_need_no_environment(server: LiveServer) -> None:
+def test_url_and_api_key_options_need_no_environment(server: CliServer) -> None:
     result = run("tenants", "list", "--url", server.url, "--api-key", API_KEY)
     assert result.exit_code == 0, result.output
 
 
-def test_a_url_without_a_scheme_works(server: LiveServer) -> None:
+def test_a_url_without_a_scheme_works(server: CliServer) -> None:
     result = run("tenants", "list", "--url", f"localhost:{_port(server)}", "--api-key", API_KEY)
     assert result.exit_code == 0, result.output
     result = run("tenants", "list", ZAPMUX_URL=f"127.0.0.1:{_port(server)}", ZAPMUX_API_KEY=API_KEY)
@@ -43,21 +43,21 @@ def test_a_url_without_a_scheme_works(server: LiveServer) -> None:
 
 @pytest.mark.parametrize("name", ["ZAPMUX_PORT", "PORT"])
 def test_the_port_the_server_reads_from_dotenv_is_where_the_cli_looks(
-    server: LiveServer, tmp_path: Path, name: str
+    server: CliServer, tmp_path: Path, name: str
 ) -> None:
     (tmp_path / ".env").write_text(f"{name}={_port(server)}\nZAPMUX_API_KEY={API_KEY}\n")
     result = run("tenants", "list")  # the working directory is tmp_path
     assert result.exit_code == 0, result.output
 
 
-def test_zapmux_host_and_port_from_the_environment(server: LiveServer) -> None:
+def test_zapmux_host_and_port_from_the_environment(server: CliServer) -> None:
     result = run(
         "tenants", "list", ZAPMUX_HOST="0.0.0.0", ZAPMUX_PORT=_port(server), ZAPMUX_API_KEY=API_KEY
     )
     assert result.exit_code == 0, result.output  # bound everywhere: reached on 127.0.0.1
 
 
-def test_the_url_option_wins_over_the_environment(server: LiveServer) -> None:
+def test_the_url_option_wins_over_the_environment(server: CliServer) -> None:
     result = run(
         "tenants",
         "list",
@@ -69,7 +69,7 @@ def test_the_url_option_wins_over_the_environment(server: LiveServer) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_a_401_says_how_to_give_the_key(server: LiveServer) -> None:
+def test_a_401_says_how_to_give_the_key(server: CliServer) -> None:
     result = run("tenants", "list", "--url", server.url)
     assert result.exit_code == 1
     assert "HTTP 401" in result.stderr

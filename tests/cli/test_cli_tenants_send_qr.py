@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from zapmux.qr import qr_text
 
 if TYPE_CHECKING:
-    from tests.cli.live import LiveServer
+    from tests.cli.terminal import CliServer
 
 
-def test_create_then_list_shows_the_tenant_awaiting_its_scan(server: LiveServer) -> None:
+def test_create_then_list_shows_the_tenant_awaiting_its_scan(server: CliServer) -> None:
     result = server.cli("tenants", "create", "cli-create")
     assert result.exit_code == 0, result.output
     assert "tenant cli-create created" in result.output
@@ -24,7 +24,7 @@ def test_create_then_list_shows_the_tenant_awaiting_its_scan(server: LiveServer)
     assert server.status("cli-create")["status"] in line
 
 
-def test_list_json_is_the_servers_list(server: LiveServer) -> None:
+def test_list_json_is_the_servers_list(server: CliServer) -> None:
     server.cli("tenants", "create", "cli-json")
     result = server.cli("tenants", "list", "--json")
     assert result.exit_code == 0, result.output
@@ -32,7 +32,7 @@ def test_list_json_is_the_servers_list(server: LiveServer) -> None:
     assert "cli-json" in {t["tenant_id"] for t in tenants}
 
 
-def test_creating_a_tenant_twice_is_one_clear_error_line(server: LiveServer) -> None:
+def test_creating_a_tenant_twice_is_one_clear_error_line(server: CliServer) -> None:
     server.cli("tenants", "create", "cli-twice")
     result = server.cli("tenants", "create", "cli-twice")
     assert result.exit_code == 1
@@ -44,7 +44,7 @@ def _countdown_masked(output: str) -> str:
     return re.sub(r"within \d+ s", "within N s", output)
 
 
-def test_qr_prints_the_current_code_in_the_terminal(server: LiveServer) -> None:
+def test_qr_prints_the_current_code_in_the_terminal(server: CliServer) -> None:
     server.cli("tenants", "create", "cli-qr")
     raw = server.current_qr("cli-qr")  # the first code lives 60 s here: no rotation in between
     result = server.cli("qr", "cli-qr")
@@ -58,7 +58,7 @@ def test_qr_prints_the_current_code_in_the_terminal(server: LiveServer) -> None:
     assert _countdown_masked(again) == _countdown_masked(result.stdout)
 
 
-def test_qr_watch_returns_once_the_code_is_scanned(server: LiveServer) -> None:
+def test_qr_watch_returns_once_the_code_is_scanned(server: CliServer) -> None:
     server.cli("tenants", "create", "cli-watch")
     watcher = server.cli_process("qr", "cli-watch", "--watch")
     try:
@@ -81,16 +81,16 @@ def test_qr_watch_returns_once_the_code_is_scanned(server: LiveServer) -> None:
     assert out.rstrip().endswith("✅ cli-watch is connected as 5511911110008")
 
 
-def test_qr_of_a_paired_tenant_says_connected(server: LiveServer) -> None:
-    server.pair("cli-paired", "5511911110001")
+def test_qr_of_a_paired_tenant_says_connected(server: CliServer) -> None:
+    server.create_paired("cli-paired", "5511911110001")
     result = server.cli("qr", "cli-paired")
     assert result.exit_code == 0, result.output
     assert "cli-paired is connected as 5511911110001" in result.stdout
     assert "█" not in result.stdout
 
 
-def test_send_reaches_the_recipients_phone(server: LiveServer) -> None:
-    server.pair("cli-send", "5511911110002")
+def test_send_reaches_the_recipients_phone(server: CliServer) -> None:
+    server.create_paired("cli-send", "5511911110002")
     result = server.cli("send", "cli-send", "5511922220002", "Seu horário é às 10h")
     assert result.exit_code == 0, result.output
     assert "sent" in result.stdout
@@ -98,22 +98,22 @@ def test_send_reaches_the_recipients_phone(server: LiveServer) -> None:
     assert [m["text"] for m in inbox if m["tenant_id"] == "cli-send"] == ["Seu horário é às 10h"]
 
 
-def test_send_from_a_never_paired_tenant_is_refused(server: LiveServer) -> None:
+def test_send_from_a_never_paired_tenant_is_refused(server: CliServer) -> None:
     server.cli("tenants", "create", "cli-unpaired")
     result = server.cli("send", "cli-unpaired", "5511922220003", "oi")
     assert result.exit_code == 1
     assert "409 tenant_not_connected" in result.stderr
 
 
-def test_send_to_a_malformed_phone_is_a_400(server: LiveServer) -> None:
-    server.pair("cli-badphone", "5511911110004")
+def test_send_to_a_malformed_phone_is_a_400(server: CliServer) -> None:
+    server.create_paired("cli-badphone", "5511911110004")
     result = server.cli("send", "cli-badphone", "12ab", "oi")
     assert result.exit_code == 1
     assert "HTTP 400" in result.stderr
 
 
-def test_restart_waits_and_reports_the_tenant_connected_again(server: LiveServer) -> None:
-    server.pair("cli-restart", "5511911110005")
+def test_restart_waits_and_reports_the_tenant_connected_again(server: CliServer) -> None:
+    server.create_paired("cli-restart", "5511911110005")
     since = server.status("cli-restart")["since"]
     result = server.cli("tenants", "restart", "cli-restart")
     assert result.exit_code == 0, result.output
@@ -122,8 +122,8 @@ def test_restart_waits_and_reports_the_tenant_connected_again(server: LiveServer
     assert server.status("cli-restart")["since"] != since  # it did reconnect
 
 
-def test_stop_then_start(server: LiveServer) -> None:
-    server.pair("cli-stop", "5511911110006")
+def test_stop_then_start(server: CliServer) -> None:
+    server.create_paired("cli-stop", "5511911110006")
     stopped = server.cli("tenants", "stop", "cli-stop")
     assert stopped.exit_code == 0, stopped.output
     assert "cli-stop" in stopped.stdout and "stopped" in stopped.stdout.splitlines()[1]
@@ -134,8 +134,8 @@ def test_stop_then_start(server: LiveServer) -> None:
     assert started.stdout.splitlines()[1].split()[:3] == ["✅", "cli-stop", "connected"]
 
 
-def test_restart_of_a_tenant_that_cannot_connect_says_why_and_fails(server: LiveServer) -> None:
-    server.pair("cli-offline", "5511911110009")
+def test_restart_of_a_tenant_that_cannot_connect_says_why_and_fails(server: CliServer) -> None:
+    server.create_paired("cli-offline", "5511911110009")
     fault = server.http.post("/sandbox/tenants/cli-offline/fault", json={"kind": "network_down"})
     assert fault.status_code == 200, fault.text
     server.wait_status("cli-offline", "reconnecting")
@@ -145,8 +145,8 @@ def test_restart_of_a_tenant_that_cannot_connect_says_why_and_fails(server: Live
     assert "cannot reach WhatsApp" in result.stdout
 
 
-def test_delete_asks_first_then_removes_the_tenant(server: LiveServer) -> None:
-    server.pair("cli-delete", "5511911110007")
+def test_delete_asks_first_then_removes_the_tenant(server: CliServer) -> None:
+    server.create_paired("cli-delete", "5511911110007")
     refused = server.cli("tenants", "delete", "cli-delete", input="n\n")
     assert refused.exit_code == 1
     assert server.status("cli-delete")["status"] == "connected"
@@ -157,7 +157,7 @@ def test_delete_asks_first_then_removes_the_tenant(server: LiveServer) -> None:
     assert "cli-delete" not in server.cli("tenants", "list").stdout
 
 
-def test_unknown_tenants_are_a_clear_404(server: LiveServer) -> None:
+def test_unknown_tenants_are_a_clear_404(server: CliServer) -> None:
     for args in (
         ["qr", "nobody"],
         ["tenants", "restart", "nobody"],
@@ -168,20 +168,20 @@ def test_unknown_tenants_are_a_clear_404(server: LiveServer) -> None:
         assert "HTTP 404" in result.stderr, (args, result.stderr)
 
 
-def test_a_wrong_api_key_is_a_clear_401(server: LiveServer) -> None:
+def test_a_wrong_api_key_is_a_clear_401(server: CliServer) -> None:
     result = server.cli("tenants", "list", ZAPMUX_API_KEY="wrong")
     assert result.exit_code == 1
     assert "HTTP 401" in result.stderr
 
 
-def test_doctor_with_a_wrong_key_says_which_setting_to_fix(server: LiveServer) -> None:
+def test_doctor_with_a_wrong_key_says_which_setting_to_fix(server: CliServer) -> None:
     result = server.cli("doctor", ZAPMUX_API_KEY="wrong")
     assert result.exit_code == 1
     assert "the server refused: HTTP 401" in result.stdout
     assert "set ZAPMUX_API_KEY to the server's admin key" in result.stdout
 
 
-def test_an_unreachable_server_exits_3_with_one_line(server: LiveServer, closed_url: str) -> None:
+def test_an_unreachable_server_exits_3_with_one_line(server: CliServer, closed_url: str) -> None:
     url = closed_url
     for args in (["tenants", "list"], ["send", "x", "5511922220010", "oi"], ["doctor"]):
         result = server.cli(*args, ZAPMUX_URL=url)
@@ -191,7 +191,7 @@ def test_an_unreachable_server_exits_3_with_one_line(server: LiveServer, closed_
 
 
 def test_a_bad_tenant_id_is_a_usage_error_before_any_request(
-    server: LiveServer, closed_url: str
+    server: CliServer, closed_url: str
 ) -> None:
     result = server.cli("qr", "../etc", ZAPMUX_URL=closed_url)
     assert result.exit_code == 2

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from tests.helpers import message_record
 from zapmux.errors import Conflict, TenantExists, TenantNotFound
 from zapmux.outbox import new_delivery
 from zapmux.store.base import Store
@@ -35,18 +36,7 @@ from zapmux.store.schema import SCHEMA_VERSION, metadata
 def _message(
     tenant: str, mid: str, status: str = "queued", direction: str = "out"
 ) -> MessageRecord:
-    return MessageRecord(
-        tenant_id=tenant,
-        message_id=mid,
-        wa_id=mid,
-        direction=direction,
-        chat="5511999999999@s.whatsapp.net",
-        phone="5511999999999",
-        message_type="texto",
-        status=status,
-        timestamp=time.time(),
-        text=mid,
-    )
+    return message_record(tenant, mid, status, direction=direction)
 
 
 async def finish(
@@ -455,7 +445,7 @@ async def test_tenants_are_listed_in_pages_and_counted_by_status(store: Store) -
 
 async def _rows_of(store: Store, tenant_id: str) -> dict[str, int]:
     """How many rows each table holds for ``tenant_id`` (only the non-empty ones)."""
-    if isinstance(store, MemoryStore):
+    if isinstance(store, MemoryStore):  # its tables are named as the SQL ones
         return store.tables.rows_of(tenant_id)
     engine = store.engine  # type: ignore[attr-defined]
     counts = {}

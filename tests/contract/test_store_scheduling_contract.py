@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from tests.helpers import message_record
 from zapmux.store.base import Store
 from zapmux.store.records import MessageRecord, OptOut, TenantRecord
 
@@ -11,20 +12,8 @@ PHONE = "5511999999999"
 
 
 def _out(mid: str, status: str, send_at: float | None = None, tenant: str = "t") -> MessageRecord:
-    return MessageRecord(
-        tenant_id=tenant,
-        message_id=mid,
-        wa_id=mid,
-        direction="out",
-        chat=f"{PHONE}@s.whatsapp.net",
-        phone=PHONE,
-        message_type="texto",
-        status=status,
-        timestamp=time.time(),
-        text=mid,
-        send_at=send_at,
-        payload='{"phone": "5511999999999", "text": "x"}',
-    )
+    payload = '{"phone": "5511999999999", "text": "x"}'
+    return message_record(tenant, mid, status, PHONE, send_at=send_at, payload=payload)
 
 
 async def _tenants(store: Store, **owners: str) -> None:

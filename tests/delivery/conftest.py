@@ -1,27 +1,30 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from tests.process import ZapmuxProcess
+from tests.process import ServerProcess
 
 SECRET = "flask-shared-secret"
 
 
-@pytest.fixture
-async def zapmux_process(tmp_path: Path) -> AsyncIterator[Callable[..., ZapmuxProcess]]:
-    """Build zapmux processes (not started); every one is stopped at the end."""
-    made: list[ZapmuxProcess] = []
+#: ``await start_node(flask_url, **env)``: a zapmux process, started, signing with SECRET
+StartNode = Callable[..., Awaitable[ServerProcess]]
 
-    def build(flask_url: str, **env: str) -> ZapmuxProcess:
-        root = tmp_path / f"node{len(made)}"
-        root.mkdir()
+
+@pytest.fixture
+async def start_node(tmp_path: Path) -> AsyncIterator[StartNode]:
+    """Start zapmux processes; every one is stopped at the end."""
+    made: list[ServerProcess] = []
+
+    async def start(flask_url: str, **env: str) -> ServerProcess:
         env.setdefault("ZAPMUX_WEBHOOK_SECRET", SECRET)
-        made.append(ZapmuxProcess(root, flask_url, **env))
+        made.append(ServerProcess(tmp_path / f"node{len(made)}", ZAPMUX_FLASK_URL=flask_url, **env))
+        await made[-1].start()
         return made[-1]
 
-    yield build
+    yield start
     for proc in made:
         await proc.close()

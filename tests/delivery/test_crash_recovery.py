@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 
-from tests.delivery.conftest import SECRET
+from tests.delivery.conftest import SECRET, StartNode
 from tests.helpers import Receiver, wait_for
-from tests.process import ZapmuxProcess, signature_ok
+from tests.process import signature_ok
 
 CHATS = ["5511911110001", "5511911110002", "5521922220003"]
 PER_CHAT = 8
@@ -21,11 +20,10 @@ async def _busy(receiver: Receiver) -> bool:
 
 
 async def test_kill_9_while_the_receiver_is_down_loses_nothing(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
-    await node.pair("loja1", "5511988880000")
+    node = await start_node(receiver.url)
+    await node.create_paired("loja1", "5511988880000")
 
     # The receiver is down (503, slowly) while the customers write, interleaved.
     receiver.status, receiver.delay = 503, 0.3

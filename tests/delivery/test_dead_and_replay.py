@@ -3,25 +3,21 @@ replayed on request with the same delivery id; what may pass is retried."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from tests.delivery.conftest import SECRET
+from tests.delivery.conftest import SECRET, StartNode
 from tests.helpers import Receiver, wait_for
-from tests.process import ZapmuxProcess, signature_ok
+from tests.process import ServerProcess, signature_ok
 
 
-async def _one(node: ZapmuxProcess, **params: Any) -> dict[str, Any] | None:
+async def _one(node: ServerProcess, **params: Any) -> dict[str, Any] | None:
     rows = await node.deliveries(**params)
     return rows[0] if len(rows) == 1 else None
 
 
-async def test_400_is_dead_listed_then_replayed(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
-) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
-    await node.pair("loja2", "5511977770000")
+async def test_400_is_dead_listed_then_replayed(receiver: Receiver, start_node: StartNode) -> None:
+    node = await start_node(receiver.url)
+    await node.create_paired("loja2", "5511977770000")
     receiver.statuses = [400]
     await node.customer_says("5511966660001", "loja2", "quero agendar")
 
@@ -50,12 +46,11 @@ async def test_400_is_dead_listed_then_replayed(
 
 
 async def test_retry_dead_per_tenant_and_the_limit(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
-    await node.pair("loja3", "5511955550000")
-    await node.pair("loja4", "5511944440000")
+    node = await start_node(receiver.url)
+    await node.create_paired("loja3", "5511955550000")
+    await node.create_paired("loja4", "5511944440000")
     # A redirect is not followed (it would turn the POST into a GET) and is dead too.
     receiver.statuses = [301, 422]
     await node.customer_says("5511933330001", "loja3", "oi")
@@ -79,11 +74,10 @@ async def test_retry_dead_per_tenant_and_the_limit(
 
 
 async def test_5xx_429_and_timeouts_are_retried_until_delivered(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url, ZAPMUX_DELIVERY_TIMEOUT_S="0.5")
-    await node.start()
-    await node.pair("loja5", "5511922220000")
+    node = await start_node(receiver.url, ZAPMUX_DELIVERY_TIMEOUT_S="0.5")
+    await node.create_paired("loja5", "5511922220000")
     receiver.statuses = [503, 429, 500, 408]
     await node.customer_says("5511911110009", "loja5", "tem horário?")
     done = await wait_for(

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
+from tests.delivery.conftest import StartNode
 from tests.helpers import Receiver, wait_for
-from tests.process import ZapmuxProcess
 from zapmux.api.streams import next_event
 from zapmux.hub import Hub
 
@@ -65,11 +65,8 @@ class SseReader:
         await self.client.aclose()
 
 
-async def test_events_streams(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
-) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
+async def test_events_streams(receiver: Receiver, start_node: StartNode) -> None:
+    node = await start_node(receiver.url)
     assert (await node.http.post("/tenants", json={"tenantId": "sse1"})).status_code == 201
     async with (
         SseReader(node.url, "/events") as everything,
@@ -90,14 +87,16 @@ async def test_events_streams(
             "status", lambda e: e["tenant_id"] == "sse2" and e["data"]["status"] == "connected"
         )
 
-        code = await node.qr("sse1")
-        assert code
-        await node.http.post("/sandbox/scan", json={"qr": code, "phone": "5511900000001"})
+        await node.scan("sse1", "5511900000001")
         await mine.wait("status", lambda e: e["data"]["status"] == "connected")
         await node.customer_says("5511977776666", "sse1", "olá SSE")
         message = await mine.wait("message", lambda e: e["data"]["text"] == "olá SSE")
         assert message["data"]["phone"] == "5511977776666"
         await everything.wait("message", lambda e: e["tenant_id"] == "sse1")
+
+        assert (await node.http.delete("/tenants/sse2")).status_code == 200
+        gone = await everything.wait("deleted", lambda e: e["tenant_id"] == "sse2")
+        assert gone["data"] == {"tenant_id": "sse2"}
 
         assert {e["tenant_id"] for e in mine.events} == {"sse1"}  # never another tenant's
         assert mine.names == [e["event"] for e in mine.events]

@@ -4,28 +4,26 @@ A relay with an explicit destination stays pinned; a stuck row can be discarded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from tests.delivery.conftest import SECRET
+from tests.delivery.conftest import SECRET, StartNode
 from tests.helpers import Receiver, wait_for
-from tests.process import ZapmuxProcess, signature_ok
+from tests.process import ServerProcess, signature_ok
 
 GONE = "http://127.0.0.1:9"  # the discard port: nothing listens
 CUSTOMER = "5511987650002"
 
 
-async def _failed_once(node: ZapmuxProcess) -> list[dict[str, Any]] | None:
+async def _failed_once(node: ServerProcess) -> list[dict[str, Any]] | None:
     rows = await node.deliveries(status="pending")
     return rows if any(r["attempts"] >= 1 for r in rows) else None
 
 
 async def test_a_changed_flask_url_applies_to_queued_rows_after_a_restart(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(GONE)
-    await node.start()
-    await node.pair("loja7", "5511977771234")
+    node = await start_node(GONE)
+    await node.create_paired("loja7", "5511977771234")
     await node.customer_says(CUSTOMER, "loja7", "primeira")
     await node.customer_says(CUSTOMER, "loja7", "segunda")  # waits behind the first
     await wait_for(lambda: _failed_once(node), what="the first attempt to fail")
@@ -36,21 +34,17 @@ async def test_a_changed_flask_url_applies_to_queued_rows_after_a_restart(
     node.env["ZAPMUX_FLASK_URL"] = receiver.url  # the operator fixes FLASK_URL
     await node.start()
 
-    async def both() -> bool:
-        return len(receiver.received) >= 2
-
-    await wait_for(both, timeout=20, what="both messages at the new URL")
+    await wait_for(lambda: receiver.got(2), timeout=20, what="both messages at the new URL")
     assert [hit.json["message"] for hit in receiver.received] == ["primeira", "segunda"]
     assert all(hit.path == "/webhook/whatsapp" for hit in receiver.received)
     assert all(signature_ok(hit, SECRET) for hit in receiver.received)
 
 
 async def test_a_changed_tenant_webhook_applies_to_queued_rows(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
-    await node.pair("salao7", "5511977775678")
+    node = await start_node(receiver.url)
+    await node.create_paired("salao7", "5511977775678")
     put = await node.http.put("/tenants/salao7/webhook", json={"url": f"{GONE}/old"})
     assert put.status_code == 200, put.text
     await node.customer_says(CUSTOMER, "salao7", "oi")
@@ -65,10 +59,7 @@ async def test_a_changed_tenant_webhook_applies_to_queued_rows(
         )
         assert put.status_code == 200, put.text
 
-        async def arrived() -> bool:
-            return bool(hooks.received)
-
-        await wait_for(arrived, timeout=20, what="the message at the new webhook")
+        await wait_for(hooks.got, timeout=20, what="the message at the new webhook")
         (hit,) = hooks.received
         assert hit.path == "/new" and hit.json["message"] == "oi"
         assert hit.headers["X-Zapmux-Delivery"] == row["id"]
@@ -77,20 +68,16 @@ async def test_a_changed_tenant_webhook_applies_to_queued_rows(
 
 
 async def test_a_relay_with_an_explicit_url_stays_pinned_and_is_flagged_stale(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
+    node = await start_node(receiver.url)
     body = {"phone": CUSTOMER, "message": "relayed", "empresa_id": 7}
     pinned = await node.http.post("/webhook", params={"url": f"{GONE}/pinned"}, json=body)
     assert pinned.status_code == 202, pinned.text
     relayed = await node.http.post("/webhook", json={**body, "phone": "5511900000001"})
     assert relayed.status_code == 202
 
-    async def to_flask() -> bool:
-        return bool(receiver.received)
-
-    await wait_for(to_flask, what="the unpinned relay at Flask")
+    await wait_for(receiver.got, what="the unpinned relay at Flask")
     await wait_for(lambda: _failed_once(node), what="the pinned relay to fail")
     (row,) = await node.deliveries(status="pending")
     assert row["id"] == pinned.json()["delivery_id"]
@@ -102,10 +89,9 @@ async def test_a_relay_with_an_explicit_url_stays_pinned_and_is_flagged_stale(
 
 
 async def test_discarding_a_stuck_row_lets_its_chat_go_on(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
+    node = await start_node(receiver.url)
     body = {"phone": CUSTOMER, "message": "one", "empresa_id": 8}
     stuck = await node.http.post("/webhook", params={"url": f"{GONE}/x"}, json=body)
     # the same chat (tenant 8, this phone): it waits behind the stuck row
@@ -123,10 +109,7 @@ async def test_discarding_a_stuck_row_lets_its_chat_go_on(
 
     assert (await wait_for(discarded, what="the discard"))["discarded"] == 1
 
-    async def delivered() -> bool:
-        return bool(receiver.received)
-
-    await wait_for(delivered, what="the row behind it")
+    await wait_for(receiver.got, what="the row behind it")
     assert receiver.received[0].headers["X-Zapmux-Delivery"] == behind.json()["delivery_id"]
     assert all(r["id"] != stuck.json()["delivery_id"] for r in await node.deliveries())
 
@@ -135,10 +118,9 @@ async def test_discarding_a_stuck_row_lets_its_chat_go_on(
 
 
 async def test_discard_dead_removes_only_dead_rows_of_the_tenant_asked(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
+    node = await start_node(receiver.url)
     receiver.status = 400
     for tenant in ("9", "10"):
         body = {"phone": CUSTOMER, "message": "x", "empresa_id": int(tenant)}

@@ -3,12 +3,11 @@ kinds it asks for arrive as envelopes ``{event, tenant_id, timestamp, data}``.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from tests.delivery.conftest import SECRET
+from tests.delivery.conftest import SECRET, StartNode
 from tests.helpers import Receiver, wait_for
-from tests.process import ZapmuxProcess, signature_ok
+from tests.process import ServerProcess, signature_ok
 
 TENANT_SECRET = "salao-secret-1234"
 EVENTS = ["message", "message.sent", "qr", "receipt", "status"]
@@ -20,15 +19,14 @@ def _envelopes(hooks: Receiver, event: str) -> list[dict[str, Any]]:
 
 
 async def test_tenant_webhook_gets_envelopes_signed_with_its_secret(
-    receiver: Receiver, zapmux_process: Callable[..., ZapmuxProcess]
+    receiver: Receiver, start_node: StartNode
 ) -> None:
-    node = zapmux_process(receiver.url)
-    await node.start()
+    node = await start_node(receiver.url)
     async with Receiver() as hooks:
         await _tenant_webhook_flow(node, receiver, hooks)
 
 
-async def _tenant_webhook_flow(node: ZapmuxProcess, flask: Receiver, hooks: Receiver) -> None:
+async def _tenant_webhook_flow(node: ServerProcess, flask: Receiver, hooks: Receiver) -> None:
     assert (await node.http.post("/tenants", json={"tenantId": "salao"})).status_code == 201
     put = await node.http.put(
         "/tenants/salao/webhook",

@@ -8,33 +8,21 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import needs_postgres
+from tests.e2e.conftest import LEASE_S, live_node, needs_postgres
 from tests.engines.cloud.conftest import APP_SECRET, CUSTOMER, NUMBER_ID, TOKEN, credentials
 from tests.fake_graph import FakeGraph, message_post, signed, status_post
-from tests.helpers import (
-    LiveServer,
-    Receiver,
-    make_settings,
-    wait_for,
-)
+from tests.helpers import LiveServer, Receiver, wait_for
 from tests.sending.steps import wait_message_status
 
 pytestmark = needs_postgres
-LEASE_S = 1.5
 
 
 def node(
     tmp_path: Path, name: str, database: str, receiver: Receiver, graph: FakeGraph
 ) -> LiveServer:
-    settings = make_settings(
-        tmp_path / name,
-        database_url=database,
-        node_id=name,
-        lease_seconds=LEASE_S,
-        flask_url=receiver.url,
-        cloud_api_url=graph.url,
+    return live_node(
+        tmp_path / name, database, name, flask_url=receiver.url, cloud_api_url=graph.url
     )
-    return LiveServer(settings)
 
 
 async def test_cloud_and_sandbox_tenants_across_two_nodes(

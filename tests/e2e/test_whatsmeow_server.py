@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import free_port, wait_for
-from tests.process import ZapmuxProcess
+from tests.process import ServerProcess
 
 WORKER_MODULE = "zapmux.engines.whatsmeow.worker"
 
@@ -33,11 +33,10 @@ def worker_pids(server_pid: int) -> dict[str, int]:
     return found
 
 
-def _server(tmp_path: Path, proxy: str) -> ZapmuxProcess:
+def _server(tmp_path: Path, proxy: str) -> ServerProcess:
     """zapmux on the real whatsmeow engine, dialing through ``proxy``."""
-    return ZapmuxProcess(
+    return ServerProcess(
         tmp_path,
-        "http://127.0.0.1:9",
         engine="whatsmeow",
         ZAPMUX_WHATSMEOW_PROXY=proxy,
         ZAPMUX_RECONNECT_BASE_S="0.2",

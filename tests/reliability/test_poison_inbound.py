@@ -7,18 +7,11 @@ import time
 
 from sqlalchemy import text
 
-from tests.helpers import LiveServer, Receiver, wait_for
+from tests.helpers import Receiver, wait_for
 from tests.reliability.conftest import LiveFactory
 from zapmux.events import IncomingMessage, message_to_json
 
 CUSTOMER = "5511977770000"
-
-
-async def phone_sends(server: LiveServer, tenant_id: str, body: str, **extra: str) -> None:
-    response = await server.http.post(
-        "/sandbox/messages", json={"from": CUSTOMER, "tenant_id": tenant_id, "text": body, **extra}
-    )
-    assert response.status_code == 201, response.text
 
 
 async def webhook_texts(receiver: Receiver) -> list[str]:
@@ -30,8 +23,8 @@ async def test_nul_from_whatsapp_is_kept_visibly_and_the_line_moves_on(
 ) -> None:
     async with live() as server:
         await server.create_paired("P1")
-        await phone_sends(server, "P1", "poison\u0000byte")
-        await phone_sends(server, "P1", "after")
+        await server.customer_says(CUSTOMER, "P1", "poison\u0000byte")
+        await server.customer_says(CUSTOMER, "P1", "after")
         await wait_for(
             lambda: _has(receiver, "after"), what="the message after the NUL", timeout=15
         )
@@ -46,8 +39,8 @@ async def test_a_message_that_cannot_be_recorded_is_set_aside_visibly(
 ) -> None:
     async with live() as server:
         await server.create_paired("P1")
-        await phone_sends(server, "P1", "too long an id", message_id="X" * 200)
-        await phone_sends(server, "P1", "next")
+        await server.customer_says(CUSTOMER, "P1", "too long an id", message_id="X" * 200)
+        await server.customer_says(CUSTOMER, "P1", "next")
         await wait_for(lambda: _has(receiver, "next"), what="the message behind it")
         assert await webhook_texts(receiver) == ["next"]
         listed = (await server.http.get("/inbound/dead?tenant_id=P1")).json()
@@ -89,7 +82,7 @@ async def test_a_store_failure_while_handing_over_reconnects_instead_of_going_si
         engine = server.gateway.store.engine  # type: ignore[attr-defined]
         async with engine.begin() as conn:  # the outbox is away: nothing can be recorded
             await conn.execute(text("ALTER TABLE outbox RENAME TO outbox_away"))
-        await phone_sends(server, "P1", "while broken")
+        await server.customer_says(CUSTOMER, "P1", "while broken")
         await server.wait_status("P1", "reconnecting")
         async with engine.begin() as conn:
             await conn.execute(text("ALTER TABLE outbox_away RENAME TO outbox"))

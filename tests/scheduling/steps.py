@@ -19,12 +19,6 @@ async def webhook_messages(receiver: Receiver, count: int, timeout: float = 10.0
     return list(await wait_for(check, timeout, what=f"{count} webhook messages"))[:count]
 
 
-async def phone_says(server: LiveServer, tenant_id: str, phone: str, text: str) -> None:
-    body = {"from": phone, "tenant_id": tenant_id, "text": text}
-    response = await server.http.post("/sandbox/messages", json=body)
-    assert response.status_code == 201, response.text
-
-
 async def phone_votes(
     server: LiveServer, tenant_id: str, phone: str, message_id: str, options: list[str]
 ) -> Any:

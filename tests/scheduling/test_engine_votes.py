@@ -11,21 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_settings
+from tests.helpers import make_settings, message_record
 from zapmux.events import IncomingMessage, PollVote, message_from_json, message_to_json
 from zapmux.hub import Hub
 from zapmux.inbound import Dispatcher
 from zapmux.outbox import Deliverer
 from zapmux.store import open_store
 from zapmux.store.base import Store
-from zapmux.store.records import MessageRecord, TenantRecord
+from zapmux.store.records import TenantRecord
+from zapmux.webhooks import Webhooks
 
 OPTIONS = ["Confirmo", "Preciso remarcar"]
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+async def store() -> AsyncIterator[Store]:
+    backend = open_store("memory://")  # what a store keeps is not under test here
     await backend.migrate()
     await backend.create_tenant(TenantRecord(id="t"))
     yield backend
@@ -38,7 +39,8 @@ def _hash(text: str) -> str:
 
 async def _vote(store: Store, tmp_path: Path, vote: PollVote) -> dict[str, object]:
     settings = make_settings(tmp_path)
-    dispatcher = Dispatcher(settings, store, Hub(), Deliverer(settings, store))
+    hub = Hub()
+    dispatcher = Dispatcher(store, hub, Webhooks(store, hub, Deliverer(settings, store)))
     event = IncomingMessage(
         message_id="VOTE1", chat="5511988887777@s.whatsapp.net",
         sender="5511988887777@s.whatsapp.net", phone="5511988887777", message_type="voto",
@@ -50,16 +52,13 @@ async def _vote(store: Store, tmp_path: Path, vote: PollVote) -> dict[str, objec
 
 
 async def test_a_vote_names_the_question_by_zapmux_id(store: Store, tmp_path: Path) -> None:
-    question = MessageRecord(
-        tenant_id="t",
-        message_id="ZMQUESTION",
+    question = message_record(
+        "t",
+        "ZMQUESTION",
+        "sent",
+        "5511988887777",
         wa_id="3EB0FROMWHATSAPP",
-        direction="out",
-        chat="5511988887777@s.whatsapp.net",
-        phone="5511988887777",
         message_type="enquete",
-        status="sent",
-        timestamp=time.time(),
         text="Confirma?",
         poll=json.dumps({"options": OPTIONS, "secret": "c2VjcmV0"}),
     )

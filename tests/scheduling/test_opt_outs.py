@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.helpers import LiveServer, Receiver, wait_for
-from tests.scheduling.steps import phone_says, webhook_messages
+from tests.scheduling.steps import webhook_messages
 from tests.sending.steps import send, wait_message_status
 
 PHONE = "5511977440001"
@@ -17,7 +17,7 @@ async def test_a_keyword_opts_out_and_still_reaches_the_webhook(
     server: LiveServer, receiver: Receiver
 ) -> None:
     await server.create_paired("clinica")
-    await phone_says(server, "clinica", PHONE, "  Sáir! ")
+    await server.customer_says(PHONE, "clinica", "  Sáir! ")
     [payload] = await webhook_messages(receiver, 1)
     assert payload["opt_out"] is True and payload["message"] == "  Sáir! "
     listed = (await server.http.get("/tenants/clinica/opt-outs")).json()["opt_outs"]
@@ -45,7 +45,7 @@ async def test_other_texts_do_not_opt_out(
     server: LiveServer, receiver: Receiver, text: str
 ) -> None:
     await server.create_paired("clinica")
-    await phone_says(server, "clinica", PHONE, text)
+    await server.customer_says(PHONE, "clinica", text)
     [payload] = await webhook_messages(receiver, 1)
     assert "opt_out" not in payload and payload["message"] == text
     assert (await server.http.get("/tenants/clinica/opt-outs")).json()["opt_outs"] == []
@@ -63,8 +63,8 @@ async def test_keywords_are_set_per_tenant(server: LiveServer, receiver: Receive
     assert put.status_code == 200, put.text
     assert (put.json()["keywords"], put.json()["default"]) == (["Chega", "NÃO QUERO"], False)
 
-    await phone_says(server, "clinica", PHONE, "sair")  # no longer a keyword here
-    await phone_says(server, "clinica", "5511944440002", "nao quero.")
+    await server.customer_says(PHONE, "clinica", "sair")  # no longer a keyword here
+    await server.customer_says("5511944440002", "clinica", "nao quero.")
     first, second = await webhook_messages(receiver, 2)
     assert "opt_out" not in first and second["opt_out"] is True
     phones = [
@@ -106,7 +106,7 @@ async def test_a_scheduled_send_fails_at_its_time_once_opted_out(
     await server.create_paired("clinica")
     scheduled = await send(server, "clinica", PHONE, "Lembrete", send_at=time.time() + 1.5)
     assert scheduled.status_code == 202
-    await phone_says(server, "clinica", PHONE, "PARAR")
+    await server.customer_says(PHONE, "clinica", "PARAR")
     await webhook_messages(receiver, 1)
     failed = await wait_message_status(server, "clinica", scheduled.json()["message_id"], "failed")
     assert failed["error_code"] == "opted_out" and "PARAR" in failed["error"]
@@ -114,7 +114,7 @@ async def test_a_scheduled_send_fails_at_its_time_once_opted_out(
 
 async def test_a_deleted_tenant_leaves_no_opt_outs(server: LiveServer, receiver: Receiver) -> None:
     await server.create_paired("clinica")
-    await phone_says(server, "clinica", PHONE, "STOP")
+    await server.customer_says(PHONE, "clinica", "STOP")
     await webhook_messages(receiver, 1)
     assert (await server.http.delete("/tenants/clinica")).status_code == 200
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import LiveServer, Receiver, make_settings
-from tests.scheduling.steps import phone_says, phone_votes, webhook_messages
+from tests.scheduling.steps import phone_votes, webhook_messages
 from tests.sending.steps import message, send, wait_inbox
 
 PHONE = "5511955550001"
@@ -70,7 +70,7 @@ async def test_a_typed_answer_is_mapped_as_texto(
     server: LiveServer, receiver: Receiver, typed: str, chosen: str
 ) -> None:
     question = await ask(server)
-    await phone_says(server, "clinica", PHONE, typed)
+    await server.customer_says(PHONE, "clinica", typed)
     [payload] = await webhook_messages(receiver, 1)
     assert (payload["message_type"], payload["message"]) == ("texto", typed)
     assert payload["poll"] == {"message_id": question, "selected": [chosen], "options": OPTIONS}
@@ -81,7 +81,7 @@ async def test_other_texts_are_not_answers(
     server: LiveServer, receiver: Receiver, typed: str
 ) -> None:
     await ask(server)
-    await phone_says(server, "clinica", PHONE, typed)
+    await server.customer_says(PHONE, "clinica", typed)
     [payload] = await webhook_messages(receiver, 1)
     assert "poll" not in payload and payload["message_type"] == "texto"
 
@@ -91,7 +91,7 @@ async def test_only_the_last_message_sent_takes_typed_answers(
 ) -> None:
     await ask(server)
     assert (await send(server, "clinica", PHONE, "Outra coisa")).status_code == 200
-    await phone_says(server, "clinica", PHONE, "1")
+    await server.customer_says(PHONE, "clinica", "1")
     [payload] = await webhook_messages(receiver, 1)
     assert "poll" not in payload
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import message_record
 from zapmux.optouts import OptOuts
 from zapmux.scheduler import Scheduler
 from zapmux.store import open_store
 from zapmux.store.base import Store
-from zapmux.store.records import MessageRecord, TenantRecord
+from zapmux.store.records import TenantRecord
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+async def store() -> AsyncIterator[Store]:
+    backend = open_store("memory://")  # what a store keeps is not under test here
     await backend.migrate()
     await backend.create_tenant(TenantRecord(id="t", owner="node", lease_until=2e9))
     yield backend
@@ -50,20 +50,8 @@ async def test_a_new_send_wakes_the_timer_early(store: Store) -> None:
     task = asyncio.create_task(scheduler.run())
     try:
         await asyncio.sleep(0.05)  # nothing scheduled: it sleeps its longest
-        await store.add_message(
-            MessageRecord(
-                tenant_id="t",
-                message_id="m",
-                direction="out",
-                chat="c",
-                phone="5511999999999",
-                message_type="texto",
-                status="scheduled",
-                timestamp=time.time(),
-                send_at=time.time() + 0.2,
-                payload="{}",
-            )
-        )
+        scheduled = message_record("t", "m", "scheduled", send_at=time.time() + 0.2, payload="{}")
+        await store.add_message(scheduled)
         scheduler.wake()
         await asyncio.wait_for(woken.wait(), 5)
         assert released == ["t"]

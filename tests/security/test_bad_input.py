@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from tests.helpers import LiveServer, make_settings, wait_for
+from tests.process import ServerProcess
 from tests.security.common import PHONE, assert_error
-from tests.security.proc import ServerProcess
 
 # As they would be typed into a URL path (percent-encoded where a client must).
 BAD_PATH_IDS = [
@@ -281,10 +281,9 @@ def test_a_client_that_writes_a_big_body_first_gets_the_413_not_a_reset(
     """Past the socket buffers, a server that answers without reading the body resets
     the connection under the writer: it must read (and drop) the body to be heard."""
     with ServerProcess(tmp_path / "srv") as server:
-        port = int(server.url.rsplit(":", 1)[1])
         # (a send's cap is higher: media, base64-encoded)
         for path, mib in [("/tenants", 8), ("/tenants", 60), ("/send/alpha", 30), ("/send/a", 60)]:
-            status, answer = _write_all_then_read(port, path, _big(mib * 1024 * 1024))
+            status, answer = _write_all_then_read(server.port, path, _big(mib * 1024 * 1024))
             assert status == 413 and json.loads(answer)["error"]["code"] == "payload_too_large"
 
 
@@ -405,6 +404,20 @@ async def test_webhook_allow_list(tmp_path: Path) -> None:
             assert answer.status_code == 200, answer.text
 
 
+#: the answers that show tenant alpha's webhook, or what was queued for it
+WEBHOOK_SHOWN = [
+    "/tenants/alpha/webhook",
+    "/tenants",
+    "/tenants/alpha/status",
+    "/status",
+    "/deliveries",
+]
+
+
+async def _webhook_shown(http: httpx.AsyncClient) -> list[httpx.Response]:
+    return [await http.get(path) for path in WEBHOOK_SHOWN]
+
+
 async def test_a_webhook_secret_is_never_echoed(live: LiveServer) -> None:
     secret = "very-secret-webhook-key-9876"
     http = live.http
@@ -413,13 +426,7 @@ async def test_a_webhook_secret_is_never_echoed(live: LiveServer) -> None:
     )
     assert put.status_code == 200
     assert put.json()["webhook"]["secret_set"] is True
-    for answer in (
-        put,
-        await http.get("/tenants/alpha/webhook"),
-        await http.get("/tenants"),
-        await http.get("/tenants/alpha/status"),
-        await http.get("/status"),
-    ):
+    for answer in [put, *await _webhook_shown(http)]:
         assert secret not in answer.text and secret[:-4] not in answer.text
 
 
@@ -432,14 +439,7 @@ async def test_credentials_inside_a_webhook_url_are_never_echoed(live: LiveServe
     assert put.status_code == 200
     assert put.json()["webhook"]["url"] == "http://***@127.0.0.1:9/h?token=***&v=***"
     await http.post("/tenants/alpha/stop")  # a status event: a delivery to that URL
-    for answer in (
-        put,
-        await http.get("/tenants/alpha/webhook"),
-        await http.get("/tenants"),
-        await http.get("/tenants/alpha/status"),
-        await http.get("/status"),
-        await http.get("/deliveries"),
-    ):
+    for answer in [put, *await _webhook_shown(http)]:
         assert "hook-pass-123" not in answer.text and "tok-456" not in answer.text, answer.text
     assert any(
         d["url"].startswith("http://***@")

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import free_port
+from tests.process import ServerProcess, serve_once
 from tests.security.common import ADMIN_KEY, admin
-from tests.security.proc import ServerProcess, server_env
-
-
-def serve(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    root.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [sys.executable, "-m", "zapmux", "serve", "--engine", "sandbox", *args],
-        cwd=root,
-        env=server_env(root, **env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 @pytest.mark.parametrize(
@@ -41,7 +28,7 @@ def serve(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
 def test_no_admin_key_refuses_a_public_address(
     tmp_path: Path, args: list[str], env: dict[str, str]
 ) -> None:
-    result = serve(tmp_path, "--port", str(free_port()), *args, **env)
+    result = serve_once(tmp_path, "--port", str(free_port()), *args, **env)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -80,21 +67,12 @@ def test_a_busy_port_is_one_error_line_and_nothing_starts(tmp_path: Path) -> Non
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = serve(tmp_path, "--port", str(port))
+        result = serve_once(tmp_path, "--port", str(port))
     _one_refusal(result, f"port {port}", "in use", "--port")
     assert "Errno" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_an_unknown_engine_is_one_error_line(tmp_path: Path) -> None:
-    root = tmp_path / "x"
-    root.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "zapmux", "serve", "--engine", "foo"],
-        cwd=root,
-        env=server_env(root),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = serve_once(tmp_path / "x", engine="foo")
     _one_refusal(result, "engine", "'foo'", "whatsmeow", "ZAPMUX_ENGINE")
     assert "pydantic" not in result.stderr and "validation error" not in result.stderr

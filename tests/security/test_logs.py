@@ -6,7 +6,6 @@ everything it writes is searched for every secret it was given or gave out.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from collections.abc import Callable
@@ -17,8 +16,8 @@ import httpx
 import pytest
 
 from tests.helpers import Receiver, make_settings, wait_for
+from tests.process import ServerProcess
 from tests.security.common import ADMIN_KEY, PHONE, admin, bearer
-from tests.security.proc import ServerProcess
 from zapmux import logs
 
 GLOBAL_SECRET = "global-webhook-secret-5f1e"
@@ -62,7 +61,7 @@ async def exercise(http: httpx.AsyncClient, receiver: Receiver) -> list[str]:
     for key, path in ((ADMIN_KEY, "/events"), (second, "/tenants/loja/events")):
         async with http.stream("GET", path, params={"api_key": key}) as stream:
             assert stream.status_code == 200
-    await wait_for(lambda: _received(receiver, 3), timeout=15, what="failed deliveries")
+    await wait_for(lambda: receiver.got(3), timeout=15, what="failed deliveries")
     return [first, second]
 
 
@@ -75,32 +74,22 @@ def documented_verify() -> Callable[[str, dict[str, str], bytes], bool]:
     return namespace["verify"]  # type: ignore[no-any-return]
 
 
-async def _received(receiver: Receiver, count: int) -> bool:
-    return len(receiver.received) >= count
-
-
 @pytest.mark.parametrize("log_format", ["pretty", "json"])
 async def test_logs_hold_no_secret(tmp_path: Path, log_format: str) -> None:
     async with Receiver(status=500) as receiver:
-        server = ServerProcess(
+        async with ServerProcess(
             tmp_path,
             ZAPMUX_API_KEY=ADMIN_KEY,
             ZAPMUX_WEBHOOK_SECRET=GLOBAL_SECRET,
             ZAPMUX_FLASK_URL=f"http://127.0.0.1:{receiver.port}",
             ZAPMUX_LOG_LEVEL="DEBUG",
             ZAPMUX_LOG_FORMAT=log_format,
-            ZAPMUX_DELIVERY_BACKOFF_BASE_S="0.05",
             ZAPMUX_DELIVERY_BACKOFF_CAP_S="0.2",
             ZAPMUX_DELIVERY_TIMEOUT_S="2",
             # the tenant token sets a loopback webhook: allowed only for listed hosts
             ZAPMUX_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-        )
-        await asyncio.to_thread(server.__enter__)
-        try:
-            async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
-                tokens = await exercise(http, receiver)
-        finally:
-            await asyncio.to_thread(server.__exit__, None, None, None)
+        ) as server:
+            tokens = await exercise(server.http, receiver)
     # every delivery was signed, and the receiver's check in docs/security.md accepts it
     verify = documented_verify()
     for received in receiver.received:

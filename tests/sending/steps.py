@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.helpers import LiveServer, wait_for
+from tests.helpers import LiveServer, make_settings, wait_for
 
 TENANT_PHONE = "5511988880000"
+
+
+@asynccontextmanager
+async def paced_server(
+    tmp_path: Path, flask_url: str, rate_per_minute: float, burst: int
+) -> AsyncIterator[LiveServer]:
+    """A server that sends ``rate_per_minute`` after a burst of ``burst``; "acme" paired."""
+    settings = make_settings(
+        tmp_path, flask_url=flask_url, send_rate_per_minute=rate_per_minute, send_burst=burst
+    )
+    async with LiveServer(settings) as server:
+        await server.create_paired("acme")
+        yield server
 
 
 async def send(

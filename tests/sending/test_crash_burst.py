@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import Receiver, wait_for
-from tests.process import ZapmuxProcess
+from tests.process import ServerProcess
 
 PHONES = ["5511911120001", "5511911120002", "5511911120003"]
 SENDS = 90
 
 
-async def _send(node: ZapmuxProcess, n: int) -> int | None:
+async def _send(node: ServerProcess, n: int) -> int | None:
     """The HTTP status of send ``n``, or None when the server died before answering."""
     body = {"phone": PHONES[n % len(PHONES)], "message": f"burst-{n:03d}"}
     try:
@@ -27,7 +27,7 @@ async def _send(node: ZapmuxProcess, n: int) -> int | None:
     return answer.status_code
 
 
-async def _inbox(node: ZapmuxProcess) -> Counter[str]:
+async def _inbox(node: ServerProcess) -> Counter[str]:
     texts: Counter[str] = Counter()
     for phone in PHONES:
         got = (await node.http.get(f"/sandbox/phones/{phone}/messages")).json()["messages"]
@@ -39,10 +39,12 @@ async def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     # Paced (5 at once, then 20 a second): part goes out at once, the rest waits queued.
-    node = ZapmuxProcess(tmp_path, receiver.url, ZAPMUX_SEND_RATE_PER_MINUTE="1200")
+    node = ServerProcess(
+        tmp_path, ZAPMUX_FLASK_URL=receiver.url, ZAPMUX_SEND_RATE_PER_MINUTE="1200"
+    )
     try:
         await node.start()
-        await node.pair("loja", "5511988880000")
+        await node.create_paired("loja", "5511988880000")
         burst = [asyncio.create_task(_send(node, n)) for n in range(SENDS)]
         await wait_for(lambda: _some_answered(burst), what="the first answers")
         await node.kill()

@@ -120,10 +120,7 @@ async def test_queued_media_goes_out_and_is_not_kept(server: LiveServer) -> None
 
 async def test_reply_to_quotes_a_message(server: LiveServer) -> None:
     await server.create_paired("acme")
-    incoming = await server.http.post(
-        "/sandbox/messages", json={"from": "5511955550007", "tenant_id": "acme", "text": "oi?"}
-    )
-    quoted = incoming.json()["message_id"]
+    quoted = await server.customer_says("5511955550007", "acme", "oi?")
     sent = await send(server, "acme", "5511955550007", "oi!", reply_to=quoted)
     assert sent.status_code == 200
     got = (await wait_inbox(server, "5511955550007", 1))[0]
@@ -137,17 +134,7 @@ async def test_incoming_media_reaches_the_webhook_and_can_be_fetched(
 ) -> None:
     await server.create_paired("acme")
     media = {"base64": b64(PNG), "mimetype": "image/png", "filename": "foto.png"}
-    posted = await server.http.post(
-        "/sandbox/messages",
-        json={
-            "from": "5511955550008",
-            "tenant_id": "acme",
-            "text": "olha",
-            "media": media,
-            "media_kind": "image",
-        },
-    )
-    assert posted.status_code == 201, posted.text
+    await server.customer_says("5511955550008", "acme", "olha", media=media, media_kind="image")
 
     async def webhook() -> dict[str, Any] | None:
         bodies = [r.json for r in receiver.received if r.path == "/webhook/whatsapp"]

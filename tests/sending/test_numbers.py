@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+
+import pytest
 
 from tests.helpers import LiveServer, Receiver
-from tests.sending.steps import inbox, send, wait_inbox
+from tests.sending.steps import inbox, paced_server, send, wait_inbox
 
 
 async def register(server: LiveServer, phone: str, on_whatsapp: bool = True) -> None:
@@ -15,26 +17,26 @@ async def register(server: LiveServer, phone: str, on_whatsapp: bool = True) -> 
     assert response.status_code == 201, response.text
 
 
-async def test_number_registered_without_the_nine_is_reached(server: LiveServer) -> None:
+@pytest.mark.parametrize(
+    ("registered", "asked", "text"),
+    [
+        pytest.param("551188887777", "5511988887777", "com o nove", id="registered-without-9"),
+        pytest.param("5511977776666", "551177776666", "sem o nove", id="registered-with-9"),
+    ],
+)
+async def test_a_number_is_reached_as_whatsapp_registered_it(
+    server: LiveServer, registered: str, asked: str, text: str
+) -> None:
+    """Brazil's ninth digit: a send reaches the number as WhatsApp knows it, either way."""
     await server.create_paired("acme")
-    await register(server, "551188887777")
-    sent = await send(server, "acme", "5511988887777", "com o nove")
+    await register(server, registered)
+    sent = await send(server, "acme", asked, text)
     assert sent.status_code == 200, sent.text
-    assert sent.json()["phone"] == "5511988887777"
-    assert sent.json()["jid"] == "551188887777@s.whatsapp.net"
-    landed = await wait_inbox(server, "551188887777", 1)
-    assert landed[0]["text"] == "com o nove"
-    assert await inbox(server, "5511988887777") == []
-
-
-async def test_number_registered_with_the_nine_is_reached_without_it(server: LiveServer) -> None:
-    await server.create_paired("acme")
-    await register(server, "5511977776666")
-    sent = await send(server, "acme", "551177776666", "sem o nove")
-    assert sent.status_code == 200, sent.text
-    assert sent.json()["jid"] == "5511977776666@s.whatsapp.net"
-    await wait_inbox(server, "5511977776666", 1)
-    assert await inbox(server, "551177776666") == []
+    assert sent.json()["phone"] == asked
+    assert sent.json()["jid"] == f"{registered}@s.whatsapp.net"
+    landed = await wait_inbox(server, registered, 1)
+    assert landed[0]["text"] == text
+    assert await inbox(server, asked) == []
 
 
 async def test_queued_send_resolves_the_ninth_digit_too(server: LiveServer) -> None:
@@ -62,11 +64,9 @@ async def test_not_on_whatsapp_is_422_and_nothing_is_sent(server: LiveServer) ->
 
 
 async def test_not_on_whatsapp_is_422_even_over_the_pace(
-    settings_for: Any, receiver: Receiver
+    tmp_path: Path, receiver: Receiver
 ) -> None:
-    settings = settings_for(flask_url=receiver.url, send_rate_per_minute=1, send_burst=1)
-    async with LiveServer(settings) as server:
-        await server.create_paired("acme")
+    async with paced_server(tmp_path, receiver.url, 1, 1) as server:
         await register(server, "5511955554443", on_whatsapp=False)
         assert (await send(server, "acme", "5511955554442", "gasta o ritmo")).status_code == 200
         refused = await send(server, "acme", "5511955554443", "oi")

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from pathlib import Path
 
-from tests.helpers import LiveServer, Receiver
-from tests.sending.steps import send, wait_inbox
+from tests.helpers import Receiver
+from tests.sending.steps import paced_server, send, wait_inbox
 
 
 async def test_six_sends_at_two_a_second_take_their_time_in_order(
-    settings_for: Any, receiver: Receiver
+    tmp_path: Path, receiver: Receiver
 ) -> None:
-    settings = settings_for(flask_url=receiver.url, send_rate_per_minute=120, send_burst=2)
-    async with LiveServer(settings) as server:
-        await server.create_paired("acme")
+    async with paced_server(tmp_path, receiver.url, 120, 2) as server:
         started = time.monotonic()
         answers = [await send(server, "acme", "5511933330001", f"m{n}") for n in range(6)]
         assert [a.status_code for a in answers] == [200, 200, 202, 202, 202, 202]
@@ -27,19 +25,15 @@ async def test_six_sends_at_two_a_second_take_their_time_in_order(
         assert [m["message_id"] for m in phone] == [a.json()["message_id"] for a in answers]
 
 
-async def test_rate_zero_means_no_pacing(settings_for: Any, receiver: Receiver) -> None:
-    settings = settings_for(flask_url=receiver.url, send_rate_per_minute=0, send_burst=1)
-    async with LiveServer(settings) as server:
-        await server.create_paired("acme")
+async def test_rate_zero_means_no_pacing(tmp_path: Path, receiver: Receiver) -> None:
+    async with paced_server(tmp_path, receiver.url, 0, 1) as server:
         answers = [await send(server, "acme", "5511933330002", f"m{n}") for n in range(10)]
         assert {a.status_code for a in answers} == {200}
 
 
-async def test_direct_sends_never_overtake_the_queue(settings_for: Any, receiver: Receiver) -> None:
+async def test_direct_sends_never_overtake_the_queue(tmp_path: Path, receiver: Receiver) -> None:
     """While the queue drains, new sends mix direct and queued paths: order holds."""
-    settings = settings_for(flask_url=receiver.url, send_rate_per_minute=1200, send_burst=1)
-    async with LiveServer(settings) as server:
-        await server.create_paired("acme")
+    async with paced_server(tmp_path, receiver.url, 1200, 1) as server:
         answers = []
         for n in range(30):
             answers.append(await send(server, "acme", "5511933330003", f"m{n}"))

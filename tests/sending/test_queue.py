@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from tests.helpers import LiveServer, Receiver, make_settings
+from tests.helpers import LiveServer, Receiver, make_settings, message_record
 from tests.sending.steps import (
     fault,
     inbox,
@@ -14,7 +13,6 @@ from tests.sending.steps import (
     wait_inbox,
     wait_message_status,
 )
-from zapmux.store.records import MessageRecord
 
 
 async def test_send_while_reconnecting_is_queued_then_delivered(server: LiveServer) -> None:
@@ -131,20 +129,8 @@ async def test_a_message_cut_off_mid_send_ends_failed_after_a_restart(
     settings = make_settings(tmp_path, flask_url=receiver.url)
     async with LiveServer(settings) as server:
         await server.create_paired("acme")
-        await server.gateway.store.add_message(
-            MessageRecord(
-                tenant_id="acme",
-                message_id="ZMCUT",
-                wa_id="ZMCUT",
-                direction="out",
-                chat="5511922220009@s.whatsapp.net",
-                phone="5511922220009",
-                message_type="texto",
-                status="sending",
-                timestamp=time.time(),
-                text="cut",
-            )
-        )
+        cut = message_record("acme", "ZMCUT", "sending", "5511922220009", text="cut")
+        await server.gateway.store.add_message(cut)
     async with LiveServer(settings) as server:
         await server.wait_status("acme", "connected")
         message = (await server.http.get("/tenants/acme/messages/ZMCUT")).json()

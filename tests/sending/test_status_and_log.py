@@ -50,11 +50,7 @@ async def test_the_log_lists_both_directions_with_filter_and_paging(server: Live
     ]
     await wait_inbox(server, "5511944440003", 3)
     for n in range(2):
-        got = await server.http.post(
-            "/sandbox/messages",
-            json={"from": "5511944440003", "tenant_id": "acme", "text": f"entrada {n}"},
-        )
-        assert got.status_code == 201
+        await server.customer_says("5511944440003", "acme", f"entrada {n}")
 
     async def log_in() -> list[dict[str, object]] | None:
         r = await server.http.get("/tenants/acme/messages", params={"direction": "in"})

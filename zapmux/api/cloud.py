@@ -51,5 +51,5 @@ async def receive(request: Request, gw: GatewayDep) -> dict[str, Any]:
     events = await engine.receive(await request.body(), request.headers.get("x-hub-signature-256"))
     for tenant_id, event in events:
         # as a runner hands its engine's events over (NUL kept visibly), from any node
-        await gw.supervisor.on_engine_event(tenant_id, storable(event))
+        await gw.supervisor.on_event(tenant_id, storable(event))
     return {"success": True, "events": len(events)}

@@ -94,7 +94,7 @@ async def relay(
         if url is not None
         else None
     )
-    delivery = await gw.dispatcher.relay(payload, destination)
+    delivery = await gw.webhooks.relay(payload, destination)
     return {"success": True, "delivery_id": delivery.delivery_id}
 
 

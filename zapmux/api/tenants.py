@@ -13,19 +13,18 @@ from zapmux.api.forward import FORWARDED
 from zapmux.api.models import ClearAllBody, CloudCredentials, CreateTenant, PairCodeBody
 from zapmux.api.strict import StrictRoute
 from zapmux.auth import hash_token, new_token
-from zapmux.errors import Conflict, NotSupported, Unprocessable
+from zapmux.errors import NotSupported, Unprocessable
 from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
 from zapmux.phone import normalize_phone
 from zapmux.qr import qr_data_url, qr_png, qr_text
 from zapmux.reasons import reason
 from zapmux.redact import redact_urls
-from zapmux.states import PERMANENT, Status
+from zapmux.states import Status
 from zapmux.store.records import CloudAccount, TenantRecord
-from zapmux.supervisor import TenantRunner
+from zapmux.supervisor import Pairing
 
 router = APIRouter(tags=["tenants"], route_class=StrictRoute)
-QR_WAIT_S = 3.0
 
 
 def tenant_view(record: TenantRecord, default_engine: str) -> dict[str, Any]:
@@ -92,11 +91,11 @@ async def create_tenant(body: CreateTenant, gw: GatewayDep, _: AdminDep) -> dict
         if cloud is not None:
             await gw.store.cloud_save(_account(tenant_id, cloud))
 
-    runner = await gw.cluster.create_tenant(
+    await gw.cluster.create_tenant(
         TenantRecord(id=tenant_id, engine=engine, token_hash=hash_token(token)),
         setup=save_credentials,
     )
-    await _start_pairing(gw, runner)
+    await gw.supervisor.start(tenant_id)
     view = await _view(gw, tenant_id)
     return {"success": True, **view, "tenant": view, "token": token}
 
@@ -116,23 +115,6 @@ def _account(tenant_id: str, cloud: CloudCredentials) -> CloudAccount:
     return CloudAccount(tenant_id=tenant_id, **cloud.model_dump())
 
 
-def _refuse_pairing(runner: TenantRunner) -> None:
-    """409 for QR and pairing codes on an engine that has none (the Cloud API)."""
-    if not runner.engine.pairs:
-        raise Conflict(
-            f"tenant {runner.tenant_id} uses the {runner.engine.name} engine: it connects "
-            "with its access token, there is no QR code or pairing code",
-            code="pairing_not_supported",
-            engine=runner.engine.name,
-        )
-
-
-async def _start_pairing(gw: Gateway, runner: TenantRunner) -> None:
-    """Start the tenant in the background and give it a moment to show its first code."""
-    await gw.supervisor.set_wanted(runner.tenant_id, "running")
-    await runner.start_and_wait(QR_WAIT_S)
-
-
 @router.get("/tenants/{tenant_id}/status", summary="A tenant's state")
 async def tenant_status(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
     return {"success": True, **tenant_view(tenant, gw.settings.engine)}
@@ -146,41 +128,10 @@ async def tenant_status(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
 async def tenant_qr(
     tenant: TenantDep, gw: GatewayDep, format: str = Query("json", pattern="^(json|png|text)$")
 ) -> Response:
-    runner = gw.supervisor.runner(tenant.id)
-    _refuse_pairing(runner)
-    if runner.status == Status.CONNECTED:
-        return JSONResponse(
-            {
-                "success": True,
-                "tenant_id": tenant.id,
-                "status": Status.CONNECTED,
-                "qr": None,
-                "qr_image": None,
-                "expires_at": None,
-            }
-        )
-    if runner.status in PERMANENT - {Status.LOGGED_OUT}:
-        raise Conflict(
-            f"tenant is {runner.status.value}; restart or log it out before pairing",
-            code="tenant_not_pairable",
-            status=runner.status.value,
-        )
-    if runner.session is None and runner.status != Status.RECONNECTING:
-        await _start_pairing(gw, runner)
-    qr = runner.qr
-    if qr is None or runner.status != Status.AWAITING_QR:
-        return JSONResponse(
-            {
-                "success": True,
-                "tenant_id": tenant.id,
-                "status": runner.status.value,
-                "qr": None,
-                "qr_image": None,
-                "expires_at": None,
-            },
-            status_code=200 if runner.status == Status.CONNECTED else 202,
-            headers={"Retry-After": "1"},
-        )
+    pairing = await gw.supervisor.pair(tenant.id)
+    qr = pairing.qr
+    if qr is None:
+        return _no_qr(tenant.id, pairing)
     if format == "png":
         return Response(qr_png(qr.code), media_type="image/png")
     if format == "text":
@@ -199,41 +150,44 @@ async def tenant_qr(
     )
 
 
+def _no_qr(tenant_id: str, pairing: Pairing) -> JSONResponse:
+    """No code to show: connected (200), or on its way to one (202: ask again)."""
+    body = {
+        "success": True,
+        "tenant_id": tenant_id,
+        "status": pairing.status.value,
+        "qr": None,
+        "qr_image": None,
+        "expires_at": None,
+    }
+    if pairing.status == Status.CONNECTED:
+        return JSONResponse(body)
+    return JSONResponse(body, status_code=202, headers={"Retry-After": "1"})
+
+
 @router.post("/tenants/{tenant_id}/pair-code", summary="Pair by a code typed on the phone")
 async def pair_code(tenant: TenantDep, body: PairCodeBody, gw: GatewayDep) -> dict[str, Any]:
     phone = normalize_phone(body.phone)
-    runner = gw.supervisor.runner(tenant.id)
-    _refuse_pairing(runner)
-    if runner.status == Status.CONNECTED:
-        raise Conflict("tenant is already connected", code="already_paired")
-    await gw.supervisor.set_wanted(tenant.id, "running")
-    code = await runner.pair_code(phone)
+    code = await gw.supervisor.pair_code(tenant.id, phone)
     return {"success": True, "tenant_id": tenant.id, "phone": phone, "code": code}
 
 
 @router.post("/tenants/{tenant_id}/start", summary="Connect (or start pairing)")
 async def start_tenant(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
-    runner = gw.supervisor.runner(tenant.id)
-    if runner.status in PERMANENT - {Status.LOGGED_OUT}:
-        runner.attempts = 0  # a person asked: a permanent end may be retried now
-        await runner.stop()
-    await _start_pairing(gw, runner)
+    await gw.supervisor.start(tenant.id)
     return {"success": True, **await _view(gw, tenant.id)}
 
 
 @router.post("/tenants/{tenant_id}/stop", summary="Disconnect and stay stopped")
 async def stop_tenant(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
-    await gw.supervisor.set_wanted(tenant.id, "stopped")
-    await gw.supervisor.runner(tenant.id).stop()
+    await gw.supervisor.stop(tenant.id)
     return {"success": True, **await _view(gw, tenant.id)}
 
 
 @router.post("/tenants/{tenant_id}/restart", summary="Close and reopen the connection")
 @router.post("/restart/{tenant_id}", summary="Close and reopen the connection (seed route)")
 async def restart_tenant(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
-    runner = gw.supervisor.runner(tenant.id)
-    await runner.stop()
-    await _start_pairing(gw, runner)
+    await gw.supervisor.restart(tenant.id)
     return {
         "success": True,
         "message": f"tenant {tenant.id} restarted",
@@ -243,15 +197,13 @@ async def restart_tenant(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
 
 @router.post("/tenants/{tenant_id}/logout", summary="Unlink the device and wipe the session")
 async def logout_tenant(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
-    await gw.supervisor.runner(tenant.id).logout()
+    await gw.supervisor.logout(tenant.id)
     return {"success": True, **await _view(gw, tenant.id)}
 
 
 @router.delete("/tenants/{tenant_id}", summary="Log out, remove the session and the tenant (admin)")
 async def delete_tenant(tenant: TenantDep, gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
-    await gw.supervisor.remove(tenant.id)
-    await gw.tenants.delete_tenant(tenant.id)
-    gw.hub.publish("deleted", tenant.id, {"tenant_id": tenant.id})
+    await gw.supervisor.delete(tenant.id)
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
 
 
@@ -267,8 +219,7 @@ async def replace_credentials(
             code="not_a_cloud_tenant",
         )
     await gw.store.cloud_save(_account(tenant.id, body))
-    await runner.stop()
-    await _start_pairing(gw, runner)
+    await gw.supervisor.restart(tenant.id)
     return {"success": True, **await _view(gw, tenant.id)}
 
 

@@ -59,7 +59,7 @@ class MemoryStore(
     single_node = True
 
     def __init__(self) -> None:
-        self._reset_tables()
+        self.reset()
 
     # --- lifecycle -----------------------------------------------------------------
     async def migrate(self) -> None:

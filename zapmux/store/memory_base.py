@@ -162,7 +162,8 @@ class MemoryTables:
     tables: Tables
     _ids: defaultdict[str, itertools.count[int]]
 
-    def _reset_tables(self) -> None:
+    def reset(self) -> None:
+        """Forget everything: the store is as new (``tables`` is what it holds)."""
         self.tables = Tables()
         self._ids = defaultdict(lambda: itertools.count(1))
 

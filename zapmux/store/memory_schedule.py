@@ -10,7 +10,14 @@ from typing import Any
 
 from zapmux.errors import Conflict
 from zapmux.states import MessageStatus
-from zapmux.store.memory_base import MemoryTables, assign, copy, copy_or_none, turn
+from zapmux.store.memory_base import (
+    MemoryTables,
+    assign,
+    copy,
+    copy_or_none,
+    duplicate,
+    turn,
+)
 from zapmux.store.records import CloudAccount, MessageRecord, OptOut
 from zapmux.store.sql_schedule import CANCELLABLE, SENT
 
@@ -44,12 +51,13 @@ class MemorySchedule(MemoryTables):
         the scheduled rows of tenants that are gone go (as on SQL)."""
         await turn()
         messages = self.tables.messages
-        keys = list(dict.fromkeys(keys))
-        scheduled = [
+        scheduled = {
             k for k in keys if k in messages and messages[k].status == MessageStatus.SCHEDULED
-        ]
+        }
+        moved = [k for k in keys if k in scheduled and k[0] in self.tables.tenants]
+        if len(set(moved)) < len(moved):  # one row written twice: SQL refuses the batch
+            raise duplicate("messages", moved)
         taken = {k: messages.pop(k) for k in scheduled}
-        moved = [k for k in keys if k in taken and k[0] in self.tables.tenants]
         now = time.time()
         for k in moved:
             row = taken[k]

@@ -100,6 +100,7 @@ class SqlStore(
 
     async def close(self) -> None:
         await self.writer.close()
+        self.reader.close()
         await self.engine.dispose()
 
     # --- tenants -------------------------------------------------------------------
@@ -120,26 +121,22 @@ class SqlStore(
         return tenant
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
-        row = await self._one(_TENANT, {"k_id": tenant_id})
-        return _record(TenantRecord, row) if row else None
+        return await self._record_of(TenantRecord, _TENANT, {"k_id": tenant_id})
 
     async def tenant_by_token_hash(self, token_hash: str) -> TenantRecord | None:
-        row = await self._one(select(t.tenants).where(t.tenants.c.token_hash == token_hash))
-        return _record(TenantRecord, row) if row else None
+        return await self._find(TenantRecord, t.tenants, token_hash=token_hash)
 
     async def list_tenants(
         self, after: str | None = None, limit: int | None = None
     ) -> list[TenantRecord]:
-        """By id; ``after``: the last id of the previous page; ``limit``: a page's size."""
         stmt = select(t.tenants).order_by(t.tenants.c.id)
         if after is not None:
             stmt = stmt.where(t.tenants.c.id > after)
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [_record(TenantRecord, r) for r in await self._all(stmt)]
+        return await self._records(TenantRecord, stmt)
 
     async def count_tenants(self) -> dict[str, int]:
-        """How many tenants are in each status."""
         c = t.tenants.c
         rows = await self._all(select(c.status, func.count()).group_by(c.status))
         return {str(status): int(n) for status, n in rows}
@@ -171,7 +168,6 @@ class SqlStore(
 
     # --- leases (which node runs which tenant) -------------------------------------
     async def acquire_leases(self, node: str, lease_s: float, limit: int) -> list[str]:
-        """Take (or renew) tenants that are unowned, expired, or already ours."""
         now = time.time()
         free = or_(
             t.tenants.c.owner.is_(None),
@@ -195,18 +191,15 @@ class SqlStore(
         return await self._write(job)
 
     async def heartbeat(self, node: str, url: str) -> None:
-        """Say this node is alive and where other nodes reach it."""
         await self._replace(
             t.nodes, {"id": node}, {"id": node, "url": url, "heartbeat_at": time.time()}
         )
 
     async def node_url(self, node: str, max_age_s: float) -> str | None:
-        """The URL of a node whose heartbeat is recent, else None."""
         row = await self._fresh(t.nodes, "heartbeat_at", max_age_s, id=node)
         return row.url if row else None
 
     async def live_nodes(self, max_age_s: float) -> list[tuple[str, str]]:
-        """(id, URL) of every node whose heartbeat is recent."""
         n = t.nodes.c
         rows = await self._all(
             select(n.id, n.url).where(n.heartbeat_at > time.time() - max_age_s).order_by(n.id)
@@ -214,13 +207,11 @@ class SqlStore(
         return [(r.id, r.url) for r in rows]
 
     async def tenant_owner(self, tenant_id: str) -> tuple[str | None, float] | None:
-        """(owner node, lease end) of a tenant; None when there is no such tenant."""
         c = t.tenants.c
         row = await self._one(select(c.owner, c.lease_until).where(c.id == tenant_id))
         return (row.owner, row.lease_until or 0.0) if row else None
 
     async def acquire_lease(self, node: str, tenant_id: str, lease_s: float) -> bool:
-        """Take one tenant when it is unowned or its lease ran out."""
         now = time.time()
         c = t.tenants.c
         free = or_(c.owner.is_(None), c.owner == node, c.lease_until < now)
@@ -248,8 +239,6 @@ class SqlStore(
         incarnation: str | None = None,
         key: IdempotentAnswer | None = None,
     ) -> MessageRecord:
-        """Log ``message``; with ``key``, remember that Idempotency-Key's answer in the
-        same transaction."""
         message.created_at = message.updated_at = time.time()
 
         def job(conn: Connection) -> int | None:
@@ -267,10 +256,6 @@ class SqlStore(
         deliveries: Sequence[Delivery],
         incarnation: str | None = None,
     ) -> bool:
-        """Log an incoming message and its webhook deliveries in one transaction.
-
-        False (and nothing written) when this message id was already recorded.
-        """
         message.created_at = message.updated_at = time.time()
 
         def job(conn: Connection) -> None:
@@ -304,8 +289,8 @@ class SqlStore(
         return (row.mimetype, row.filename, row.data) if row else None
 
     async def get_message(self, tenant_id: str, message_id: str) -> MessageRecord | None:
-        row = await self._one(_MESSAGE, {"k_tenant": tenant_id, "k_message": message_id})
-        return _record(MessageRecord, row) if row else None
+        params = {"k_tenant": tenant_id, "k_message": message_id}
+        return await self._record_of(MessageRecord, _MESSAGE, params)
 
     async def list_messages(
         self,
@@ -315,7 +300,6 @@ class SqlStore(
         before: int | None = None,
         status: str | None = None,
     ) -> list[MessageRecord]:
-        """Newest first; ``before`` is the ``id`` cursor of an earlier page's last row."""
         m = t.messages.c
         stmt = select(t.messages).where(m.tenant_id == tenant_id)
         if direction:
@@ -330,12 +314,10 @@ class SqlStore(
             )
         if before is not None:
             stmt = stmt.where(m.id < before)
-        rows = await self._all(stmt.order_by(m.id.desc()).limit(limit))
-        return [_record(MessageRecord, r) for r in rows]
+        return await self._records(MessageRecord, stmt.order_by(m.id.desc()).limit(limit))
 
     async def next_queued(self, tenant_id: str) -> MessageRecord | None:
-        row = await self._one(_NEXT_QUEUED, {"k_tenant": tenant_id})
-        return _record(MessageRecord, row) if row else None
+        return await self._record_of(MessageRecord, _NEXT_QUEUED, {"k_tenant": tenant_id})
 
     async def count_queued(self, tenant_id: str) -> int:
         row = await self._one(_COUNT_QUEUED, {"k_tenant": tenant_id})
@@ -428,7 +410,6 @@ class SqlStore(
 
     # --- inbound events set aside --------------------------------------------------
     async def add_dead_inbound(self, tenant_id: str, event: str, error: str) -> int:
-        """Set aside an inbound event that could not be recorded; its id."""
         row = DeadInbound(tenant_id, event, error.replace("\x00", "\\x00"), time.time())
 
         def job(conn: Connection) -> int:
@@ -444,19 +425,15 @@ class SqlStore(
         stmt = select(t.inbound_dead)
         if tenant_id:
             stmt = stmt.where(d.tenant_id == tenant_id)
-        rows = await self._all(stmt.order_by(d.id).limit(limit))
-        return [_record(DeadInbound, r) for r in rows]
+        return await self._records(DeadInbound, stmt.order_by(d.id).limit(limit))
 
     async def get_dead_inbound(self, dead_id: int) -> DeadInbound | None:
-        row = await self._one(select(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
-        return _record(DeadInbound, row) if row else None
+        return await self._find(DeadInbound, t.inbound_dead, id=dead_id)
 
     async def drop_dead_inbound(self, dead_id: int) -> None:
-        """Forget a set-aside event (it was replayed)."""
         await self._execute(delete(t.inbound_dead).where(t.inbound_dead.c.id == dead_id))
 
     async def fail_interrupted_sends(self, tenant_id: str) -> int:
-        """Mark the tenant's half-sent messages failed (its last runner is gone)."""
         m = t.messages.c
         return await self._execute(
             update(t.messages)

@@ -7,13 +7,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, and_, delete, insert, select
+from sqlalchemy import ColumnElement, Connection, Table, and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.store.guard import in_life
+from zapmux.store.rows import record
 from zapmux.store.writer import Reader, Writer
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class SqlTables:
@@ -46,12 +48,28 @@ class SqlTables:
     async def _all(self, stmt: Any, params: Mapping[str, Any] | None = None) -> list[Any]:
         return await self.reader.read(lambda conn: list(conn.execute(stmt, params)))
 
+    async def _record_of(
+        self, cls: type[R], stmt: Any, params: Mapping[str, Any] | None = None
+    ) -> R | None:
+        """The first row a read finds as a record of ``cls``, or None."""
+        row = await self._one(stmt, params)
+        return None if row is None else record(cls, row)
+
+    async def _records(
+        self, cls: type[R], stmt: Any, params: Mapping[str, Any] | None = None
+    ) -> list[R]:
+        """Every row a read finds, as records of ``cls``."""
+        return [record(cls, row) for row in await self._all(stmt, params)]
+
+    async def _find(self, cls: type[R], table: Table, **key: Any) -> R | None:
+        """The row of ``table`` at ``key`` (column=value) as a record of ``cls``, or None."""
+        return await self._record_of(cls, select(table).where(matching(table, key)))
+
     async def _fresh(self, table: Table, stamp: str, max_age_s: float, **key: Any) -> Any:
         """The row of ``table`` at ``key`` if its ``stamp`` column is younger than
         ``max_age_s``, else None."""
-        cond = [table.c[name] == value for name, value in key.items()]
-        cond.append(table.c[stamp] > time.time() - max_age_s)
-        return await self._one(select(table).where(and_(*cond)))
+        young = table.c[stamp] > time.time() - max_age_s
+        return await self._one(select(table).where(and_(matching(table, key), young)))
 
     async def _replace(
         self,
@@ -70,7 +88,12 @@ class SqlTables:
         await self._write(job)
 
 
+def matching(table: Table, key: Mapping[str, Any]) -> ColumnElement[bool]:
+    """The rows of ``table`` whose columns hold ``key``'s values."""
+    return and_(*(table.c[name] == value for name, value in key.items()))
+
+
 def replace(conn: Connection, table: Table, key: Mapping[str, Any], row: Mapping[str, Any]) -> None:
     """Delete the row at ``key`` and insert ``row``, on ``conn`` (inside a write job)."""
-    conn.execute(delete(table).where(and_(*(table.c[k] == v for k, v in key.items()))))
+    conn.execute(delete(table).where(matching(table, key)))
     conn.execute(insert(table).values(**row))

@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from zapmux.errors import Conflict
 from zapmux.store import schema as t
 from zapmux.store.records import CloudAccount
-from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables
 
@@ -31,14 +30,11 @@ class CloudTables(SqlTables):
             ) from exc
 
     async def cloud_account(self, tenant_id: str) -> CloudAccount | None:
-        a = t.cloud_accounts
-        row = await self._one(select(a).where(a.c.tenant_id == tenant_id))
-        return _record(CloudAccount, row) if row else None
+        return await self._find(CloudAccount, t.cloud_accounts, tenant_id=tenant_id)
 
     async def cloud_account_for_number(self, phone_number_id: str) -> CloudAccount | None:
-        a = t.cloud_accounts
-        row = await self._one(select(a).where(a.c.phone_number_id == phone_number_id))
-        return _record(CloudAccount, row) if row else None
+        accounts = t.cloud_accounts
+        return await self._find(CloudAccount, accounts, phone_number_id=phone_number_id)
 
     async def cloud_verify_tokens(self) -> list[str]:
         a = t.cloud_accounts

@@ -10,7 +10,6 @@ from zapmux.store import schema as t
 from zapmux.store.base import OPT_OUT_CHANGES
 from zapmux.store.guard import in_life
 from zapmux.store.records import OptOut
-from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables, replace
 
@@ -34,11 +33,9 @@ class OptOutTables(SqlTables):
         """The opt-out of any of these spellings of one number, if there is one."""
         o = t.opt_outs.c
         stmt = select(t.opt_outs).where(and_(o.tenant_id == tenant_id, o.phone.in_(list(phones))))
-        row = await self._one(stmt.limit(1))
-        return _record(OptOut, row) if row else None
+        return await self._record_of(OptOut, stmt.limit(1))
 
     async def opted_out_among(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of these (tenant, phone) pairs opted out (phones as stored)."""
         if not pairs:
             return set()
         o = t.opt_outs.c
@@ -51,7 +48,7 @@ class OptOutTables(SqlTables):
     async def list_opt_outs(self, tenant_id: str) -> list[OptOut]:
         o = t.opt_outs.c
         stmt = select(t.opt_outs).where(o.tenant_id == tenant_id).order_by(o.created_at, o.phone)
-        return [_record(OptOut, r) for r in await self._all(stmt)]
+        return await self._records(OptOut, stmt)
 
     async def remove_opt_out(self, tenant_id: str, phones: Sequence[str]) -> int:
         """Lift the opt-out of a number (any of its spellings); how many were removed."""

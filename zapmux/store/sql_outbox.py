@@ -129,8 +129,6 @@ class OutboxTables(SqlTables):
     async def enqueue_deliveries(
         self, deliveries: Sequence[Delivery], incarnation: str | None = None
     ) -> None:
-        """Queue deliveries; with ``incarnation``, only while that life of their tenant
-        exists (all of them are that tenant's)."""
         tenant_id = deliveries[0].tenant_id if deliveries else None
 
         def job(conn: Connection) -> None:
@@ -140,7 +138,6 @@ class OutboxTables(SqlTables):
         await self._write(job)
 
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
-        """Due pending deliveries, each the oldest pending of its chat, locked for us."""
         now = time.time()
 
         def job(conn: Connection) -> list[Any]:
@@ -164,7 +161,6 @@ class OutboxTables(SqlTables):
         return self._claim_stmt
 
     async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
-        """Record attempts' outcomes (and unlock their rows) in one transaction."""
         if not results:
             return
         now = time.time()
@@ -182,17 +178,11 @@ class OutboxTables(SqlTables):
         await self._execute(_FINISH_UPDATE, params)
 
     async def next_delivery_due(self) -> float | None:
-        """When the next chat head may be claimed: its next attempt, or when its lock ends.
-
-        Rows waiting behind an older row of their chat are left out: they move when
-        that row finishes (which wakes the deliverer), not at their own time.
-        """
         row = await self._one(_NEXT_DUE)
         due = row[0] if row else None
         return None if due is None else float(due)
 
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
-        """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
         o = t.outbox.c
         stmt = update(t.outbox).where(
             and_(o.status == DeliveryStatus.PENDING, o.locked_until.is_not(None))
@@ -204,7 +194,6 @@ class OutboxTables(SqlTables):
         return await self._execute(stmt.values(locked_until=None))
 
     async def purge_delivered(self, older_than: float) -> int:
-        """Forget deliveries delivered before ``older_than``; the count removed."""
         o = t.outbox.c
         return await self._execute(
             delete(t.outbox).where(
@@ -221,12 +210,10 @@ class OutboxTables(SqlTables):
             stmt = stmt.where(o.status == status)
         if tenant_id:
             stmt = stmt.where(o.tenant_id == tenant_id)
-        rows = await self._all(stmt.order_by(o.id.desc()).limit(limit))
-        return [_record(Delivery, r) for r in rows]
+        return await self._records(Delivery, stmt.order_by(o.id.desc()).limit(limit))
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        row = await self._one(select(t.outbox).where(t.outbox.c.delivery_id == delivery_id))
-        return _record(Delivery, row) if row else None
+        return await self._find(Delivery, t.outbox, delivery_id=delivery_id)
 
     async def discard_deliveries(
         self, *, delivery_id: str | None = None, tenant_id: str | None = None
@@ -236,12 +223,6 @@ class OutboxTables(SqlTables):
     async def retry_deliveries(
         self, *, delivery_id: str | None = None, tenant_id: str | None = None
     ) -> int:
-        """Put dead (or one given) deliveries back to pending, due now.
-
-        One given delivery is replayed whatever its state (a delivered one is sent
-        again; a pending one waiting for its backoff is tried now) unless it is in
-        flight at this moment.
-        """
         stmt = update(t.outbox).where(_chosen(delivery_id, tenant_id))
         return await self._execute(
             stmt.values(

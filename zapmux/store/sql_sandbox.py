@@ -12,7 +12,6 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from zapmux.store import schema as t
 from zapmux.store.base import SANDBOX_CHANGES
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
-from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables, replace
 
@@ -34,8 +33,7 @@ class SandboxTables(SqlTables):
     """Mixed into ``SqlStore``."""
 
     async def sandbox_session(self, tenant_id: str) -> SandboxSession | None:
-        row = await self._one(_SESSION, {"k_tenant": tenant_id})
-        return _record(SandboxSession, row) if row else None
+        return await self._record_of(SandboxSession, _SESSION, {"k_tenant": tenant_id})
 
     async def sandbox_save_session(self, session: SandboxSession) -> None:
         """Store a paired session; a node where the tenant waits for its scan is told."""
@@ -70,8 +68,7 @@ class SandboxTables(SqlTables):
         await self._write(job)
 
     async def sandbox_find_qr(self, code: str) -> SandboxQr | None:
-        row = await self._one(select(t.sandbox_qr).where(t.sandbox_qr.c.code == code))
-        return _record(SandboxQr, row) if row else None
+        return await self._find(SandboxQr, t.sandbox_qr, code=code)
 
     async def sandbox_retire_qr(self, tenant_id: str) -> None:
         q = t.sandbox_qr
@@ -107,9 +104,6 @@ class SandboxTables(SqlTables):
     async def sandbox_deliver_to_phone(
         self, message: InboxMessage, receipt: str | None = None
     ) -> int | None:
-        """Put ``message`` in the phone's inbox and, in the same transaction, the
-        phone's ``receipt`` event in what waits for the sending tenant (its id)."""
-
         def job(conn: Connection) -> int | None:
             conn.execute(_TO_PHONE, _values(message))
             return None if receipt is None else _push(conn, message.tenant_id, receipt)
@@ -121,8 +115,7 @@ class SandboxTables(SqlTables):
         stmt = select(i).where(i.c.phone == phone)
         if unread_only:
             stmt = stmt.where(i.c.read.is_(False))
-        rows = await self._all(stmt.order_by(i.c.id))
-        return [_record(InboxMessage, r) for r in rows]
+        return await self._records(InboxMessage, stmt.order_by(i.c.id))
 
     async def sandbox_mark_read(self, phone: str) -> list[InboxMessage]:
         unread = await self.sandbox_inbox(phone, unread_only=True)
@@ -159,7 +152,6 @@ class SandboxTables(SqlTables):
         await self._write(job)
 
     async def sandbox_ack(self, *pending_ids: int) -> None:
-        """Forget pending items the tenant's session has handed over."""
         if pending_ids:
             await self._execute(_ACK, {"k_ids": list(pending_ids)})
 

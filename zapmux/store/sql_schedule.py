@@ -12,7 +12,6 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or
 from zapmux.states import MessageStatus
 from zapmux.store import schema as t
 from zapmux.store.records import MessageRecord
-from zapmux.store.rows import record as _record
 from zapmux.store.sql_base import SqlTables
 
 #: The statuses a message can be cancelled in: it has not been handed to WhatsApp.
@@ -45,7 +44,7 @@ class ScheduleTables(SqlTables):
             .order_by(m.send_at, m.id)
             .limit(limit)
         )
-        return [_record(MessageRecord, r) for r in await self._all(stmt)]
+        return await self._records(MessageRecord, stmt)
 
     async def promote_scheduled(self, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """Move due scheduled sends, (tenant, message id), to the back of their queues.
@@ -122,7 +121,6 @@ class ScheduleTables(SqlTables):
         )
 
     async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
-        """The newest message that went out from this tenant to any of these spellings."""
         m = t.messages.c
         stmt = (
             select(t.messages)
@@ -137,17 +135,14 @@ class ScheduleTables(SqlTables):
             .order_by(m.id.desc())
             .limit(1)
         )
-        row = await self._one(stmt)
-        return _record(MessageRecord, row) if row else None
+        return await self._record_of(MessageRecord, stmt)
 
     async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
-        """The message this tenant sent that WhatsApp knows as ``wa_id``."""
         m = t.messages.c
         stmt = select(t.messages).where(
             and_(m.tenant_id == tenant_id, m.wa_id == wa_id, m.direction == "out")
         )
-        row = await self._one(stmt.limit(1))
-        return _record(MessageRecord, row) if row else None
+        return await self._record_of(MessageRecord, stmt.limit(1))
 
 
 def _move(conn: Connection, tenant_id: str, message_id: str, was: str, **values: Any) -> bool:

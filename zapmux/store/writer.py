@@ -56,7 +56,7 @@ class Writer:
         self._closing = False
         self._conn: AsyncConnection | None = None
         self._sync_conn: Connection | None = None
-        self._thread = ThreadPoolExecutor(1, "zapmux-writer") if sync_engine else None
+        self._thread = _Threads(1, "zapmux-writer") if sync_engine else None
         self.batches = 0  # commits made
         self.jobs = 0  # jobs committed
 
@@ -109,7 +109,7 @@ class Writer:
     async def _transaction(self, jobs: list[Job]) -> list[Any]:
         if self._thread is not None:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._sync_batch, jobs)
+            return await loop.run_in_executor(self._thread.pool(), self._sync_batch, jobs)
         conn = await self._connection()
         try:
             async with conn.begin():
@@ -152,7 +152,9 @@ class Writer:
             self._closing = False
         await self._discard()
         if self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._thread.pool(), self._close_sync)
+            self._thread.shutdown()
 
     def _close_sync(self) -> None:
         conn, self._sync_conn = self._sync_conn, None
@@ -170,7 +172,7 @@ class Reader:
     def __init__(self, engine: AsyncEngine, sync_engine: Engine | None, threads: int = 2) -> None:
         self.engine = engine
         self.sync_engine = sync_engine
-        self._threads = ThreadPoolExecutor(threads, "zapmux-reader") if sync_engine else None
+        self._threads = _Threads(threads, "zapmux-reader") if sync_engine else None
 
     async def read(self, query: Callable[[Connection], T]) -> T:
         """``query``'s result, run on a connection of its own."""
@@ -178,12 +180,37 @@ class Reader:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(query)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._sync_read, query)
+        return await loop.run_in_executor(self._threads.pool(), self._sync_read, query)
 
     def _sync_read(self, query: Callable[[Connection], T]) -> T:
         assert self.sync_engine is not None
         with self.sync_engine.connect() as conn:
             return query(conn)
+
+    def close(self) -> None:
+        """Let the read threads go (a later read starts new ones)."""
+        if self._threads is not None:
+            self._threads.shutdown()
+
+
+class _Threads:
+    """A thread pool started on first use and let go on close: a closed store holds
+    no threads, and one used again after close starts a new pool."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self.name = name
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.size, self.name)
+        return self._pool
+
+    def shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
 
 def _run_jobs(conn: Connection, jobs: list[Job]) -> list[Any]:

@@ -4,7 +4,6 @@ sending, throttling, new credentials, the webhook handshake and signed posts."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 from tests.engines.cloud.conftest import APP_SECRET, CUSTOMER, NUMBER_ID, TOKEN, VERIFY, credentials
 from tests.fake_graph import THROTTLED, FakeGraph, message_post, signed, status_post
 from tests.helpers import wait_for
-from tests.security.proc import ServerProcess
+from tests.process import ServerProcess
 
 WRONG_TOKEN = "EAAGwrongtokenthatmetarefuses0123456789"
 
@@ -52,18 +51,13 @@ async def test_cloud_secrets_never_reach_the_log(tmp_path: Path, log_format: str
     async with FakeGraph() as graph:
         graph.register(NUMBER_ID, TOKEN)
         graph.register("2", "EAAGthetokenmetaissuedforit")
-        server = ServerProcess(
+        async with ServerProcess(
             tmp_path,
             ZAPMUX_CLOUD_API_URL=graph.url,
             ZAPMUX_LOG_LEVEL="DEBUG",
             ZAPMUX_LOG_FORMAT=log_format,
-        )
-        await asyncio.to_thread(server.__enter__)
-        try:
-            async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
-                await exercise(http, graph)
-        finally:
-            await asyncio.to_thread(server.__exit__, None, None, None)
+        ) as server:
+            await exercise(server.http, graph)
     output = server.output()
     assert "rejected the access token" in output and "message from" in output, output[-3000:]
     for secret in (TOKEN, WRONG_TOKEN, APP_SECRET, VERIFY):

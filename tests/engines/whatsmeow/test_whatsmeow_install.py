@@ -75,7 +75,7 @@ async def test_a_tenant_whose_worker_cannot_load_neonize_fails_with_the_reason(
         assert runner.status == Status.FAILED and runner.attempts == 0
         assert runner.session is None and runner.next_retry_at is None
     finally:
-        await supervisor.stop()
+        await supervisor.stop_all()
         await tasks.cancel_all()
         await engine.aclose()
         await store.close()

@@ -121,7 +121,7 @@ async def run_paired_offline(
 
     yield run
     for supervisor in made:
-        await supervisor.stop()
+        await supervisor.stop_all()
         await supervisor.tasks.cancel_all()
         await supervisor.engines.aclose()
         await supervisor.store.close()
@@ -137,7 +137,7 @@ async def test_offline_tenants_keep_one_worker_through_the_supervisors_backoff(
     tenants = ("clinica", "salao")
     runners = await run_paired_offline(tenants)
     await until(lambda: all(r.attempts >= 10 for r in runners), "ten retries each")
-    await runners[0].sup.stop()
+    await runners[0].sup.stop_all()
     for tenant in tenants:
         assert 1 <= len(workers_for_dials(caplog, tenant, 10)) <= 2, tenant
     started = [pid for t in tenants for pid in started_workers(t)]

@@ -214,7 +214,7 @@ async def test_protocol_messages_are_not_delivered(harness: Harness) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "status"),
-    [(pb.Receipt.DELIVERED, "delivered"), (pb.Receipt.READ, "read"), (pb.Receipt.PLAYED, "played")],
+    [(pb.Receipt.DELIVERED, "delivered"), (pb.Receipt.READ, "read"), (pb.Receipt.PLAYED, "read")],
 )
 async def test_receipts(harness: Harness, kind: int, status: str) -> None:
     chat = pb.JID(User="5511988887777", Server="s.whatsapp.net")

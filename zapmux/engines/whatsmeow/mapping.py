@@ -34,7 +34,7 @@ _LOGOUT_REASONS = {_Reason.LOGGED_OUT, _Reason.MAIN_DEVICE_GONE, _Reason.UNKNOWN
 _RECEIPTS: dict[int, ev.ReceiptStatus] = {
     pb.Receipt.DELIVERED: MessageStatus.DELIVERED,
     pb.Receipt.READ: MessageStatus.READ,
-    pb.Receipt.PLAYED: "played",
+    pb.Receipt.PLAYED: MessageStatus.READ,  # a voice note played was read first
 }
 # (field of waE2E.Message, zapmux message_type, where its text is), most specific first
 _CONTENT: tuple[tuple[str, ev.MessageType, str | None], ...] = (
