@@ -22,6 +22,14 @@ def _names(cls: type) -> frozenset[str]:
 
 
 def values(item: Any, *, skip: Iterable[str] = ("id",)) -> dict[str, Any]:
-    """A record's fields as column values (``skip``: the ones the database fills in)."""
+    """A record's fields as column values (``skip``: the ones the database fills in).
+
+    Shallow (the records hold plain values; ``extra``, the one dict, is never a column):
+    ``dataclasses.asdict`` would copy each value deeply, on every write."""
     skipped = set(skip)
-    return {k: v for k, v in dataclasses.asdict(item).items() if k not in skipped and k != "extra"}
+    return {k: getattr(item, k) for k in _columns(type(item)) if k not in skipped}  # type: ignore[arg-type]
+
+
+@functools.cache
+def _columns(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")

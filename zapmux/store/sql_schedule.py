@@ -7,7 +7,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from zapmux.states import MessageStatus
 from zapmux.store import schema as t
@@ -121,28 +132,12 @@ class ScheduleTables(SqlTables):
         )
 
     async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
-        m = t.messages.c
-        stmt = (
-            select(t.messages)
-            .where(
-                and_(
-                    m.tenant_id == tenant_id,
-                    m.phone.in_(list(phones)),
-                    m.direction == "out",
-                    m.status.in_(SENT),
-                )
-            )
-            .order_by(m.id.desc())
-            .limit(1)
-        )
-        return await self._record_of(MessageRecord, stmt)
+        params = {"k_tenant": tenant_id, "k_phones": list(phones)}
+        return await self._record_of(MessageRecord, _LAST_OUTGOING, params)
 
     async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
-        m = t.messages.c
-        stmt = select(t.messages).where(
-            and_(m.tenant_id == tenant_id, m.wa_id == wa_id, m.direction == "out")
-        )
-        return await self._record_of(MessageRecord, stmt.limit(1))
+        params = {"k_tenant": tenant_id, "k_wa_id": wa_id}
+        return await self._record_of(MessageRecord, _FIND_OUTGOING, params)
 
 
 def _move(conn: Connection, tenant_id: str, message_id: str, was: str, **values: Any) -> bool:
@@ -164,3 +159,31 @@ def _living(conn: Connection, tenant_ids: set[str], lock: bool) -> set[str]:
     if lock:
         stmt = stmt.with_for_update(read=True, key_share=True)
     return set(conn.execute(stmt).scalars())
+
+
+# --- statements built once (every incoming text looks for the question it answers) ----
+_m = t.messages.c
+_LAST_OUTGOING = (
+    select(t.messages)
+    .where(
+        and_(
+            _m.tenant_id == bindparam("k_tenant"),
+            _m.phone.in_(bindparam("k_phones", expanding=True)),
+            _m.direction == "out",
+            _m.status.in_(SENT),
+        )
+    )
+    .order_by(_m.id.desc())
+    .limit(1)
+)
+_FIND_OUTGOING = (
+    select(t.messages)
+    .where(
+        and_(
+            _m.tenant_id == bindparam("k_tenant"),
+            _m.wa_id == bindparam("k_wa_id"),
+            _m.direction == "out",
+        )
+    )
+    .limit(1)
+)
