@@ -16,6 +16,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -469,15 +470,19 @@ _QUEUED = and_(
 )
 _NEXT_QUEUED = select(t.messages).where(_QUEUED).order_by(_m.id).limit(1)
 _COUNT_QUEUED = select(func.count()).where(_QUEUED)
-_SENT_ID = (
+# one statement (one round trip on PostgreSQL): "sent" unless a receipt moved it further
+_SENT = (
     update(t.messages)
     .where(_KEY)
-    .values(wa_id=bindparam("k_wa_id"), payload=None, updated_at=bindparam("k_now"))
-)
-_SENT_STATUS = (
-    update(t.messages)
-    .where(and_(_KEY, _m.status.in_([MessageStatus.QUEUED, MessageStatus.SENDING])))
-    .values(status=MessageStatus.SENT)
+    .values(
+        wa_id=bindparam("k_wa_id"),
+        payload=None,
+        updated_at=bindparam("k_now"),
+        status=case(
+            (_m.status.in_([MessageStatus.QUEUED, MessageStatus.SENDING]), MessageStatus.SENT),
+            else_=_m.status,
+        ),
+    )
 )
 _RECEIPT_CONDITION = and_(
     _m.tenant_id == bindparam("k_tenant"),
@@ -485,11 +490,11 @@ _RECEIPT_CONDITION = and_(
     _m.wa_id.in_(bindparam("k_wa_ids", expanding=True)),
     _m.status.in_(bindparam("k_lower", expanding=True)),
 )
-_RECEIPT_FIND = select(_m.message_id).where(_RECEIPT_CONDITION)
 _RECEIPT_MOVE = (
     update(t.messages)
     .where(_RECEIPT_CONDITION)
     .values(status=bindparam("k_status"), updated_at=bindparam("k_now"))
+    .returning(_m.message_id)
 )
 _RECEIPT_FAIL = _RECEIPT_MOVE.values(error=bindparam("k_error"))
 _FORGET_ANSWER = delete(t.idempotency).where(
@@ -516,8 +521,7 @@ def remember_answer(conn: Connection, answer: IdempotentAnswer) -> None:
 
 def mark_sent(conn: Connection, params: dict[str, Any]) -> None:
     """``SqlStore.mark_sent`` on ``conn`` (inside a write job)."""
-    conn.execute(_SENT_ID, {**params, "k_now": time.time()})
-    conn.execute(_SENT_STATUS, params)
+    conn.execute(_SENT, {**params, "k_now": time.time()})
 
 
 def apply_receipt(
@@ -525,9 +529,13 @@ def apply_receipt(
 ) -> list[str]:
     """``SqlStore.apply_receipt`` on ``conn`` (inside a write job)."""
     lower = moved_by(status)
-    params = {"k_tenant": tenant_id, "k_wa_ids": list(wa_ids), "k_lower": lower}
-    ids = list((conn.execute(_RECEIPT_FIND, params)).scalars())
-    if ids:
-        move = {**params, "k_status": status, "k_now": time.time()}
-        conn.execute(_RECEIPT_FAIL if error else _RECEIPT_MOVE, {**move, "k_error": error})
-    return ids
+    params = {
+        "k_tenant": tenant_id,
+        "k_wa_ids": list(wa_ids),
+        "k_lower": lower,
+        "k_status": status,
+        "k_now": time.time(),
+        "k_error": error,
+    }
+    moved = conn.execute(_RECEIPT_FAIL if error else _RECEIPT_MOVE, params)
+    return list(moved.scalars())  # moved, in one statement (RETURNING)
