@@ -30,7 +30,7 @@ from zapmux.api import (
 )
 from zapmux.api.deps import require_admin
 from zapmux.api.forward import Forwarder
-from zapmux.api.hot import HotSend
+from zapmux.api.hot import HotRoutes
 from zapmux.config import Settings
 from zapmux.gateway import Gateway
 
@@ -159,7 +159,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         app.include_router(simulator.router, responses=errors.ERROR_RESPONSES)
     _install_docs(app)
     dashboard.mount_static(app)
-    app.add_middleware(HotSend, gateway=gw)  # inside Forwarder: a send here is for this node
+    app.add_middleware(HotRoutes, gateway=gw)  # inside Forwarder: a send here is for this node
     app.add_middleware(Forwarder, gateway=gw)  # inside BodyLimit: forwarded bodies are capped too
     app.add_middleware(BodyLimit, media_limit=settings.media_max_bytes)
     return app
