@@ -25,6 +25,7 @@ from sqlalchemy import Connection, and_, bindparam, select
 
 from zapmux.errors import TenantNotFound
 from zapmux.store import schema as t
+from zapmux.store.driver import DriverStatement
 
 
 @contextmanager
@@ -45,12 +46,13 @@ def in_life(conn: Connection, tenant_id: str | None, incarnation: str | None) ->
 
 def _check(conn: Connection, tenant_id: str, incarnation: str, lock: bool) -> None:
     params = {"k_id": tenant_id, "k_incarnation": incarnation}
-    if conn.execute(_LIFE_LOCKED if lock else _LIFE, params).first() is None:
+    if not (_LIFE_LOCKED if lock else _LIFE).rows(conn, params):
         raise TenantNotFound(f"tenant {tenant_id!r} was deleted")
 
 
 _c = t.tenants.c
-_LIFE = select(_c.id).where(
+_LIFE_SELECT = select(_c.id).where(
     and_(_c.id == bindparam("k_id"), _c.incarnation == bindparam("k_incarnation"))
 )
-_LIFE_LOCKED = _LIFE.with_for_update(read=True, key_share=True)
+_LIFE = DriverStatement(_LIFE_SELECT)
+_LIFE_LOCKED = DriverStatement(_LIFE_SELECT.with_for_update(read=True, key_share=True))

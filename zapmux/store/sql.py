@@ -6,6 +6,7 @@ live in the ``sqlite`` and ``postgres`` subclasses.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Sequence
@@ -29,9 +30,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.errors import TenantExists
-from zapmux.states import MessageStatus, moved_by
+from zapmux.states import PROGRESS, MessageStatus, moved_by
 from zapmux.store import schema as t
 from zapmux.store.base import TENANT_CHANGES, Store
+from zapmux.store.driver import DriverStatement
 from zapmux.store.guard import in_life
 from zapmux.store.records import (
     SEND_INTERRUPTED,
@@ -457,7 +459,11 @@ class SqlStore(
 _m = t.messages.c
 _KEY = and_(_m.tenant_id == bindparam("k_tenant"), _m.message_id == bindparam("k_message"))
 _TENANT = select(t.tenants).where(t.tenants.c.id == bindparam("k_id"))
-_INSERT_MESSAGE = insert(t.messages)
+_INSERT_MESSAGE = DriverStatement(
+    insert(t.messages)
+    .values({c.name: bindparam(c.name) for c in t.messages.c if c.name != "id"})
+    .returning(_m.id)
+)
 _MESSAGE = select(t.messages).where(_KEY)
 _MEDIA = select(t.media).where(
     and_(
@@ -470,8 +476,16 @@ _QUEUED = and_(
 )
 _NEXT_QUEUED = select(t.messages).where(_QUEUED).order_by(_m.id).limit(1)
 _COUNT_QUEUED = select(func.count()).where(_QUEUED)
+
+
+def _listed(*values: str) -> list[Any]:
+    """An IN list of fixed values as one bound parameter each (a driver statement
+    takes no expanding parameter)."""
+    return [bindparam(None, value) for value in values]
+
+
 # one statement (one round trip on PostgreSQL): "sent" unless a receipt moved it further
-_SENT = (
+_SENT = DriverStatement(
     update(t.messages)
     .where(_KEY)
     .values(
@@ -479,7 +493,10 @@ _SENT = (
         payload=None,
         updated_at=bindparam("k_now"),
         status=case(
-            (_m.status.in_([MessageStatus.QUEUED, MessageStatus.SENDING]), MessageStatus.SENT),
+            (
+                _m.status.in_(_listed(MessageStatus.QUEUED, MessageStatus.SENDING)),
+                MessageStatus.SENT,
+            ),
             else_=_m.status,
         ),
     )
@@ -497,6 +514,31 @@ _RECEIPT_MOVE = (
     .returning(_m.message_id)
 )
 _RECEIPT_FAIL = _RECEIPT_MOVE.values(error=bindparam("k_error"))
+#: Receipts of at most this many messages run a statement compiled for their count.
+RECEIPT_DRIVER_MAX = 4
+
+
+@functools.cache
+def _receipt_statement(ids: int, status: str, error: bool) -> DriverStatement:
+    """The receipt's UPDATE for ``ids`` messages moving to ``status`` (``error``: a
+    failure that keeps its reason), its lists spelled out (no expanding parameters)."""
+    lower = [s.value for s in moved_by(status)]
+    stmt = (
+        update(t.messages)
+        .where(
+            and_(
+                _m.tenant_id == bindparam("k_tenant"),
+                _m.direction == "out",
+                _m.wa_id.in_([bindparam(f"k_wa{i}") for i in range(ids)]),
+                _m.status.in_(_listed(*lower)),
+            )
+        )
+        .values(status=status, updated_at=bindparam("k_now"))
+        .returning(_m.message_id)
+    )
+    return DriverStatement(stmt.values(error=bindparam("k_error")) if error else stmt)
+
+
 _FORGET_ANSWER = delete(t.idempotency).where(
     and_(
         t.idempotency.c.tenant_id == bindparam("k_tenant"),
@@ -508,8 +550,8 @@ _REMEMBER_ANSWER = insert(t.idempotency)
 
 def insert_message(conn: Connection, message: MessageRecord) -> int | None:
     """Add ``message`` to the log on ``conn`` (inside a write job); its row id."""
-    key = conn.execute(_INSERT_MESSAGE, _values(message)).inserted_primary_key
-    return int(key[0]) if key else None
+    (row,) = _INSERT_MESSAGE.rows(conn, _values(message))
+    return int(row[0])
 
 
 def remember_answer(conn: Connection, answer: IdempotentAnswer) -> None:
@@ -521,13 +563,18 @@ def remember_answer(conn: Connection, answer: IdempotentAnswer) -> None:
 
 def mark_sent(conn: Connection, params: dict[str, Any]) -> None:
     """``SqlStore.mark_sent`` on ``conn`` (inside a write job)."""
-    conn.execute(_SENT, {**params, "k_now": time.time()})
+    _SENT.run(conn, {**params, "k_now": time.time()})
 
 
 def apply_receipt(
     conn: Connection, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
 ) -> list[str]:
     """``SqlStore.apply_receipt`` on ``conn`` (inside a write job)."""
+    if 0 < len(wa_ids) <= RECEIPT_DRIVER_MAX and status in PROGRESS:
+        params: dict[str, Any] = {f"k_wa{i}": wa_id for i, wa_id in enumerate(wa_ids)}
+        params.update(k_tenant=tenant_id, k_now=time.time(), k_error=error)
+        stmt = _receipt_statement(len(wa_ids), status, bool(error))
+        return [row[0] for row in stmt.rows(conn, params)]
     lower = moved_by(status)
     params = {
         "k_tenant": tenant_id,

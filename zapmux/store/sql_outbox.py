@@ -26,6 +26,7 @@ from sqlalchemy import (
 
 from zapmux.states import DeliveryStatus
 from zapmux.store import schema as t
+from zapmux.store.driver import DriverStatement
 from zapmux.store.guard import in_life
 from zapmux.store.records import Delivery, DeliveryResult
 from zapmux.store.rows import record as _record
@@ -106,7 +107,9 @@ _READY_AT = case(
 _NEXT_DUE = select(func.min(_READY_AT)).where(
     and_(_o.c.status == DeliveryStatus.PENDING, ~_blocked(_o))
 )
-_INSERT = insert(_o)
+_INSERT = DriverStatement(
+    insert(_o).values({c.name: bindparam(c.name) for c in _o.c if c.name != "id"})
+)
 
 
 class OutboxTables(SqlTables):
@@ -124,7 +127,8 @@ class OutboxTables(SqlTables):
             d.created_at = d.created_at or now
             d.next_attempt_at = d.next_attempt_at or now
         if deliveries:
-            conn.execute(_INSERT, [_values(d) for d in deliveries])
+            for d in deliveries:
+                _INSERT.run(conn, _values(d))
 
     async def enqueue_deliveries(
         self, deliveries: Sequence[Delivery], incarnation: str | None = None

@@ -1,0 +1,83 @@
+"""The hottest writes, compiled once and run on the driver's own cursor.
+
+``Connection.execute`` does a good deal per call on top of the driver: a cache key of
+the statement, a look-up of its compiled form, parameter processing, an execution
+context and a result object. For the few statements every message runs (insert a
+message, mark it sent, apply a receipt, insert an outbox row, the incarnation guard)
+that work was most of the writer's time. A :class:`DriverStatement` compiles its
+statement once per dialect (SQLAlchemy still writes the SQL) and then hands the SQL
+and its positional parameters to the DBAPI cursor of the job's connection: the same
+connection, so the same transaction as the rest of the batch.
+
+Errors come back as SQLAlchemy's (``IntegrityError`` and so on), as ``execute``
+raises them, so callers catch one kind whichever way a statement ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, exc
+
+
+class DriverStatement:
+    """``stmt`` (bound parameters by name) run through the driver's cursor."""
+
+    def __init__(self, stmt: Any) -> None:
+        self.stmt = stmt
+        self._forms: dict[str, _Form] = {}
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """Execute on ``conn`` (inside a write job); the DBAPI cursor, for its rows,
+        ``rowcount`` or ``lastrowid``."""
+        form = self._form(conn)
+        args = form.args(params)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(form.sql, args)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise exc.DBAPIError.instance(
+                form.sql, args, error, conn.dialect.loaded_dbapi.Error
+            ) from error
+        return cursor
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Execute and fetch every row (a RETURNING or a SELECT)."""
+        return list(self.run(conn, params).fetchall())
+
+    def count(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Execute; the rows it touched."""
+        return int(self.run(conn, params).rowcount or 0)
+
+    def _form(self, conn: Connection) -> _Form:
+        name = conn.dialect.name
+        form = self._forms.get(name)
+        if form is None:
+            form = self._forms[name] = _Form(self.stmt, conn)
+        return form
+
+
+class _Form:
+    """One dialect's SQL of a statement and how to lay its parameters out."""
+
+    def __init__(self, stmt: Any, conn: Connection) -> None:
+        compiled = stmt.compile(dialect=conn.dialect)
+        self.sql = str(compiled)
+        if "POSTCOMPILE" in self.sql:
+            raise ValueError(f"a driver statement takes no expanding parameter: {self.sql}")
+        processors = compiled._bind_processors
+        binds = compiled.binds
+        self.names: Sequence[str] = list(compiled.positiontup or ())
+        # Fixed values SQLAlchemy put in the statement itself (``values(payload=None)``).
+        self.fixed = {name: binds[name].value for name in self.names if not binds[name].callable}
+        self.processors: list[Callable[[Any], Any] | None] = [
+            processors.get(name) for name in self.names
+        ]
+
+    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for name, processor in zip(self.names, self.processors, strict=True):
+            value = params[name] if name in params else self.fixed.get(name)
+            out.append(processor(value) if processor is not None else value)
+        return tuple(out)
