@@ -529,6 +529,21 @@ async def test_sends_racing_a_delete_leave_nothing(store: Store) -> None:
     assert await _rows_of(store, "d") == {}
 
 
+async def test_a_delete_between_writes_handed_in_together_refuses_the_later_ones(
+    store: Store,
+) -> None:
+    """Writes, a delete and writes again, all handed in at once (on SQL one batch of the
+    writer): a life confirmed before the delete is checked again after it."""
+    life = (await store.create_tenant(TenantRecord(id="d"))).incarnation
+    before = [store.add_message(_message("d", f"b{n}"), life) for n in range(3)]
+    after = [store.add_message(_message("d", f"a{n}"), life) for n in range(3)]
+    results = await asyncio.gather(
+        *before, store.delete_tenant("d"), *after, return_exceptions=True
+    )
+    assert all(isinstance(r, TenantNotFound) for r in results[4:])
+    assert await _rows_of(store, "d") == {}
+
+
 async def test_a_message_and_its_idempotency_key_are_written_together(store: Store) -> None:
     now = time.time()
     key = IdempotentAnswer("t", "k1", "f", 0, '{"message_id": "m1"}', now)

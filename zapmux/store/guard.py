@@ -14,6 +14,12 @@ lock keeps the two from deadlocking. On SQLite it comes after the write's first
 statement, which took the database's write lock (and all writes go through the one
 writer anyway): the check then sees the latest commit, and nothing can delete the
 tenant until the write ends.
+
+Once per transaction: a life confirmed stays so until the transaction ends (on
+PostgreSQL its row is locked; on SQLite nothing else writes), so the writer's batch
+checks each tenant once, however many of its jobs write for it. A job of the batch
+that writes the tenants table itself (create, update, delete) forgets what was
+confirmed (:func:`lives_changed`), and the next job checks again.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from sqlalchemy import Connection, and_, bindparam, select
 from zapmux.errors import TenantNotFound
 from zapmux.store import schema as t
 from zapmux.store.driver import DriverStatement
+from zapmux.store.writer import transaction_notes
 
 
 @contextmanager
@@ -33,7 +40,9 @@ def in_life(conn: Connection, tenant_id: str | None, incarnation: str | None) ->
     """Around a write job's writes (``store.writer``): raise ``TenantNotFound`` (rolling
     back) unless the tenant exists in that incarnation; ``None`` checks nothing (writes
     of no tenant)."""
-    if tenant_id is None or incarnation is None:
+    life = (tenant_id, incarnation)
+    confirmed = _confirmed(conn)
+    if tenant_id is None or incarnation is None or life in confirmed:
         yield
         return
     locks = conn.dialect.name == "postgresql"
@@ -42,6 +51,23 @@ def in_life(conn: Connection, tenant_id: str | None, incarnation: str | None) ->
     yield
     if not locks:
         _check(conn, tenant_id, incarnation, lock=False)
+    confirmed.add(life)
+
+
+def lives_changed(conn: Connection) -> None:
+    """A write job changed the tenants table: the lives its transaction confirmed so far
+    are checked again when next written for."""
+    _confirmed(conn).clear()
+
+
+def _confirmed(conn: Connection) -> set[tuple[str | None, str | None]]:
+    """The lives the transaction of ``conn`` confirmed (an empty, unkept set outside a
+    writer's transaction)."""
+    notes = transaction_notes(conn)
+    if notes is None:
+        return set()
+    lives: set[tuple[str | None, str | None]] = notes.setdefault("lives", set())
+    return lives
 
 
 def _check(conn: Connection, tenant_id: str, incarnation: str, lock: bool) -> None:

@@ -34,7 +34,7 @@ from zapmux.states import PROGRESS, MessageStatus, moved_by
 from zapmux.store import schema as t
 from zapmux.store.base import TENANT_CHANGES, Store
 from zapmux.store.driver import DriverStatement
-from zapmux.store.guard import in_life
+from zapmux.store.guard import in_life, lives_changed
 from zapmux.store.records import (
     SEND_INTERRUPTED,
     DeadInbound,
@@ -114,6 +114,7 @@ class SqlStore(
         stmt = insert(t.tenants).values(_values(tenant, skip=()))
 
         def job(conn: Connection) -> None:
+            lives_changed(conn)
             conn.execute(stmt)
             self._notify(conn, TENANT_CHANGES, tenant.id)
 
@@ -149,6 +150,7 @@ class SqlStore(
         stmt = update(t.tenants).where(t.tenants.c.id == tenant_id).values(**fields)
 
         def job(conn: Connection) -> bool:
+            lives_changed(conn)
             if not conn.execute(stmt).rowcount:
                 return False
             self._notify(conn, TENANT_CHANGES, tenant_id)
@@ -161,6 +163,7 @@ class SqlStore(
         of the same id. Its own row goes first: see ``store.guard`` for why."""
 
         def job(conn: Connection) -> bool:
+            lives_changed(conn)
             result = conn.execute(delete(t.tenants).where(t.tenants.c.id == tenant_id))
             for table in _TENANT_TABLES:
                 conn.execute(delete(table).where(table.c.tenant_id == tenant_id))

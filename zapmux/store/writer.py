@@ -213,8 +213,22 @@ class _Threads:
             pool.shutdown(wait=False)
 
 
+#: ``conn.info`` key of what the jobs of one transaction may note for each other (a new,
+#: empty dict per transaction; ``store.guard`` keeps the tenant lives it confirmed).
+TRANSACTION_NOTES = "zapmux.transaction"
+
+
 def _run_jobs(conn: Connection, jobs: list[Job]) -> list[Any]:
-    return [job(conn) for job in jobs]
+    conn.info[TRANSACTION_NOTES] = {}
+    try:
+        return [job(conn) for job in jobs]
+    finally:
+        del conn.info[TRANSACTION_NOTES]
+
+
+def transaction_notes(conn: Connection) -> dict[str, Any] | None:
+    """The notes of the transaction a write job runs in (None outside the writer)."""
+    return conn.info.get(TRANSACTION_NOTES)
 
 
 def _settle(
