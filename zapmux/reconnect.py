@@ -28,7 +28,7 @@ from zapmux.events import (
     QrTimeout,
     Replaced,
 )
-from zapmux.states import PERMANENT, Status
+from zapmux.states import PERMANENT, Status, Wanted
 
 #: The end each permanent disconnect leaves the tenant in (any other: ``failed``).
 PERMANENT_STATUS: dict[type[PermanentDisconnect], Status] = {
@@ -123,7 +123,7 @@ class ReconnectPolicy:
     def decide_resume(status: Status, wanted: str, paired: bool) -> Decision:
         """When this node takes a tenant over in ``status``, ``wanted`` running or
         stopped, with a stored session (``paired``) or none."""
-        if status in PERMANENT or wanted != "running":
+        if status in PERMANENT or wanted != Wanted.RUNNING:
             return KeepAsIs()
         if paired:
             return Connect()

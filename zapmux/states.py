@@ -22,6 +22,14 @@ class Status(StrEnum):
     FAILED = "failed"  # cannot go on (client outdated, …); a person must look
 
 
+class Wanted(StrEnum):
+    """What a person asked of a tenant (``tenants.wanted``): a node that takes the tenant
+    over connects it only when it is wanted running."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
 #: Ends after which nothing retries by itself.
 PERMANENT = frozenset({Status.LOGGED_OUT, Status.REPLACED, Status.BANNED, Status.FAILED})
 #: Permanent ends that pairing cannot clear, only a person's start or restart (a

@@ -47,7 +47,7 @@ from zapmux.reconnect import (
     ReconnectPolicy,
     StayStopped,
 )
-from zapmux.states import NEEDS_RESTART, Status
+from zapmux.states import NEEDS_RESTART, Status, Wanted
 from zapmux.store.base import Store, TenantStore
 from zapmux.store.records import TenantRecord
 from zapmux.tasks import TaskGroup
@@ -448,13 +448,13 @@ class Supervisor:
     async def _runner_for(self, record: TenantRecord) -> TenantRunner:
         return TenantRunner(self, record, await self.engines.get(record.engine))
 
-    async def _want(self, tenant_id: str, wanted: str) -> None:
+    async def _want(self, tenant_id: str, wanted: Wanted) -> None:
         await self.tenants.update_tenant(tenant_id, wanted=wanted)
 
     async def _run(self, runner: TenantRunner) -> None:
         """Want the tenant running and start it; return at its first outcome (a QR code
         to show, connected, a failure) or after ``START_WAIT_S``."""
-        await self._want(runner.tenant_id, "running")
+        await self._want(runner.tenant_id, Wanted.RUNNING)
         await runner.start_and_wait(START_WAIT_S)
 
     # --- commands ---------------------------------------------------------------------
@@ -470,7 +470,7 @@ class Supervisor:
 
     async def stop(self, tenant_id: str) -> None:
         """Disconnect and stay stopped (also across restarts of the server)."""
-        await self._want(tenant_id, "stopped")
+        await self._want(tenant_id, Wanted.STOPPED)
         await self.runner(tenant_id).stop()
 
     async def restart(self, tenant_id: str) -> None:
@@ -506,7 +506,7 @@ class Supervisor:
         _refuse_pairing(runner)
         if runner.status == Status.CONNECTED:
             raise Conflict("tenant is already connected", code="already_paired")
-        await self._want(tenant_id, "running")
+        await self._want(tenant_id, Wanted.RUNNING)
         return await runner.pair_code(phone)
 
     async def logout(self, tenant_id: str) -> None:
@@ -530,7 +530,7 @@ class Supervisor:
             await runner.stop()
             if purge:
                 await runner.engine.wipe(runner.tenant_id)
-            await self._want(runner.tenant_id, "running")
+            await self._want(runner.tenant_id, Wanted.RUNNING)
         for runner in runners:
             runner.start_later()
         return len(runners)

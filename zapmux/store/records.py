@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zapmux.redact import redact_urls
-from zapmux.states import DeliveryStatus, MessageStatus, Status
+from zapmux.states import DeliveryStatus, MessageStatus, Status, Wanted
 
 
 @dataclass(slots=True)
 class TenantRecord:
     id: str
     engine: str | None = None  # None: the server's default engine (ZAPMUX_ENGINE)
-    wanted: str = "running"
+    wanted: str = Wanted.RUNNING
     status: str = Status.STOPPED
     phone: str | None = None
     push_name: str | None = None

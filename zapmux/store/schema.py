@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from zapmux.states import DeliveryStatus, Status
+from zapmux.states import DeliveryStatus, Status, Wanted
 
 SCHEMA_VERSION = 7
 #: What turns a store of an older version into this one (a new store is created whole).
@@ -60,7 +60,7 @@ tenants = Table(
     Column("id", String(64), primary_key=True),
     # the engine that runs it; NULL (tenants older than per-tenant engines): the server's
     Column("engine", String(16)),
-    Column("wanted", String(16), nullable=False, default="running"),
+    Column("wanted", String(16), nullable=False, default=Wanted.RUNNING),
     Column("status", String(16), nullable=False, default=Status.STOPPED),
     Column("phone", String(32)),
     Column("push_name", Text),
