@@ -347,9 +347,6 @@ class SqlStore(
         answer: IdempotentAnswer | None = None,
         incarnation: str | None = None,
     ) -> None:
-        """The engine took the message: keep its id, drop the payload (media can be large);
-        ``sent`` unless a receipt that raced the send already moved it further. With
-        ``answer``, remember that Idempotency-Key's final answer in the same transaction."""
         params = {"k_tenant": tenant_id, "k_message": message_id, "k_wa_id": wa_id}
 
         def job(conn: Connection) -> None:
