@@ -1,6 +1,7 @@
 """kill -9 in the middle of a burst of sends: every send that was answered 200/202 goes
-out exactly once, and retrying every send with its Idempotency-Key afterwards sends
-nothing twice."""
+out exactly once, or, if the kill caught it while it was being handed to the engine,
+ends ``failed`` saying so (docs/sending.md: at most once, never twice); and retrying
+every send with its Idempotency-Key afterwards sends nothing twice."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 
 from tests.helpers import Receiver, wait_for
 from tests.process import ServerProcess
+from zapmux.store.records import SEND_INTERRUPTED
 
 PHONES = ["5511911120001", "5511911120002", "5511911120003"]
 SENDS = 90
@@ -57,14 +59,24 @@ async def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(
         assert all(status in {200, 202} for status in retried), retried
 
         async def accepted_went_out() -> bool:
-            return accepted <= set(await _inbox(node))
+            return accepted - await _interrupted(node) <= set(await _inbox(node))
 
         await wait_for(accepted_went_out, timeout=60, what="every accepted send to go out")
+        # One message at a time is handed to the engine (the tenant's lane): the kill
+        # can catch at most that one, and it is then failed visibly, not lost.
+        interrupted = await _interrupted(node)
+        assert len(interrupted) <= 1, interrupted
         await asyncio.sleep(1.0)  # anything that would go out twice has had time to
         twice = {text: count for text, count in (await _inbox(node)).items() if count > 1}
         assert not twice, f"sent twice: {twice}"
     finally:
         await node.close()
+
+
+async def _interrupted(node: ServerProcess) -> set[str]:
+    """The texts of the messages the kill caught while handing them over."""
+    log = (await node.http.get("/tenants/loja/messages?status=failed&limit=500")).json()
+    return {m["text"] for m in log["messages"] if m["error"] == SEND_INTERRUPTED}
 
 
 async def _some_answered(burst: list[asyncio.Task[int | None]]) -> bool:
