@@ -9,15 +9,13 @@ metadata at 169.254.169.254), or reserved addresses.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 
 from zapmux.errors import InvalidInput, PayloadTooLarge
+from zapmux.webhook_url import CheckedResolver, IPAddress
 
 MAX_REDIRECTS = 5
 GENERIC_TYPES = {None, "application/octet-stream", "binary/octet-stream"}
@@ -27,27 +25,16 @@ class BlockedAddress(OSError):
     """The host resolves to an address zapmux may not fetch from."""
 
 
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
+def _is_public(ip: IPAddress) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-class PublicOnlyResolver(AbstractResolver):
-    """Resolves like the system, then refuses hosts with any non-public address."""
-
-    def __init__(self) -> None:
-        self.inner = ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self.inner.resolve(host, port, family)
-        if not results or not all(_is_public(r["host"]) for r in results):
-            raise BlockedAddress(f"{host} resolves to a private or reserved address")
-        return results
-
-    async def close(self) -> None:
-        await self.inner.close()
+def public_only_resolver() -> CheckedResolver:
+    """Refuses hosts with any non-public address (media is fetched from the internet)."""
+    return CheckedResolver(
+        _is_public,
+        lambda host: BlockedAddress(f"{host} resolves to a private or reserved address"),
+    )
 
 
 def _check_url(url: str, allow_private: bool) -> None:
@@ -60,7 +47,7 @@ def _check_url(url: str, allow_private: bool) -> None:
         literal = ipaddress.ip_address(parts.hostname)
     except ValueError:
         return  # a name: the resolver checks what it resolves to
-    if not _is_public(str(literal)):
+    if not _is_public(literal):
         raise InvalidInput(
             "media url points at a private or reserved address", code="media_url_not_allowed"
         )
@@ -70,7 +57,7 @@ async def fetch_media(
     url: str, limit: int, allow_private: bool = False
 ) -> tuple[bytes, str | None]:
     """The file at ``url`` (at most ``limit`` bytes) and its declared type, if specific."""
-    connector: dict[str, Any] = {} if allow_private else {"resolver": PublicOnlyResolver()}
+    connector: dict[str, Any] = {} if allow_private else {"resolver": public_only_resolver()}
     timeout = aiohttp.ClientTimeout(total=30)
     try:
         async with aiohttp.ClientSession(

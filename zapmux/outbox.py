@@ -30,7 +30,7 @@ from zapmux.metrics import Metrics
 from zapmux.states import DeliveryStatus
 from zapmux.store.base import OutboxStore, TenantStore
 from zapmux.store.records import Delivery, DeliveryResult
-from zapmux.webhook_url import NoLinkLocalResolver
+from zapmux.webhook_url import webhook_resolver
 
 log = logging.getLogger("zapmux.outbox")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -245,7 +245,7 @@ class Deliverer:
                 log.info("🔄 %d deliveries interrupted by the last stop will be retried", released)
         timeout = aiohttp.ClientTimeout(total=self.settings.delivery_timeout_s)
         connector = aiohttp.TCPConnector(
-            limit=self.settings.delivery_concurrency * 2, resolver=NoLinkLocalResolver()
+            limit=self.settings.delivery_concurrency * 2, resolver=webhook_resolver()
         )
         async with aiohttp.ClientSession(
             timeout=timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar()

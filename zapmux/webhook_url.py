@@ -15,19 +15,22 @@ work or point where zapmux must never POST.
   URL set through the API.
 
 A host *name* is not looked up here; at delivery the resolver refuses names that
-resolve to link-local or unspecified addresses (:class:`NoLinkLocalResolver`).
+resolve to link-local or unspecified addresses (:func:`webhook_resolver`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from zapmux.errors import InvalidInput
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 METADATA_NAMES = frozenset(
     {"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
@@ -114,20 +117,35 @@ def check_webhook_url(url: str, *, by_admin: bool, allowed_hosts: frozenset[str]
     return url
 
 
-class NoLinkLocalResolver(AbstractResolver):
-    """Resolves like the system, then refuses names that lead to an address zapmux never
-    POSTs to (a public-looking name for 169.254.169.254)."""
+class CheckedResolver(AbstractResolver):
+    """Resolves like the system, then refuses a name unless every address it leads to is
+    ``allowed``: ``refusal(host)`` is raised (an ``OSError``, which aiohttp reports as a
+    failed connection)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, allowed: Callable[[IPAddress], bool], refusal: Callable[[str], OSError]
+    ) -> None:
+        self.allowed = allowed
+        self.refusal = refusal
         self.inner = ThreadedResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self.inner.resolve(host, port, family)
-        if any(never_target(ipaddress.ip_address(r["host"].split("%", 1)[0])) for r in results):
-            raise OSError(f"{host} resolves to a link-local or reserved address")
+        addresses = [ipaddress.ip_address(r["host"].split("%", 1)[0]) for r in results]
+        if not addresses or not all(self.allowed(a) for a in addresses):
+            raise self.refusal(host)
         return results
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def webhook_resolver() -> CheckedResolver:
+    """The resolver webhooks are posted through: refuses names that lead to an address
+    zapmux never POSTs to (a public-looking name for 169.254.169.254)."""
+    return CheckedResolver(
+        lambda ip: not never_target(ip),
+        lambda host: OSError(f"{host} resolves to a link-local or reserved address"),
+    )
