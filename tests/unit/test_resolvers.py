@@ -1,0 +1,39 @@
+"""The resolvers outgoing requests go through: a media fetch reaches only public
+addresses, a webhook anything but link-local and reserved ones, whatever a host *name*
+claims to be."""
+
+from __future__ import annotations
+
+import pytest
+
+from zapmux.errors import InvalidInput
+from zapmux.fetch import fetch_media, public_only_resolver
+from zapmux.webhook_url import webhook_resolver
+
+
+async def test_a_media_name_that_leads_to_a_private_address_is_refused() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        await fetch_media("http://localhost:9/photo.jpg", limit=1024)
+    assert refused.value.details["code"] == "media_url_not_allowed"
+    assert "localhost resolves to a private or reserved address" in refused.value.message
+
+
+async def test_the_media_resolver_refuses_loopback_and_the_webhook_one_allows_it() -> None:
+    media, webhook = public_only_resolver(), webhook_resolver()
+    try:
+        with pytest.raises(OSError, match="private or reserved"):
+            await media.resolve("localhost", 80)
+        found = await webhook.resolve("localhost", 80)
+        assert {r["host"] for r in found} <= {"127.0.0.1", "::1"}
+    finally:
+        await media.close()
+        await webhook.close()
+
+
+async def test_the_webhook_resolver_refuses_a_link_local_address() -> None:
+    resolver = webhook_resolver()
+    try:
+        with pytest.raises(OSError, match="link-local or reserved"):
+            await resolver.resolve("169.254.169.254", 80)
+    finally:
+        await resolver.close()
