@@ -89,6 +89,23 @@ async def test_questions_are_found_by_engine_id_and_as_the_last_sent(store: Stor
     assert await store.find_outgoing("other", "3EB0QUESTION") is None
 
 
+async def test_the_last_sent_is_the_newest_over_every_spelling_and_ignores_replies(
+    store: Store,
+) -> None:
+    old_spelling = "551199999999"  # without the ninth digit
+    await store.add_message(message_record("t", "ZM1", "read", PHONE))
+    await store.add_message(message_record("t", "ZM2", "delivered", old_spelling))
+    await store.add_message(message_record("t", "ZM3", "failed", PHONE))  # never went out
+    for n in range(3):  # the customer's replies come after: they are not sent messages
+        reply = message_record("t", f"IN{n}", "received", PHONE, direction="in")
+        await store.add_message(reply)
+    last = await store.last_outgoing("t", [PHONE, old_spelling])
+    assert last is not None and last.message_id == "ZM2"
+    last = await store.last_outgoing("t", [PHONE])
+    assert last is not None and last.message_id == "ZM1"
+    assert await store.last_outgoing("other", [PHONE, old_spelling]) is None
+
+
 async def test_opt_outs_by_any_spelling_and_lifted(store: Store) -> None:
     await store.add_opt_out(OptOut("t", PHONE, "SAIR", 1.0, "in1"))
     await store.add_opt_out(OptOut("t", PHONE, "PARAR", 2.0, "in2"))  # again: one row

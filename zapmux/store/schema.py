@@ -14,11 +14,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 
 from zapmux.states import DeliveryStatus, Status, Wanted
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
@@ -48,6 +49,11 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX IF NOT EXISTS ix_messages_phone ON messages (tenant_id, phone, id)",
         "ALTER TABLE tenants ADD COLUMN opt_out_keywords TEXT",
         "ALTER TABLE sandbox_inbox ADD COLUMN options TEXT",
+    ],
+    # the last message sent to a number (the question a typed answer answers)
+    8: [
+        "CREATE INDEX IF NOT EXISTS ix_messages_outgoing ON messages (tenant_id, phone, id)"
+        " WHERE direction = 'out'"
     ],
 }
 metadata = MetaData()
@@ -131,6 +137,16 @@ Index("ix_messages_queue", messages.c.tenant_id, messages.c.status, messages.c.i
 Index("ix_messages_scheduled", messages.c.status, messages.c.send_at)
 Index("ix_messages_phone", messages.c.tenant_id, messages.c.phone, messages.c.id)
 Index("ix_messages_wa", messages.c.tenant_id, messages.c.wa_id)
+#: ``direction = 'out'`` as SQL text: a query must say it just so to use the index below.
+OUTGOING = literal_column("'out'")
+Index(
+    "ix_messages_outgoing",
+    messages.c.tenant_id,
+    messages.c.phone,
+    messages.c.id,
+    sqlite_where=messages.c.direction == OUTGOING,
+    postgresql_where=messages.c.direction == OUTGOING,
+)
 
 outbox = Table(
     "outbox",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -23,6 +24,7 @@ from sqlalchemy import (
 from zapmux.states import MessageStatus
 from zapmux.store import schema as t
 from zapmux.store.records import MessageRecord
+from zapmux.store.rows import record as _record
 from zapmux.store.sql_base import SqlTables
 
 #: The statuses a message can be cancelled in: it has not been handed to WhatsApp.
@@ -132,8 +134,20 @@ class ScheduleTables(SqlTables):
         )
 
     async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
-        params = {"k_tenant": tenant_id, "k_phones": list(phones)}
-        return await self._record_of(MessageRecord, _LAST_OUTGOING, params)
+        def newest(conn: Connection) -> Any:
+            rows = [
+                row
+                for phone in phones  # one or two spellings: an index seek each
+                if (
+                    row := conn.execute(
+                        _LAST_OUTGOING, {"k_tenant": tenant_id, "k_phone": phone}
+                    ).first()
+                )
+            ]
+            return max(rows, key=lambda row: row.id, default=None)
+
+        row = await self.reader.read(newest)
+        return None if row is None else _record(MessageRecord, row)
 
     async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
         params = {"k_tenant": tenant_id, "k_wa_id": wa_id}
@@ -163,14 +177,17 @@ def _living(conn: Connection, tenant_ids: set[str], lock: bool) -> set[str]:
 
 # --- statements built once (every incoming text looks for the question it answers) ----
 _m = t.messages.c
+# Every incoming text asks it, and a chat's history can be long: the direction and the
+# statuses are written into the SQL (not bound) so that the planner can use the index of
+# outgoing messages (schema.ix_messages_outgoing) and seek to the newest at once.
 _LAST_OUTGOING = (
     select(t.messages)
     .where(
         and_(
             _m.tenant_id == bindparam("k_tenant"),
-            _m.phone.in_(bindparam("k_phones", expanding=True)),
-            _m.direction == "out",
-            _m.status.in_(SENT),
+            _m.phone == bindparam("k_phone"),
+            _m.direction == t.OUTGOING,
+            _m.status.in_([literal_column(f"'{status}'") for status in SENT]),
         )
     )
     .order_by(_m.id.desc())
