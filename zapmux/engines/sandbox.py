@@ -7,7 +7,10 @@ current code, sessions survive a restart, phones receive what tenants send and a
 with receipts, and faults can be injected. Its state lives in the zapmux store, so it
 survives restarts and is shared by every node. What phones send to a tenant waits in
 the store until the tenant's session has handed it to zapmux (written to the outbox):
-only then is it acknowledged and removed, as a real server's offline queue would.
+only then is it acknowledged and removed, as a real server's offline queue would. A
+message sent while the tenant's session is connected on the node the phone posts to
+skips that queue: it is handed to the session at once, and the phone's answer comes
+once zapmux has recorded it (should the session end first, it waits in the store).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from zapmux.config import Settings
 from zapmux.engines.base import (
@@ -66,6 +69,9 @@ PENDING_PAGE = 100  # pending items a session reads from the store at once
 PAIR_CODE_TTL_S = 160.0
 FAULTS = ("disconnect", "network_down", "network_up", "logout", "replace", "ban")
 log = logging.getLogger("zapmux.sandbox")
+#: One item for a session: its pending id in the store (None when it is only in memory,
+#: see :meth:`SandboxSessionImpl.take`), the item as JSON, and who waits for it to be taken.
+Item: TypeAlias = tuple[int | None, str, "asyncio.Future[bool] | None"]
 
 
 def new_message_id() -> str:
@@ -207,7 +213,10 @@ class SandboxEngine(Engine):
             )
         message_id = message_id or new_message_id()
         item = {"kind": "message", "message_id": message_id, "phone": phone, **content}
-        await self._push(tenant_id, json.dumps({**item, "timestamp": time.time()}))
+        raw = json.dumps({**item, "timestamp": time.time()})
+        session = self.sessions.get(tenant_id)
+        if session is None or not await session.take(raw):
+            await self._push(tenant_id, raw)
         return message_id
 
     async def vote(self, phone: str, tenant_id: str, poll_id: str, chosen: Sequence[str]) -> str:
@@ -293,9 +302,9 @@ class SandboxEngine(Engine):
         or (when its session is not here) through the store's change feed."""
         here = tenant_id in self.sessions
         pending_id = await self.store.sandbox_push(tenant_id, event, tell_others=not here)
-        self._wake(tenant_id, (pending_id, event))
+        self._wake(tenant_id, (pending_id, event, None))
 
-    def _wake(self, tenant_id: str, item: tuple[int, str] | None = None) -> None:
+    def _wake(self, tenant_id: str, item: Item | None = None) -> None:
         """Wake the tenant's session here, if any, with the ``item`` just left for it
         (without one it looks in the store: another node may have left something)."""
         session = self.sessions.get(tenant_id)
@@ -321,11 +330,23 @@ class SandboxSessionImpl(Session):
         self.paired = asyncio.Event()
         self.wakeup = asyncio.Event()
         self.saved: SandboxSession | None = None  # the paired session, once connected
-        # What waits for this session: the store knows it all; what this node left
-        # since it last looked there is also handed over in memory (``handed``).
+        # What waits for this session: the store knows it all, but for what phones sent
+        # while it was live here (``take``); what this node left since it last looked
+        # there is also handed over in memory (``handed``).
         self.stale = True
-        self.handed: list[tuple[int, str]] = []
+        self.handed: list[Item] = []
         self._task: asyncio.Task[None] | None = None
+
+    async def take(self, raw: str) -> bool:
+        """A phone's message, handed over in memory while this session is live: True
+        once zapmux has recorded it; False if the session ended first (or is not
+        connected), and the caller leaves it in the store instead."""
+        if not self.connected or self._task is None or self._task.done():
+            return False
+        taken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.handed.append((None, raw, taken))
+        self.wakeup.set()
+        return await taken
 
     def nudge(self) -> None:
         """Something may have changed in the store (another node paired the tenant, or
@@ -355,6 +376,9 @@ class SandboxSessionImpl(Session):
             log.exception("sandbox session %s failed", self.tenant_id)
             if self._task is asyncio.current_task():  # not closed meanwhile
                 await self._end(Disconnected(f"session failed: {type(exc).__name__}: {exc}"))
+        finally:
+            self.connected = False
+            _untaken(self.handed)
 
     async def _session(self) -> None:
         saved = await self.store.sandbox_session(self.tenant_id)
@@ -416,47 +440,60 @@ class SandboxSessionImpl(Session):
             self.wakeup.clear()
             if not await self._hand_over(await self._waiting()):
                 return
-            await self.wakeup.wait()
+            if not (self.handed or self.stale):  # else more waits already
+                await self.wakeup.wait()
 
-    async def _waiting(self) -> list[tuple[int, str]]:
+    async def _waiting(self) -> list[Item]:
         """What waits, in order: from the store when this node may not know it all (at
         connect, or when another node left something), else what was handed over."""
         if not self.stale:
             items, self.handed = self.handed, []
             return items
-        self.stale, self.handed = False, []
-        found = await self.store.sandbox_pending(self.tenant_id, PENDING_PAGE)
+        self.stale = False
+        only_here = [item for item in self.handed if item[0] is None]  # not in the store
+        self.handed = []
+        found: list[Item] = [
+            (pending_id, raw, None)
+            for pending_id, raw in await self.store.sandbox_pending(self.tenant_id, PENDING_PAGE)
+        ]
         if len(found) == PENDING_PAGE:
             self.stale = True  # more than a page: look again next round
-        seen = {pending_id for pending_id, _ in found}
-        self.handed = [item for item in self.handed if item[0] not in seen]
+        seen = {item[0] for item in found}
+        self.handed = only_here + [item for item in self.handed if item[0] not in seen]
         return found
 
-    async def _hand_over(self, pending: list[tuple[int, str]]) -> bool:
+    async def _hand_over(self, pending: list[Item]) -> bool:
         """Emit each item in order; acknowledge the handled ones together afterwards
         (at least once: items handled before a crash come again, and zapmux knows
-        them). An item that can never be read is set aside (dead inbound). False when
-        one ended the connection."""
+        them), and tell whoever waits for an item only in memory that it was taken. An
+        item that can never be read is set aside (dead inbound). False when one ended
+        the connection."""
         done: list[int] = []
+        handled = 0
         try:
-            for pending_id, raw in pending:
+            for handled, (pending_id, raw, taken) in enumerate(pending):
                 try:
                     item = json.loads(raw)
                     event = self._event(item)
                 except (ValueError, KeyError, TypeError) as exc:  # never readable: aside
                     error = f"the sandbox cannot read it: {type(exc).__name__}: {exc}"
                     await self.store.add_dead_inbound(self.tenant_id, raw, error)
-                    await self.store.sandbox_ack(*done, pending_id)
+                    await self.store.sandbox_ack(*done, *_stored(pending_id))
                     done = []
+                    _took(taken)
                     continue
                 if event is None:  # a fault happens once, whatever follows
-                    await self.store.sandbox_ack(*done, pending_id)
+                    await self.store.sandbox_ack(*done, *_stored(pending_id))
                     done = []
+                    handled += 1
                     await self._apply_fault(item["fault"])
                     return False
                 await self.sink(event)
-                done.append(pending_id)
+                done.extend(_stored(pending_id))
+                _took(taken)
+            handled = len(pending)
         finally:
+            _untaken(pending[handled:])
             await self.store.sandbox_ack(*done)
         return True
 
@@ -585,7 +622,7 @@ class SandboxSessionImpl(Session):
             receipt=receipt,
         )
         assert receipt_id is not None
-        self.network._wake(self.tenant_id, (receipt_id, receipt))
+        self.network._wake(self.tenant_id, (receipt_id, receipt, None))
         return SendResult(message_id=message_id, timestamp=time.time())
 
     async def check(self, phones: Sequence[str]) -> list[NumberInfo]:
@@ -596,3 +633,21 @@ class SandboxSessionImpl(Session):
     async def mark_read(self, chat: str, sender: str, message_ids: Sequence[str]) -> None:
         if not self.connected:
             raise NotConnected("the tenant is not connected")
+
+
+def _stored(pending_id: int | None) -> tuple[int, ...]:
+    """The ids to acknowledge for an item: none when it was only in memory."""
+    return () if pending_id is None else (pending_id,)
+
+
+def _took(taken: asyncio.Future[bool] | None) -> None:
+    """Tell whoever waits for an item only in memory that zapmux has it."""
+    if taken is not None and not taken.done():
+        taken.set_result(True)
+
+
+def _untaken(items: list[Item]) -> None:
+    """The session ends before these were taken: their senders leave them in the store."""
+    for _, _, taken in items:
+        if taken is not None and not taken.done():
+            taken.set_result(False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnClause,
     Float,
     Index,
     Integer,
@@ -52,8 +53,8 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # the last message sent to a number (the question a typed answer answers)
     8: [
-        "CREATE INDEX IF NOT EXISTS ix_messages_outgoing ON messages (tenant_id, phone, id)"
-        " WHERE direction = 'out'"
+        "CREATE INDEX IF NOT EXISTS ix_messages_outgoing"
+        " ON messages (tenant_id, direction, phone, id) WHERE direction = 'out'"
     ],
 }
 metadata = MetaData()
@@ -138,10 +139,11 @@ Index("ix_messages_scheduled", messages.c.status, messages.c.send_at)
 Index("ix_messages_phone", messages.c.tenant_id, messages.c.phone, messages.c.id)
 Index("ix_messages_wa", messages.c.tenant_id, messages.c.wa_id)
 #: ``direction = 'out'`` as SQL text: a query must say it just so to use the index below.
-OUTGOING = literal_column("'out'")
-Index(
+OUTGOING: ColumnClause[str] = literal_column("'out'")
+Index(  # direction in it too: SQLite then prefers it to ix_messages_phone
     "ix_messages_outgoing",
     messages.c.tenant_id,
+    messages.c.direction,
     messages.c.phone,
     messages.c.id,
     sqlite_where=messages.c.direction == OUTGOING,

@@ -146,7 +146,7 @@ class ScheduleTables(SqlTables):
             ]
             return max(rows, key=lambda row: row.id, default=None)
 
-        row = await self.reader.read(newest)
+        row = await self.reader.seek(newest)
         return None if row is None else _record(MessageRecord, row)
 
     async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:

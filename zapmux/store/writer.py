@@ -173,6 +173,7 @@ class Reader:
         self.engine = engine
         self.sync_engine = sync_engine
         self._threads = _Threads(threads, "zapmux-reader") if sync_engine else None
+        self._here: Connection | None = None  # SQLite: seeks run on it, in the loop's thread
 
     async def read(self, query: Callable[[Connection], T]) -> T:
         """``query``'s result, run on a connection of its own."""
@@ -182,6 +183,20 @@ class Reader:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads.pool(), self._sync_read, query)
 
+    async def seek(self, query: Callable[[Connection], T]) -> T:
+        """``query``'s result, for a read that is a seek in an index (microseconds), as
+        every incoming text makes: on SQLite it runs at once in this thread, where a hop
+        to a reader thread and back would cost several times the read; else as
+        :meth:`read`."""
+        if self.sync_engine is None:
+            return await self.read(query)
+        if self._here is None or self._here.closed:
+            self._here = self.sync_engine.connect()
+        try:
+            return query(self._here)
+        finally:
+            self._here.rollback()  # ends the read: the next one sees what was committed since
+
     def _sync_read(self, query: Callable[[Connection], T]) -> T:
         assert self.sync_engine is not None
         with self.sync_engine.connect() as conn:
@@ -189,6 +204,9 @@ class Reader:
 
     def close(self) -> None:
         """Let the read threads go (a later read starts new ones)."""
+        here, self._here = self._here, None
+        if here is not None:
+            here.close()
         if self._threads is not None:
             self._threads.shutdown()
 
