@@ -150,6 +150,9 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         openapi_url=None,
         redirect_slashes=False,  # "/tenants/" + an empty id is a 404, not a redirect
         description="Multi-tenant WhatsApp gateway.",
+        # zapmux's own metrics are at /metrics; FastAPI's OpenTelemetry hooks looked up
+        # their providers on every request (a few percent of a send) and are off
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.gateway = gw
     errors.install(app)
