@@ -13,6 +13,7 @@ tenant; ``null`` there means :data:`DEFAULT_KEYWORDS`, an empty list turns opt-o
 
 from __future__ import annotations
 
+import functools
 import json
 import string
 import time
@@ -49,7 +50,17 @@ def matched_keyword(text: str, keywords: Sequence[str]) -> str | None:
     said = normalize(text)
     if not said:
         return None
-    return next((k for k in keywords if normalize(k) == said), None)
+    return _forms(tuple(keywords)).get(said)
+
+
+@functools.lru_cache(maxsize=1024)
+def _forms(keywords: tuple[str, ...]) -> dict[str, str]:
+    """Each keyword by its normalized form (the first of two alike), for every message of
+    a tenant to look up instead of normalizing the keywords again."""
+    forms: dict[str, str] = {}
+    for keyword in keywords:
+        forms.setdefault(normalize(keyword), keyword)
+    return forms
 
 
 def clean_keywords(keywords: Sequence[str]) -> list[str]:

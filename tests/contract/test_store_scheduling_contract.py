@@ -103,6 +103,7 @@ async def test_the_last_sent_is_the_newest_over_every_spelling_and_ignores_repli
     assert last is not None and last.message_id == "ZM2"
     last = await store.last_outgoing("t", [PHONE])
     assert last is not None and last.message_id == "ZM1"
+    assert last.from_me is False and last.is_group is False  # as stored, not SQLite's 0
     assert await store.last_outgoing("other", [PHONE, old_spelling]) is None
 
 

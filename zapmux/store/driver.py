@@ -46,6 +46,19 @@ class DriverStatement:
         """Execute and fetch every row (a RETURNING or a SELECT)."""
         return list(self.run(conn, params).fetchall())
 
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Execute a SELECT; its first row by column name (values as SQLAlchemy would
+        give them: SQLite's 0/1 as booleans…), or None."""
+        form = self._form(conn)
+        cursor = self.run(conn, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return {
+            name: value if process is None else process(value)
+            for (name, process), value in zip(form.results(cursor), row, strict=True)
+        }
+
     def count(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute; the rows it touched."""
         return int(self.run(conn, params).rowcount or 0)
@@ -74,6 +87,19 @@ class _Form:
         self.processors: list[Callable[[Any], Any] | None] = [
             processors.get(name) for name in self.names
         ]
+        self.dialect = conn.dialect
+        self.columns = compiled._result_columns
+        self._results: list[tuple[str, Callable[[Any], Any] | None]] | None = None
+
+    def results(self, cursor: Any) -> list[tuple[str, Callable[[Any], Any] | None]]:
+        """Each column's name and how to turn the driver's value into SQLAlchemy's (known
+        from the first cursor's description: some drivers name a value's type there)."""
+        if self._results is None:
+            self._results = [
+                (column.keyname, column.type._cached_result_processor(self.dialect, described[1]))
+                for column, described in zip(self.columns, cursor.description, strict=True)
+            ]
+        return self._results
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         out = []

@@ -11,9 +11,11 @@ R = TypeVar("R")
 
 
 def record(cls: type[R], row: Any) -> R:
-    """A record of ``cls`` from a row (columns the record does not have are left out)."""
+    """A record of ``cls`` from a row, or a dict of one (columns the record does not have
+    are left out)."""
     names = _names(cls)  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in row._mapping.items() if k in names})
+    mapping = row if isinstance(row, dict) else row._mapping
+    return cls(**{k: v for k, v in mapping.items() if k in names})
 
 
 @functools.cache

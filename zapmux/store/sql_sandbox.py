@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from zapmux.store import schema as t
 from zapmux.store.base import SANDBOX_CHANGES
+from zapmux.store.driver import DriverStatement
 from zapmux.store.records import InboxMessage, SandboxQr, SandboxSession
 from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables, replace
@@ -23,9 +24,20 @@ _PENDING = (
     .order_by(_p.c.id)
     .limit(bindparam("k_limit"))
 )
-_PUSH = insert(_p)
+# Every send in the sandbox writes the phone's copy and its receipt: built once, run on
+# the driver's cursor (store/driver.py).
+_PUSH = DriverStatement(
+    insert(_p)
+    .values(tenant_id=bindparam("tenant_id"), event=bindparam("event"))
+    .values(created_at=bindparam("created_at"))
+    .returning(_p.c.id)
+)
 _ACK = delete(_p).where(_p.c.id.in_(bindparam("k_ids", expanding=True)))
-_TO_PHONE = insert(t.sandbox_inbox)
+_TO_PHONE = DriverStatement(
+    insert(t.sandbox_inbox).values(
+        {c.name: bindparam(c.name) for c in t.sandbox_inbox.c if c.name != "id"}
+    )
+)
 _TENANT_TABLES = (t.sandbox_sessions, t.sandbox_qr, t.sandbox_pair_codes, t.sandbox_pending)
 
 
@@ -105,7 +117,7 @@ class SandboxTables(SqlTables):
         self, message: InboxMessage, receipt: str | None = None
     ) -> int | None:
         def job(conn: Connection) -> int | None:
-            conn.execute(_TO_PHONE, _values(message))
+            _TO_PHONE.run(conn, _values(message))
             return None if receipt is None else _push(conn, message.tenant_id, receipt)
 
         return await self._write(job)
@@ -158,6 +170,4 @@ class SandboxTables(SqlTables):
 
 def _push(conn: Connection, tenant_id: str, event: str) -> int:
     row = {"tenant_id": tenant_id, "event": event, "created_at": time.time()}
-    key = conn.execute(_PUSH, row).inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    return int(_PUSH.rows(conn, row)[0][0])

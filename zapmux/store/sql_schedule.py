@@ -23,8 +23,9 @@ from sqlalchemy import (
 
 from zapmux.states import MessageStatus
 from zapmux.store import schema as t
+from zapmux.store.driver import DriverStatement
 from zapmux.store.records import MessageRecord
-from zapmux.store.rows import record as _record
+from zapmux.store.rows import record
 from zapmux.store.sql_base import SqlTables
 
 #: The statuses a message can be cancelled in: it has not been handed to WhatsApp.
@@ -134,20 +135,16 @@ class ScheduleTables(SqlTables):
         )
 
     async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
-        def newest(conn: Connection) -> Any:
+        def newest(conn: Connection) -> dict[str, Any] | None:
             rows = [
                 row
                 for phone in phones  # one or two spellings: an index seek each
-                if (
-                    row := conn.execute(
-                        _LAST_OUTGOING, {"k_tenant": tenant_id, "k_phone": phone}
-                    ).first()
-                )
+                if (row := _LAST_OUTGOING.first(conn, {"k_tenant": tenant_id, "k_phone": phone}))
             ]
-            return max(rows, key=lambda row: row.id, default=None)
+            return max(rows, key=lambda row: row["id"], default=None)
 
         row = await self.reader.seek(newest)
-        return None if row is None else _record(MessageRecord, row)
+        return None if row is None else record(MessageRecord, row)
 
     async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
         params = {"k_tenant": tenant_id, "k_wa_id": wa_id}
@@ -180,7 +177,7 @@ _m = t.messages.c
 # Every incoming text asks it, and a chat's history can be long: the direction and the
 # statuses are written into the SQL (not bound) so that the planner can use the index of
 # outgoing messages (schema.ix_messages_outgoing) and seek to the newest at once.
-_LAST_OUTGOING = (
+_LAST_OUTGOING = DriverStatement(
     select(t.messages)
     .where(
         and_(
