@@ -74,6 +74,7 @@ class Options:
     inbound: int
     concurrency: int
     pg_url: str | None
+    rounds: int = 3
     rows: list[Row] = field(default_factory=list)
 
 
@@ -111,6 +112,15 @@ class Server:
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def quiet(self, limit_s: float = 60) -> None:
+        """Wait until the process is idle (under 5% of a core over half a second)."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            before = self.cpu_s()
+            await asyncio.sleep(0.5)
+            if self.cpu_s() - before < 0.025:
+                return
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -213,24 +223,41 @@ def wrk(url: str, tenants: int, seconds: float, tmp: Path) -> tuple[float, int]:
 
 
 async def send_scenario(opts: Options, store: str, url: str, tmp: Path) -> None:
+    """zapmux and the bare app side by side, measured in turns (``opts.rounds``); the
+    median of each."""
     data = tmp / f"send-{store}"
     await seed(url, opts.tenants)
     server = zapmux_server(data, url, "http://127.0.0.1:9")
+    bare = bare_server(url if store == "postgresql" else str(tmp / "bare.db"))
+    zapmux, baseline, bad = [], [], 0
     try:
         await server.wait_health()
         await wait_connected(server, opts.tenants)
-        zapmux, bad = wrk(server.url, opts.tenants, opts.seconds, tmp)
+        await _wait_port(bare)
+        for _ in range(opts.rounds):
+            rate, wrong = wrk(server.url, opts.tenants, opts.seconds, tmp)
+            zapmux.append(rate)
+            bad += wrong
+            await server.quiet()  # its receipts and webhooks done: the baseline runs alone
+            baseline.append(wrk(bare.url, opts.tenants, opts.seconds, tmp)[0])
     finally:
         server.stop()
-    bare_target = url if store == "postgresql" else str(tmp / "bare.db")
-    bare = bare_server(bare_target)
-    try:
-        await _wait_port(bare)
-        baseline, _ = wrk(bare.url, opts.tenants, opts.seconds, tmp)
-    finally:
         bare.stop()
-    note = f"{bad} non-2xx" if bad else ""
-    opts.rows.append(Row("send", store, "POST /send/{id}", zapmux, "req/s", baseline, note))
+    note = _spread(zapmux, baseline) + (f"; {bad} non-2xx" if bad else "")
+    opts.rows.append(
+        Row("send", store, "POST /send/{id}", statistics.median(zapmux), "req/s",
+            statistics.median(baseline), note)
+    )  # fmt: skip
+
+
+def _spread(zapmux: list[float], baseline: list[float]) -> str:
+    """Each round's figures, for the reader to see how much they moved."""
+    if len(zapmux) < 2:
+        return ""
+    return (
+        f"rounds: {' / '.join(f'{z:,.0f}' for z in zapmux)} vs "
+        f"{' / '.join(f'{b:,.0f}' for b in baseline)}"
+    )
 
 
 async def _wait_port(server: Server, limit_s: float = 30) -> None:
@@ -271,36 +298,45 @@ async def arrived(receiver: str, run: str) -> int:
 
 
 async def inbound_scenario(opts: Options, receiver: str, tmp: Path) -> None:
+    """Rounds of ``opts.inbound`` messages, each followed by raw aiohttp posting as many
+    to the same receiver; the median of each."""
     n, run = opts.inbound, f"inbound-{time.monotonic_ns()}"
     url = f"sqlite:///{tmp / 'inbound.db'}"
     await seed(url, opts.tenants)
     server = zapmux_server(tmp / "inbound", url, f"{receiver}/r/{run}")
+    zapmux, baseline = [], []
     try:
         await server.wait_health()
         await wait_connected(server, opts.tenants)
-        bodies = [
-            json.dumps(
-                {"from": f"55119{i % 500:08d}", "tenant_id": f"bench{i % opts.tenants}",
-                 "text": f"mensagem {i}"}
-            ).encode()
-            for i in range(n)
-        ]  # fmt: skip
-        started = time.monotonic()
-        await post_all(server.url + "/sandbox/messages", bodies, opts.concurrency)
-        while (got := await arrived(receiver, run)) < n:
-            if time.monotonic() - started > 300:
-                raise TimeoutError(f"only {got} of {n} messages reached the webhook")
-            await asyncio.sleep(0.05)
-        zapmux = n / (time.monotonic() - started)
+        for round_ in range(opts.rounds):
+            bodies = [
+                json.dumps(
+                    {"from": f"55119{i % 500:08d}", "tenant_id": f"bench{i % opts.tenants}",
+                     "text": f"mensagem {round_}.{i}"}
+                ).encode()
+                for i in range(n)
+            ]  # fmt: skip
+            started = time.monotonic()
+            await post_all(server.url + "/sandbox/messages", bodies, opts.concurrency)
+            while (got := await arrived(receiver, run)) < n * (round_ + 1):
+                if time.monotonic() - started > 300:
+                    raise TimeoutError(f"only {got} of {n} messages reached the webhook")
+                await asyncio.sleep(0.01)
+            zapmux.append(n / (time.monotonic() - started))
+            await server.quiet()
+            raw_run = f"raw-{run}-{round_}"
+            bodies = [
+                json.dumps({"message_id": f"raw{i}", "message": f"mensagem {i}"}).encode()
+                for i in range(n)
+            ]
+            raw_url = f"{receiver}/r/{raw_run}/webhook/whatsapp"
+            baseline.append(n / await post_all(raw_url, bodies, opts.concurrency))
     finally:
         server.stop()
-    raw_run = f"raw-{run}"
-    bodies = [
-        json.dumps({"message_id": f"raw{i}", "message": f"mensagem {i}"}).encode() for i in range(n)
-    ]
-    seconds = await post_all(f"{receiver}/r/{raw_run}/webhook/whatsapp", bodies, opts.concurrency)
-    row = Row("inbound", "sqlite", "delivered to the webhook", zapmux, "msg/s", n / seconds)
-    opts.rows.append(row)
+    opts.rows.append(
+        Row("inbound", "sqlite", "delivered to the webhook", statistics.median(zapmux), "msg/s",
+            statistics.median(baseline), _spread(zapmux, baseline))
+    )  # fmt: skip
 
 
 async def start_and_idle(opts: Options, tmp: Path) -> None:
@@ -381,7 +417,9 @@ def write(opts: Options, before: str, after: str) -> None:
         f"{platform.python_version()}; load before the run: {before}, after: {after}. "
         f"Sandbox engine, pacing off; send: `wrk -t2 -c32 -d{opts.seconds:g}s` over "
         f"{opts.tenants} paired tenants; inbound: {opts.inbound} messages posted with "
-        f"concurrency {opts.concurrency}; start/idle: {opts.start_tenants} paired tenants.",
+        f"concurrency {opts.concurrency}; start/idle: {opts.start_tenants} paired tenants. "
+        f"Send and inbound: {opts.rounds} rounds, zapmux and its baseline in turns; the "
+        "table shows the median of each (the note, every round).",
         "",
         "| scenario | store | what | zapmux | baseline | ratio | note |",
         "|---|---|---|---|---|---|---|",
@@ -414,6 +452,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--inbound", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
+        "--rounds", type=int, default=3, help="send and inbound: turns of zapmux and baseline"
+    )
+    parser.add_argument(
         "--pg",
         default=os.environ.get("ZAPMUX_BENCH_DATABASE_URL"),
         help="a PostgreSQL database the bench may empty (else the send runs on SQLite only)",
@@ -423,7 +464,13 @@ def main(argv: list[str]) -> int:
         print("the send scenario needs wrk (apt-get install wrk)", file=sys.stderr)
         return 2
     opts = Options(
-        args.seconds, args.tenants, args.start_tenants, args.inbound, args.concurrency, args.pg
+        args.seconds,
+        args.tenants,
+        args.start_tenants,
+        args.inbound,
+        args.concurrency,
+        args.pg,
+        args.rounds,
     )
     before = load()
     asyncio.run(run(opts, {s.strip() for s in args.scenarios.split(",")}))
