@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import email.utils
 import hashlib
+import heapq
 import hmac
 import json
 import logging
@@ -34,6 +35,7 @@ from zapmux.webhook_url import webhook_resolver
 
 log = logging.getLogger("zapmux.outbox")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+POLL_S = 1.0  # how often an idle deliverer looks for rows no wake-up told it about
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -219,6 +221,8 @@ class Deliverer:
         self.wakeup = asyncio.Event()
         self.in_flight: dict[asyncio.Task[None], str] = {}
         self.done: list[DeliveryResult] = []  # outcomes not yet written
+        self.retries: list[float] = []  # heap: when the retries this node decided are due
+        self.claimed_at = 0.0  # when the last claim began
         self.session: aiohttp.ClientSession | None = None
 
     def wake(self) -> None:
@@ -284,16 +288,24 @@ class Deliverer:
                 await asyncio.sleep(delay)
 
     async def _tick(self) -> None:
-        """Write the outcomes gathered so far, then claim what the free slots can take.
+        """Write the outcomes gathered so far and claim what the free slots can take.
 
-        Both are one transaction whatever their size, so the busier the outbox the
+        Both in one transaction whatever their size, so the busier the outbox the
         more each round trip carries. The outcomes go first: a delivered row unblocks
-        the next row of its chat for the claim that follows.
+        the next row of its chat for the claim.
         """
         self.wakeup.clear()
-        await self._flush()
         free = self.settings.delivery_concurrency - len(self.in_flight)
-        claimed = await self.store.claim_deliveries(free, self._lock_s()) if free > 0 else []
+        batch, self.done = self.done, []
+        if batch or free > 0:
+            self.claimed_at = time.time()
+            try:
+                claimed = await self.store.finish_and_claim(batch, max(free, 0), self._lock_s())
+            except BaseException:
+                self.done[:0] = batch  # written on the next round; the rows stay locked
+                raise
+        else:
+            claimed = []
         for delivery in claimed:
             task = asyncio.create_task(
                 self._attempt(delivery), name=f"deliver-{delivery.delivery_id}"
@@ -322,17 +334,20 @@ class Deliverer:
         try:
             await self.store.finish_deliveries(batch)
         except BaseException:
-            self.done[:0] = batch  # written on the next round; the rows stay locked
+            self.done[:0] = batch
             raise
 
     async def _sleep(self) -> None:
+        """Until woken (new rows, a finished attempt), a retry of ours is due, or a
+        second has passed: the poll that finds what other nodes queued or gave up."""
         if self.wakeup.is_set():
             return
-        if len(self.in_flight) >= self.settings.delivery_concurrency:
-            wait = 1.0  # full: only a finished delivery (which wakes us) frees a slot
-        else:
-            due = await self.store.next_delivery_due()
-            wait = 1.0 if due is None else min(max(due - time.time(), 0.01), 1.0)
+        wait = POLL_S
+        if len(self.in_flight) < self.settings.delivery_concurrency:
+            while self.retries and self.retries[0] <= self.claimed_at:
+                heapq.heappop(self.retries)  # the last claim has looked at it
+            if self.retries:
+                wait = min(max(self.retries[0] - time.time(), 0.01), POLL_S)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that
         # arrives as the wakeup does, and the deliverer would then never stop.
         with contextlib.suppress(TimeoutError):
@@ -369,13 +384,17 @@ class Deliverer:
                 if decision.status == DeliveryStatus.DEAD
                 else f"; retry in {decision.delay:.1f}s",
             )
+        retry_at = None
+        if decision.status == DeliveryStatus.PENDING:
+            retry_at = time.time() + decision.delay
+            heapq.heappush(self.retries, retry_at)
         self.done.append(
             DeliveryResult(
                 delivery.delivery_id,
                 decision.status,
                 attempts,
                 None if decision.status == DeliveryStatus.DELIVERED else outcome.error,
-                time.time() + decision.delay if decision.status == DeliveryStatus.PENDING else None,
+                retry_at,
             )
         )
 

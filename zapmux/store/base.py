@@ -230,6 +230,15 @@ class OutboxStore(ABC):
     async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
         """Record attempts' outcomes (and unlock their rows) in one transaction."""
 
+    async def finish_and_claim(
+        self, results: Sequence[DeliveryResult], limit: int, lock_s: float
+    ) -> list[Delivery]:
+        """``finish_deliveries(results)``, then ``claim_deliveries(limit, lock_s)``: the
+        deliverer's round (one transaction on SQL). A row finished here unblocks the
+        next of its chat for the claim."""
+        await self.finish_deliveries(results)
+        return await self.claim_deliveries(limit, lock_s) if limit > 0 else []
+
     @abstractmethod
     async def next_delivery_due(self) -> float | None:
         """When the next chat head may be claimed: its next attempt, or when its lock ends.

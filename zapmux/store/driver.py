@@ -32,15 +32,12 @@ class DriverStatement:
         """Execute on ``conn`` (inside a write job); the DBAPI cursor, for its rows,
         ``rowcount`` or ``lastrowid``."""
         form = self._form(conn)
-        args = form.args(params)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(form.sql, args)
-        except conn.dialect.loaded_dbapi.Error as error:
-            raise exc.DBAPIError.instance(
-                form.sql, args, error, conn.dialect.loaded_dbapi.Error
-            ) from error
-        return cursor
+        return _call(conn, form.sql, form.args(params), many=False)
+
+    def run_many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
+        """Execute once per parameter set, in one ``executemany`` (inside a write job)."""
+        form = self._form(conn)
+        _call(conn, form.sql, [form.args(p) for p in params], many=True)
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Execute and fetch every row (a RETURNING or a SELECT)."""
@@ -69,6 +66,18 @@ class DriverStatement:
         if form is None:
             form = self._forms[name] = _Form(self.stmt, conn)
         return form
+
+
+def _call(conn: Connection, sql: str, args: Any, *, many: bool) -> Any:
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if many:
+            cursor.executemany(sql, args)
+        else:
+            cursor.execute(sql, args)
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise exc.DBAPIError.instance(sql, args, error, conn.dialect.loaded_dbapi.Error) from error
+    return cursor
 
 
 class _Form:

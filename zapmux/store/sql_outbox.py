@@ -29,7 +29,6 @@ from zapmux.store import schema as t
 from zapmux.store.driver import DriverStatement
 from zapmux.store.guard import in_life
 from zapmux.store.records import Delivery, DeliveryResult
-from zapmux.store.rows import record as _record
 from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables
 
@@ -44,6 +43,18 @@ def _blocked(o: Any) -> Any:
             older.c.id < o.c.id,
         )
     )
+
+
+def _outcome(r: DeliveryResult, now: float) -> dict[str, Any]:
+    """The parameters of ``_FINISH`` for one attempt's outcome."""
+    return {
+        "b_id": r.delivery_id,
+        "b_status": r.status,
+        "b_attempts": r.attempts,
+        "b_error": r.last_error,
+        "b_next": r.next_attempt_at,
+        "b_delivered": now if r.status == DeliveryStatus.DELIVERED else None,
+    }
 
 
 def _unlocked(o: Any) -> Any:
@@ -79,16 +90,7 @@ _CLAIM_SELECT = (
     .order_by(_o.c.next_attempt_at, _o.c.id)
     .limit(bindparam("limit", type_=Integer))
 )
-_CLAIM_UPDATE = (
-    update(_o)
-    .where(
-        and_(_o.c.id.in_(bindparam("ids", expanding=True)), _o.c.status == DeliveryStatus.PENDING)
-    )
-    .where(_unlocked(_o))
-    .values(locked_until=bindparam("until"))
-    .returning(*_o.c)
-)
-_FINISH_UPDATE = (
+_FINISH = DriverStatement(
     update(_o)
     .where(_o.c.delivery_id == bindparam("b_id"))
     .values(
@@ -100,6 +102,27 @@ _FINISH_UPDATE = (
         delivered_at=bindparam("b_delivered", type_=Float),
     )
 )
+_COLUMNS = tuple(c.name for c in _o.c)  # the order of a claimed row's values
+
+
+def _claim(lock: Any) -> DriverStatement:
+    """Pick the due chat heads and lock them for the claimer, in one statement.
+
+    The rows are not checked again outside the pick: on SQLite nothing else writes
+    meanwhile, and on PostgreSQL the pick locks them (``lock``: FOR UPDATE SKIP
+    LOCKED), skipping rows another claim holds and checking a row another claim has
+    just changed again before taking it. (A status test outside would also make
+    SQLite walk the pending rows rather than look each picked id up.)
+    """
+    picked = lock(_CLAIM_SELECT).scalar_subquery()
+    return DriverStatement(
+        update(_o)
+        .where(_o.c.id.in_(picked))
+        .values(locked_until=bindparam("until"))
+        .returning(*_o.c)
+    )
+
+
 _READY_AT = case(
     (_o.c.locked_until > _o.c.next_attempt_at, _o.c.locked_until),
     else_=_o.c.next_attempt_at,
@@ -115,7 +138,7 @@ _INSERT = DriverStatement(
 class OutboxTables(SqlTables):
     """Mixed into ``SqlStore``; ``_lock`` is its own."""
 
-    _claim_stmt: Any
+    _claim_stmt: DriverStatement | None
 
     def _lock(self, stmt: Any) -> Any:
         return stmt
@@ -142,44 +165,37 @@ class OutboxTables(SqlTables):
         await self._write(job)
 
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
-        now = time.time()
-
-        def job(conn: Connection) -> list[Any]:
-            ids = list((conn.execute(self._claim_select(), {"now": now, "limit": limit})).scalars())
-            if not ids:
-                return []
-            # Re-checked in the UPDATE: on PostgreSQL another node may have claimed
-            # them meanwhile; only the one whose UPDATE matched them gets them back.
-            return list(
-                conn.execute(_CLAIM_UPDATE, {"ids": ids, "now": now, "until": now + lock_s})
-            )  # fetched before the commit
-
-        rows: list[Any] = await self._write(job)
-        rows.sort(key=lambda r: (r.next_attempt_at, r.id))
-        return [_record(Delivery, r) for r in rows]
-
-    def _claim_select(self) -> Any:
-        # Built once: the statement (and its cache key) is the same on every claim.
-        if self._claim_stmt is None:
-            self._claim_stmt = self._lock(_CLAIM_SELECT)
-        return self._claim_stmt
+        return await self.finish_and_claim([], limit, lock_s)
 
     async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
-        if not results:
-            return
+        if results:
+            await self.finish_and_claim(results, 0, 0.0)
+
+    async def finish_and_claim(
+        self, results: Sequence[DeliveryResult], limit: int, lock_s: float
+    ) -> list[Delivery]:
         now = time.time()
-        params = [
-            {
-                "b_id": r.delivery_id,
-                "b_status": r.status,
-                "b_attempts": r.attempts,
-                "b_error": r.last_error,
-                "b_next": r.next_attempt_at,
-                "b_delivered": now if r.status == DeliveryStatus.DELIVERED else None,
-            }
-            for r in results
-        ]
-        await self._execute(_FINISH_UPDATE, params)
+        outcomes = [_outcome(r, now) for r in results]
+        claim = self._claim_statement()
+
+        def job(conn: Connection) -> list[Any]:
+            if outcomes:
+                _FINISH.run_many(conn, outcomes)
+            if limit <= 0:
+                return []
+            params = {"now": now, "limit": limit, "until": now + lock_s}
+            return claim.rows(conn, params)  # fetched before the commit
+
+        rows: list[Any] = await self._write(job)
+        claimed = [Delivery(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
+        claimed.sort(key=lambda d: (d.next_attempt_at, d.id or 0))
+        return claimed
+
+    def _claim_statement(self) -> DriverStatement:
+        # Built once per store: PostgreSQL's differs by its row locks.
+        if self._claim_stmt is None:
+            self._claim_stmt = _claim(self._lock)
+        return self._claim_stmt
 
     async def next_delivery_due(self) -> float | None:
         row = await self._one(_NEXT_DUE)
