@@ -276,6 +276,23 @@ async def test_claims_are_in_order_per_chat_and_exclusive(store: Store) -> None:
     assert [(d.chat_key, d.body) for d in nxt] == [("a", '{"n":2}')]
 
 
+async def test_a_round_writes_outcomes_before_it_claims(store: Store) -> None:
+    """The deliverer's round: what it finishes unblocks the next row of that chat for
+    the claim made in the same round; a retry keeps its chat waiting."""
+    await store.enqueue_deliveries([_delivery("a", 1), _delivery("a", 2), _delivery("b", 1)])
+    await store.enqueue_deliveries([_delivery("b", 2)])
+    a1, b1 = sorted(await store.claim_deliveries(10, lock_s=30), key=lambda d: d.chat_key)
+    results = [
+        DeliveryResult(a1.delivery_id, "delivered", 1, None),
+        DeliveryResult(b1.delivery_id, "pending", 1, "HTTP 503", time.time() + 60),
+    ]
+    claimed = await store.finish_and_claim(results, 10, lock_s=30)
+    assert [(d.chat_key, d.body, d.attempts) for d in claimed] == [("a", '{"n":2}', 0)]
+    assert claimed[0].locked_until is not None
+    assert (await store.get_delivery(a1.delivery_id)).status == "delivered"  # type: ignore[union-attr]
+    assert await store.finish_and_claim([], 10, lock_s=30) == []  # a#2 locked, b waits
+
+
 async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
     await store.enqueue_deliveries([_delivery(f"chat{i}", i) for i in range(40)])
     ids: list[str] = []
@@ -365,7 +382,6 @@ async def test_outcomes_are_written_in_one_batch(store: Store) -> None:
     assert got["b"].status == "pending" and got["b"].next_attempt_at == pytest.approx(later)
     assert got["b"].last_error == "HTTP 503" and got["b"].locked_until is None
     assert got["c"].status == "dead" and got["c"].next_attempt_at == c.next_attempt_at
-    assert await store.next_delivery_due() == pytest.approx(later)
     assert await store.claim_deliveries(10, lock_s=30) == []  # b waits for its time
 
 
@@ -375,9 +391,6 @@ async def test_released_claims_are_claimable_again(store: Store) -> None:
     claimed = await store.claim_deliveries(10, lock_s=300)
     assert len(claimed) == 2
     assert await store.claim_deliveries(10, lock_s=300) == []
-    # Locked rows are due when their lock ends; a#2 (behind a#1) is not counted.
-    due = await store.next_delivery_due()
-    assert due is not None and due > time.time() + 200
     assert await store.release_deliveries([claimed[0].delivery_id]) == 1
     again = await store.claim_deliveries(10, lock_s=300)
     assert [d.delivery_id for d in again] == [claimed[0].delivery_id]
@@ -619,7 +632,6 @@ async def test_dead_deliveries_are_discarded_and_one_unless_in_flight(store: Sto
     assert await store.discard_deliveries(delivery_id=c.delivery_id) == 1
     assert await store.discard_deliveries() == 1  # a, the last dead one
     assert await store.list_deliveries() == []
-    assert await store.next_delivery_due() is None
 
 
 async def test_the_sandbox_phones_and_their_inboxes(store: Store) -> None:

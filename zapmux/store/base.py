@@ -240,14 +240,6 @@ class OutboxStore(ABC):
         return await self.claim_deliveries(limit, lock_s) if limit > 0 else []
 
     @abstractmethod
-    async def next_delivery_due(self) -> float | None:
-        """When the next chat head may be claimed: its next attempt, or when its lock ends.
-
-        Rows waiting behind an older row of their chat are left out: they move when
-        that row finishes (which wakes the deliverer), not at their own time.
-        """
-
-    @abstractmethod
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
         """Unlock claimed pending deliveries (all, or these) so they can be claimed now."""
 

@@ -70,10 +70,6 @@ class MemoryOutbox(MemoryTables):
                 d.next_attempt_at = r.next_attempt_at
             d.delivered_at = now if r.status == DeliveryStatus.DELIVERED else None
 
-    async def next_delivery_due(self) -> float | None:
-        await turn()
-        return min((_ready_at(d) for d in self._heads()), default=None)
-
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
         await turn()
         locked = [
@@ -156,10 +152,3 @@ class MemoryOutbox(MemoryTables):
 
 def _unlocked(d: Delivery, now: float) -> bool:
     return d.locked_until is None or d.locked_until < now
-
-
-def _ready_at(d: Delivery) -> float:
-    """When a chat's head may be claimed: its next attempt, or when its lock ends."""
-    if d.locked_until is not None and d.locked_until > d.next_attempt_at:
-        return d.locked_until
-    return d.next_attempt_at

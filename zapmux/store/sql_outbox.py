@@ -14,7 +14,6 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
-    case,
     delete,
     exists,
     func,
@@ -123,13 +122,6 @@ def _claim(lock: Any) -> DriverStatement:
     )
 
 
-_READY_AT = case(
-    (_o.c.locked_until > _o.c.next_attempt_at, _o.c.locked_until),
-    else_=_o.c.next_attempt_at,
-)
-_NEXT_DUE = select(func.min(_READY_AT)).where(
-    and_(_o.c.status == DeliveryStatus.PENDING, ~_blocked(_o))
-)
 _INSERT = DriverStatement(
     insert(_o).values({c.name: bindparam(c.name) for c in _o.c if c.name != "id"})
 )
@@ -196,11 +188,6 @@ class OutboxTables(SqlTables):
         if self._claim_stmt is None:
             self._claim_stmt = _claim(self._lock)
         return self._claim_stmt
-
-    async def next_delivery_due(self) -> float | None:
-        row = await self._one(_NEXT_DUE)
-        due = row[0] if row else None
-        return None if due is None else float(due)
 
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
         o = t.outbox.c
