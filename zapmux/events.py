@@ -209,6 +209,27 @@ E = TypeVar("E", bound=Event)
 NUL_STANDIN = "\u2400"  # ␀, SYMBOL FOR NULL
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, tuple):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, Event | Media):
+        return any(_has_nul(getattr(value, name)) for name in _texts(type(value)))
+    return False
+
+
+_TEXTS: dict[type, tuple[str, ...]] = {}
+
+
+def _texts(cls: type) -> tuple[str, ...]:
+    """The fields of an event (or its media) that may hold text."""
+    names = _TEXTS.get(cls)
+    if names is None:
+        names = _TEXTS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
+    return names
+
+
 def _storable(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", NUL_STANDIN)
@@ -220,7 +241,10 @@ def _storable(value: Any) -> Any:
 
 
 def storable(event: E) -> E:
-    """The event with every NUL in its text replaced by ``NUL_STANDIN`` (kept, visibly)."""
+    """The event with every NUL in its text replaced by ``NUL_STANDIN`` (kept, visibly);
+    the event itself when it holds none (nearly always)."""
+    if not _has_nul(event):
+        return event
     changes = {
         f.name: _storable(getattr(event, f.name))
         for f in dataclasses.fields(event)  # type: ignore[arg-type]
