@@ -86,7 +86,10 @@ _CLAIM_SELECT = (
             ~_blocked(_o),
         )
     )
-    .order_by(_o.c.next_attempt_at, _o.c.id)
+    # By ix_outbox_due's order alone, which PostgreSQL can walk and stop at the limit;
+    # "and then by id" made it sort every due row first (the order within a chat is
+    # the NOT EXISTS's, not this one's).
+    .order_by(_o.c.next_attempt_at)
     .limit(bindparam("limit", type_=Integer))
 )
 _FINISH = DriverStatement(
