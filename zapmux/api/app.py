@@ -37,12 +37,17 @@ from zapmux.gateway import Gateway
 JSON_LIMIT = 1024 * 1024
 
 
+def send_limit(media_max_bytes: int) -> int:
+    """The body limit of the send routes: the media as base64, plus the JSON around it."""
+    return media_max_bytes * 4 // 3 + JSON_LIMIT
+
+
 class BodyLimit:
     """413 for bodies over the limit: 1 MiB of JSON, more on send routes (media)."""
 
     def __init__(self, app: ASGIApp, media_limit: int) -> None:
         self.app = app
-        self.media_limit = media_limit * 4 // 3 + JSON_LIMIT  # base64 plus the JSON around it
+        self.media_limit = send_limit(media_limit)
 
     def limit_for(self, path: str) -> int:
         return (
@@ -142,7 +147,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         finally:
             await gw.stop()
 
-    app = FastAPI(
+    app = ZapmuxApp(
         title="zapmux",
         version=__version__,
         lifespan=lifespan,
@@ -162,10 +167,32 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         app.include_router(simulator.router, responses=errors.ERROR_RESPONSES)
     _install_docs(app)
     dashboard.mount_static(app)
-    app.add_middleware(HotRoutes, gateway=gw)  # inside Forwarder: a send here is for this node
     app.add_middleware(Forwarder, gateway=gw)  # inside BodyLimit: forwarded bodies are capped too
     app.add_middleware(BodyLimit, media_limit=settings.media_max_bytes)
+    app.front = HotRoutes(app.stack, gw, send_limit(settings.media_max_bytes), JSON_LIMIT)
     return app
+
+
+class ZapmuxApp(FastAPI):
+    """FastAPI with a front door: ``front`` (``api/hot.py``) sees every request first and
+    hands what it does not serve itself to the whole stack (:meth:`stack`)."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is None or scope["type"] != "http" or self._telemetry_on():
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front(scope, receive, send)
+
+    async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The application behind the front door: middleware, routes, error handlers."""
+        await super().__call__(scope, receive, send)
+
+    def _telemetry_on(self) -> bool:
+        """FastAPI's own OpenTelemetry, when configured, sees every request whole."""
+        telemetry = getattr(self, "_native_telemetry", None)
+        return telemetry is not None and bool(telemetry.enabled())
 
 
 def _install_docs(app: FastAPI) -> None:

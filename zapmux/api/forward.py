@@ -37,7 +37,7 @@ class Forwarder:
         self.gateway = gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = await self._target(scope) if scope["type"] == "http" else None
+        target = await owner_elsewhere(self.gateway, scope) if scope["type"] == "http" else None
         if target is None:
             await self.app(scope, receive, send)
             return
@@ -50,14 +50,6 @@ class Forwarder:
                 f"the node running this tenant did not answer: {type(exc).__name__}",
             )
             await response(scope, receive, send)
-
-    async def _target(self, scope: Scope) -> str | None:
-        match = TENANT_ROUTE.match(scope["path"])
-        if not match or not TENANT_ID.fullmatch(match.group(1)):
-            return None  # not a tenant route, or an id the route itself will refuse
-        if any(name == FORWARDED for name, _ in scope["headers"]):
-            return None  # already forwarded once: answer here, never loop
-        return await self.gateway.cluster.owner_url(match.group(1))
 
     async def _forward(self, target: str, scope: Scope, receive: Receive, send: Send) -> None:
         session = self.gateway.http
@@ -87,6 +79,16 @@ class Forwarder:
             async for chunk in upstream.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+
+
+async def owner_elsewhere(gateway: Gateway, scope: Scope) -> str | None:
+    """The URL of the node a request must go to, or None to answer it here."""
+    match = TENANT_ROUTE.match(scope["path"])
+    if not match or not TENANT_ID.fullmatch(match.group(1)):
+        return None  # not a tenant route, or an id the route itself will refuse
+    if any(name == FORWARDED for name, _ in scope["headers"]):
+        return None  # already forwarded once: answer here, never loop
+    return await gateway.cluster.owner_url(match.group(1))
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -1,14 +1,19 @@
 """The hot routes, served without the framework's routing: ``POST /send/{id}`` (and
 ``POST /tenants/{id}/send``), and on the sandbox a phone's ``POST /sandbox/messages``.
 
-Routing, dependency solving and the exception middleware cost more per send than the
-send itself (issue 10). This ASGI middleware answers such a request when it is plainly
-well formed: JSON (``application/json``) that the route's body model accepts, read as
+Routing, dependency solving and the middleware stack cost more per send than the send
+itself (issue 10). :class:`HotRoutes` is the application's front door (``ZapmuxApp``
+calls it before its middleware): it answers such a request when it is plainly well
+formed: JSON (``application/json``) with a ``Content-Length`` within the route's body
+limit, for a tenant this node runs, that the route's body model accepts, read as
 strictly as every route reads it (no key twice; no NUL, except in what a phone sends).
 It runs the route's own steps (the caller, the tenant in the path, the route's body)
-and answers their errors as the exception handlers do. Anything else (a body the
-model refuses, a query string, an odd header) goes on to the full route, with its body
-handed over unread, so every answer is the one the route would give.
+and answers their errors as the exception handlers do; anything unexpected gets the
+500 the server-error middleware would send, and is raised on to the server's log.
+Anything else (a body the model refuses, a query string, an odd header, a body sent
+in chunks or over the limit, a tenant another node runs) goes to the whole stack
+(``app``: the body limit, forwarding, the full route), with its body handed over as
+it came, so every answer is the one the stack would give.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zapmux.api.deps import caller, require_admin, tenant_in_path
-from zapmux.api.errors import _not_connected, _zapmux_error
+from zapmux.api.errors import _not_connected, _unexpected, _zapmux_error
+from zapmux.api.forward import owner_elsewhere
 from zapmux.api.messages import _send
 from zapmux.api.models import PhoneMessageBody, SendBody
 from zapmux.api.simulator import phone_sends
@@ -40,33 +46,41 @@ _JSON = b"application/json"
 
 
 class HotRoutes:
-    """ASGI middleware: serves plain sends (and phones' messages) itself, hands the rest
-    to ``app``."""
+    """The front door: serves plain sends (and phones' messages) itself, hands the rest
+    to ``app`` (the whole stack)."""
 
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+    def __init__(self, app: ASGIApp, gateway: Gateway, send_limit: int, json_limit: int) -> None:
         self.app = app
         self.gateway = gateway
         self.phones = gateway.settings.engine == "sandbox"  # where the route exists
+        self.send_limit = send_limit  # the body limits of the send routes and of others
+        self.json_limit = json_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tenant_id = self._route(scope)
-        if tenant_id is False:
+        if tenant_id is False or (
+            tenant_id is not None and await owner_elsewhere(self.gateway, scope) is not None
+        ):
             await self.app(scope, receive, send)
             return
         body, complete = await _read(receive)
         if not complete:
-            return  # the client left, or the body was over its limit (BodyLimit answers)
+            return  # the client left
         model: type[BaseModel] = PhoneMessageBody if tenant_id is None else SendBody
         parsed = _parse(scope, body, model, allow_nul=tenant_id is None)
         if parsed is None:  # the full route answers (with its exact error)
             await self.app(scope, _replay(body, receive), send)
             return
-        response = await self._answer(scope, tenant_id, *parsed)
+        try:
+            response = await self._answer(scope, tenant_id, *parsed)
+        except Exception as exc:  # as the server-error middleware: a 500, and to the log
+            await _unexpected(Request(scope), exc)(scope, receive, send)
+            raise
         await response(scope, receive, send)
 
     def _route(self, scope: Scope) -> str | Literal[False] | None:
         """A send's tenant id, None for a phone's message, False for any other request
-        (or one this middleware leaves to the full route), before reading the body."""
+        (or one this door leaves to the stack), before reading the body."""
         if scope["type"] != "http" or scope["method"] != "POST" or scope.get("query_string"):
             return False
         path = scope["path"]
@@ -74,13 +88,17 @@ class HotRoutes:
         if (match is None and not (self.phones and path == PHONE_PATH)) or NUL in path:
             return False
         json_body = False
+        length = b""
         for name, value in scope["headers"]:
-            if b"\x00" in value:
+            if b"\x00" in value or name == b"transfer-encoding":
                 return False
             if name == b"content-type":
                 json_body = value == _JSON or value.startswith(_JSON + b";")
-        if not json_body:
-            return False
+            elif name == b"content-length":
+                length = value
+        limit = self.send_limit if match else self.json_limit
+        if not json_body or not length.isdigit() or int(length) > limit:
+            return False  # the body limit answers what is over it (or of unknown size)
         return (match.group(1) or match.group(2)) if match else None
 
     async def _answer(
