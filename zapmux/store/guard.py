@@ -24,10 +24,11 @@ confirmed (:func:`lives_changed`), and the next job checks again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select
 
 from zapmux.errors import TenantNotFound
 from zapmux.store import schema as t
@@ -54,6 +55,37 @@ def in_life(conn: Connection, tenant_id: str | None, incarnation: str | None) ->
     confirmed.add(life)
 
 
+def insert_in_life(
+    conn: Connection,
+    stmt: DriverStatement,
+    params: Mapping[str, Any],
+    tenant_id: str | None,
+    incarnation: str | None,
+) -> list[Any] | None:
+    """An insert guarded as :func:`in_life` guards, in one statement where a check is
+    due (one round trip less): ``stmt`` from :func:`life_insert`. Its rows (RETURNING);
+    None when no check is due (the caller then writes as it would inside ``in_life``).
+    ``TenantNotFound`` when the life is gone (nothing was inserted)."""
+    if tenant_id is None or incarnation is None or (tenant_id, incarnation) in _confirmed(conn):
+        return None
+    rows = stmt.rows(conn, {**params, "k_id": tenant_id, "k_incarnation": incarnation})
+    if not rows:
+        raise TenantNotFound(f"tenant {tenant_id!r} was deleted")
+    _confirmed(conn).add((tenant_id, incarnation))
+    return rows
+
+
+def life_insert(table: Table, columns: Sequence[str], returning: Any) -> DriverStatement:
+    """``INSERT INTO table (columns) SELECT :columns FROM tenants WHERE <the life>``: the
+    row goes in only while the life exists, and on PostgreSQL the tenant's row is locked
+    (``FOR KEY SHARE``) before the insert takes any lock of its own, as :func:`in_life`
+    orders them."""
+    row = select(*(bindparam(name, type_=table.c[name].type) for name in columns))
+    life = row.select_from(t.tenants).where(_LIFE_WHERE)
+    life = life.with_for_update(read=True, key_share=True)
+    return DriverStatement(insert(table).from_select(list(columns), life).returning(returning))
+
+
 def lives_changed(conn: Connection) -> None:
     """A write job changed the tenants table: the lives its transaction confirmed so far
     are checked again when next written for."""
@@ -77,8 +109,7 @@ def _check(conn: Connection, tenant_id: str, incarnation: str, lock: bool) -> No
 
 
 _c = t.tenants.c
-_LIFE_SELECT = select(_c.id).where(
-    and_(_c.id == bindparam("k_id"), _c.incarnation == bindparam("k_incarnation"))
-)
+_LIFE_WHERE = and_(_c.id == bindparam("k_id"), _c.incarnation == bindparam("k_incarnation"))
+_LIFE_SELECT = select(_c.id).where(_LIFE_WHERE)
 _LIFE = DriverStatement(_LIFE_SELECT)
 _LIFE_LOCKED = DriverStatement(_LIFE_SELECT.with_for_update(read=True, key_share=True))

@@ -34,7 +34,7 @@ from zapmux.states import PROGRESS, MessageStatus, moved_by
 from zapmux.store import schema as t
 from zapmux.store.base import TENANT_CHANGES, Store
 from zapmux.store.driver import DriverStatement
-from zapmux.store.guard import in_life, lives_changed
+from zapmux.store.guard import in_life, insert_in_life, life_insert, lives_changed
 from zapmux.store.records import (
     SEND_INTERRUPTED,
     DeadInbound,
@@ -248,6 +248,13 @@ class SqlStore(
         message.created_at = message.updated_at = time.time()
 
         def job(conn: Connection) -> int | None:
+            if key is None:  # the check of its tenant's life and the insert, in one
+                row = _values(message)
+                found = insert_in_life(
+                    conn, _INSERT_MESSAGE_IN_LIFE, row, message.tenant_id, incarnation
+                )
+                if found is not None:
+                    return int(found[0][0])
             with in_life(conn, message.tenant_id, incarnation):
                 if key is not None:
                     remember_answer(conn, key)
@@ -463,6 +470,9 @@ _INSERT_MESSAGE = DriverStatement(
     insert(t.messages)
     .values({c.name: bindparam(c.name) for c in t.messages.c if c.name != "id"})
     .returning(_m.id)
+)
+_INSERT_MESSAGE_IN_LIFE = life_insert(
+    t.messages, [c.name for c in t.messages.c if c.name != "id"], _m.id
 )
 _MESSAGE = select(t.messages).where(_KEY)
 _MEDIA = select(t.media).where(
