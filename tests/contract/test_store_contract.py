@@ -348,6 +348,29 @@ async def test_leases_go_to_one_node_until_they_expire(store: Store) -> None:
     assert await store.acquire_leases("node1", 5, 10) == ["a"]
 
 
+async def test_a_renewal_keeps_the_leases_of_tenants_being_written_for(store: Store) -> None:
+    """A node renewing its leases while it records sends for its tenants keeps every one
+    (on PostgreSQL a send holds its tenant's row, as store.guard says, meanwhile)."""
+    life = (await store.create_tenant(TenantRecord(id="busy"))).incarnation
+    assert await store.acquire_leases("node1", 60, 10) == ["busy"]
+    sending = True
+
+    async def sends() -> None:
+        n = 0
+        while sending:
+            batch = [store.add_message(_message("busy", f"m{n}-{i}"), life) for i in range(10)]
+            await asyncio.gather(*batch)
+            n += 1
+
+    task = asyncio.create_task(sends())
+    try:
+        renewed = [await store.acquire_leases("node1", 60, 10) for _ in range(30)]
+    finally:
+        sending = False
+        await task
+    assert renewed == [["busy"]] * 30
+
+
 async def test_sandbox_state(store: Store) -> None:
     now = time.time()
     await store.sandbox_issue_qr(SandboxQr("c1", "t", now, now + 60, True))

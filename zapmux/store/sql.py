@@ -51,7 +51,7 @@ from zapmux.store.sql_optouts import OptOutTables
 from zapmux.store.sql_outbox import OutboxTables
 from zapmux.store.sql_sandbox import SandboxTables
 from zapmux.store.sql_schedule import ScheduleTables
-from zapmux.store.writer import Reader, Writer
+from zapmux.store.writer import Lanes, Reader, Writer
 
 #: Every table with rows of one tenant's life (removed with the tenant).
 _TENANT_TABLES = (
@@ -79,7 +79,7 @@ class SqlStore(
 
     def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
         self.engine = engine
-        self.writer = Writer(engine, sync_engine)
+        self.writer: Writer | Lanes = Writer(engine, sync_engine)
         self.reader = Reader(engine, sync_engine)
         self._claim_stmt: Any = None
 
@@ -183,7 +183,7 @@ class SqlStore(
         pick = select(t.tenants.c.id).where(free).order_by(t.tenants.c.id).limit(limit)
 
         def job(conn: Connection) -> list[str]:
-            ids = list((conn.execute(self._lock(pick))).scalars())
+            ids = list((conn.execute(self._lock_leases(pick))).scalars())
             if not ids:
                 return []
             claimed = conn.execute(
@@ -238,6 +238,10 @@ class SqlStore(
         """Row locking for claims; PostgreSQL adds FOR UPDATE SKIP LOCKED."""
         return stmt
 
+    def _lock_leases(self, stmt: Any) -> Any:
+        """Row locking for taking leases; PostgreSQL adds FOR NO KEY UPDATE SKIP LOCKED."""
+        return stmt
+
     # --- messages and the send queue -----------------------------------------------
     async def add_message(
         self,
@@ -260,7 +264,7 @@ class SqlStore(
                     remember_answer(conn, key)
                 return insert_message(conn, message)
 
-        message.id = await self._write(job)
+        message.id = await self._write(job, message.tenant_id)
         return message
 
     async def record_incoming(
@@ -364,7 +368,7 @@ class SqlStore(
                 mark_sent(conn, params)
                 remember_answer(conn, answer)
 
-        await self._write(job)
+        await self._write(job, tenant_id)
 
     async def apply_receipt(
         self, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
@@ -375,7 +379,7 @@ class SqlStore(
         def job(conn: Connection) -> list[str]:
             return apply_receipt(conn, tenant_id, wa_ids, status, error)
 
-        return await self._write(job)
+        return await self._write(job, tenant_id)
 
     # --- idempotency and the JID cache ---------------------------------------------
     async def get_idempotent(

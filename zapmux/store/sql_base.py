@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.store.guard import in_life
 from zapmux.store.rows import record
-from zapmux.store.writer import Reader, Writer
+from zapmux.store.writer import Lanes, Reader, Writer
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -22,12 +22,13 @@ class SqlTables:
     """The engine, the writer, and helpers over them; mixed into ``SqlStore``."""
 
     engine: AsyncEngine
-    writer: Writer
+    writer: Writer | Lanes
     reader: Reader
 
-    async def _write(self, job: Callable[[Connection], T]) -> T:
-        """Run ``job`` in the writer's next batch; its result once committed."""
-        return await self.writer.write(job)
+    async def _write(self, job: Callable[[Connection], T], lane: str | None = None) -> T:
+        """Run ``job`` in the writer's next batch; its result once committed (``lane``:
+        see ``writer.Lanes``)."""
+        return await self.writer.write(job, lane)
 
     def _notify(self, conn: Connection, topic: str, key: str) -> None:
         """Tell the other nodes, when the transaction of ``conn`` commits, that ``key``

@@ -10,7 +10,9 @@ and outbox rows thus costs a share of a commit each, not a commit each.
   and a whole batch runs there in one hop (not one hop per statement, as through
   aiosqlite). No two connections ever compete for SQLite's one write lock; readers
   use the async pool beside it (WAL).
-- PostgreSQL: the batch runs on one pooled asyncpg connection (``run_sync``).
+- PostgreSQL: the batch runs on a pooled asyncpg connection (``run_sync``); a few
+  writers run side by side (:class:`Lanes`), each write going to the writer of its
+  tenant's lane, so that one batch's round trips do not hold up every other write.
 
 Nothing is answered before its commit: ``write`` returns (or raises) only once the
 batch holding the job is durable. A job that raises does not spoil its neighbours:
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -60,8 +63,9 @@ class Writer:
         self.batches = 0  # commits made
         self.jobs = 0  # jobs committed
 
-    async def write(self, job: Callable[[Connection], T]) -> T:
-        """Run ``job`` in the next batch; its result once that batch is committed."""
+    async def write(self, job: Callable[[Connection], T], lane: str | None = None) -> T:
+        """Run ``job`` in the next batch; its result once that batch is committed.
+        (``lane``: see :class:`Lanes`; one writer has one.)"""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((job, future))
         self._ensure_running()
@@ -162,6 +166,51 @@ class Writer:
             conn.close()
         if self.sync_engine is not None:
             self.sync_engine.dispose()
+
+
+class Lanes:
+    """PostgreSQL: a few writers side by side, each a :class:`Writer` on a connection of
+    its own, so that batches overlap: a batch waits for one round trip per statement,
+    and one writer alone kept every other write waiting behind them.
+
+    A write names its *lane*, the tenant it writes for, or none. The writes of one
+    tenant lane always go to the same writer, in the order handed in; writes without
+    a lane all go to the first writer, in order, and never to the others. So what was
+    ordered through the one writer still is: among a tenant's lane writes, among the
+    writes without a lane (every outbox row, so deliveries keep their order per chat),
+    and any write handed in after another's commit sees it. Only writes handed in
+    together, one with a lane and one without, may commit in either order; lanes are
+    given only to writes of a tenant's messages that nothing else orders against
+    (``add_message``, ``mark_sent``, ``apply_receipt``). Writes of different writers
+    that wait for each other's rows in opposite orders are a deadlock PostgreSQL
+    breaks by failing one transaction; its jobs then run again alone (as in
+    :class:`Writer`), with the outcome each would have had by itself.
+    """
+
+    def __init__(self, engine: AsyncEngine, lanes: int) -> None:
+        self.writers = [Writer(engine) for _ in range(max(1, lanes))]
+
+    async def write(self, job: Callable[[Connection], T], lane: str | None = None) -> T:
+        """:meth:`Writer.write` on the writer of ``lane``."""
+        return await self.writers[self._index(lane)].write(job)
+
+    def _index(self, lane: str | None) -> int:
+        others = len(self.writers) - 1
+        if lane is None or others == 0:
+            return 0
+        return 1 + zlib.crc32(lane.encode()) % others
+
+    @property
+    def batches(self) -> int:
+        return sum(writer.batches for writer in self.writers)
+
+    @property
+    def jobs(self) -> int:
+        return sum(writer.jobs for writer in self.writers)
+
+    async def close(self) -> None:
+        for writer in self.writers:
+            await writer.close()
 
 
 class Reader:
