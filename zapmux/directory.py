@@ -20,6 +20,7 @@ import asyncio
 import bisect
 import dataclasses
 import logging
+import operator
 import time
 from collections import Counter
 from typing import Any
@@ -29,12 +30,12 @@ from zapmux.store.records import TenantRecord
 from zapmux.tasks import TaskGroup
 
 log = logging.getLogger("zapmux.directory")
-_FIELDS = tuple(f.name for f in dataclasses.fields(TenantRecord))
+_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(TenantRecord)))
 
 
 def _copy(record: TenantRecord) -> TenantRecord:
-    """A copy of ``record`` (four times as fast as ``copy.copy`` of a slots dataclass)."""
-    return TenantRecord(*[getattr(record, name) for name in _FIELDS])
+    """A copy of ``record`` (several times as fast as ``copy.copy`` of a slots dataclass)."""
+    return TenantRecord(*_FIELDS(record))
 
 
 class TenantDirectory(TenantStore):
