@@ -233,7 +233,7 @@ async def run_zapmux(cfg: Config, scenario: str, run: str, tmp: Path) -> tuple[f
 
         async def enqueue(n: int) -> None:  # as the dispatcher does for each message
             await store.enqueue_deliveries([delivery(n)])
-            deliverer.wake()
+            deliverer.queued()
 
         task = asyncio.create_task(deliverer.run())
         started = time.time()

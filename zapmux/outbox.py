@@ -30,7 +30,7 @@ from zapmux.config import Settings
 from zapmux.metrics import Metrics
 from zapmux.states import DeliveryStatus
 from zapmux.store.base import OutboxStore, TenantStore
-from zapmux.store.records import Delivery, DeliveryResult
+from zapmux.store.records import ClaimCursor, Delivery, DeliveryResult
 from zapmux.webhook_url import webhook_resolver
 
 log = logging.getLogger("zapmux.outbox")
@@ -222,10 +222,21 @@ class Deliverer:
         self.in_flight: dict[asyncio.Task[None], str] = {}
         self.done: list[DeliveryResult] = []  # outcomes not yet written
         self.retries: list[float] = []  # heap: when the retries this node decided are due
-        self.claimed_at = 0.0  # when the last claim began
+        # What the next claim may skip: rows up to ``scanned`` (None: look at all), and
+        # the last look at all (``scanned_at``); chats whose delivery has finished.
+        self.scanned: int | None = None
+        self.scanned_at = 0.0
+        self.rescan = False
+        self.finished_chats: set[str] = set()
         self.session: aiohttp.ClientSession | None = None
 
     def wake(self) -> None:
+        """Something changed in the outbox (a replay, a discard): look at every row."""
+        self.rescan = True
+        self.wakeup.set()
+
+    def queued(self) -> None:
+        """This node has just queued rows (committed): they are the newest ones."""
         self.wakeup.set()
 
     async def prune_forever(self, every_s: float = 600.0) -> None:
@@ -297,15 +308,9 @@ class Deliverer:
         self.wakeup.clear()
         free = self.settings.delivery_concurrency - len(self.in_flight)
         batch, self.done = self.done, []
+        claimed: list[Delivery] = []
         if batch or free > 0:
-            self.claimed_at = time.time()
-            try:
-                claimed = await self.store.finish_and_claim(batch, max(free, 0), self._lock_s())
-            except BaseException:
-                self.done[:0] = batch  # written on the next round; the rows stay locked
-                raise
-        else:
-            claimed = []
+            claimed = await self._round(batch, max(free, 0))
         for delivery in claimed:
             task = asyncio.create_task(
                 self._attempt(delivery), name=f"deliver-{delivery.delivery_id}"
@@ -314,6 +319,36 @@ class Deliverer:
             task.add_done_callback(self._finished)
         if len(claimed) < free or free <= 0:
             await self._sleep()
+
+    async def _round(self, batch: list[DeliveryResult], free: int) -> list[Delivery]:
+        """One finish-and-claim. It looks at every pending row only when something
+        may have changed that the deliverer was not told of (at start, when woken by
+        ``wake``, when a retry of its own is due, and once a second for what other
+        nodes did); else at the rows queued since and the chats it finished."""
+        began = time.time()
+        full = (
+            self.scanned is None
+            or self.rescan
+            or began - self.scanned_at >= POLL_S
+            or bool(self.retries and self.retries[0] <= began)
+        )
+        chats, self.finished_chats = self.finished_chats, set()
+        since = None if full or self.scanned is None else ClaimCursor(self.scanned, tuple(chats))
+        try:
+            claimed = await self.store.finish_and_claim(batch, free, self._lock_s(), since)
+        except BaseException:
+            self.done[:0] = batch  # written on the next round; the rows stay locked
+            self.finished_chats |= chats
+            raise
+        if claimed.last_id is not None:  # (a look at all that stopped at its limit
+            self.scanned = claimed.last_id  # leaves what the cursor says as it was)
+        if len(claimed.deliveries) >= free:  # the slots filled up before every chat's turn
+            self.finished_chats |= chats
+        if full:
+            self.rescan, self.scanned_at = False, began
+            while self.retries and self.retries[0] <= began:
+                heapq.heappop(self.retries)  # the claim has looked at it
+        return claimed.deliveries
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.in_flight.pop(task, None)
@@ -343,11 +378,8 @@ class Deliverer:
         if self.wakeup.is_set():
             return
         wait = POLL_S
-        if len(self.in_flight) < self.settings.delivery_concurrency:
-            while self.retries and self.retries[0] <= self.claimed_at:
-                heapq.heappop(self.retries)  # the last claim has looked at it
-            if self.retries:
-                wait = min(max(self.retries[0] - time.time(), 0.01), POLL_S)
+        if self.retries and len(self.in_flight) < self.settings.delivery_concurrency:
+            wait = min(max(self.retries[0] - time.time(), 0.01), POLL_S)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that
         # arrives as the wakeup does, and the deliverer would then never stop.
         with contextlib.suppress(TimeoutError):
@@ -388,6 +420,8 @@ class Deliverer:
         if decision.status == DeliveryStatus.PENDING:
             retry_at = time.time() + decision.delay
             heapq.heappush(self.retries, retry_at)
+        else:  # the next row of its chat may go now
+            self.finished_chats.add(delivery.chat_key)
         self.done.append(
             DeliveryResult(
                 delivery.delivery_id,

@@ -45,7 +45,7 @@ class Webhooks:
 
     def wake(self) -> None:
         """New rows are in the outbox: the deliverer looks at once."""
-        self.deliverer.wake()
+        self.deliverer.queued()
 
     @staticmethod
     def target(tenant_id: str, tenant: TenantRecord | None) -> str:

@@ -20,6 +20,7 @@ from zapmux.outbox import new_delivery
 from zapmux.store.base import Store
 from zapmux.store.memory import MemoryStore
 from zapmux.store.records import (
+    ClaimCursor,
     CloudAccount,
     DeliveryResult,
     IdempotentAnswer,
@@ -286,11 +287,33 @@ async def test_a_round_writes_outcomes_before_it_claims(store: Store) -> None:
         DeliveryResult(a1.delivery_id, "delivered", 1, None),
         DeliveryResult(b1.delivery_id, "pending", 1, "HTTP 503", time.time() + 60),
     ]
-    claimed = await store.finish_and_claim(results, 10, lock_s=30)
+    claimed = (await store.finish_and_claim(results, 10, lock_s=30)).deliveries
     assert [(d.chat_key, d.body, d.attempts) for d in claimed] == [("a", '{"n":2}', 0)]
     assert claimed[0].locked_until is not None
     assert (await store.get_delivery(a1.delivery_id)).status == "delivered"  # type: ignore[union-attr]
-    assert await store.finish_and_claim([], 10, lock_s=30) == []  # a#2 locked, b waits
+    assert (await store.finish_and_claim([], 10, lock_s=30)).deliveries == []  # a#2 locked
+
+
+async def test_a_round_since_the_last_looks_at_new_rows_and_finished_chats(store: Store) -> None:
+    """With ``since``, a claim takes the heads of the chats named and the rows queued
+    after the last one looked at (what the deliverer knows may have changed)."""
+    await store.enqueue_deliveries([_delivery("a", 1), _delivery("a", 2), _delivery("b", 1)])
+    first = await store.finish_and_claim([], 10, lock_s=30)
+    a1, b1 = sorted(first.deliveries, key=lambda d: d.chat_key)
+    await store.enqueue_deliveries([_delivery("b", 2), _delivery("c", 1), _delivery("d", 1)])
+    done = [DeliveryResult(a1.delivery_id, "delivered", 1, None)]
+    since = ClaimCursor(first.last_id or 0, ("a",))
+    second = await store.finish_and_claim(done, 10, lock_s=30, since=since)
+    # a#2 (its chat finished) and the new heads c and d; b#2 waits behind b#1
+    assert sorted((d.chat_key, d.body) for d in second.deliveries) == [
+        ("a", '{"n":2}'),
+        ("c", '{"n":1}'),
+        ("d", '{"n":1}'),
+    ]
+    assert (second.last_id or 0) >= (first.last_id or 0)
+    b_done = [DeliveryResult(b1.delivery_id, "delivered", 1, None)]
+    limited = await store.finish_and_claim(b_done, 1, lock_s=30, since=ClaimCursor(0, ("b",)))
+    assert [(d.chat_key, d.body) for d in limited.deliveries] == [("b", '{"n":2}')]
 
 
 async def test_concurrent_claims_never_share_a_row(store: Store) -> None:

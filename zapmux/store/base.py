@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from zapmux.store.records import (
+    ClaimCursor,
+    Claimed,
     CloudAccount,
     DeadInbound,
     Delivery,
@@ -231,13 +233,26 @@ class OutboxStore(ABC):
         """Record attempts' outcomes (and unlock their rows) in one transaction."""
 
     async def finish_and_claim(
-        self, results: Sequence[DeliveryResult], limit: int, lock_s: float
-    ) -> list[Delivery]:
-        """``finish_deliveries(results)``, then ``claim_deliveries(limit, lock_s)``: the
-        deliverer's round (one transaction on SQL). A row finished here unblocks the
-        next of its chat for the claim."""
+        self,
+        results: Sequence[DeliveryResult],
+        limit: int,
+        lock_s: float,
+        since: ClaimCursor | None = None,
+    ) -> Claimed:
+        """The deliverer's round (one transaction on SQL): ``finish_deliveries(results)``,
+        then claim as ``claim_deliveries(limit, lock_s)`` does. A row finished here
+        unblocks the next of its chat for the claim.
+
+        With ``since``, the claim looks only at the heads of ``since.chats`` and at the
+        rows queued after ``since.last_id`` (not at every pending row, which may be a
+        long queue behind a webhook that is down); rows that became claimable otherwise
+        (a lock or a retry's time ran out, another node let go) wait for a claim
+        without it.
+        """
+        # Here every claim looks at every row: ``since`` changes nothing.
         await self.finish_deliveries(results)
-        return await self.claim_deliveries(limit, lock_s) if limit > 0 else []
+        claimed = await self.claim_deliveries(limit, lock_s) if limit > 0 else []
+        return Claimed(claimed, None)
 
     @abstractmethod
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:

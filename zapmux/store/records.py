@@ -171,6 +171,25 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimCursor:
+    """Where the deliverer's last claim left off, so that the next may look only at
+    what changed since: rows queued after ``last_id``, and the heads of ``chats`` (whose
+    delivery it has just finished)."""
+
+    last_id: int
+    chats: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a claim locked for the claimer, and the newest outbox row up to which it
+    has looked at every row (None: it stopped at its limit before)."""
+
+    deliveries: list[Delivery]
+    last_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """The outcome of one attempt, as the outbox records it."""
 

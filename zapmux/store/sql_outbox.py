@@ -27,7 +27,7 @@ from zapmux.states import DeliveryStatus
 from zapmux.store import schema as t
 from zapmux.store.driver import DriverStatement
 from zapmux.store.guard import in_life
-from zapmux.store.records import Delivery, DeliveryResult
+from zapmux.store.records import ClaimCursor, Claimed, Delivery, DeliveryResult
 from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables
 
@@ -107,22 +107,56 @@ _FINISH = DriverStatement(
 _COLUMNS = tuple(c.name for c in _o.c)  # the order of a claimed row's values
 
 
-def _claim(lock: Any) -> DriverStatement:
-    """Pick the due chat heads and lock them for the claimer, in one statement.
+def _claiming(picked: Any) -> DriverStatement:
+    """Lock the rows ``picked`` chooses for the claimer, in one statement.
 
     The rows are not checked again outside the pick: on SQLite nothing else writes
-    meanwhile, and on PostgreSQL the pick locks them (``lock``: FOR UPDATE SKIP
-    LOCKED), skipping rows another claim holds and checking a row another claim has
-    just changed again before taking it. (A status test outside would also make
-    SQLite walk the pending rows rather than look each picked id up.)
+    meanwhile, and on PostgreSQL the pick locks them (FOR UPDATE SKIP LOCKED),
+    skipping rows another claim holds and checking a row another claim has just
+    changed again before taking it. (A status test outside would also make SQLite
+    walk the pending rows rather than look each picked id up.)
     """
-    picked = lock(_CLAIM_SELECT).scalar_subquery()
     return DriverStatement(
         update(_o)
-        .where(_o.c.id.in_(picked))
+        .where(_o.c.id.in_(picked.scalar_subquery()))
         .values(locked_until=bindparam("until"))
         .returning(*_o.c)
     )
+
+
+# Rows queued after ``after``: the due chat heads among them, walked by id. The tests
+# on status and time are kept off their indexes (``|| ''``, ``+ 0``), so that SQLite
+# walks the new ids rather than every pending row.
+_NEWER_SELECT = (
+    select(_o.c.id)
+    .where(
+        and_(
+            _o.c.id > bindparam("after", type_=Integer),
+            (_o.c.status + "") == DeliveryStatus.PENDING,
+            (_o.c.next_attempt_at + 0) <= bindparam("now"),
+            _unlocked(_o),
+            ~_blocked(_o),
+        )
+    )
+    .order_by(_o.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+# One chat's head (its oldest pending row), if due and free: the row a finished
+# delivery of that chat lets go next.
+_HEAD = (
+    select(func.min(_o.c.id))
+    .where(and_(_o.c.chat_key == bindparam("chat"), _o.c.status == DeliveryStatus.PENDING))
+    .scalar_subquery()
+)
+_HEAD_SELECT = select(_o.c.id).where(
+    and_(
+        _o.c.id == _HEAD,
+        _o.c.status == DeliveryStatus.PENDING,
+        _o.c.next_attempt_at <= bindparam("now"),
+        _unlocked(_o),
+    )
+)
+_LAST_ID = DriverStatement(select(func.max(_o.c.id)))
 
 
 _INSERT = DriverStatement(
@@ -130,10 +164,14 @@ _INSERT = DriverStatement(
 )
 
 
+def _last_id(conn: Connection) -> int:
+    return int(_LAST_ID.rows(conn, {})[0][0] or 0)
+
+
 class OutboxTables(SqlTables):
     """Mixed into ``SqlStore``; ``_lock`` is its own."""
 
-    _claim_stmt: DriverStatement | None
+    _claim_stmt: tuple[DriverStatement, DriverStatement, DriverStatement] | None
 
     def _lock(self, stmt: Any) -> Any:
         return stmt
@@ -160,36 +198,55 @@ class OutboxTables(SqlTables):
         await self._write(job)
 
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
-        return await self.finish_and_claim([], limit, lock_s)
+        return (await self.finish_and_claim([], limit, lock_s)).deliveries
 
     async def finish_deliveries(self, results: Sequence[DeliveryResult]) -> None:
         if results:
             await self.finish_and_claim(results, 0, 0.0)
 
     async def finish_and_claim(
-        self, results: Sequence[DeliveryResult], limit: int, lock_s: float
-    ) -> list[Delivery]:
+        self,
+        results: Sequence[DeliveryResult],
+        limit: int,
+        lock_s: float,
+        since: ClaimCursor | None = None,
+    ) -> Claimed:
         now = time.time()
         outcomes = [_outcome(r, now) for r in results]
-        claim = self._claim_statement()
+        params = {"now": now, "until": now + lock_s}
+        full, newer, head = self._claim_statements()
 
-        def job(conn: Connection) -> list[Any]:
+        def job(conn: Connection) -> tuple[list[Any], int | None]:
             if outcomes:
                 _FINISH.run_many(conn, outcomes)
-            if limit <= 0:
-                return []
-            params = {"now": now, "limit": limit, "until": now + lock_s}
-            return claim.rows(conn, params)  # fetched before the commit
+            rows: list[Any] = []
+            if since is None:
+                if limit > 0:
+                    rows = full.rows(conn, {**params, "limit": limit})
+                return rows, None if len(rows) >= limit else _last_id(conn)
+            for chat in since.chats:
+                if len(rows) < limit:
+                    rows += head.rows(conn, {**params, "chat": chat})
+            if len(rows) >= limit:
+                return rows, since.last_id  # the new rows wait for the next round
+            more = newer.rows(conn, {**params, "limit": limit - len(rows), "after": since.last_id})
+            last_id = max(r[0] for r in more) if len(more) == limit - len(rows) else _last_id(conn)
+            return rows + more, last_id
 
-        rows: list[Any] = await self._write(job)
+        rows, last_id = await self._write(job)
         claimed = [Delivery(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id or 0))
-        return claimed
+        return Claimed(claimed, last_id)
 
-    def _claim_statement(self) -> DriverStatement:
-        # Built once per store: PostgreSQL's differs by its row locks.
+    def _claim_statements(self) -> tuple[DriverStatement, DriverStatement, DriverStatement]:
+        # Built once per store: PostgreSQL's lock the rows they pick (never waiting for
+        # a row another node holds).
         if self._claim_stmt is None:
-            self._claim_stmt = _claim(self._lock)
+            self._claim_stmt = (
+                _claiming(self._lock(_CLAIM_SELECT)),
+                _claiming(self._lock(_NEWER_SELECT)),
+                _claiming(self._lock(_HEAD_SELECT)),
+            )
         return self._claim_stmt
 
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
