@@ -229,6 +229,27 @@ async def test_receipts_only_move_status_forward(store: Store) -> None:
     assert (await store.get_message("t", "s1")).status == "read"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("count", [2, 6])  # compiled for its count; more: the general one
+async def test_a_receipt_of_several_messages_moves_only_that_tenants_outgoing_ones(
+    store: Store, count: int
+) -> None:
+    ids = [f"w{n}" for n in range(count)]
+    for wa_id in ids:
+        await store.add_message(_message("t", wa_id, status="sent"))
+        await store.add_message(_message("other", wa_id, status="sent"))
+    incoming = message_record("t", "in1", "received", direction="in", wa_id="w0")
+    await store.record_incoming(incoming, [])
+    await store.add_message(_message("t", "done", status="read"))
+    moved = await store.apply_receipt("t", [*ids, "done", "in1"], "delivered")
+    assert sorted(moved) == ids
+    assert {m.message_id: m.status for m in await store.list_messages("t", limit=20)} == {
+        **dict.fromkeys(ids, "delivered"),
+        "in1": "received",
+        "done": "read",
+    }
+    assert {m.status for m in await store.list_messages("other", limit=20)} == {"sent"}
+
+
 async def test_a_failed_receipt_keeps_its_error(store: Store) -> None:
     await store.add_message(_message("t", "f1", status="sent"))
     moved = await store.apply_receipt("t", ["f1"], "failed", "undeliverable: not on WhatsApp")

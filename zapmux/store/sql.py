@@ -21,6 +21,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -493,9 +494,11 @@ _COUNT_QUEUED = select(func.count()).where(_QUEUED)
 
 
 def _listed(*values: str) -> list[Any]:
-    """An IN list of fixed values as one bound parameter each (a driver statement
-    takes no expanding parameter)."""
-    return [bindparam(None, value) for value in values]
+    """An IN list of fixed values (statuses), written into the SQL: a driver statement
+    takes no expanding parameter, and SQLite builds a table for an IN list of bound
+    parameters on every run (a receipt's UPDATE took 35 us that way, 5 us so)."""
+    assert all("'" not in value for value in values)
+    return [literal_column(f"'{value}'") for value in values]
 
 
 # one statement (one round trip on PostgreSQL): "sent" unless a receipt moved it further
@@ -515,11 +518,19 @@ _SENT = DriverStatement(
         ),
     )
 )
-_RECEIPT_CONDITION = and_(
+
+
+def _unindexed(column: Any) -> Any:
+    """``column || ''``: its value, which no index of it can look up (the way to keep a
+    planner to the index meant, in SQL both databases speak)."""
+    return column.op("||")(literal_column("''"))
+
+
+_RECEIPT_CONDITION = and_(  # by ix_messages_wa alone (see _receipt_statement)
     _m.tenant_id == bindparam("k_tenant"),
-    _m.direction == "out",
     _m.wa_id.in_(bindparam("k_wa_ids", expanding=True)),
-    _m.status.in_(bindparam("k_lower", expanding=True)),
+    _unindexed(_m.direction) == t.OUTGOING,
+    _unindexed(_m.status).in_(bindparam("k_lower", expanding=True)),
 )
 _RECEIPT_MOVE = (
     update(t.messages)
@@ -542,9 +553,14 @@ def _receipt_statement(ids: int, status: str, error: bool) -> DriverStatement:
         .where(
             and_(
                 _m.tenant_id == bindparam("k_tenant"),
-                _m.direction == "out",
                 _m.wa_id.in_([bindparam(f"k_wa{i}") for i in range(ids)]),
-                _m.status.in_(_listed(*lower)),
+                # Looked up by ix_messages_wa alone: as written here SQLite can use no
+                # other index for these two. Plainly written, it chose ix_messages_outgoing
+                # for two ids or more (every outgoing message of the tenant, 95 us with
+                # 6,000 and growing), and with "out" bound it prepared the statement again
+                # on every run (28 us for one id; 5 us now).
+                _unindexed(_m.direction) == t.OUTGOING,
+                _unindexed(_m.status).in_(_listed(*lower)),
             )
         )
         .values(status=status, updated_at=bindparam("k_now"))
