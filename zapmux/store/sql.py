@@ -455,7 +455,7 @@ class SqlStore(
             .where(
                 and_(
                     m.tenant_id == tenant_id,
-                    m.direction == "out",
+                    m.direction == t.OUTGOING,
                     m.status == MessageStatus.SENDING,
                 )
             )
@@ -486,8 +486,10 @@ _MEDIA = select(t.media).where(
         t.media.c.message_id == bindparam("k_message"),
     )
 )
-_QUEUED = and_(
-    _m.tenant_id == bindparam("k_tenant"), _m.direction == "out", _m.status == MessageStatus.QUEUED
+_QUEUED = and_(  # 'out' written into the SQL: bound, SQLite prepared it again every run
+    _m.tenant_id == bindparam("k_tenant"),
+    _m.direction == t.OUTGOING,
+    _m.status == MessageStatus.QUEUED,
 )
 _NEXT_QUEUED = select(t.messages).where(_QUEUED).order_by(_m.id).limit(1)
 _COUNT_QUEUED = select(func.count()).where(_QUEUED)
