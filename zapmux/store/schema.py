@@ -138,7 +138,9 @@ Index("ix_messages_queue", messages.c.tenant_id, messages.c.status, messages.c.i
 Index("ix_messages_scheduled", messages.c.status, messages.c.send_at)
 Index("ix_messages_phone", messages.c.tenant_id, messages.c.phone, messages.c.id)
 Index("ix_messages_wa", messages.c.tenant_id, messages.c.wa_id)
-#: ``direction = 'out'`` as SQL text: a query must say it just so to use the index below.
+#: ``direction = 'out'`` as SQL text: a query must say it just so to use the index below,
+#: and SQLite prepares a statement again at every run when it binds a column that a
+#: partial index's condition names: every statement on messages.direction writes it.
 OUTGOING: ColumnClause[str] = literal_column("'out'")
 Index(  # direction in it too: SQLite then prefers it to ix_messages_phone
     "ix_messages_outgoing",

@@ -157,7 +157,7 @@ def _move(conn: Connection, tenant_id: str, message_id: str, was: str, **values:
     where = and_(
         m.tenant_id == tenant_id,
         m.message_id == message_id,
-        m.direction == "out",
+        m.direction == t.OUTGOING,
         m.status == was,
     )
     stmt = update(t.messages).where(where).values(**values, updated_at=time.time())
@@ -196,7 +196,7 @@ _FIND_OUTGOING = (
         and_(
             _m.tenant_id == bindparam("k_tenant"),
             _m.wa_id == bindparam("k_wa_id"),
-            _m.direction == "out",
+            _m.direction == t.OUTGOING,
         )
     )
     .limit(1)
