@@ -32,7 +32,7 @@ _PUSH = DriverStatement(
     .values(created_at=bindparam("created_at"))
     .returning(_p.c.id)
 )
-_ACK = delete(_p).where(_p.c.id.in_(bindparam("k_ids", expanding=True)))
+_ACK = DriverStatement(delete(_p).where(_p.c.id == bindparam("k_id")))  # run per id
 _TO_PHONE = DriverStatement(
     insert(t.sandbox_inbox).values(
         {c.name: bindparam(c.name) for c in t.sandbox_inbox.c if c.name != "id"}
@@ -165,7 +165,8 @@ class SandboxTables(SqlTables):
 
     async def sandbox_ack(self, *pending_ids: int) -> None:
         if pending_ids:
-            await self._execute(_ACK, {"k_ids": list(pending_ids)})
+            ids = [{"k_id": pending_id} for pending_id in pending_ids]
+            await self._write(lambda conn: _ACK.run_many(conn, ids))
 
 
 def _push(conn: Connection, tenant_id: str, event: str) -> int:
