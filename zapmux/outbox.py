@@ -332,18 +332,19 @@ class Deliverer:
             or began - self.scanned_at >= POLL_S
             or bool(self.retries and self.retries[0] <= began)
         )
-        chats, self.finished_chats = self.finished_chats, set()
+        # A chat gives one row at most: as many chats as there are free slots this
+        # round, the others the next.
+        waiting = list(self.finished_chats)
+        chats, self.finished_chats = waiting[:free], set(waiting[free:])
         since = None if full or self.scanned is None else ClaimCursor(self.scanned, tuple(chats))
         try:
             claimed = await self.store.finish_and_claim(batch, free, self._lock_s(), since)
         except BaseException:
             self.done[:0] = batch  # written on the next round; the rows stay locked
-            self.finished_chats |= chats
+            self.finished_chats.update(chats)
             raise
         if claimed.last_id is not None:  # (a look at all that stopped at its limit
             self.scanned = claimed.last_id  # leaves what the cursor says as it was)
-        if len(claimed.deliveries) >= free:  # the slots filled up before every chat's turn
-            self.finished_chats |= chats
         if full:
             self.rescan, self.scanned_at = False, began
             while self.retries and self.retries[0] <= began:

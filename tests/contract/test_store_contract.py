@@ -337,6 +337,19 @@ async def test_a_round_since_the_last_looks_at_new_rows_and_finished_chats(store
     assert [(d.chat_key, d.body) for d in limited.deliveries] == [("b", '{"n":2}')]
 
 
+async def test_a_row_queued_as_a_round_waits_its_turn_is_claimed_by_it(store: Store) -> None:
+    """Written just before the round runs (in its batch, or one committed meanwhile):
+    due for it, not passed over."""
+    await store.enqueue_deliveries([_delivery("a", 1)])
+    first = await store.finish_and_claim([], 10, lock_s=30)
+    since = ClaimCursor(first.last_id or 0)
+    _, second = await asyncio.gather(
+        store.enqueue_deliveries([_delivery("b", 1)]),
+        store.finish_and_claim([], 10, lock_s=30, since=since),
+    )
+    assert [d.chat_key for d in second.deliveries] == ["b"]
+
+
 async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
     await store.enqueue_deliveries([_delivery(f"chat{i}", i) for i in range(40)])
     ids: list[str] = []

@@ -211,14 +211,16 @@ class OutboxTables(SqlTables):
         lock_s: float,
         since: ClaimCursor | None = None,
     ) -> Claimed:
-        now = time.time()
-        outcomes = [_outcome(r, now) for r in results]
-        params = {"now": now, "until": now + lock_s}
+        outcomes = [_outcome(r, time.time()) for r in results]
         full, newer, head = self._claim_statements()
 
         def job(conn: Connection) -> tuple[list[Any], int | None]:
             if outcomes:
                 _FINISH.run_many(conn, outcomes)
+            # The time as the job runs, not as it was handed in: a row queued meanwhile
+            # is due (and must be, before the cursor passes it).
+            now = time.time()
+            params = {"now": now, "until": now + lock_s}
             rows: list[Any] = []
             if since is None:
                 if limit > 0:
