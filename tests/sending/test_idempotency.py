@@ -110,3 +110,17 @@ async def test_a_key_interrupted_mid_send_never_sends_twice(
         assert retried.status_code == 200, retried.text
         phone = await inbox(server, "5511911110009")
         assert [m["message_id"] for m in phone] == [retried.json()["message_id"]]
+
+
+async def test_a_key_given_twice_counts_as_its_first_on_every_path(server: LiveServer) -> None:
+    """The front door (api/hot.py) and the full route read the same header the same way."""
+    await server.create_paired("acme")
+    body = {"phone": "5511911110009", "message": "duas chaves"}
+    twice = [("Idempotency-Key", "primeira"), ("Idempotency-Key", "segunda")]
+    fast = await server.http.post("/send/acme", json=body, headers=twice)
+    # a query string takes the full route
+    full = await server.http.post("/send/acme?via=stack", json=body, headers=twice)
+    alone = await server.http.post("/send/acme", json=body, headers={"Idempotency-Key": "primeira"})
+    assert fast.status_code == full.status_code == alone.status_code == 200
+    assert fast.json()["message_id"] == full.json()["message_id"] == alone.json()["message_id"]
+    assert len(await inbox(server, "5511911110009")) == 1

@@ -139,8 +139,9 @@ def _parse(
     """The body and Idempotency-Key, or None when the full route must answer."""
     key = None
     for name, value in scope["headers"]:
-        if name == b"idempotency-key":
+        if name == b"idempotency-key":  # the first, as the route's Header() takes it
             key = value.decode("latin-1")
+            break
     if key is not None and len(key) > KEY_MAX:
         return None
     try:
