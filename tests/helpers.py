@@ -24,6 +24,7 @@ from zapmux.config import Settings
 from zapmux.gateway import Gateway
 from zapmux.phone import JID
 from zapmux.states import MessageStatus
+from zapmux.store.base import Store
 from zapmux.store.records import MessageRecord
 
 T = TypeVar("T")
@@ -243,9 +244,9 @@ class BlockingSteps:
 class LiveServer(TenantSteps):
     """zapmux served by uvicorn on a real port, in the test's event loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.gateway = Gateway(settings)
+        self.gateway = Gateway(settings, store=store)
         self.app = create_app(settings, self.gateway)
         self.url = f"http://127.0.0.1:{settings.port}"
         self.server = uvicorn.Server(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
-from tests.helpers import LiveServer, Receiver, wait_for
+from tests.helpers import LiveServer, Receiver, make_settings, wait_for
+from zapmux.store.memory import MemoryStore
 
 CUSTOMER = "5511955554444"
 
@@ -50,3 +53,46 @@ async def test_messages_to_a_stopped_tenant_wait_and_arrive_in_order_after_it_st
         "antes 2",
         "depois",
     ]
+
+
+class RecordingFailsOnce(MemoryStore):
+    """A store that is away the first time a message is to be recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def record_incoming(self, *args: Any, **kwargs: Any) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("the store is away (test)")
+        return await super().record_incoming(*args, **kwargs)
+
+
+async def test_a_message_the_store_could_not_take_is_handed_over_again_on_reconnect(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    store = RecordingFailsOnce()
+    settings = make_settings(tmp_path, flask_url=receiver.url)
+    async with LiveServer(settings, store=store) as server:
+        await server.create_paired("away")
+        assert (await server.http.post("/tenants/away/stop")).status_code == 200
+        await server.wait_status("away", "stopped")
+        said = {"from": CUSTOMER, "tenant_id": "away", "text": "guardada"}
+        assert (await server.http.post("/sandbox/messages", json=said)).status_code == 201
+
+        assert (await server.http.post("/tenants/away/start")).status_code == 200
+        # the first hand-over fails (the session ends, the tenant reconnects), the next one
+        # reads what still waits in the network's queue
+        await wait_for(receiver.got, what="the message after the reconnect")
+        assert store.failures == 0
+        assert [hit.json["message"] for hit in receiver.received] == ["guardada"]
+
+        # handed over live this time: the session ends before zapmux has it, so the
+        # network keeps it (the phone still gets its 201) and hands it over after
+        await server.wait_status("away", "connected")
+        store.failures = 1
+        said = {"from": CUSTOMER, "tenant_id": "away", "text": "ao vivo"}
+        assert (await server.http.post("/sandbox/messages", json=said)).status_code == 201
+        await wait_for(lambda: receiver.got(2), what="the live message after the reconnect")
+        assert [hit.json["message"] for hit in receiver.received] == ["guardada", "ao vivo"]

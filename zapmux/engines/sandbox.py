@@ -378,9 +378,11 @@ class SandboxSessionImpl(Session):
                 await self._end(Disconnected(f"session failed: {type(exc).__name__}: {exc}"))
         finally:
             self.connected = False
-            _untaken(self.handed)
+            _untaken(self.handed)  # their senders leave them in the store
+            self.handed = [item for item in self.handed if item[0] is not None]
 
     async def _session(self) -> None:
+        self.stale = True  # at every connect: what waits is read from the store
         saved = await self.store.sandbox_session(self.tenant_id)
         if saved is None:
             saved = await self._pair_by_qr()
