@@ -7,7 +7,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, delete, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    delete,
+    insert,
+    literal_column,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from zapmux.store.guard import in_life
@@ -98,3 +107,11 @@ def replace(conn: Connection, table: Table, key: Mapping[str, Any], row: Mapping
     """Delete the row at ``key`` and insert ``row``, on ``conn`` (inside a write job)."""
     conn.execute(delete(table).where(matching(table, key)))
     conn.execute(insert(table).values(**row))
+
+
+def literal_list(*values: str) -> list[Any]:
+    """An IN list of fixed values (statuses), written into the SQL: a driver statement
+    takes no expanding parameter, and SQLite builds a table for an IN list of bound
+    parameters on every run (a receipt's UPDATE took 35 us that way, 5 us so)."""
+    assert all("'" not in value for value in values)
+    return [literal_column(f"'{value}'") for value in values]

@@ -15,7 +15,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal_column,
     or_,
     select,
     update,
@@ -26,7 +25,7 @@ from zapmux.store import schema as t
 from zapmux.store.driver import DriverStatement
 from zapmux.store.records import MessageRecord
 from zapmux.store.rows import record
-from zapmux.store.sql_base import SqlTables
+from zapmux.store.sql_base import SqlTables, literal_list
 
 #: The statuses a message can be cancelled in: it has not been handed to WhatsApp.
 CANCELLABLE = (MessageStatus.SCHEDULED, MessageStatus.QUEUED)
@@ -184,7 +183,7 @@ _LAST_OUTGOING = DriverStatement(
             _m.tenant_id == bindparam("k_tenant"),
             _m.phone == bindparam("k_phone"),
             _m.direction == t.OUTGOING,
-            _m.status.in_([literal_column(f"'{status}'") for status in SENT]),
+            _m.status.in_(literal_list(*SENT)),
         )
     )
     .order_by(_m.id.desc())
