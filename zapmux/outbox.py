@@ -23,14 +23,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
 from zapmux.metrics import Metrics
 from zapmux.states import DeliveryStatus
 from zapmux.store.base import OutboxStore, TenantStore
 from zapmux.store.records import ClaimCursor, Delivery, DeliveryResult
+from zapmux.webhook_client import WebhookClient
 from zapmux.webhook_url import webhook_resolver
 
 log = logging.getLogger("zapmux.outbox")
@@ -228,7 +227,7 @@ class Deliverer:
         self.scanned_at = 0.0
         self.rescan = False
         self.finished_chats: set[str] = set()
-        self.session: aiohttp.ClientSession | None = None
+        self.http: WebhookClient | None = None
 
     def wake(self) -> None:
         """Something changed in the outbox (a replay, a discard): look at every row."""
@@ -258,18 +257,14 @@ class Deliverer:
             released = await self.store.release_deliveries()
             if released:
                 log.info("🔄 %d deliveries interrupted by the last stop will be retried", released)
-        timeout = aiohttp.ClientTimeout(total=self.settings.delivery_timeout_s)
-        connector = aiohttp.TCPConnector(
-            limit=self.settings.delivery_concurrency * 2, resolver=webhook_resolver()
-        )
-        async with aiohttp.ClientSession(
-            timeout=timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
-        ) as session:
-            self.session = session
-            try:
-                await self._loop()
-            finally:
-                await self._abandon_in_flight()
+        resolver = webhook_resolver()
+        self.http = WebhookClient(self.settings.delivery_timeout_s, resolver)
+        try:
+            await self._loop()
+        finally:
+            await self._abandon_in_flight()
+            await self.http.close()
+            await resolver.close()
 
     async def _abandon_in_flight(self) -> None:
         """On stop: write what finished, cancel the rest and unlock it for the next start."""
@@ -434,26 +429,20 @@ class Deliverer:
         )
 
     async def _post(self, delivery: Delivery, endpoint: Endpoint) -> Outcome:
-        assert self.session is not None
+        assert self.http is not None
         body = delivery.body.encode()
         try:
-            async with self.session.post(
-                endpoint.url,
-                data=body,
-                headers=self.headers(delivery, body, endpoint.secret),
-                allow_redirects=False,
-            ) as resp:
-                await resp.read()
-                error = f"HTTP {resp.status}"
-                if 300 <= resp.status < 400:
-                    error += " (redirects are not followed: set the final URL)"
-                return Outcome(
-                    resp.status, error, parse_retry_after(resp.headers.get("Retry-After"))
-                )
+            answer = await self.http.post(
+                endpoint.url, body, self.headers(delivery, body, endpoint.secret)
+            )
         except TimeoutError:
             return Outcome(None, f"timed out after {self.settings.delivery_timeout_s:g}s")
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
+        error = f"HTTP {answer.status}"
+        if 300 <= answer.status < 400:
+            error += " (redirects are not followed: set the final URL)"
+        return Outcome(answer.status, error, parse_retry_after(answer.retry_after))
 
     def headers(self, delivery: Delivery, body: bytes, secret: str | None) -> dict[str, str]:
         timestamp = str(int(time.time()))
