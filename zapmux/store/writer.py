@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +61,7 @@ class Writer:
         self._closing = False
         self._conn: AsyncConnection | None = None
         self._sync_conn: Connection | None = None
-        self._thread = _Threads(1, "zapmux-writer") if sync_engine else None
+        self._thread = _Thread("zapmux-writer") if sync_engine else None
         self.batches = 0  # commits made
         self.jobs = 0  # jobs committed
 
@@ -112,8 +114,7 @@ class Writer:
 
     async def _transaction(self, jobs: list[Job]) -> list[Any]:
         if self._thread is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread.pool(), self._sync_batch, jobs)
+            return await self._thread.run(self._sync_batch, jobs)
         conn = await self._connection()
         try:
             async with conn.begin():
@@ -156,8 +157,7 @@ class Writer:
             self._closing = False
         await self._discard()
         if self._thread is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._thread.pool(), self._close_sync)
+            await self._thread.run(self._close_sync)
             self._thread.shutdown()
 
     def _close_sync(self) -> None:
@@ -258,6 +258,56 @@ class Reader:
             here.close()
         if self._threads is not None:
             self._threads.shutdown()
+
+
+class _Thread:
+    """One thread that runs what it is handed, in order: the writer's. A hop costs a
+    queue put and one wake-up of the loop (a thread pool's futures, locks and callback
+    chain cost several times that, once per batch). Started on first use, let go on
+    shutdown; used again after, it starts anew."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._inbox: queue.SimpleQueue[Any] | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the thread; its result (or its exception) here."""
+        if self._inbox is None:
+            self._inbox = queue.SimpleQueue()
+            threading.Thread(
+                target=_serve, args=(self._inbox,), name=self.name, daemon=True
+            ).start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._inbox.put((loop, future, fn, args))
+        return await future
+
+    def shutdown(self) -> None:
+        inbox, self._inbox = self._inbox, None
+        if inbox is not None:
+            inbox.put(None)
+
+
+def _serve(inbox: queue.SimpleQueue[Any]) -> None:
+    while (item := inbox.get()) is not None:
+        loop, future, fn, args = item
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(_resolve, future, result, error)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+            pass
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class _Threads:
