@@ -31,6 +31,31 @@ async def test_a_message_to_a_connected_tenant_is_recorded_when_the_phone_is_ans
     await wait_for(lambda: receiver.got(30), what="the webhooks")
 
 
+async def test_the_front_door_answers_a_phone_as_the_full_route_does(server: LiveServer) -> None:
+    """api/hot.py writes a phone's 201 itself: the bytes and headers the route sends."""
+    await server.create_paired("door")
+    said = {
+        "from": "+55 11 95555-4444",
+        "tenant_id": "door",
+        "text": "olá",
+        "message_id": 'ção "1"',
+    }
+    fast = await server.http.post("/sandbox/messages", json=said)
+    full = await server.http.post("/sandbox/messages?via=stack", json=said)  # the whole stack
+    assert fast.status_code == full.status_code == 201
+    assert fast.json() == {
+        "success": True,
+        "message_id": 'ção "1"',
+        "tenant_id": "door",
+        "from": CUSTOMER,
+    }
+    assert fast.content == full.content
+    assert [(k, v) for k, v in fast.headers.items() if k != "date"] == [
+        (k, v) for k, v in full.headers.items() if k != "date"
+    ]
+    assert await _texts_logged(server, "door") == ["olá"]  # the same message, handed twice
+
+
 async def test_messages_to_a_stopped_tenant_wait_and_arrive_in_order_after_it_starts(
     server: LiveServer, receiver: Receiver
 ) -> None:
