@@ -70,8 +70,9 @@ PAIR_CODE_TTL_S = 160.0
 FAULTS = ("disconnect", "network_down", "network_up", "logout", "replace", "ban")
 log = logging.getLogger("zapmux.sandbox")
 #: One item for a session: its pending id in the store (None when it is only in memory,
-#: see :meth:`SandboxSessionImpl.take`), the item as JSON, and who waits for it to be taken.
-Item: TypeAlias = tuple[int | None, str, "asyncio.Future[bool] | None"]
+#: see :meth:`SandboxSessionImpl.take`), the item (as JSON, as the store keeps it; only in
+#: memory, as the dict that JSON would read back as), and who waits for it to be taken.
+Item: TypeAlias = tuple[int | None, "str | dict[str, Any]", "asyncio.Future[bool] | None"]
 
 
 def new_message_id() -> str:
@@ -213,10 +214,10 @@ class SandboxEngine(Engine):
             )
         message_id = message_id or new_message_id()
         item = {"kind": "message", "message_id": message_id, "phone": phone, **content}
-        raw = json.dumps({**item, "timestamp": time.time()})
+        item["timestamp"] = time.time()
         session = self.sessions.get(tenant_id)
-        if session is None or not await session.take(raw):
-            await self._push(tenant_id, raw)
+        if session is None or not await session.take(item):
+            await self._push(tenant_id, json.dumps(item))
         return message_id
 
     async def vote(self, phone: str, tenant_id: str, poll_id: str, chosen: Sequence[str]) -> str:
@@ -337,14 +338,14 @@ class SandboxSessionImpl(Session):
         self.handed: list[Item] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def take(self, raw: str) -> bool:
+    async def take(self, item: dict[str, Any]) -> bool:
         """A phone's message, handed over in memory while this session is live: True
         once zapmux has recorded it; False if the session ended first (or is not
         connected), and the caller leaves it in the store instead."""
         if not self.connected or self._task is None or self._task.done():
             return False
         taken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.handed.append((None, raw, taken))
+        self.handed.append((None, item, taken))
         self.wakeup.set()
         return await taken
 
@@ -475,11 +476,12 @@ class SandboxSessionImpl(Session):
         try:
             for handled, (pending_id, raw, taken) in enumerate(pending):
                 try:
-                    item = json.loads(raw)
+                    item = json.loads(raw) if isinstance(raw, str) else raw
                     event = self._event(item)
                 except (ValueError, KeyError, TypeError) as exc:  # never readable: aside
                     error = f"the sandbox cannot read it: {type(exc).__name__}: {exc}"
-                    await self.store.add_dead_inbound(self.tenant_id, raw, error)
+                    stored = raw if isinstance(raw, str) else json.dumps(raw)
+                    await self.store.add_dead_inbound(self.tenant_id, stored, error)
                     await self.store.sandbox_ack(*done, *_stored(pending_id))
                     done = []
                     _took(taken)
@@ -536,10 +538,11 @@ class SandboxSessionImpl(Session):
         phone, vote = item["phone"], item.get("vote")
         if vote:
             kind = "voto"
+        jid = _jid(phone)
         return IncomingMessage(
             message_id=item["message_id"],
-            chat=_jid(phone),
-            sender=_jid(phone),
+            chat=jid,
+            sender=jid,
             phone=phone,
             message_type=kind,  # type: ignore[arg-type]
             text=item.get("text") or "",
