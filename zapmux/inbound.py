@@ -235,7 +235,8 @@ class Dispatcher:
         logging.getLogger(f"zapmux.tenant.{tenant_id}").info(
             "📨 message from %s: %s", m.phone, (m.text or m.message_type)[:80]
         )
-        self.hub.publish("message", tenant_id, record.public())
+        if self.hub.subscribers:  # the message as the API shows it, for whoever listens
+            self.hub.publish("message", tenant_id, record.public())
 
     async def receipt(self, tenant_id: str, r: Receipt) -> None:
         error = f"{r.error['code']}: {r.error['message']}" if r.error else None

@@ -33,8 +33,11 @@ _ENDS = string.whitespace + string.punctuation + "¡¿…"
 
 def normalize(text: str) -> str:
     """The form keywords are compared in: no accents, case folded, ends trimmed."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    if text.isascii():  # most texts: nothing to decompose, no accent to drop
+        bare = text
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        bare = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(bare.casefold().strip(_ENDS).split())
 
 

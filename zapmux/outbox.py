@@ -18,8 +18,8 @@ import heapq
 import hmac
 import json
 import logging
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,20 @@ def pinned_target(url: str) -> str:
     return f"url:{url}"
 
 
+#: ``json.dumps(payload, ensure_ascii=False, separators=(",", ":"))``, the encoder built
+#: once: every incoming message's webhook body is written here.
+_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def delivery_id() -> str:
+    """A random UUID (version 4) in hex, as ``uuid.uuid4().hex`` writes it, without the
+    UUID object (a few times the cost of the random bytes)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # the version, 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the variant, RFC 4122's
+    return raw.hex()
+
+
 def new_delivery(
     *,
     event: str,
@@ -64,9 +78,9 @@ def new_delivery(
     chat_key: str,
     tenant_id: str | None,
 ) -> Delivery:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    body = _BODY(payload)
     return Delivery(
-        delivery_id=uuid.uuid4().hex,
+        delivery_id=delivery_id(),
         event=event,
         target=target,
         body=body,
