@@ -47,7 +47,7 @@ class DriverStatement:
         """Execute a SELECT; its first row by column name (values as SQLAlchemy would
         give them: SQLite's 0/1 as booleans…), or None."""
         form = self._form(conn)
-        cursor = self.run(conn, params)
+        cursor = _call(conn, form.sql, form.args(params), many=False)
         row = cursor.fetchone()
         if row is None:
             return None
@@ -96,6 +96,13 @@ class _Form:
         self.processors: list[Callable[[Any], Any] | None] = [
             processors.get(name) for name in self.names
         ]
+        # what args() does for each parameter: its name, its value when not given, and
+        # how the driver wants that value (None: as it is)
+        self._steps = [
+            (name, self.fixed.get(name), processor)
+            for name, processor in zip(self.names, self.processors, strict=True)
+        ]
+        self._plain = not any(self.processors)  # no value to convert (most statements)
         self.dialect = conn.dialect
         self.columns = compiled._result_columns
         self._results: list[tuple[str, Callable[[Any], Any] | None]] | None = None
@@ -111,8 +118,11 @@ class _Form:
         return self._results
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        out = []
-        for name, processor in zip(self.names, self.processors, strict=True):
-            value = params[name] if name in params else self.fixed.get(name)
-            out.append(processor(value) if processor is not None else value)
-        return tuple(out)
+        if self._plain:
+            return tuple([params.get(name, fixed) for name, fixed, _ in self._steps])
+        return tuple(
+            [
+                params.get(name, fixed) if process is None else process(params.get(name, fixed))
+                for name, fixed, process in self._steps
+            ]
+        )

@@ -17,6 +17,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    union_all,
     update,
 )
 
@@ -134,15 +135,10 @@ class ScheduleTables(SqlTables):
         )
 
     async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
-        def newest(conn: Connection) -> dict[str, Any] | None:
-            rows = [
-                row
-                for phone in phones  # one or two spellings: an index seek each
-                if (row := _LAST_OUTGOING.first(conn, {"k_tenant": tenant_id, "k_phone": phone}))
-            ]
-            return max(rows, key=lambda row: row["id"], default=None)
-
-        row = await self.reader.seek(newest)
+        # one or two spellings of the number: a seek each, in one statement
+        stmt = _LAST_OUTGOING if len(phones) == 1 else _LAST_OUTGOING_EITHER
+        params = {"k_tenant": tenant_id, "k_phone": phones[0], "k_phone2": phones[-1]}
+        row = await self.reader.seek(lambda conn: stmt.first(conn, params))
         return None if row is None else record(MessageRecord, row)
 
     async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
@@ -176,19 +172,31 @@ _m = t.messages.c
 # Every incoming text asks it, and a chat's history can be long: the direction and the
 # statuses are written into the SQL (not bound) so that the planner can use the index of
 # outgoing messages (schema.ix_messages_outgoing) and seek to the newest at once.
-_LAST_OUTGOING = DriverStatement(
-    select(t.messages)
-    .where(
-        and_(
-            _m.tenant_id == bindparam("k_tenant"),
-            _m.phone == bindparam("k_phone"),
-            _m.direction == t.OUTGOING,
-            _m.status.in_(literal_list(*SENT)),
+
+
+def _newest_to(phone: str) -> Any:
+    """The newest sent message to the number bound as ``phone``: one index seek."""
+    return (
+        select(t.messages)
+        .where(
+            and_(
+                _m.tenant_id == bindparam("k_tenant"),
+                _m.phone == bindparam(phone),
+                _m.direction == t.OUTGOING,
+                _m.status.in_(literal_list(*SENT)),
+            )
         )
+        .order_by(_m.id.desc())
+        .limit(1)
+        .subquery()
     )
-    .order_by(_m.id.desc())
-    .limit(1)
-)
+
+
+_LAST_OUTGOING = DriverStatement(select(_newest_to("k_phone")))
+# Both spellings of a Brazilian mobile number in one statement (a seek each, the newer
+# of the two rows kept): one trip to the database per incoming text instead of two.
+_EITHER = union_all(select(_newest_to("k_phone")), select(_newest_to("k_phone2"))).subquery()
+_LAST_OUTGOING_EITHER = DriverStatement(select(_EITHER).order_by(_EITHER.c.id.desc()).limit(1))
 _FIND_OUTGOING = (
     select(t.messages)
     .where(
