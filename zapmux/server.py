@@ -64,6 +64,9 @@ def run(**overrides: Any) -> int:
         port=settings.port,
         log_config=None,
         access_log=False,
+        # X-Forwarded-For/-Proto would only rewrite the client address and scheme, which
+        # zapmux reads nowhere (no access log, no absolute URLs): not parsed per request
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
     _Server(config, app.state.gateway).run(sockets=[sock])
