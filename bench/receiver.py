@@ -20,18 +20,30 @@ def build_app() -> web.Application:
         arrivals.setdefault(body["run"], []).append((body["n"], body["enqueued_at"], now))
         return web.Response(status=200, text='{"ok":true}', content_type="application/json")
 
+    unique: dict[str, set[Any]] = {}  # per run, the keys seen (counted without a walk)
+
     async def any_hook(request: web.Request) -> web.Response:
         """Any JSON body (zapmux's own webhooks): counted by its ``message_id``."""
         body = json.loads(await request.read())
         key = body.get("message_id") or body.get("data", {}).get("message_id") or len(arrivals)
-        arrivals.setdefault(request.match_info["run"], []).append((key, 0.0, time.time()))
+        run = request.match_info["run"]
+        arrivals.setdefault(run, []).append((key, 0.0, time.time()))
+        unique.setdefault(run, set()).add(key)
         return web.Response(status=200, text='{"ok":true}', content_type="application/json")
 
     async def count(request: web.Request) -> web.Response:
-        got = arrivals.get(request.match_info["run"], [])
-        return web.json_response({"count": len(got), "unique": len({a[0] for a in got})})
+        run = request.match_info["run"]
+        got = arrivals.get(run, [])
+        seen = unique.get(run)
+        return web.json_response(
+            {
+                "count": len(got),
+                "unique": len(seen) if seen is not None else len({a[0] for a in got}),
+            }
+        )
 
     async def stats(request: web.Request) -> web.Response:
+        unique.pop(request.match_info["run"], None)
         data: dict[str, Any] = {"arrivals": arrivals.pop(request.match_info["run"], [])}
         return web.json_response(data)
 
