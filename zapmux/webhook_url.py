@@ -132,7 +132,18 @@ class CheckedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        results = await self.inner.resolve(host, port, family)
+        try:  # an address already (aiohttp never asks for one; the webhook client does)
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            results = await self.inner.resolve(host, port, family)
+        else:
+            kind = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+            results = [
+                ResolveResult(
+                    hostname=host, host=host, port=port, family=kind, proto=0,
+                    flags=socket.AI_NUMERICHOST,
+                )
+            ]  # fmt: skip
         addresses = [ipaddress.ip_address(r["host"].split("%", 1)[0]) for r in results]
         if not addresses or not all(self.allowed(a) for a in addresses):
             raise self.refusal(host)

@@ -4,6 +4,8 @@ claims to be."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from zapmux.errors import InvalidInput
@@ -35,5 +37,12 @@ async def test_the_webhook_resolver_refuses_a_link_local_address() -> None:
     try:
         with pytest.raises(OSError, match="link-local or reserved"):
             await resolver.resolve("169.254.169.254", 80)
+        with pytest.raises(OSError, match="link-local or reserved"):
+            await resolver.resolve("fe80::1", 80)
+        # an address is taken as it is (no look-up), and checked all the same
+        (v6,) = await resolver.resolve("::1", 8080)
+        assert (v6["host"], v6["port"], v6["family"]) == ("::1", 8080, socket.AF_INET6)
+        (v4,) = await resolver.resolve("10.0.0.7", 443)
+        assert (v4["host"], v4["family"]) == ("10.0.0.7", socket.AF_INET)
     finally:
         await resolver.close()
