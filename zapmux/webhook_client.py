@@ -11,7 +11,8 @@ What it does, and does not:
 
 - HTTP/1.1 over TCP, or TLS for ``https`` (the system's trusted certificates, the
   host name checked, as aiohttp does by default). Keep-alive: idle connections are
-  kept per origin and reused; one the receiver has closed is dropped when it closes.
+  kept per origin and reused; one the receiver has closed is dropped when it closes,
+  one idle for ``KEEP_IDLE_S`` is closed (one timer for all, only while any is idle).
   A reused connection that the receiver closed just as the request went out (no byte
   of an answer came back) is retried once on a new connection: the receiver either
   never saw it or dedupes it by ``X-Zapmux-Delivery`` (webhooks are at least once).
@@ -19,6 +20,8 @@ What it does, and does not:
   lead to link-local or metadata addresses) when a connection is opened; the
   connection is made to the address it returned, TLS still checks the name.
 - The whole attempt (connect, send, answer) has one ``timeout_s``: ``TimeoutError``.
+- A path or query is sent percent-encoded where it holds what a request line may not
+  (spaces, non-ASCII: UTF-8), as it came otherwise.
 - No redirects (a 3xx is an answer like any other), no proxies from the environment,
   no cookies, no compression, no ``Expect: 100-continue``.
 - Failures raise :class:`WebhookHTTPError` (an ``OSError``) with a message for
@@ -33,7 +36,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 from aiohttp.abc import AbstractResolver
@@ -41,6 +44,7 @@ from aiohttp.abc import AbstractResolver
 KEEP_IDLE_S = 15.0  # an idle connection older than this is closed, not reused
 MAX_IDLE = 64  # idle connections kept per origin
 _URLS_KEPT = 1024  # parsed URLs remembered
+_KEEP = "!#$%&'()*+,/:;=?@[]~"  # left as they are in a path or query (escapes included)
 
 
 class WebhookHTTPError(OSError):
@@ -70,9 +74,9 @@ class _Target:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError as exc:
             raise WebhookHTTPError(f"Invalid webhook URL {url!r}: {exc}") from exc
-        target = parts.path or "/"
+        target = quote(parts.path or "/", safe=_KEEP)
         if parts.query:
-            target += "?" + parts.query
+            target += "?" + quote(parts.query, safe=_KEEP)
         shown = f"[{host}]" if ":" in host else host
         if port != (443 if scheme == "https" else 80):
             shown += f":{port}"
@@ -175,6 +179,7 @@ class WebhookClient:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._tls = tls  # None: the system's trusted certificates, made when first needed
+        self._sweep: asyncio.TimerHandle | None = None  # set while connections are idle
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         """The answer's status and ``Retry-After``; raises ``TimeoutError`` after
@@ -207,9 +212,31 @@ class WebhookClient:
             idle = self._idle.setdefault(target.origin, [])
             if len(idle) < MAX_IDLE:
                 idle.append(conn)
+                if self._sweep is None:
+                    loop = asyncio.get_running_loop()
+                    self._sweep = loop.call_later(KEEP_IDLE_S, self._close_stale)
             else:
                 conn.close()
         return answer
+
+    def _close_stale(self) -> None:
+        """Close what has been idle ``KEEP_IDLE_S``; again later while any stays idle
+        (no timer at all once none is)."""
+        self._sweep = None
+        now = time.monotonic()
+        for origin, idle in list(self._idle.items()):
+            kept = []
+            for conn in idle:
+                if conn.reusable(now):
+                    kept.append(conn)
+                else:
+                    conn.close()
+            if kept:
+                self._idle[origin] = kept
+            else:
+                del self._idle[origin]
+        if self._idle:
+            self._sweep = asyncio.get_running_loop().call_later(KEEP_IDLE_S, self._close_stale)
 
     def _reuse(self, origin: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -260,6 +287,9 @@ class WebhookClient:
         return self._tls
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()

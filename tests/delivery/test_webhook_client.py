@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for
+from zapmux import webhook_client
 from zapmux.webhook_client import WebhookClient, WebhookHTTPError
 from zapmux.webhook_url import webhook_resolver
 
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
+OK = b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"ok":true}'
 BODY = b'{"message_id":"m1"}'
 HEADERS = {"Content-Type": "application/json", "X-Zapmux-Delivery": "d1"}
 
@@ -31,6 +33,7 @@ class RawReceiver:
 
     answer: Answerer
     connections: int = 0
+    hung_up: int = 0  # connections the client closed
     requests: list[bytes] = field(default_factory=list)
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
     port: int = 0
@@ -40,7 +43,11 @@ class RawReceiver:
         self.writers.append(writer)
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as exc:
+                    self.hung_up += not exc.partial
+                    raise
                 length = next(
                     int(line.split(b":", 1)[1])
                     for line in head.split(b"\r\n")
@@ -237,3 +244,35 @@ async def test_https_checks_the_certificate(
     finally:
         await untrusted.close()
         await trusting.close()
+
+
+async def test_idle_connections_are_closed_after_a_while(
+    serve: Callable[..., Awaitable[RawReceiver]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhook_client, "KEEP_IDLE_S", 0.2)
+    receiver = await serve(always(OK))
+    http = WebhookClient(2.0, webhook_resolver())
+    try:
+        assert (await http.post(receiver.url(), BODY, HEADERS)).status == 200
+        await asyncio.sleep(0.1)
+        assert receiver.hung_up == 0  # kept while fresh
+
+        async def closed() -> bool:
+            return receiver.hung_up == 1
+
+        await wait_for(closed, what="the idle connection closed")
+        assert (await http.post(receiver.url(), BODY, HEADERS)).status == 200  # a new one
+        assert receiver.connections == 2
+    finally:
+        await http.close()
+
+
+async def test_a_path_is_sent_percent_encoded(
+    serve: Callable[..., Awaitable[RawReceiver]], client: WebhookClient
+) -> None:
+    receiver = await serve(always(OK))
+    await client.post(receiver.url("/agenda/recepção hook?loja=São Paulo&x=%41"), BODY, HEADERS)
+    request_line = receiver.requests[0].split(b"\r\n", 1)[0]
+    assert request_line == (
+        b"POST /agenda/recep%C3%A7%C3%A3o%20hook?loja=S%C3%A3o%20Paulo&x=%41 HTTP/1.1"
+    )
