@@ -105,6 +105,9 @@ async def test_the_last_sent_is_the_newest_over_every_spelling_and_ignores_repli
     assert last is not None and last.message_id == "ZM1"
     assert last.from_me is False and last.is_group is False  # as stored, not SQLite's 0
     assert await store.last_outgoing("other", [PHONE, old_spelling]) is None
+    await store.add_message(message_record("t", "ZM4", "sent", PHONE))  # newer again
+    last = await store.last_outgoing("t", [PHONE, old_spelling])
+    assert last is not None and last.message_id == "ZM4"
 
 
 async def test_opt_outs_by_any_spelling_and_lifted(store: Store) -> None:

@@ -49,12 +49,14 @@ class DriverStatement:
         form = self._form(conn)
         cursor = _call(conn, form.sql, form.args(params), many=False)
         row = cursor.fetchone()
-        if row is None:
-            return None
-        return {
-            name: value if process is None else process(value)
-            for (name, process), value in zip(form.results(cursor), row, strict=True)
-        }
+        return None if row is None else _by_name(form.results(cursor), row)
+
+    def dicts(self, conn: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Execute a SELECT; every row as :meth:`first` gives one."""
+        form = self._form(conn)
+        cursor = _call(conn, form.sql, form.args(params), many=False)
+        rows = cursor.fetchall()
+        return [_by_name(form.results(cursor), row) for row in rows] if rows else []
 
     def count(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute; the rows it touched."""
@@ -66,6 +68,15 @@ class DriverStatement:
         if form is None:
             form = self._forms[name] = _Form(self.stmt, conn)
         return form
+
+
+def _by_name(
+    results: list[tuple[str, Callable[[Any], Any] | None]], row: Sequence[Any]
+) -> dict[str, Any]:
+    return {
+        name: value if process is None else process(value)
+        for (name, process), value in zip(results, row, strict=True)
+    }
 
 
 def _call(conn: Connection, sql: str, args: Any, *, many: bool) -> Any:
