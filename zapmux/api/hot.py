@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -75,7 +75,7 @@ class HotRoutes:
         except Exception as exc:  # as the server-error middleware: a 500, and to the log
             await _unexpected(Request(scope), exc)(scope, receive, send)
             raise
-        if isinstance(response, dict):
+        if isinstance(response, bytes):
             await _created(send, response)
         else:
             await response(scope, receive, send)
@@ -105,7 +105,7 @@ class HotRoutes:
 
     async def _answer(
         self, scope: Scope, tenant_id: str | None, body: BaseModel, key: str | None
-    ) -> Response | dict[str, Any]:
+    ) -> Response | bytes:
         """The route's answer: a response, or the body of a phone's 201."""
         request = Request(scope)
         gw = self.gateway
@@ -113,7 +113,8 @@ class HotRoutes:
             who = await caller(request, gw)
             if tenant_id is None:  # a phone's message (the sandbox's own route)
                 assert isinstance(body, PhoneMessageBody)
-                return await phone_sends(body, gw, await require_admin(who))
+                answer = await phone_sends(body, gw, await require_admin(who))
+                return _ENCODE(answer).encode()  # as JSONResponse renders it
             assert isinstance(body, SendBody)
             tenant_id = await tenant_in_path(tenant_id, who, gw)
             return await _send(tenant_id, body, gw, key)
@@ -127,10 +128,9 @@ class HotRoutes:
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
-async def _created(send: Send, content: dict[str, Any]) -> None:
-    """What ``JSONResponse(content, status_code=201)`` sends (the same bytes and
-    headers), without building one per message: a phone's answer."""
-    body = _ENCODE(content).encode()
+async def _created(send: Send, body: bytes) -> None:
+    """What ``JSONResponse(content, status_code=201)`` sends (``body`` is ``content``
+    rendered), without building one per message: a phone's answer."""
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]
     await send({"type": "http.response.start", "status": 201, "headers": headers})
     await send({"type": "http.response.body", "body": body})
