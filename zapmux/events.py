@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -215,19 +216,14 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, tuple):
         return any(_has_nul(v) for v in value)
     if isinstance(value, Event | Media):
-        return any(_has_nul(getattr(value, name)) for name in _texts(type(value)))
+        return any(_has_nul(getattr(value, name)) for name in _texts(type(value)))  # type: ignore[arg-type]
     return False
 
 
-_TEXTS: dict[type, tuple[str, ...]] = {}
-
-
+@functools.cache
 def _texts(cls: type) -> tuple[str, ...]:
     """The fields of an event (or its media) that may hold text."""
-    names = _TEXTS.get(cls)
-    if names is None:
-        names = _TEXTS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
-    return names
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
 
 
 def _storable(value: Any) -> Any:
