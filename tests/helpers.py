@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -270,6 +271,31 @@ class LiveServer(TenantSteps):
         self.server.should_exit = True
         if self.task:
             await self.task
+
+
+class Names(AbstractResolver):
+    """A DNS of the test's own: each name resolves to the address set for it at that
+    moment (``names[name] = ...`` points it elsewhere, as DNS rebinding does)."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        address = self.names.get(host)
+        if address is None:
+            raise OSError(f"{host}: Name or service not known")
+        kind = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [
+            ResolveResult(
+                hostname=host, host=address, port=port, family=kind, proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]  # fmt: skip
+
+    async def close(self) -> None:
+        pass
 
 
 @dataclass

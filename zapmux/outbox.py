@@ -30,7 +30,7 @@ from zapmux.states import DeliveryStatus
 from zapmux.store.base import OutboxStore, TenantStore
 from zapmux.store.records import ClaimCursor, Delivery, DeliveryResult
 from zapmux.webhook_client import WebhookClient
-from zapmux.webhook_url import webhook_resolver
+from zapmux.webhook_url import CheckedResolver, reaches_private, webhook_resolver
 
 log = logging.getLogger("zapmux.outbox")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -82,10 +82,12 @@ def new_delivery(
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where one attempt POSTs, and the secret it signs with."""
+    """Where one attempt POSTs, the secret it signs with, and whether it may reach a
+    loopback or private address (the operator's own network; webhook_url.py)."""
 
     url: str
     secret: str | None
+    private_ok: bool = True
 
 
 class Targets:
@@ -94,6 +96,8 @@ class Targets:
     ``flask`` is ``{FLASK_URL}/webhook/whatsapp`` as configured now; ``tenant:X`` is X's
     webhook as set now — for a message, X's messages go to the Flask URL when X has no
     webhook (any more), while the other events have nowhere to go then; ``url:U`` is U.
+    Only a tenant's webhook may be kept from private addresses (who set it decides):
+    the others are the operator's.
     A tenant created after the delivery is another tenant of the same name: it
     inherits nothing.
     """
@@ -114,7 +118,11 @@ class Targets:
         if kind == "tenant":
             tenant = await self.tenants.get_tenant(rest)
             if tenant and tenant.webhook_url and tenant.created_at <= delivery.created_at:
-                return Endpoint(tenant.webhook_url, tenant.webhook_secret or self.flask.secret)
+                url = tenant.webhook_url
+                private_ok = reaches_private(
+                    url, tenant.webhook_by, self.settings.allowed_webhook_hosts
+                )
+                return Endpoint(url, tenant.webhook_secret or self.flask.secret, private_ok)
             if delivery.event != "message":
                 return None
         return self.flask
@@ -209,8 +217,11 @@ class Deliverer:
         store: OutboxStore,
         metrics: Metrics | None = None,
         tenants: TenantStore | None = None,
+        resolver: CheckedResolver | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        # how webhook hosts are looked up (webhook_url.py; a test may bring its own names)
+        self.resolver = resolver or webhook_resolver()
         self.settings = settings
         self.store = store
         if tenants is None:  # where each tenant's webhook is looked up (at each attempt)
@@ -262,14 +273,13 @@ class Deliverer:
             released = await self.store.release_deliveries()
             if released:
                 log.info("🔄 %d deliveries interrupted by the last stop will be retried", released)
-        resolver = webhook_resolver()
-        self.http = WebhookClient(self.settings.delivery_timeout_s, resolver)
+        self.http = WebhookClient(self.settings.delivery_timeout_s, self.resolver)
         try:
             await self._loop()
         finally:
             await self._abandon_in_flight()
             await self.http.close()
-            await resolver.close()
+            await self.resolver.close()
 
     async def _abandon_in_flight(self) -> None:
         """On stop: write what finished, cancel the rest and unlock it for the next start."""
@@ -438,7 +448,10 @@ class Deliverer:
         body = delivery.body.encode()
         try:
             answer = await self.http.post(
-                endpoint.url, body, self.headers(delivery, body, endpoint.secret)
+                endpoint.url,
+                body,
+                self.headers(delivery, body, endpoint.secret),
+                endpoint.private_ok,
             )
         except TimeoutError:
             return Outcome(None, f"timed out after {self.settings.delivery_timeout_s:g}s")

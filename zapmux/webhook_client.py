@@ -18,7 +18,10 @@ What it does, and does not:
   never saw it or dedupes it by ``X-Zapmux-Delivery`` (webhooks are at least once).
 - Host names go through ``resolver`` (the webhook resolver, which refuses names that
   lead to link-local or metadata addresses) when a connection is opened; the
-  connection is made to the address it returned, TLS still checks the name.
+  connection is made to the address it returned, TLS still checks the name. A post
+  that may not reach the operator's network (``private_ok=False``: a webhook a
+  tenant token set) refuses loopback and private addresses too, and never takes a
+  connection a post that may reach them opened (the pool is kept apart).
 - The whole attempt (connect, send, answer) has one ``timeout_s``: ``TimeoutError``.
 - A path or query is sent percent-encoded where it holds what a request line may not
   (spaces, non-ASCII: UTF-8), as it came otherwise.
@@ -32,6 +35,7 @@ What it does, and does not:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
 import time
@@ -41,10 +45,17 @@ from urllib.parse import quote, urlsplit
 import httptools
 from aiohttp.abc import AbstractResolver
 
+from zapmux.webhook_url import private, private_refusal
+
 KEEP_IDLE_S = 15.0  # an idle connection older than this is closed, not reused
 MAX_IDLE = 64  # idle connections kept per origin
 _URLS_KEPT = 1024  # parsed URLs remembered
 _KEEP = "!#$%&'()*+,/:;=?@[]~"  # left as they are in a path or query (escapes included)
+
+
+#: Where idle connections are kept: the origin (scheme, host, port), and whether the
+#: posts that take them may reach a private address.
+_Pool = tuple[tuple[str, str, int], bool]
 
 
 class WebhookHTTPError(OSError):
@@ -176,32 +187,36 @@ class WebhookClient:
     ) -> None:
         self.timeout_s = timeout_s
         self.resolver = resolver
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._idle: dict[_Pool, list[_Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._tls = tls  # None: the system's trusted certificates, made when first needed
         self._sweep: asyncio.TimerHandle | None = None  # set while connections are idle
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], private_ok: bool = True
+    ) -> Answer:
         """The answer's status and ``Retry-After``; raises ``TimeoutError`` after
-        ``timeout_s``, :class:`WebhookHTTPError` when no answer came."""
+        ``timeout_s``, :class:`WebhookHTTPError` when no answer came (or the host
+        resolves to a private address ``private_ok`` forbids)."""
         target = self._target(url)
+        pool = (target.origin, private_ok)
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         request = b"".join(
             (target.head, b"Content-Length: %d\r\n" % len(body), lines.encode("latin-1"),
              b"\r\n", body)
         )  # fmt: skip
         async with asyncio.timeout(self.timeout_s):
-            conn = self._reuse(target.origin)
+            conn = self._reuse(pool)
             if conn is not None:
                 try:
-                    return await self._exchange(conn, target, request)
+                    return await self._exchange(conn, pool, request)
                 except WebhookHTTPError:
                     if conn.got_bytes:
                         raise  # it answered, badly: not a stale connection
-            conn = await self._connect(target.origin)
-            return await self._exchange(conn, target, request)
+            conn = await self._connect(pool)
+            return await self._exchange(conn, pool, request)
 
-    async def _exchange(self, conn: _Connection, target: _Target, request: bytes) -> Answer:
+    async def _exchange(self, conn: _Connection, pool: _Pool, request: bytes) -> Answer:
         try:
             answer = await conn.send(request)
         except BaseException:
@@ -209,7 +224,7 @@ class WebhookClient:
             raise
         if not conn.closed:
             conn.idle_since = time.monotonic()
-            idle = self._idle.setdefault(target.origin, [])
+            idle = self._idle.setdefault(pool, [])
             if len(idle) < MAX_IDLE:
                 idle.append(conn)
                 if self._sweep is None:
@@ -224,7 +239,7 @@ class WebhookClient:
         (no timer at all once none is)."""
         self._sweep = None
         now = time.monotonic()
-        for origin, idle in list(self._idle.items()):
+        for pool, idle in list(self._idle.items()):
             kept = []
             for conn in idle:
                 if conn.reusable(now):
@@ -232,14 +247,14 @@ class WebhookClient:
                 else:
                     conn.close()
             if kept:
-                self._idle[origin] = kept
+                self._idle[pool] = kept
             else:
-                del self._idle[origin]
+                del self._idle[pool]
         if self._idle:
             self._sweep = asyncio.get_running_loop().call_later(KEEP_IDLE_S, self._close_stale)
 
-    def _reuse(self, origin: tuple[str, str, int]) -> _Connection | None:
-        idle = self._idle.get(origin)
+    def _reuse(self, pool: _Pool) -> _Connection | None:
+        idle = self._idle.get(pool)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
@@ -248,14 +263,19 @@ class WebhookClient:
             conn.close()
         return None
 
-    async def _connect(self, origin: tuple[str, str, int]) -> _Connection:
-        scheme, host, port = origin
+    async def _connect(self, pool: _Pool) -> _Connection:
+        (scheme, host, port), private_ok = pool
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if scheme == "https" else None
         try:
             found = await self.resolver.resolve(host, port, socket.AF_UNSPEC)
         except OSError as exc:
             raise WebhookHTTPError(f"Cannot connect to host {host}:{port}: {exc}") from exc
+        if not private_ok:
+            for address in found:
+                if private(ipaddress.ip_address(address["host"].split("%", 1)[0])):
+                    why = private_refusal(host, address["host"])
+                    raise WebhookHTTPError(f"Cannot connect to host {host}:{port}: {why}")
         last: OSError | None = None
         for address in found:
             try:

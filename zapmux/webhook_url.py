@@ -14,12 +14,19 @@ work or point where zapmux must never POST.
 - ``ZAPMUX_WEBHOOK_ALLOWED_HOSTS``, when set, is also an allow-list for every webhook
   URL set through the API.
 
-A host *name* is not looked up here; at delivery the resolver refuses names that
-resolve to link-local or unspecified addresses (:func:`webhook_resolver`).
+A host *name* resolves to its addresses only later, and may resolve to others then
+(DNS rebinding), so it is checked at each new connection: the resolver refuses names
+that resolve to link-local or unspecified addresses (:func:`webhook_resolver`), and a
+webhook a tenant token set may not reach a loopback or private address unless its
+host is listed (:func:`reaches_private`, checked by the webhook client). At ``PUT`` a
+tenant's name is also looked up once, to refuse at once what would fail every time
+(:func:`check_tenant_host`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -65,6 +72,14 @@ def never_target(ip: IP) -> bool:
     )
 
 
+def private(ip: IP) -> bool:
+    """Loopback, private and the other addresses that are not public (``is_global``):
+    the operator's own network."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global
+
+
 def _parse(url: str) -> tuple[str, str]:
     """(scheme, host) of a well-formed http(s) URL, else ``invalid_url``."""
     if not url.isascii() or any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
@@ -106,9 +121,7 @@ def check_webhook_url(url: str, *, by_admin: bool, allowed_hosts: frozenset[str]
             f"webhook host {host} is not in ZAPMUX_WEBHOOK_ALLOWED_HOSTS",
             code="webhook_host_not_allowed",
         )
-    local = host == "localhost" or host.endswith(".localhost")
-    private = local or (ip is not None and not ip.is_global)
-    if private and not by_admin and host not in allowed_hosts:
+    if _local(host, ip) and not by_admin and host not in allowed_hosts:
         raise InvalidInput(
             f"webhook host {host} is a private or loopback address; a tenant token may use "
             "one only when it is listed in ZAPMUX_WEBHOOK_ALLOWED_HOSTS",
@@ -117,17 +130,83 @@ def check_webhook_url(url: str, *, by_admin: bool, allowed_hosts: frozenset[str]
     return url
 
 
+def _local(host: str, ip: IP | None) -> bool:
+    """A host that is a private address or ``localhost`` as written."""
+    return host == "localhost" or host.endswith(".localhost") or (ip is not None and private(ip))
+
+
+def reaches_private(url: str, set_by: str | None, allowed_hosts: frozenset[str]) -> bool:
+    """Whether a tenant's webhook may be posted to a loopback or private address: when
+    the admin set it, or its host is listed in ``ZAPMUX_WEBHOOK_ALLOWED_HOSTS``. One
+    set before zapmux kept who set it (``set_by`` None) may when its host is such an
+    address or ``localhost`` written out, which only the admin could set."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if set_by == "admin" or host in allowed_hosts:
+        return True
+    if set_by is None:
+        with contextlib.suppress(ValueError):
+            return _local(host, ipaddress.ip_address(host))
+        return _local(host, None)
+    return False
+
+
+def private_refusal(host: str, address: str) -> str:
+    return (
+        f"{host} resolves to a private or loopback address ({address}); a webhook set with "
+        "a tenant token reaches one only when its host is in ZAPMUX_WEBHOOK_ALLOWED_HOSTS"
+    )
+
+
+async def check_tenant_host(
+    url: str, resolver: CheckedResolver, allowed_hosts: frozenset[str], timeout_s: float = 3.0
+) -> None:
+    """At ``PUT`` with a tenant token: refuse a host name that resolves now to a private
+    or loopback address, unless it is listed (``webhook_host_not_allowed``), or to one
+    zapmux never posts to (``webhook_url_not_allowed``). A name that does not resolve
+    yet is taken: each delivery checks again (see the module docstring)."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if host in allowed_hosts:
+        return
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return  # an address: check_webhook_url judged it
+    try:
+        async with asyncio.timeout(timeout_s):
+            found = await resolver.lookup(host, 0, socket.AF_UNSPEC)
+    except (OSError, TimeoutError):
+        return
+    for result in found:
+        ip = ipaddress.ip_address(result["host"].split("%", 1)[0])
+        if never_target(ip):
+            raise _never(f"host {host} resolves to a link-local or reserved address")
+        if private(ip):
+            raise InvalidInput(
+                f"webhook host {private_refusal(host, result['host'])}",
+                code="webhook_host_not_allowed",
+            )
+
+
 class CheckedResolver(AbstractResolver):
     """Resolves like the system, then refuses a name unless every address it leads to is
     ``allowed``: ``refusal(host)`` is raised (an ``OSError``, which aiohttp reports as a
-    failed connection)."""
+    failed connection). ``inner`` looks names up: the system's resolver (in the loop
+    of each call), or a test's own names."""
 
     def __init__(
-        self, allowed: Callable[[IPAddress], bool], refusal: Callable[[str], OSError]
+        self,
+        allowed: Callable[[IPAddress], bool],
+        refusal: Callable[[str], OSError],
+        inner: AbstractResolver | None = None,
     ) -> None:
         self.allowed = allowed
         self.refusal = refusal
-        self.inner = ThreadedResolver()
+        self.inner = inner
+
+    async def lookup(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """What ``host`` resolves to, unchecked."""
+        return await (self.inner or ThreadedResolver()).resolve(host, port, family)
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -135,7 +214,7 @@ class CheckedResolver(AbstractResolver):
         try:  # an address already (aiohttp never asks for one; the webhook client does)
             literal = ipaddress.ip_address(host)
         except ValueError:
-            results = await self.inner.resolve(host, port, family)
+            results = await self.lookup(host, port, family)
         else:
             kind = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
             results = [
@@ -150,13 +229,15 @@ class CheckedResolver(AbstractResolver):
         return results
 
     async def close(self) -> None:
-        await self.inner.close()
+        if self.inner is not None:
+            await self.inner.close()
 
 
-def webhook_resolver() -> CheckedResolver:
+def webhook_resolver(inner: AbstractResolver | None = None) -> CheckedResolver:
     """The resolver webhooks are posted through: refuses names that lead to an address
     zapmux never POSTs to (a public-looking name for 169.254.169.254)."""
     return CheckedResolver(
         lambda ip: not never_target(ip),
         lambda host: OSError(f"{host} resolves to a link-local or reserved address"),
+        inner,
     )

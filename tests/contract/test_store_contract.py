@@ -72,8 +72,8 @@ async def test_migrate_twice_is_harmless(store: Store) -> None:
 
 async def _back_to_version_4(conn: Any) -> None:
     """The store as version 4 left it: each outbox row with its URL and secret, and
-    none of what versions 6 and 7 added (a tenant's raw ``detail``, a message's
-    ``error_code``; scheduled sends, questions, opt-outs)."""
+    none of what versions 6, 7 and 9 added (a tenant's raw ``detail``, a message's
+    ``error_code``; scheduled sends, questions, opt-outs; who set a webhook)."""
     for index in ("ix_messages_scheduled", "ix_messages_phone"):
         await conn.execute(text(f"DROP INDEX {index}"))
     for table, column in (
@@ -82,6 +82,7 @@ async def _back_to_version_4(conn: Any) -> None:
         ("messages", "error_code"),
         ("tenants", "opt_out_keywords"),
         ("tenants", "detail"),
+        ("tenants", "webhook_by"),
         ("sandbox_inbox", "options"),
     ):
         await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
@@ -107,6 +108,11 @@ async def test_a_version_1_store_is_migrated(sql_store: Store) -> None:
     assert old is not None and old.incarnation  # a tenant from before has a life too
     assert old.engine is None  # from before per-tenant engines: the server's default
     assert await sql_store.update_tenant("old", last_error="words", detail="raw")  # version 6
+    assert old.webhook_by is None  # set before zapmux kept who set it (version 9)
+    assert await sql_store.update_tenant(
+        "old", webhook_url="http://h.example/", webhook_by="tenant"
+    )
+    assert (await sql_store.get_tenant("old")).webhook_by == "tenant"  # type: ignore[union-attr]
     await sql_store.add_message(_message("old", "m1"), old.incarnation)
     await sql_store.create_tenant(TenantRecord(id="new", engine="cloud"))
     assert (await sql_store.get_tenant("new")).engine == "cloud"  # type: ignore[union-attr]

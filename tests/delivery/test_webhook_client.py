@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import Names, wait_for
 from zapmux import webhook_client
 from zapmux.webhook_client import WebhookClient, WebhookHTTPError
 from zapmux.webhook_url import webhook_resolver
@@ -208,6 +208,25 @@ async def test_nobody_listening_and_a_forbidden_name(client: WebhookClient) -> N
         await client.post("http://127.0.0.1:9/webhook/whatsapp", BODY, HEADERS)
     with pytest.raises(WebhookHTTPError, match="link-local or reserved"):
         await client.post("http://169.254.169.254/latest", BODY, HEADERS)
+
+
+async def test_a_tenant_webhook_never_reaches_a_private_address_by_name(
+    serve: Callable[..., Awaitable[RawReceiver]],
+) -> None:
+    receiver = await serve(always(OK))
+    http = WebhookClient(2.0, webhook_resolver(Names({"hooks.example": "127.0.0.1"})))
+    url = f"http://hooks.example:{receiver.port}/hook"
+    refused = r"hooks\.example resolves to a private or loopback address \(127\.0\.0\.1\)"
+    try:
+        with pytest.raises(WebhookHTTPError, match=refused):
+            await http.post(url, BODY, HEADERS, private_ok=False)  # a tenant's webhook
+        assert receiver.connections == 0
+        assert (await http.post(url, BODY, HEADERS)).status == 200  # the operator's may
+        with pytest.raises(WebhookHTTPError, match=refused):  # not on the kept connection
+            await http.post(url, BODY, HEADERS, private_ok=False)
+        assert receiver.connections == 1 and len(receiver.requests) == 1
+    finally:
+        await http.close()
 
 
 def _certificate(tmp_path: Path) -> tuple[Path, Path]:

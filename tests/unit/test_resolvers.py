@@ -10,7 +10,7 @@ import pytest
 
 from zapmux.errors import InvalidInput
 from zapmux.fetch import fetch_media, public_only_resolver
-from zapmux.webhook_url import webhook_resolver
+from zapmux.webhook_url import reaches_private, webhook_resolver
 
 
 async def test_a_media_name_that_leads_to_a_private_address_is_refused() -> None:
@@ -46,3 +46,21 @@ async def test_the_webhook_resolver_refuses_a_link_local_address() -> None:
         assert (v4["host"], v4["family"]) == ("10.0.0.7", socket.AF_INET)
     finally:
         await resolver.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "set_by", "listed", "reaches"),
+    [
+        ("http://hooks.example/x", "admin", "", True),  # the operator's network is his
+        ("http://hooks.example/x", "tenant", "", False),
+        ("http://hooks.example/x", "tenant", "hooks.example", True),  # listed for tenants
+        ("http://hooks.example/x", None, "", False),  # from before: a tenant's, maybe
+        ("http://10.0.0.5:8080/x", None, "", True),  # from before: only the admin could
+        ("http://localhost:8080/x", None, "", True),
+        ("http://10.0.0.5:8080/x", "tenant", "", False),  # listed once, not any more
+    ],
+)
+def test_who_set_a_webhook_decides_whether_it_reaches_private_addresses(
+    url: str, set_by: str | None, listed: str, reaches: bool
+) -> None:
+    assert reaches_private(url, set_by, frozenset(filter(None, [listed]))) is reaches

@@ -23,7 +23,7 @@ from zapmux.redact import redact_urls
 from zapmux.states import ALL as ALL_STATES
 from zapmux.states import DeliveryStatus
 from zapmux.store.records import Delivery
-from zapmux.webhook_url import check_webhook_url
+from zapmux.webhook_url import check_tenant_host, check_webhook_url
 
 router = APIRouter(route_class=StrictRoute)
 log = logging.getLogger("zapmux.outbox")
@@ -98,10 +98,18 @@ async def relay(
     return {"success": True, "delivery_id": delivery.delivery_id}
 
 
-def _webhook_view(url: str | None, secret: str | None, events: Sequence[str]) -> dict[str, Any]:
+def _webhook_view(
+    url: str | None, secret: str | None, events: Sequence[str], set_by: str | None
+) -> dict[str, Any]:
     hint = f"…{secret[-4:]}" if secret else None  # never echo a secret in full
     shown = redact_urls(url) if url else url  # credentials in the URL are never echoed
-    return {"url": shown, "secret_set": bool(secret), "secret_hint": hint, "events": events}
+    return {
+        "url": shown,
+        "secret_set": bool(secret),
+        "secret_hint": hint,
+        "events": events,
+        "set_by": set_by,
+    }
 
 
 @router.put("/tenants/{tenant_id}/webhook", tags=["webhooks"], summary="Set the tenant's webhook")
@@ -110,26 +118,35 @@ async def put_webhook(
 ) -> dict[str, Any]:
     import json
 
-    url = check_webhook_url(
-        body.url, by_admin=who.is_admin, allowed_hosts=gw.settings.allowed_webhook_hosts
-    )
+    allowed = gw.settings.allowed_webhook_hosts
+    url = check_webhook_url(body.url, by_admin=who.is_admin, allowed_hosts=allowed)
+    if not who.is_admin:
+        await check_tenant_host(url, gw.deliverer.resolver, allowed)
+    set_by = "admin" if who.is_admin else "tenant"  # each delivery checks by it
     events = sorted(set(body.events))
     await gw.tenants.update_tenant(
-        tenant.id, webhook_url=url, webhook_secret=body.secret, webhook_events=json.dumps(events)
+        tenant.id,
+        webhook_url=url,
+        webhook_secret=body.secret,
+        webhook_events=json.dumps(events),
+        webhook_by=set_by,
     )
     return {
         "success": True,
         "tenant_id": tenant.id,
-        "webhook": _webhook_view(url, body.secret, events),
+        "webhook": _webhook_view(url, body.secret, events, set_by),
     }
 
 
 @router.get("/tenants/{tenant_id}/webhook", tags=["webhooks"], summary="The tenant's webhook")
 async def get_webhook(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
     if not tenant.webhook_url:
-        view = _webhook_view(f"{gw.settings.flask_url}/webhook/whatsapp", None, ["message"])
+        flask = f"{gw.settings.flask_url}/webhook/whatsapp"
+        view = _webhook_view(flask, None, ["message"], "admin")
         return {"success": True, "tenant_id": tenant.id, "webhook": {**view, "default": True}}
-    view = _webhook_view(tenant.webhook_url, tenant.webhook_secret, tenant.events)
+    view = _webhook_view(
+        tenant.webhook_url, tenant.webhook_secret, tenant.events, tenant.webhook_by
+    )
     return {"success": True, "tenant_id": tenant.id, "webhook": {**view, "default": False}}
 
 
@@ -140,7 +157,7 @@ async def get_webhook(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
 )
 async def delete_webhook(tenant: TenantDep, gw: GatewayDep) -> dict[str, Any]:
     await gw.tenants.update_tenant(
-        tenant.id, webhook_url=None, webhook_secret=None, webhook_events=None
+        tenant.id, webhook_url=None, webhook_secret=None, webhook_events=None, webhook_by=None
     )
     return {"success": True, "tenant_id": tenant.id, "deleted": True}
 

@@ -28,6 +28,7 @@ class TenantRecord:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_events: str | None = None
+    webhook_by: str | None = None  # "admin" / "tenant": who set the webhook
     owner: str | None = None
     lease_until: float | None = None
     incarnation: str | None = None  # which life of this id (set at creation)

@@ -20,7 +20,7 @@ from sqlalchemy import (
 
 from zapmux.states import DeliveryStatus, Status, Wanted
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
@@ -56,6 +56,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX IF NOT EXISTS ix_messages_outgoing"
         " ON messages (tenant_id, direction, phone, id) WHERE direction = 'out'"
     ],
+    # who set a tenant's webhook (a tenant token may not reach private addresses)
+    9: ["ALTER TABLE tenants ADD COLUMN webhook_by VARCHAR(8)"],
 }
 metadata = MetaData()
 
@@ -81,6 +83,9 @@ tenants = Table(
     Column("webhook_url", Text),
     Column("webhook_secret", Text),
     Column("webhook_events", Text),
+    # who set the webhook: "admin" or "tenant" (a tenant token); NULL: set before
+    # zapmux kept it, or none set (webhook_url.py: who may reach a private address)
+    Column("webhook_by", String(8)),
     Column("owner", String(128)),
     Column("lease_until", Float),
     # Which life of this id the row is: a tenant deleted and created again gets a new
