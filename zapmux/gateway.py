@@ -19,7 +19,7 @@ from zapmux.hub import Hub
 from zapmux.inbound import Dispatcher
 from zapmux.metrics import Metrics
 from zapmux.optouts import OptOuts
-from zapmux.outbox import Deliverer
+from zapmux.outbox import Deliverer, OutboxCounts
 from zapmux.qr import qr_view
 from zapmux.scheduler import Scheduler
 from zapmux.sending import Sender
@@ -53,6 +53,7 @@ class Gateway:
         self.metrics = Metrics()
         self.tasks = TaskGroup()
         self.deliverer = Deliverer(settings, self.store, self.metrics, self.tenants)
+        self.outbox_counts = OutboxCounts(self.store)
         self.webhooks = Webhooks(self.store, self.hub, self.deliverer, self.tenants)
         self.optouts = OptOuts(self.store)
         self.dispatcher = Dispatcher(

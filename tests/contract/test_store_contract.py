@@ -376,6 +376,16 @@ async def test_delivered_rows_are_pruned_after_retention(store: Store) -> None:
     assert [d.delivery_id for d in await store.list_deliveries()] == [second.delivery_id]
 
 
+async def test_deliveries_are_counted_by_status_or_of_some_statuses(store: Store) -> None:
+    await store.enqueue_deliveries([_delivery(c, n) for n, c in enumerate("abcd")])
+    a, b, *_ = await store.claim_deliveries(2, lock_s=30)
+    await finish(store, a.delivery_id, status="delivered", attempts=1, last_error=None)
+    await finish(store, b.delivery_id, status="dead", attempts=1, last_error="HTTP 400")
+    assert await store.count_deliveries() == {"pending": 2, "delivered": 1, "dead": 1}
+    assert await store.count_deliveries(["pending", "dead"]) == {"pending": 2, "dead": 1}
+    assert await store.count_deliveries(["delivered"]) == {"delivered": 1}
+
+
 async def test_dead_deliveries_can_be_retried(store: Store) -> None:
     await store.enqueue_deliveries([_delivery("x", 1)])
     (d,) = await store.claim_deliveries(1, lock_s=30)

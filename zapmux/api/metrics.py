@@ -21,7 +21,7 @@ async def metrics(gw: GatewayDep, _: AdminDep) -> PlainTextResponse:
     for state, count in (await gw.tenants.count_tenants()).items():
         tenants[(("state", state),)] = count
     deliveries: dict[Labels, float] = {(("status", s.value),): 0 for s in DeliveryStatus}
-    for status, count in (await gw.store.count_deliveries()).items():
+    for status, count in (await gw.outbox_counts.current()).items():
         deliveries[(("status", status),)] = count
     gauges: dict[str, tuple[str, dict[Labels, float]]] = {
         "tenants": ("Tenants by state", tenants),

@@ -18,6 +18,7 @@ from zapmux.api.tenants import next_page, tenant_view
 from zapmux.errors import Conflict, NotFound
 from zapmux.gateway import Gateway
 from zapmux.ids import validate_tenant_id
+from zapmux.outbox import ATTENTION
 from zapmux.phone import normalize_phone
 from zapmux.redact import redact_urls
 from zapmux.states import ALL as ALL_STATES
@@ -64,7 +65,7 @@ async def server_status(
         "tenants": counts,
         "connections": [tenant_view(r, gw.settings.engine) for r in records],
         "next": next_page(records, limit),
-        "deliveries": await gw.store.count_deliveries(),
+        "deliveries": await gw.outbox_counts.current(),
         "background_tasks": {"running": len(gw.tasks.tasks), "failures": gw.tasks.failures[-10:]},
     }
     return JSONResponse(body)
@@ -187,7 +188,7 @@ async def list_deliveries(
     summary="Are webhooks failing? Pending and dead counts, and the last error",
 )
 async def delivery_health(gw: GatewayDep, _: AdminDep) -> dict[str, Any]:
-    counts = await gw.store.count_deliveries()
+    counts = await gw.store.count_deliveries(ATTENTION)
     # the newest rows tell whether the receiver fails now: enough for a banner
     failing = [
         d for d in await gw.store.list_deliveries(DeliveryStatus.PENDING, limit=100) if d.last_error

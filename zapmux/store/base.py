@@ -289,7 +289,9 @@ class OutboxStore(ABC):
         state unless it is in flight at this moment: a stuck row stops blocking its chat."""
 
     @abstractmethod
-    async def count_deliveries(self) -> dict[str, int]: ...
+    async def count_deliveries(self, statuses: Sequence[str] | None = None) -> dict[str, int]:
+        """How many rows of each status (of ``statuses`` only, when given: a pending or
+        dead count reads only those rows, not the delivered ones kept for replay)."""
 
 
 class IdempotencyStore(ABC):

@@ -145,9 +145,10 @@ class MemoryOutbox(MemoryTables):
             d.locked_until, d.last_error = None, None
         return len(chosen)
 
-    async def count_deliveries(self) -> dict[str, int]:
+    async def count_deliveries(self, statuses: Sequence[str] | None = None) -> dict[str, int]:
         await turn()
-        return dict(Counter(d.status for d in self.tables.outbox.values()))
+        rows = self.tables.outbox.values()
+        return dict(Counter(d.status for d in rows if statuses is None or d.status in statuses))
 
 
 def _unlocked(d: Delivery, now: float) -> bool:

@@ -303,7 +303,10 @@ class OutboxTables(SqlTables):
             )
         )
 
-    async def count_deliveries(self) -> dict[str, int]:
+    async def count_deliveries(self, statuses: Sequence[str] | None = None) -> dict[str, int]:
         o = t.outbox.c
-        rows = await self._all(select(o.status, func.count()).group_by(o.status))
+        stmt = select(o.status, func.count())
+        if statuses is not None:  # ranges of ix_outbox_due
+            stmt = stmt.where(o.status.in_(list(statuses)))
+        rows = await self._all(stmt.group_by(o.status))
         return {r[0]: int(r[1]) for r in rows}
