@@ -62,6 +62,7 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.scheduling
+	$(BIN)/python -m bench.backlog
 	$(BIN)/python -m bench hotpath
 	$(BIN)/python scripts/measure_whatsmeow_workers.py 8
 

@@ -35,6 +35,9 @@ from zapmux.webhook_url import CheckedResolver, reaches_private, webhook_resolve
 log = logging.getLogger("zapmux.outbox")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 POLL_S = 1.0  # how often an idle deliverer looks for rows no wake-up told it about
+#: A look at every pending row takes at most this share of the time: a long one (rows
+#: piled up behind webhooks that are down) comes that much less often than POLL_S.
+LOOK_SHARE = 0.02
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -280,11 +283,14 @@ class Deliverer:
         self.wakeup = asyncio.Event()
         self.in_flight: dict[asyncio.Task[None], str] = {}
         self.done: list[DeliveryResult] = []  # outcomes not yet written
-        self.retries: list[float] = []  # heap: when the retries this node decided are due
+        # heap: when the retries this node decided are due, and of which chat
+        self.retries: list[tuple[float, str]] = []
         # What the next claim may skip: rows up to ``scanned`` (None: look at all), and
-        # the last look at all (``scanned_at``); chats whose delivery has finished.
+        # the last look at all (``scanned_at``, and how long it took); chats whose
+        # delivery has finished, or whose retry is due.
         self.scanned: int | None = None
         self.scanned_at = 0.0
+        self.look_s = 0.0
         self.rescan = False
         self.finished_chats: set[str] = set()
         self.http: WebhookClient | None = None
@@ -377,20 +383,26 @@ class Deliverer:
     async def _round(self, batch: list[DeliveryResult], free: int) -> list[Delivery]:
         """One finish-and-claim. It looks at every pending row only when something
         may have changed that the deliverer was not told of (at start, when woken by
-        ``wake``, when a retry of its own is due, and once a second for what other
-        nodes did); else at the rows queued since and the chats it finished."""
+        ``wake``, and once a second for what other nodes did — less often when such a
+        look takes long: ``LOOK_SHARE``); else at the rows queued since, the chats it
+        finished and those whose retry is due."""
         began = time.time()
+        while self.retries and self.retries[0][0] <= began:
+            self.finished_chats.add(heapq.heappop(self.retries)[1])
         full = (
             self.scanned is None
             or self.rescan
-            or began - self.scanned_at >= POLL_S
-            or bool(self.retries and self.retries[0] <= began)
+            or began - self.scanned_at >= max(POLL_S, self.look_s / LOOK_SHARE)
         )
         # A chat gives one row at most: as many chats as there are free slots this
-        # round, the others the next.
-        waiting = list(self.finished_chats)
-        chats, self.finished_chats = waiting[:free], set(waiting[free:])
-        since = None if full or self.scanned is None else ClaimCursor(self.scanned, tuple(chats))
+        # round, the others the next (after a look at all, which may stop at its limit
+        # before their rows: they are asked for by name then).
+        chats: list[str] = []
+        since = None
+        if not full and self.scanned is not None:
+            waiting = list(self.finished_chats)
+            chats, self.finished_chats = waiting[:free], set(waiting[free:])
+            since = ClaimCursor(self.scanned, tuple(chats))
         try:
             claimed = await self.store.finish_and_claim(batch, free, self._lock_s(), since)
         except BaseException:
@@ -400,9 +412,7 @@ class Deliverer:
         if claimed.last_id is not None:  # (a look at all that stopped at its limit
             self.scanned = claimed.last_id  # leaves what the cursor says as it was)
         if full:
-            self.rescan, self.scanned_at = False, began
-            while self.retries and self.retries[0] <= began:
-                heapq.heappop(self.retries)  # the claim has looked at it
+            self.rescan, self.scanned_at, self.look_s = False, began, time.time() - began
         return claimed.deliveries
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -434,7 +444,7 @@ class Deliverer:
             return
         wait = POLL_S
         if self.retries and len(self.in_flight) < self.settings.delivery_concurrency:
-            wait = min(max(self.retries[0] - time.time(), 0.01), POLL_S)
+            wait = min(max(self.retries[0][0] - time.time(), 0.01), POLL_S)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that
         # arrives as the wakeup does, and the deliverer would then never stop.
         with contextlib.suppress(TimeoutError):
@@ -474,7 +484,7 @@ class Deliverer:
         retry_at = None
         if decision.status == DeliveryStatus.PENDING:
             retry_at = time.time() + decision.delay
-            heapq.heappush(self.retries, retry_at)
+            heapq.heappush(self.retries, (retry_at, delivery.chat_key))
         else:  # the next row of its chat may go now
             self.finished_chats.add(delivery.chat_key)
         self.done.append(

@@ -246,8 +246,8 @@ class OutboxStore(ABC):
         With ``since``, the claim looks only at the heads of ``since.chats`` and at the
         rows queued after ``since.last_id`` (not at every pending row, which may be a
         long queue behind a webhook that is down); rows that became claimable otherwise
-        (a lock or a retry's time ran out, another node let go) wait for a claim
-        without it.
+        (a lock or a retry's time ran out, unless its chat is named; another node let
+        go) wait for a claim without it.
         """
         # Here every claim looks at every row: ``since`` changes nothing.
         await self.finish_deliveries(results)
