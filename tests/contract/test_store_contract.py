@@ -21,6 +21,7 @@ from zapmux.store.base import Store
 from zapmux.store.memory import MemoryStore
 from zapmux.store.records import (
     ClaimCursor,
+    Claimed,
     CloudAccount,
     DeliveryResult,
     IdempotentAnswer,
@@ -319,6 +320,32 @@ async def test_a_round_writes_outcomes_before_it_claims(store: Store) -> None:
     assert claimed[0].locked_until is not None
     assert (await store.get_delivery(a1.delivery_id)).status == "delivered"  # type: ignore[union-attr]
     assert (await store.finish_and_claim([], 10, lock_s=30)).deliveries == []  # a#2 locked
+
+
+async def test_a_look_beside_the_writer_claims_what_the_writers_own_would(
+    sql_store: Store,
+) -> None:
+    """Once a look at every pending row is slow (rows piled up behind a dead webhook),
+    the next runs as a read beside the writer (``sql_outbox.SLOW_LOOK_S``), the writer
+    claiming what it picked: the same rows as above, round by round."""
+
+    async def look(results: list[DeliveryResult]) -> Claimed:
+        sql_store._slow_look = True  # type: ignore[attr-defined]
+        return await sql_store.finish_and_claim(results, 10, lock_s=30)
+
+    await sql_store.enqueue_deliveries([_delivery("a", 1), _delivery("a", 2), _delivery("b", 1)])
+    await sql_store.enqueue_deliveries([_delivery("b", 2)])
+    first = await look([])
+    a1, b1 = sorted(first.deliveries, key=lambda d: d.chat_key)
+    assert first.last_id is not None  # fewer than its limit: it saw every row
+    results = [
+        DeliveryResult(a1.delivery_id, "delivered", 1, None),
+        DeliveryResult(b1.delivery_id, "pending", 1, "HTTP 503", time.time() + 60),
+    ]
+    claimed = (await look(results)).deliveries
+    assert [(d.chat_key, d.body, d.attempts) for d in claimed] == [("a", '{"n":2}', 0)]
+    assert claimed[0].locked_until is not None
+    assert (await look([])).deliveries == []  # a#2 in flight, b waits for its retry
 
 
 async def test_a_round_since_the_last_looks_at_new_rows_and_finished_chats(store: Store) -> None:

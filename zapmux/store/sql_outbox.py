@@ -124,10 +124,14 @@ def _claiming(picked: Any) -> DriverStatement:
     )
 
 
-# A look at every pending row (the deliverer's, now and then) runs as a read, beside the
-# writer: behind a webhook that is down for hours a chat's rows pile up, and the walk
-# through them (100,000 rows: 130 ms on SQLite) held every other write up. The writer
-# then only locks the ids it picked, each checked again (it may have changed since).
+# A look at every pending row (the deliverer's, now and then) runs in the writer's
+# transaction while it is quick (a few rows: one statement, no other hop). Behind a
+# webhook that is down for hours a chat's rows pile up, and the walk through them
+# (100,000 rows: 145 ms on SQLite) held every other write up: once a look took longer
+# than SLOW_LOOK_S (of its own CPU time: a wait for the GIL is no reason), the next runs
+# beside the writer as a read, and the writer only locks the ids it picked, each
+# checked again (it may have changed since); back in the writer once one is quick.
+SLOW_LOOK_S = 0.005
 _PICKED_SELECT = select(_o.c.id).where(
     and_(
         _o.c.id.in_(bindparam("ids", expanding=True)),
@@ -193,17 +197,46 @@ def _chats_of(conn: Connection, delivery_ids: list[str]) -> list[str]:
     return [row[0] for row in conn.execute(_CHATS_OF, {"ids": delivery_ids})]
 
 
-def _look(conn: Connection, limit: int) -> tuple[list[int], int]:
-    """The ids a claim may take now (up to ``limit``), and the newest id there was when
-    looking (one read: the rows after it are new to the look)."""
+def _claim_looked(
+    conn: Connection,
+    looked: tuple[list[int], int],
+    finished: list[str],
+    limit: int,
+    params: dict[str, Any],
+    picked: Any,
+    head: DriverStatement,
+) -> tuple[list[Any], int | None]:
+    """A claim of what a look beside the writer picked (``_look``), in the writer: the
+    heads of the chats whose delivery ``finished`` in this round (the look saw them
+    blocked), then the picked ids that are still free."""
+    rows: list[Any] = []
+    for chat in _chats_of(conn, finished):
+        if len(rows) < limit:
+            rows += head.rows(conn, {**params, "chat": chat})
+    taken = {row[0] for row in rows}
+    ids, last_id = looked
+    free = [i for i in ids if i not in taken][: limit - len(rows)]
+    if free:
+        rows += list(conn.execute(picked, {**params, "ids": free}))
+    # the look saw every row up to last_id, unless it stopped at its limit
+    return rows, None if len(ids) >= limit else last_id
+
+
+def _look(conn: Connection, limit: int) -> tuple[list[int], int, float]:
+    """The ids a claim may take now (up to ``limit``), the newest id there was when
+    looking (one read: the rows after it are new to the look), and the CPU time the
+    look took."""
+    began = time.thread_time()
     ids = [row[0] for row in conn.execute(_CLAIM_SELECT, {"now": time.time(), "limit": limit})]
-    return ids, int(conn.execute(_LAST_ID.stmt).scalar() or 0)
+    last_id = int(conn.execute(_LAST_ID.stmt).scalar() or 0)
+    return ids, last_id, time.thread_time() - began
 
 
 class OutboxTables(SqlTables):
     """Mixed into ``SqlStore``; ``_lock`` is its own."""
 
-    _claim_stmt: tuple[Any, DriverStatement, DriverStatement] | None
+    _claim_stmt: tuple[DriverStatement, Any, DriverStatement, DriverStatement] | None
+    _slow_look = False  # the last look at every pending row took over SLOW_LOOK_S
 
     def _lock(self, stmt: Any) -> Any:
         return stmt
@@ -244,10 +277,12 @@ class OutboxTables(SqlTables):
         since: ClaimCursor | None = None,
     ) -> Claimed:
         outcomes = [_outcome(r, time.time()) for r in results]
-        picked, newer, head = self._claim_statements()
+        full, picked, newer, head = self._claim_statements()
         looked: tuple[list[int], int] | None = None
-        if since is None and limit > 0:
-            looked = await self.reader.read(lambda conn: _look(conn, limit))
+        if since is None and limit > 0 and self._slow_look:
+            picks, newest, spent = await self.reader.read(lambda conn: _look(conn, limit))
+            looked = (picks, newest)
+            self._slow_look = spent > SLOW_LOOK_S
 
         def job(conn: Connection) -> tuple[list[Any], int | None]:
             if outcomes:
@@ -258,21 +293,14 @@ class OutboxTables(SqlTables):
             params = {"now": now, "until": now + lock_s}
             rows: list[Any] = []
             if since is None:
-                if looked is None:
-                    return rows, _last_id(conn)
-                ids, last_id = looked
-                # the rows this round's outcomes unblock (the look saw them blocked)
-                for chat in _chats_of(
-                    conn, [o["b_id"] for o in outcomes if o["b_status"] != DeliveryStatus.PENDING]
-                ):
-                    if len(rows) < limit:
-                        rows += head.rows(conn, {**params, "chat": chat})
-                taken = {row[0] for row in rows}
-                ids = [i for i in ids if i not in taken][: limit - len(rows)]
-                if ids:
-                    rows += list(conn.execute(picked, {**params, "ids": ids}))
-                # the look saw every row up to last_id, unless it stopped at its limit
-                return rows, None if len(looked[0]) >= limit else last_id
+                if looked is not None:
+                    finished = [o["b_id"] for o in outcomes if o["b_status"] != "pending"]
+                    return _claim_looked(conn, looked, finished, limit, params, picked, head)
+                if limit > 0:
+                    began = time.thread_time()  # its own time, not the GIL's
+                    rows = full.rows(conn, {**params, "limit": limit})
+                    self._slow_look = time.thread_time() - began > SLOW_LOOK_S
+                return rows, None if len(rows) >= limit else _last_id(conn)
             for chat in since.chats:
                 if len(rows) < limit:
                     rows += head.rows(conn, {**params, "chat": chat})
@@ -287,11 +315,12 @@ class OutboxTables(SqlTables):
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id or 0))
         return Claimed(claimed, last_id)
 
-    def _claim_statements(self) -> tuple[Any, DriverStatement, DriverStatement]:
+    def _claim_statements(self) -> tuple[DriverStatement, Any, DriverStatement, DriverStatement]:
         # Built once per store: PostgreSQL's lock the rows they pick (never waiting for
         # a row another node holds).
         if self._claim_stmt is None:
             self._claim_stmt = (
+                _claiming(self._lock(_CLAIM_SELECT)),
                 update(_o)
                 .where(_o.c.id.in_(self._lock(_PICKED_SELECT).scalar_subquery()))
                 .values(locked_until=bindparam("until"))
