@@ -35,7 +35,6 @@ What it does, and does not:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import ssl
 import time
@@ -45,7 +44,7 @@ from urllib.parse import quote, urlsplit
 import httptools
 from aiohttp.abc import AbstractResolver
 
-from zapmux.webhook_url import private, private_refusal
+from zapmux.webhook_url import address_of, private, private_refusal
 
 KEEP_IDLE_S = 15.0  # an idle connection older than this is closed, not reused
 MAX_IDLE = 64  # idle connections kept per origin
@@ -273,7 +272,7 @@ class WebhookClient:
             raise WebhookHTTPError(f"Cannot connect to host {host}:{port}: {exc}") from exc
         if not private_ok:
             for address in found:
-                if private(ipaddress.ip_address(address["host"].split("%", 1)[0])):
+                if private(address_of(address)):
                     why = private_refusal(host, address["host"])
                     raise WebhookHTTPError(f"Cannot connect to host {host}:{port}: {why}")
         last: OSError | None = None

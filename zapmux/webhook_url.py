@@ -26,7 +26,7 @@ tenant's name is also looked up once, to refuse at once what would fail every ti
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -100,10 +100,9 @@ def _parse(url: str) -> tuple[str, str]:
 
 
 def _address(host: str) -> IP | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
+    ip = _literal(host)
+    if ip is not None:
+        return ip
     last = host.rsplit(".", 1)[-1]
     if last.isdigit() or last.startswith("0x"):  # 2852039166, 0xa9fea9fe, 169.254.43518
         raise _invalid("has a host that is neither a name nor a plain IP address")
@@ -130,24 +129,34 @@ def check_webhook_url(url: str, *, by_admin: bool, allowed_hosts: frozenset[str]
     return url
 
 
+def address_of(result: ResolveResult) -> IP:
+    """The address a resolver found (without an IPv6 zone, ``fe80::1%eth0``)."""
+    return ipaddress.ip_address(result["host"].split("%", 1)[0])
+
+
+def _literal(host: str) -> IP | None:
+    """The address ``host`` is written as, if it is one."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 def _local(host: str, ip: IP | None) -> bool:
     """A host that is a private address or ``localhost`` as written."""
     return host == "localhost" or host.endswith(".localhost") or (ip is not None and private(ip))
 
 
+@functools.lru_cache(maxsize=1024)  # asked at every attempt to a tenant's webhook
 def reaches_private(url: str, set_by: str | None, allowed_hosts: frozenset[str]) -> bool:
     """Whether a tenant's webhook may be posted to a loopback or private address: when
     the admin set it, or its host is listed in ``ZAPMUX_WEBHOOK_ALLOWED_HOSTS``. One
     set before zapmux kept who set it (``set_by`` None) may when its host is such an
     address or ``localhost`` written out, which only the admin could set."""
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    host = _parse(url)[1]  # (set through check_webhook_url: well formed)
     if set_by == "admin" or host in allowed_hosts:
         return True
-    if set_by is None:
-        with contextlib.suppress(ValueError):
-            return _local(host, ipaddress.ip_address(host))
-        return _local(host, None)
-    return False
+    return set_by is None and _local(host, _literal(host))
 
 
 def private_refusal(host: str, address: str) -> str:
@@ -164,19 +173,16 @@ async def check_tenant_host(
     or loopback address, unless it is listed (``webhook_host_not_allowed``), or to one
     zapmux never posts to (``webhook_url_not_allowed``). A name that does not resolve
     yet is taken: each delivery checks again (see the module docstring)."""
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    if host in allowed_hosts:
-        return
-    with contextlib.suppress(ValueError):
-        ipaddress.ip_address(host)
-        return  # an address: check_webhook_url judged it
+    host = _parse(url)[1]
+    if host in allowed_hosts or _literal(host) is not None:
+        return  # listed, or an address: check_webhook_url judged it
     try:
         async with asyncio.timeout(timeout_s):
             found = await resolver.lookup(host, 0, socket.AF_UNSPEC)
     except (OSError, TimeoutError):
         return
     for result in found:
-        ip = ipaddress.ip_address(result["host"].split("%", 1)[0])
+        ip = address_of(result)
         if never_target(ip):
             raise _never(f"host {host} resolves to a link-local or reserved address")
         if private(ip):
@@ -223,7 +229,7 @@ class CheckedResolver(AbstractResolver):
                     flags=socket.AI_NUMERICHOST,
                 )
             ]  # fmt: skip
-        addresses = [ipaddress.ip_address(r["host"].split("%", 1)[0]) for r in results]
+        addresses = [address_of(r) for r in results]
         if not addresses or not all(self.allowed(a) for a in addresses):
             raise self.refusal(host)
         return results

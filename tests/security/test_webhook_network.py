@@ -50,6 +50,8 @@ async def test_a_tenant_token_cannot_reach_the_operators_network(tmp_path: Path)
         assert "internal.example resolves to a private or loopback address (127.0.0.1)" in message
         answer = await tenant.put("/tenants/shop/webhook", json={"url": f"{hooks.url}/hook"})
         assert_error(answer, 400, "webhook_host_not_allowed")  # the address itself
+        unchanged = (await tenant.get("/tenants/shop/webhook")).json()["webhook"]
+        assert unchanged["default"] is True  # refused: nothing was set
 
         # the admin may: it is the operator's network
         answer = await server.http.put("/tenants/shop/webhook", json={"url": internal})

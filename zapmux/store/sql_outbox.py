@@ -76,16 +76,16 @@ def _chosen(delivery_id: str | None, tenant_id: str | None) -> Any:
 
 
 _o = t.outbox
+#: A row a claim may take: pending, due, not locked, the oldest pending one of its chat.
+_CLAIMABLE = and_(
+    _o.c.status == DeliveryStatus.PENDING,
+    _o.c.next_attempt_at <= bindparam("now"),
+    _unlocked(_o),
+    ~_blocked(_o),
+)
 _CLAIM_SELECT = (
     select(_o.c.id)
-    .where(
-        and_(
-            _o.c.status == DeliveryStatus.PENDING,
-            _o.c.next_attempt_at <= bindparam("now"),
-            _unlocked(_o),
-            ~_blocked(_o),
-        )
-    )
+    .where(_CLAIMABLE)
     # By ix_outbox_due's order alone, which PostgreSQL can walk and stop at the limit;
     # "and then by id" made it sort every due row first (the order within a chat is
     # the NOT EXISTS's, not this one's).
@@ -108,6 +108,11 @@ _COLUMNS = tuple(c.name for c in _o.c)  # the order of a claimed row's values
 
 
 def _claiming(picked: Any) -> DriverStatement:
+    """:func:`_claim_of` ``picked``, compiled once (``picked`` takes no list)."""
+    return DriverStatement(_claim_of(picked))
+
+
+def _claim_of(picked: Any) -> Any:
     """Lock the rows ``picked`` chooses for the claimer, in one statement.
 
     The rows are not checked again outside the pick: on SQLite nothing else writes
@@ -116,7 +121,7 @@ def _claiming(picked: Any) -> DriverStatement:
     changed again before taking it. (A status test outside would also make SQLite
     walk the pending rows rather than look each picked id up.)
     """
-    return DriverStatement(
+    return (
         update(_o)
         .where(_o.c.id.in_(picked.scalar_subquery()))
         .values(locked_until=bindparam("until"))
@@ -133,13 +138,7 @@ def _claiming(picked: Any) -> DriverStatement:
 # checked again (it may have changed since); back in the writer once one is quick.
 SLOW_LOOK_S = 0.005
 _PICKED_SELECT = select(_o.c.id).where(
-    and_(
-        _o.c.id.in_(bindparam("ids", expanding=True)),
-        _o.c.status == DeliveryStatus.PENDING,
-        _o.c.next_attempt_at <= bindparam("now"),
-        _unlocked(_o),
-        ~_blocked(_o),
-    )
+    and_(_o.c.id.in_(bindparam("ids", expanding=True)), _CLAIMABLE)
 )
 
 # Rows queued after ``after``: the due chat heads among them, walked by id. The tests
@@ -294,7 +293,8 @@ class OutboxTables(SqlTables):
             rows: list[Any] = []
             if since is None:
                 if looked is not None:
-                    finished = [o["b_id"] for o in outcomes if o["b_status"] != "pending"]
+                    pending = DeliveryStatus.PENDING
+                    finished = [o["b_id"] for o in outcomes if o["b_status"] != pending]
                     return _claim_looked(conn, looked, finished, limit, params, picked, head)
                 if limit > 0:
                     began = time.thread_time()  # its own time, not the GIL's
@@ -321,10 +321,7 @@ class OutboxTables(SqlTables):
         if self._claim_stmt is None:
             self._claim_stmt = (
                 _claiming(self._lock(_CLAIM_SELECT)),
-                update(_o)
-                .where(_o.c.id.in_(self._lock(_PICKED_SELECT).scalar_subquery()))
-                .values(locked_until=bindparam("until"))
-                .returning(*_o.c),
+                _claim_of(self._lock(_PICKED_SELECT)),
                 _claiming(self._lock(_NEWER_SELECT)),
                 _claiming(self._lock(_HEAD_SELECT)),
             )
