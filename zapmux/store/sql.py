@@ -265,7 +265,7 @@ class SqlStore(
                     remember_answer(conn, key)
                 return insert_message(conn, message)
 
-        message.id = await self._write(job, message.tenant_id)
+        message.id = await self._write(job, message.tenant_id, quick=True)
         return message
 
     async def record_incoming(
@@ -282,7 +282,7 @@ class SqlStore(
                 self._insert_deliveries(conn, deliveries)
 
         try:
-            await self._write(job)
+            await self._write(job, quick=True)
         except IntegrityError:
             return False
         return True
@@ -369,7 +369,7 @@ class SqlStore(
                 mark_sent(conn, params)
                 remember_answer(conn, answer)
 
-        await self._write(job, tenant_id)
+        await self._write(job, tenant_id, quick=True)
 
     async def apply_receipt(
         self, tenant_id: str, wa_ids: Sequence[str], status: str, error: str | None = None
@@ -380,7 +380,7 @@ class SqlStore(
         def job(conn: Connection) -> list[str]:
             return apply_receipt(conn, tenant_id, wa_ids, status, error)
 
-        return await self._write(job, tenant_id)
+        return await self._write(job, tenant_id, quick=True)
 
     # --- idempotency and the JID cache ---------------------------------------------
     async def get_idempotent(

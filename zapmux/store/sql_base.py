@@ -34,10 +34,13 @@ class SqlTables:
     writer: Writer | Lanes
     reader: Reader
 
-    async def _write(self, job: Callable[[Connection], T], lane: str | None = None) -> T:
+    async def _write(
+        self, job: Callable[[Connection], T], lane: str | None = None, quick: bool = False
+    ) -> T:
         """Run ``job`` in the writer's next batch; its result once committed (``lane``:
-        see ``writer.Lanes``)."""
-        return await self.writer.write(job, lane)
+        see ``writer.Lanes``; ``quick``: a write of a few rows by key, see
+        ``writer.Writer``)."""
+        return await self.writer.write(job, lane, quick)
 
     def _notify(self, conn: Connection, topic: str, key: str) -> None:
         """Tell the other nodes, when the transaction of ``conn`` commits, that ``key``

@@ -236,6 +236,7 @@ class OutboxTables(SqlTables):
 
     _claim_stmt: tuple[DriverStatement, Any, DriverStatement, DriverStatement] | None
     _slow_look = False  # the last look at every pending row took over SLOW_LOOK_S
+    _quick_look = False  # one has been seen to take under SLOW_LOOK_S (none is yet, at start)
 
     def _lock(self, stmt: Any) -> Any:
         return stmt
@@ -259,7 +260,7 @@ class OutboxTables(SqlTables):
             with in_life(conn, tenant_id, incarnation):
                 self._insert_deliveries(conn, deliveries)
 
-        await self._write(job)
+        await self._write(job, quick=True)
 
     async def claim_deliveries(self, limit: int, lock_s: float) -> list[Delivery]:
         return (await self.finish_and_claim([], limit, lock_s)).deliveries
@@ -300,6 +301,7 @@ class OutboxTables(SqlTables):
                     began = time.thread_time()  # its own time, not the GIL's
                     rows = full.rows(conn, {**params, "limit": limit})
                     self._slow_look = time.thread_time() - began > SLOW_LOOK_S
+                    self._quick_look = not self._slow_look
                 return rows, None if len(rows) >= limit else _last_id(conn)
             for chat in since.chats:
                 if len(rows) < limit:
@@ -310,7 +312,10 @@ class OutboxTables(SqlTables):
             last_id = max(r[0] for r in more) if len(more) == limit - len(rows) else _last_id(conn)
             return rows + more, last_id
 
-        rows, last_id = await self._write(job)
+        # A look at every pending row is a quick write (may run in the loop's thread)
+        # only once one was seen to be: the first after start may meet a long backlog.
+        full_look = since is None and looked is None and limit > 0
+        rows, last_id = await self._write(job, quick=not full_look or self._quick_look)
         claimed = [Delivery(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id or 0))
         return Claimed(claimed, last_id)

@@ -120,7 +120,7 @@ class SandboxTables(SqlTables):
             _TO_PHONE.run(conn, _values(message))
             return None if receipt is None else _push(conn, message.tenant_id, receipt)
 
-        return await self._write(job)
+        return await self._write(job, quick=True)
 
     async def sandbox_inbox(self, phone: str, unread_only: bool = False) -> list[InboxMessage]:
         i = t.sandbox_inbox
@@ -148,7 +148,7 @@ class SandboxTables(SqlTables):
                 self._notify(conn, SANDBOX_CHANGES, tenant_id)
             return pending_id
 
-        return await self._write(job)
+        return await self._write(job, quick=True)
 
     async def sandbox_pending(self, tenant_id: str, limit: int = 100) -> list[tuple[int, str]]:
         rows = await self._all(_PENDING, {"k_tenant": tenant_id, "k_limit": limit})
@@ -166,7 +166,7 @@ class SandboxTables(SqlTables):
     async def sandbox_ack(self, *pending_ids: int) -> None:
         if pending_ids:
             ids = [{"k_id": pending_id} for pending_id in pending_ids]
-            await self._write(lambda conn: _ACK.run_many(conn, ids))
+            await self._write(lambda conn: _ACK.run_many(conn, ids), quick=True)
 
 
 def _push(conn: Connection, tenant_id: str, event: str) -> int:

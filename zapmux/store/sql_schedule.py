@@ -131,7 +131,8 @@ class ScheduleTables(SqlTables):
                 MessageStatus.QUEUED,
                 status=MessageStatus.SENDING,
                 chat=chat,
-            )
+            ),
+            quick=True,
         )
 
     async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:

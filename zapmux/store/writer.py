@@ -6,10 +6,18 @@ every job that arrived while the previous commit was under way and runs them, in
 arrival order, in one transaction on its own connection. A burst of sends, receipts
 and outbox rows thus costs a share of a commit each, not a commit each.
 
-- SQLite: the writer's connection is a plain ``sqlite3`` one in a thread of its own,
-  and a whole batch runs there in one hop (not one hop per statement, as through
-  aiosqlite). No two connections ever compete for SQLite's one write lock; readers
-  use the async pool beside it (WAL).
+- SQLite: the writer's connection is a plain ``sqlite3`` one. A batch of *quick*
+  jobs (the few writes every message makes: a row or two each, handed in with
+  ``quick=True``) runs right in the loop's thread: the batch costs well under a
+  millisecond there, where handing it to a thread and back cost more than the batch
+  itself, and kept every message waiting for both hand-offs (issue 10). Any other
+  batch runs in the writer's own thread, so a write that may take long (deleting a
+  tenant and its history) never stops the loop. In the loop's thread the connection
+  never waits for SQLite's write lock: should another connection hold it, the batch
+  goes to the thread, which waits. Nor does it checkpoint: the WAL is copied back
+  into the database in the thread, before a batch there, every ``checkpoint_every``
+  commits. No two of zapmux's connections ever compete for the one write lock;
+  readers use others (WAL).
 - PostgreSQL: the batch runs on a pooled asyncpg connection (``run_sync``); a few
   writers run side by side (:class:`Lanes`), each write going to the writer of its
   tenant's lane, so that one batch's round trips do not hold up every other write.
@@ -28,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 import zlib
 from collections.abc import Callable
@@ -41,6 +50,18 @@ T = TypeVar("T")
 Job = Callable[[Connection], Any]
 log = logging.getLogger("zapmux.store")
 
+#: SQLite: commits between two checkpoints (each in the writer's thread). A message's
+#: commit adds some ten pages to the WAL; SQLite's own default is one at 1,000 pages.
+CHECKPOINT_EVERY = 100
+#: SQLite: WAL pages past which a checkpoint also waits for readers to leave the log,
+#: so that it starts again from the beginning (~40 MB at SQLite's page size of 4 KB):
+#: readers that keep coming can otherwise keep a plain checkpoint from ever reaching
+#: the log's end, and the file grows without bound.
+WAL_RESTART_PAGES = 10_000
+#: SQLite: how long a batch in the writer's thread waits for a write lock another
+#: connection holds (in the loop's thread a batch never waits: it goes to the thread).
+LOCK_WAIT_MS = 30_000
+_SQLITE_BUSY = 5
 
 class Writer:
     """The store's only writer (see the module docstring).
@@ -50,12 +71,19 @@ class Writer:
     """
 
     def __init__(
-        self, engine: AsyncEngine, sync_engine: Engine | None = None, max_batch: int = 500
+        self,
+        engine: AsyncEngine,
+        sync_engine: Engine | None = None,
+        max_batch: int = 500,
+        checkpoint_every: int = CHECKPOINT_EVERY,
     ) -> None:
         self.engine = engine
         self.sync_engine = sync_engine
         self.max_batch = max_batch
-        self._queue: list[tuple[Job, asyncio.Future[Any]]] = []
+        self.checkpoint_every = checkpoint_every
+        self._commits = 0  # SQLite: commits since the last checkpoint
+        self._lock_wait: int | None = None  # SQLite: the connection's busy_timeout now
+        self._queue: list[tuple[Job, asyncio.Future[Any], bool]] = []
         self._pending = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -64,12 +92,16 @@ class Writer:
         self._thread = _Thread("zapmux-writer") if sync_engine else None
         self.batches = 0  # commits made
         self.jobs = 0  # jobs committed
+        self.inline = 0  # SQLite: batches run in the loop's thread
 
-    async def write(self, job: Callable[[Connection], T], lane: str | None = None) -> T:
+    async def write(
+        self, job: Callable[[Connection], T], lane: str | None = None, quick: bool = False
+    ) -> T:
         """Run ``job`` in the next batch; its result once that batch is committed.
+        ``quick``: the job writes a row or a few, by key (see the module docstring).
         (``lane``: see :class:`Lanes`; one writer has one.)"""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((job, future))
+        self._queue.append((job, future, quick))
         self._ensure_running()
         self._pending.set()
         return await future
@@ -94,12 +126,14 @@ class Writer:
                 del self._queue[: self.max_batch]
                 await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
-        live = [(job, future) for job, future in batch if not future.cancelled()]
+    async def _commit(self, batch: list[tuple[Job, asyncio.Future[Any], bool]]) -> None:
+        live = [one for one in batch if not one[1].cancelled()]
         if not live:
             return
         try:
-            results = await self._transaction([job for job, _ in live])
+            results = await self._transaction(
+                [job for job, _, _ in live], all(quick for _, _, quick in live)
+            )
         except Exception as exc:
             if len(live) == 1:
                 _settle(live[0][1], exc=exc)
@@ -109,12 +143,20 @@ class Writer:
             return
         self.batches += 1
         self.jobs += len(live)
-        for (_, future), result in zip(live, results, strict=True):
+        for (_, future, _), result in zip(live, results, strict=True):
             _settle(future, result=result)
 
-    async def _transaction(self, jobs: list[Job]) -> list[Any]:
+    async def _transaction(self, jobs: list[Job], quick: bool) -> list[Any]:
         if self._thread is not None:
-            return await self._thread.run(self._sync_batch, jobs)
+            if quick and self._commits < self.checkpoint_every:
+                try:
+                    results = self._sync_batch(jobs, wait=False)
+                except _LockHeld:
+                    pass  # another connection holds the write lock: wait in the thread
+                else:
+                    self.inline += 1
+                    return results
+            return await self._thread.run(self._sync_batch, jobs, True)
         conn = await self._connection()
         try:
             async with conn.begin():
@@ -123,18 +165,50 @@ class Writer:
             await self._discard()  # whatever state it is in, the next batch starts clean
             raise
 
-    def _sync_batch(self, jobs: list[Job]) -> list[Any]:
-        """In the writer's thread: the batch in one transaction on its own connection."""
+    def _sync_batch(self, jobs: list[Job], wait: bool) -> list[Any]:
+        """The batch in one transaction on the writer's own connection: in the writer's
+        thread (``wait``: for a write lock held elsewhere, after a checkpoint when one
+        is due), or in the loop's (raising :class:`_LockHeld` rather than waiting)."""
         assert self.sync_engine is not None
         if self._sync_conn is None or self._sync_conn.closed:
             self._sync_conn = self.sync_engine.connect()
+            self._lock_wait = None
+            self._pragma("wal_autocheckpoint=0")  # checkpoints: in the thread, below
+        conn = self._sync_conn
         try:
-            with self._sync_conn.begin():
-                return _run_jobs(self._sync_conn, jobs)
-        except Exception:
-            self._sync_conn.close()
+            lock_wait = LOCK_WAIT_MS if wait else 0
+            if self._lock_wait != lock_wait:
+                self._pragma(f"busy_timeout={lock_wait}")
+                self._lock_wait = lock_wait
+            if wait and self._commits >= self.checkpoint_every:
+                self._checkpoint()
+            with conn.begin():
+                results = _run_jobs(conn, jobs)
+            self._commits += 1
+            return results
+        except Exception as exc:
+            conn.close()
             self._sync_conn = None
+            if not wait and _lock_held(exc):
+                raise _LockHeld from exc
             raise
+
+    def _pragma(self, pragma: str) -> list[Any]:
+        assert self._sync_conn is not None
+        cursor = self._sync_conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            return list(cursor.execute(f"PRAGMA {pragma}"))
+        finally:
+            cursor.close()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the database (in the writer's thread, between two
+        transactions): the next transaction then starts the log again from its
+        beginning, unless a reader still reads the end of it."""
+        ((_, pages, _),) = self._pragma("wal_checkpoint(PASSIVE)")
+        if pages >= WAL_RESTART_PAGES:  # readers kept it from starting again: wait for them
+            self._pragma("wal_checkpoint(RESTART)")
+        self._commits = 0
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None or self._conn.closed:
@@ -168,6 +242,19 @@ class Writer:
             self.sync_engine.dispose()
 
 
+class _LockHeld(Exception):
+    """SQLite: another connection holds the write lock (a batch in the loop's thread
+    does not wait for it)."""
+
+
+def _lock_held(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", exc)
+    return (
+        isinstance(orig, sqlite3.OperationalError)
+        and (getattr(orig, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
+    )
+
+
 class Lanes:
     """PostgreSQL: a few writers side by side, each a :class:`Writer` on a connection of
     its own, so that batches overlap: a batch waits for one round trip per statement,
@@ -190,9 +277,11 @@ class Lanes:
     def __init__(self, engine: AsyncEngine, lanes: int) -> None:
         self.writers = [Writer(engine) for _ in range(max(1, lanes))]
 
-    async def write(self, job: Callable[[Connection], T], lane: str | None = None) -> T:
+    async def write(
+        self, job: Callable[[Connection], T], lane: str | None = None, quick: bool = False
+    ) -> T:
         """:meth:`Writer.write` on the writer of ``lane``."""
-        return await self.writers[self._index(lane)].write(job)
+        return await self.writers[self._index(lane)].write(job, quick=quick)
 
     def _index(self, lane: str | None) -> int:
         others = len(self.writers) - 1
