@@ -63,6 +63,7 @@ WAL_RESTART_PAGES = 10_000
 LOCK_WAIT_MS = 30_000
 _SQLITE_BUSY = 5
 
+
 class Writer:
     """The store's only writer (see the module docstring).
 
