@@ -61,6 +61,13 @@ WAL_RESTART_PAGES = 10_000
 #: SQLite: how long a batch in the writer's thread waits for a write lock another
 #: connection holds (in the loop's thread a batch never waits: it goes to the thread).
 LOCK_WAIT_MS = 30_000
+#: SQLite: rounds of the loop a batch waits before it starts, so that the writes of
+#: requests already read (their handlers not yet run) join it. A commit writes every
+#: page the batch touched (some ten for a message: its row and each index's), so a
+#: batch of seven messages costs little more than one of four; three rounds took the
+#: inbound benchmark's batches from ~4 jobs to ~6.7 and its throughput up by a sixth.
+#: Idle, a round is a few microseconds.
+GATHER_ROUNDS = 3
 _SQLITE_BUSY = 5
 
 
@@ -121,6 +128,9 @@ class Writer:
     async def _run(self) -> None:
         while not (self._closing and not self._queue):
             await self._pending.wait()
+            if self._thread is not None:  # SQLite: let writes about to come join the batch
+                for _ in range(GATHER_ROUNDS):
+                    await asyncio.sleep(0)
             self._pending.clear()
             while self._queue:
                 batch = self._queue[: self.max_batch]
