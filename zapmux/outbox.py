@@ -19,12 +19,12 @@ import hmac
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from zapmux.backoff import Backoff
 from zapmux.config import Settings
+from zapmux.ids import time_ordered_hex
 from zapmux.metrics import Metrics
 from zapmux.states import DeliveryStatus
 from zapmux.store.base import OutboxStore, TenantStore
@@ -74,7 +74,7 @@ def new_delivery(
 ) -> Delivery:
     body = _BODY(payload)
     return Delivery(
-        delivery_id=uuid.uuid4().hex,
+        delivery_id=time_ordered_hex(),
         event=event,
         target=target,
         body=body,
