@@ -15,6 +15,7 @@ raises them, so callers catch one kind whichever way a statement ran.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,13 @@ class DriverStatement:
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Execute and fetch every row (a RETURNING or a SELECT)."""
         return list(self.run(conn, params).fetchall())
+
+    def run_record(self, conn: Connection, record: Any) -> Any:
+        """:meth:`run` with each parameter the attribute of ``record`` of its name (an
+        INSERT of a record: its columns), read in one step rather than through a dict
+        of them and a look-up of each."""
+        form = self._form(conn)
+        return _call(conn, form.sql, form.of_record(record), many=False)
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """Execute a SELECT; its first row by column name (values as SQLAlchemy would
@@ -114,6 +122,12 @@ class _Form:
             for name, processor in zip(self.names, self.processors, strict=True)
         ]
         self._plain = not any(self.processors)  # no value to convert (most statements)
+        # of_record: the record's attributes of the parameters' names, as a tuple, and
+        # where each value that needs converting stands
+        self._take: Callable[[Any], Any] = (
+            operator.attrgetter(*self.names) if self.names else lambda record: ()
+        )
+        self._convert = [(i, process) for i, process in enumerate(self.processors) if process]
         self.dialect = conn.dialect
         self.columns = compiled._result_columns
         self._results: list[tuple[str, Callable[[Any], Any] | None]] | None = None
@@ -127,6 +141,18 @@ class _Form:
                 for column, described in zip(self.columns, cursor.description, strict=True)
             ]
         return self._results
+
+    def of_record(self, record: Any) -> Sequence[Any]:
+        """The parameters, each the attribute of ``record`` of its name."""
+        taken = self._take(record)
+        if len(self.names) == 1:
+            taken = (taken,)
+        if not self._convert:
+            return taken  # type: ignore[no-any-return]
+        args = list(taken)
+        for i, process in self._convert:
+            args[i] = process(args[i])
+        return args
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         if self._plain:

@@ -574,7 +574,7 @@ _REMEMBER_ANSWER = insert(t.idempotency)
 
 def insert_message(conn: Connection, message: MessageRecord) -> int | None:
     """Add ``message`` to the log on ``conn`` (inside a write job); its row id."""
-    (row,) = _INSERT_MESSAGE.rows(conn, _values(message))
+    (row,) = _INSERT_MESSAGE.run_record(conn, message).fetchall()
     return int(row[0])
 
 

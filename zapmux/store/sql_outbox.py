@@ -28,7 +28,6 @@ from zapmux.store import schema as t
 from zapmux.store.driver import DriverStatement
 from zapmux.store.guard import in_life
 from zapmux.store.records import ClaimCursor, Claimed, Delivery, DeliveryResult
-from zapmux.store.rows import values as _values
 from zapmux.store.sql_base import SqlTables
 
 
@@ -249,7 +248,7 @@ class OutboxTables(SqlTables):
             d.next_attempt_at = d.next_attempt_at or now
         if deliveries:
             for d in deliveries:
-                _INSERT.run(conn, _values(d))
+                _INSERT.run_record(conn, d)
 
     async def enqueue_deliveries(
         self, deliveries: Sequence[Delivery], incarnation: str | None = None
