@@ -370,6 +370,33 @@ async def test_a_round_since_the_last_looks_at_new_rows_and_finished_chats(store
     assert [(d.chat_key, d.body) for d in limited.deliveries] == [("b", '{"n":2}')]
 
 
+async def test_a_round_takes_the_heads_of_many_finished_chats_at_once(store: Store) -> None:
+    """The heads of the chats named are claimed in one statement per 64 of them (and
+    a list padded to one of a few sizes): each chat's next row, none twice, nothing of
+    a chat not named, whatever the count."""
+    for count in (1, 3, 70):
+        chats = [f"c{count}-{i}" for i in range(count)]
+        await store.enqueue_deliveries([_delivery(c, n) for n in (1, 2) for c in chats])
+        await store.enqueue_deliveries([_delivery(f"other{count}", 1)])
+        first = await store.finish_and_claim([], 1000, lock_s=30)
+        assert sorted(d.body for d in first.deliveries) == ['{"n":1}'] * (count + 1)
+        done = [
+            DeliveryResult(d.delivery_id, "delivered", 1, None)
+            for d in first.deliveries
+            if d.chat_key in chats
+        ]
+        since = ClaimCursor(first.last_id or 0, tuple(chats))
+        second = await store.finish_and_claim(done, 1000, lock_s=30, since=since)
+        assert sorted((d.chat_key, d.body) for d in second.deliveries) == sorted(
+            (c, '{"n":2}') for c in chats
+        )
+        rest = [d for d in first.deliveries if d.chat_key not in chats]
+        await store.finish_deliveries([DeliveryResult(rest[0].delivery_id, "delivered", 1, None)])
+        await store.finish_deliveries(
+            [DeliveryResult(d.delivery_id, "delivered", 1, None) for d in second.deliveries]
+        )
+
+
 async def test_a_row_queued_as_a_round_waits_its_turn_is_claimed_by_it(store: Store) -> None:
     """Written just before the round runs (in its batch, or one committed meanwhile):
     due for it, not passed over."""

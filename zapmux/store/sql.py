@@ -83,6 +83,7 @@ class SqlStore(
         self.writer: Writer | Lanes = Writer(engine, sync_engine)
         self.reader = Reader(engine, sync_engine)
         self._claim_stmt: Any = None
+        self._heads_stmt = {}
 
     # --- lifecycle -----------------------------------------------------------------
     async def migrate(self) -> None:

@@ -5,7 +5,7 @@ PostgreSQL), record outcomes in batches, list, replay and prune."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -157,21 +157,32 @@ _NEWER_SELECT = (
     .order_by(_o.c.id)
     .limit(bindparam("limit", type_=Integer))
 )
-# One chat's head (its oldest pending row), if due and free: the row a finished
-# delivery of that chat lets go next.
-_HEAD = (
-    select(func.min(_o.c.id))
-    .where(and_(_o.c.chat_key == bindparam("chat"), _o.c.status == DeliveryStatus.PENDING))
-    .scalar_subquery()
-)
-_HEAD_SELECT = select(_o.c.id).where(
-    and_(
-        _o.c.id == _HEAD,
-        _o.c.status == DeliveryStatus.PENDING,
-        _o.c.next_attempt_at <= bindparam("now"),
-        _unlocked(_o),
+# The heads (oldest pending rows) of a few chats, those due and free: the rows that
+# finished deliveries of those chats let go next. One statement for the chats of a
+# round (a seek each), not one per chat: ``HEADS`` chats at most, the list padded
+# with its last chat to the next of a few sizes, so that few forms are compiled.
+HEADS = 64
+_HEAD_SIZES = (1, 2, 4, 8, 16, 32, HEADS)
+
+
+def _heads_select(size: int) -> Any:
+    heads = [
+        select(func.min(_o.c.id))
+        .where(and_(_o.c.chat_key == bindparam(f"chat{i}"), _o.c.status == DeliveryStatus.PENDING))
+        .scalar_subquery()
+        for i in range(size)
+    ]
+    return select(_o.c.id).where(
+        and_(
+            _o.c.id.in_(heads),
+            # kept off their index (as in _NEWER_SELECT): the heads are looked up by id
+            (_o.c.status + "") == DeliveryStatus.PENDING,
+            (_o.c.next_attempt_at + 0) <= bindparam("now"),
+            _unlocked(_o),
+        )
     )
-)
+
+
 _LAST_ID = DriverStatement(select(func.max(_o.c.id)))
 
 
@@ -202,15 +213,12 @@ def _claim_looked(
     limit: int,
     params: dict[str, Any],
     picked: Any,
-    head: DriverStatement,
+    heads: Callable[[Connection, Sequence[str], dict[str, Any]], list[Any]],
 ) -> tuple[list[Any], int | None]:
     """A claim of what a look beside the writer picked (``_look``), in the writer: the
     heads of the chats whose delivery ``finished`` in this round (the look saw them
     blocked), then the picked ids that are still free."""
-    rows: list[Any] = []
-    for chat in _chats_of(conn, finished):
-        if len(rows) < limit:
-            rows += head.rows(conn, {**params, "chat": chat})
+    rows = heads(conn, _chats_of(conn, finished)[:limit], params)
     taken = {row[0] for row in rows}
     ids, last_id = looked
     free = [i for i in ids if i not in taken][: limit - len(rows)]
@@ -233,7 +241,8 @@ def _look(conn: Connection, limit: int) -> tuple[list[int], int, float]:
 class OutboxTables(SqlTables):
     """Mixed into ``SqlStore``; ``_lock`` is its own."""
 
-    _claim_stmt: tuple[DriverStatement, Any, DriverStatement, DriverStatement] | None
+    _claim_stmt: tuple[DriverStatement, Any, DriverStatement] | None
+    _heads_stmt: dict[int, DriverStatement]
     _slow_look = False  # the last look at every pending row took over SLOW_LOOK_S
     _quick_look = False  # one has been seen to take under SLOW_LOOK_S (none is yet, at start)
 
@@ -276,7 +285,7 @@ class OutboxTables(SqlTables):
         since: ClaimCursor | None = None,
     ) -> Claimed:
         outcomes = [_outcome(r, time.time()) for r in results]
-        full, picked, newer, head = self._claim_statements()
+        full, picked, newer = self._claim_statements()
         looked: tuple[list[int], int] | None = None
         if since is None and limit > 0 and self._slow_look:
             picks, newest, spent = await self.reader.read(lambda conn: _look(conn, limit))
@@ -295,16 +304,14 @@ class OutboxTables(SqlTables):
                 if looked is not None:
                     pending = DeliveryStatus.PENDING
                     finished = [o["b_id"] for o in outcomes if o["b_status"] != pending]
-                    return _claim_looked(conn, looked, finished, limit, params, picked, head)
+                    return _claim_looked(conn, looked, finished, limit, params, picked, self._heads)
                 if limit > 0:
                     began = time.thread_time()  # its own time, not the GIL's
                     rows = full.rows(conn, {**params, "limit": limit})
                     self._slow_look = time.thread_time() - began > SLOW_LOOK_S
                     self._quick_look = not self._slow_look
                 return rows, None if len(rows) >= limit else _last_id(conn)
-            for chat in since.chats:
-                if len(rows) < limit:
-                    rows += head.rows(conn, {**params, "chat": chat})
+            rows = self._heads(conn, since.chats[:limit], params)
             if len(rows) >= limit:
                 return rows, since.last_id  # the new rows wait for the next round
             more = newer.rows(conn, {**params, "limit": limit - len(rows), "after": since.last_id})
@@ -319,7 +326,7 @@ class OutboxTables(SqlTables):
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id or 0))
         return Claimed(claimed, last_id)
 
-    def _claim_statements(self) -> tuple[DriverStatement, Any, DriverStatement, DriverStatement]:
+    def _claim_statements(self) -> tuple[DriverStatement, Any, DriverStatement]:
         # Built once per store: PostgreSQL's lock the rows they pick (never waiting for
         # a row another node holds).
         if self._claim_stmt is None:
@@ -327,9 +334,21 @@ class OutboxTables(SqlTables):
                 _claiming(self._lock(_CLAIM_SELECT)),
                 _claim_of(self._lock(_PICKED_SELECT)),
                 _claiming(self._lock(_NEWER_SELECT)),
-                _claiming(self._lock(_HEAD_SELECT)),
             )
         return self._claim_stmt
+
+    def _heads(self, conn: Connection, chats: Sequence[str], params: dict[str, Any]) -> list[Any]:
+        """Claim the heads of ``chats`` that are due and free (in a write job)."""
+        rows: list[Any] = []
+        for first in range(0, len(chats), HEADS):
+            some = chats[first : first + HEADS]
+            size = next(size for size in _HEAD_SIZES if size >= len(some))
+            stmt = self._heads_stmt.get(size)
+            if stmt is None:
+                stmt = self._heads_stmt[size] = _claiming(self._lock(_heads_select(size)))
+            named = {f"chat{i}": some[min(i, len(some) - 1)] for i in range(size)}
+            rows += stmt.rows(conn, {**params, **named})
+        return rows
 
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
         o = t.outbox.c
