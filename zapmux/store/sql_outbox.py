@@ -244,7 +244,6 @@ class OutboxTables(SqlTables):
     _claim_stmt: tuple[DriverStatement, Any, DriverStatement] | None
     _heads_stmt: dict[int, DriverStatement]
     _slow_look = False  # the last look at every pending row took over SLOW_LOOK_S
-    _quick_look = False  # one has been seen to take under SLOW_LOOK_S (none is yet, at start)
 
     def _lock(self, stmt: Any) -> Any:
         return stmt
@@ -309,7 +308,6 @@ class OutboxTables(SqlTables):
                     began = time.thread_time()  # its own time, not the GIL's
                     rows = full.rows(conn, {**params, "limit": limit})
                     self._slow_look = time.thread_time() - began > SLOW_LOOK_S
-                    self._quick_look = not self._slow_look
                 return rows, None if len(rows) >= limit else _last_id(conn)
             rows = self._heads(conn, since.chats[:limit], params)
             if len(rows) >= limit:
@@ -318,10 +316,10 @@ class OutboxTables(SqlTables):
             last_id = max(r[0] for r in more) if len(more) == limit - len(rows) else _last_id(conn)
             return rows + more, last_id
 
-        # A look at every pending row is a quick write (may run in the loop's thread)
-        # only once one was seen to be: the first after start may meet a long backlog.
+        # A look at every pending row (once a second at most) may meet a long backlog:
+        # never a quick write, so never in the loop's thread (store.writer).
         full_look = since is None and looked is None and limit > 0
-        rows, last_id = await self._write(job, quick=not full_look or self._quick_look)
+        rows, last_id = await self._write(job, quick=not full_look)
         claimed = [Delivery(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id or 0))
         return Claimed(claimed, last_id)
