@@ -100,7 +100,6 @@ class Writer:
         self._thread = _Thread("zapmux-writer") if sync_engine else None
         self.batches = 0  # commits made
         self.jobs = 0  # jobs committed
-        self.inline = 0  # SQLite: batches run in the loop's thread
 
     async def write(
         self, job: Callable[[Connection], T], lane: str | None = None, quick: bool = False
@@ -165,7 +164,6 @@ class Writer:
                 except _LockHeld:
                     pass  # another connection holds the write lock: wait in the thread
                 else:
-                    self.inline += 1
                     return results
             return await self._thread.run(self._sync_batch, jobs, True)
         conn = await self._connection()
