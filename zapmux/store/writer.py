@@ -2,9 +2,10 @@
 
 Callers hand a *job* (a plain function of one SQLAlchemy ``Connection``) to
 :meth:`Writer.write` and wait for its commit. One task owns the writes: it takes
-every job that arrived while the previous commit was under way and runs them, in
-arrival order, in one transaction on its own connection. A burst of sends, receipts
-and outbox rows thus costs a share of a commit each, not a commit each.
+every job that arrived while the previous commit was under way (on SQLite, also
+those handed in during the next ``GATHER_ROUNDS`` rounds of the loop) and runs them,
+in arrival order, in one transaction on its own connection. A burst of sends,
+receipts and outbox rows thus costs a share of a commit each, not a commit each.
 
 - SQLite: the writer's connection is a plain ``sqlite3`` one. A batch of *quick*
   jobs (the few writes every message makes: a row or two each, handed in with
