@@ -212,7 +212,11 @@ class Dispatcher:
         record = MessageRecord(
             tenant_id=tenant_id,
             message_id=m.message_id,
-            wa_id=m.message_id,
+            # No WhatsApp id of its own to keep: only outgoing messages are looked up by
+            # it (receipts, votes). Unset, its ix_messages_wa entry goes at the end of
+            # the tenant's unset ones, a page every incoming row shares, where the id
+            # (random) took a page of its own in every commit.
+            wa_id=None,
             direction="in",
             chat=m.chat,
             phone=m.phone,

@@ -197,6 +197,7 @@ class Writer:
             self._commits += 1
             return results
         except Exception as exc:
+            conn.invalidate()  # not back to the pool: its pragmas are the writer's own
             conn.close()
             self._sync_conn = None
             if not wait and _lock_held(exc):
