@@ -650,6 +650,7 @@ async def test_a_deleted_tenant_leaves_nothing_behind(store: Store) -> None:
 
 async def test_writes_for_a_deleted_life_of_a_tenant_are_refused(store: Store) -> None:
     old = (await store.create_tenant(TenantRecord(id="d"))).incarnation
+    await store.add_message(_message("d", "before"), old)  # a write for its life first
     await store.delete_tenant("d")
     with pytest.raises(TenantNotFound):
         await store.add_message(_message("d", "late"), old)
