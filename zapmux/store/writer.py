@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 T = TypeVar("T")
@@ -197,9 +198,10 @@ class Writer:
             self._commits += 1
             return results
         except Exception as exc:
-            conn.invalidate()  # not back to the pool: its pragmas are the writer's own
-            conn.close()
-            self._sync_conn = None
+            if _in_doubt(exc):  # else rolled back, and the connection goes on
+                conn.invalidate()  # not back to the pool: its pragmas are the writer's own
+                conn.close()
+                self._sync_conn = None
             if not wait and _lock_held(exc):
                 raise _LockHeld from exc
             raise
@@ -263,6 +265,17 @@ def _lock_held(exc: BaseException) -> bool:
     return (
         isinstance(orig, sqlite3.OperationalError)
         and (getattr(orig, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
+    )
+
+
+def _in_doubt(exc: BaseException) -> bool:
+    """Whether a failed batch leaves the writer's connection in doubt: a database error
+    other than a row refused (a duplicate) or a lock held elsewhere. A job's own error
+    (``TenantNotFound``…) and those two are rolled back like any, and a new connection
+    for each would cost every duplicate message a connect and its statements prepared
+    again."""
+    return (
+        isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not _lock_held(exc)
     )
 
 
