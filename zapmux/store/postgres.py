@@ -11,8 +11,10 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from zapmux.store import schema as t
 from zapmux.store.base import ChangeCallback
 from zapmux.store.sql import SqlStore
 from zapmux.store.writer import Lanes
@@ -24,6 +26,17 @@ CHANNEL = "zapmux_changes"
 WRITER_LANES = 2
 RELISTEN_S = 1.0  # after the listening connection is lost, before connecting again
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', :payload)")
+#: Committed writes between two looks for tables whose statistics fell far behind.
+STATS_LOOK_EVERY = 2_000
+#: A table is analyzed by zapmux itself once it changed by this many rows, and by at
+#: least half its live rows, since its last ANALYZE (autovacuum's, at 10%, comes first
+#: unless it lags: a new database's first minute, or autovacuum off).
+STATS_MIN_CHANGES = 500
+_BEHIND = text(
+    "SELECT relname FROM pg_stat_user_tables"
+    " WHERE schemaname = current_schema() AND relname = ANY(:tables)"
+    " AND n_mod_since_analyze >= greatest(:least, n_live_tup / 2)"
+)
 log = logging.getLogger("zapmux.store")
 
 
@@ -40,6 +53,7 @@ class PostgresStore(SqlStore):
         self._subscribers: dict[str, list[ChangeCallback]] = {}
         self._listening = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
+        self.statistics = Statistics(engine)
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -56,12 +70,18 @@ class PostgresStore(SqlStore):
         # passed over (FOR UPDATE would); a delete still is.
         return stmt.with_for_update(skip_locked=True, key_share=True)
 
+    async def _write(self, job: Any, lane: str | None = None, quick: bool = False) -> Any:
+        result = await self.writer.write(job, lane, quick)
+        self.statistics.wrote()
+        return result
+
     async def close(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+        await self.statistics.close()
         await super().close()
 
     # --- the change feed (``base.ChangeFeed``) ----------------------------------------
@@ -123,3 +143,59 @@ class PostgresStore(SqlStore):
             callback(key)
         except Exception:
             log.exception("❌ a change subscriber failed")
+
+
+class Statistics:
+    """Keeps the planner's statistics of zapmux's tables from falling far behind.
+
+    Every statement is prepared once per connection, and after five runs PostgreSQL
+    keeps a generic plan for it, made on the statistics of that moment and replaced
+    only when the table is analyzed again. In a new database that moment is an empty
+    table with no statistics at all, where every index looks alike: a message's update
+    by (tenant, message id) went through ``ix_messages_phone`` and walked all of the
+    tenant's messages (700 buffers a send, more with each send: sends fell from 700/s
+    to 420/s in 45 s) until autovacuum's first ANALYZE, up to a minute away. So, every
+    ``STATS_LOOK_EVERY`` committed writes, this node asks which tables changed by more
+    than ``STATS_MIN_CHANGES`` rows and half their size since their last ANALYZE, and
+    analyzes those (skipping a table someone else is vacuuming or analyzing): a few
+    times while a new table grows, then never, as autovacuum keeps up. Idle, nothing.
+    """
+
+    def __init__(self, engine: AsyncEngine, every: int = STATS_LOOK_EVERY) -> None:
+        self.engine = engine
+        self.every = every
+        self._writes = 0
+        self._task: asyncio.Task[list[str]] | None = None
+        self.analyzed: list[str] = []  # every table this node analyzed, in order
+
+    def wrote(self) -> None:
+        """One write committed; look at the statistics when their turn came."""
+        self._writes += 1
+        if self._writes < self.every or (self._task is not None and not self._task.done()):
+            return
+        self._writes = 0
+        self._task = asyncio.get_running_loop().create_task(self.look(), name="store-statistics")
+
+    async def look(self) -> list[str]:
+        """Analyze the tables whose statistics fell behind; their names."""
+        try:
+            async with self.engine.connect() as conn:
+                asked = {"tables": list(t.metadata.tables), "least": STATS_MIN_CHANGES}
+                behind = list((await conn.execute(_BEHIND, asked)).scalars())
+                if behind:
+                    # Names from pg_stat_user_tables, among our own tables': no quoting needed.
+                    await conn.execute(text(f"ANALYZE (SKIP_LOCKED) {', '.join(sorted(behind))}"))
+                    await conn.commit()
+                    self.analyzed.extend(sorted(behind))
+                    log.info("📊 analyzed %s (their statistics fell behind)", ", ".join(behind))
+                return behind
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, DBAPIError) as exc:
+            log.warning("📊 could not bring the tables' statistics up to date: %r", exc)
+            return []
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
