@@ -162,6 +162,70 @@ async def test_a_version_4_store_is_migrated_with_its_messages(sql_store: Store)
     assert await sql_store.find_opt_out("t", ["5511999999999"]) is not None
 
 
+async def _index_sql(conn: Any, name: str) -> str:
+    if conn.dialect.name == "sqlite":
+        query = "SELECT sql FROM sqlite_master WHERE name = :name"
+    else:
+        query = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+    return str((await conn.execute(text(query), {"name": name})).scalar())
+
+
+async def test_a_version_9_store_keeps_incoming_messages_out_of_the_outgoing_indexes(
+    sql_store: Store,
+) -> None:
+    """Version 10: the send queue's index and the WhatsApp ids' hold outgoing messages
+    only; a store from before is rebuilt so, and its queue and receipts still work."""
+    engine = sql_store.engine  # type: ignore[attr-defined]
+    async with engine.begin() as conn:  # the indexes as version 9 had them
+        for name, columns in (("ix_messages_queue", "tenant_id, status, id"),
+                              ("ix_messages_wa", "tenant_id, wa_id")):  # fmt: skip
+            await conn.execute(text(f"DROP INDEX {name}"))
+            await conn.execute(text(f"CREATE INDEX {name} ON messages ({columns})"))
+        await conn.execute(text("UPDATE schema_version SET version = 9"))
+    await sql_store.add_message(_message("t", "queued"))
+    await sql_store.add_message(_message("t", "sent", status="sending"))
+    await sql_store.mark_sent("t", "sent", "wa-sent")
+    incoming = _message("t", "in", status="received", direction="in")
+    assert await sql_store.record_incoming(incoming, [])
+    await sql_store.migrate()
+    async with engine.connect() as conn:
+        assert "'received'" in await _index_sql(conn, "ix_messages_queue")
+        assert "wa_id IS NOT NULL" in await _index_sql(conn, "ix_messages_wa")
+        version = (await conn.execute(text("SELECT version FROM schema_version"))).scalar()
+    assert version == SCHEMA_VERSION
+    assert (await sql_store.next_queued("t")).message_id == "queued"  # type: ignore[union-attr]
+    assert await sql_store.count_queued("t") == 1
+    assert await sql_store.apply_receipt("t", ["wa-sent"], "delivered") == ["sent"]
+    queued = await sql_store.list_messages("t", status="queued")
+    assert [m.message_id for m in queued] == ["queued"]
+    assert [m.message_id for m in await sql_store.list_messages("t", status="received")] == ["in"]
+
+
+async def test_the_queue_and_receipts_are_looked_up_by_their_indexes(sql_store: Store) -> None:
+    """SQLite: the statements of a tenant's queue and of receipts seek in the indexes of
+    outgoing messages (had they taken ix_messages_outgoing, each would walk every
+    message the tenant sent)."""
+    from sqlalchemy.dialects import sqlite
+
+    from zapmux.store import sql as store_sql
+
+    engine = sql_store.engine  # type: ignore[attr-defined]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    statements = {
+        "ix_messages_queue": [store_sql._NEXT_QUEUED, store_sql._COUNT_QUEUED],
+        "ix_messages_wa": [store_sql._receipt_statement(n, "read", False).stmt for n in (1, 3)],
+    }
+    async with engine.connect() as conn:
+        for index, stmts in statements.items():
+            for stmt in stmts:
+                compiled = stmt.compile(dialect=sqlite.dialect())
+                args = ["x"] * len(compiled.positiontup or ())
+                raw = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(args))
+                plan = " ".join(str(row[3]) for row in raw)
+                assert f"INDEX {index} " in plan, (str(compiled), plan)
+
+
 async def test_cloud_credentials_one_tenant_per_number(store: Store) -> None:
     await store.create_tenant(TenantRecord(id="a", engine="cloud"))
     await store.cloud_save(CloudAccount("a", "111", "EAAold", "secret-a", "verify-a"))

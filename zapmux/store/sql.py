@@ -323,6 +323,8 @@ class SqlStore(
         stmt = select(t.messages).where(m.tenant_id == tenant_id)
         if direction:
             stmt = stmt.where(m.direction == direction)
+        if status and status != MessageStatus.RECEIVED:  # by ix_messages_queue
+            stmt = stmt.where(t.NOT_RECEIVED)
         if status:  # "sending" is shown as "queued" (MessageRecord.public)
             stmt = stmt.where(
                 m.status.in_(
@@ -456,8 +458,8 @@ class SqlStore(
             .where(
                 and_(
                     m.tenant_id == tenant_id,
-                    m.direction == t.OUTGOING,
                     m.status == MessageStatus.SENDING,
+                    t.NOT_RECEIVED,  # (outgoing) by ix_messages_queue
                 )
             )
             .values(
@@ -487,10 +489,10 @@ _MEDIA = select(t.media).where(
         t.media.c.message_id == bindparam("k_message"),
     )
 )
-_QUEUED = and_(  # 'out' written into the SQL: bound, SQLite prepared it again every run
+_QUEUED = and_(  # by ix_messages_queue (its condition written as the index says it)
     _m.tenant_id == bindparam("k_tenant"),
-    _m.direction == t.OUTGOING,
     _m.status == MessageStatus.QUEUED,
+    t.NOT_RECEIVED,
 )
 _NEXT_QUEUED = select(t.messages).where(_QUEUED).order_by(_m.id).limit(1)
 _COUNT_QUEUED = select(func.count()).where(_QUEUED)
