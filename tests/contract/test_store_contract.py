@@ -7,6 +7,7 @@ and the writer's group commit are a database's own; the memory store has neither
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -174,13 +175,17 @@ async def test_a_version_9_store_keeps_incoming_messages_out_of_the_outgoing_ind
     sql_store: Store,
 ) -> None:
     """Version 10: the send queue's index and the WhatsApp ids' hold outgoing messages
-    only; a store from before is rebuilt so, and its queue and receipts still work."""
+    only, the chats' index of the outbox pending rows only; a store from before is
+    rebuilt so, and its queue, receipts and webhooks still work."""
     engine = sql_store.engine  # type: ignore[attr-defined]
     async with engine.begin() as conn:  # the indexes as version 9 had them
-        for name, columns in (("ix_messages_queue", "tenant_id, status, id"),
-                              ("ix_messages_wa", "tenant_id, wa_id")):  # fmt: skip
+        for name, table, columns in (
+            ("ix_messages_queue", "messages", "tenant_id, status, id"),
+            ("ix_messages_wa", "messages", "tenant_id, wa_id"),
+            ("ix_outbox_chat", "outbox", "chat_key, status, id"),
+        ):
             await conn.execute(text(f"DROP INDEX {name}"))
-            await conn.execute(text(f"CREATE INDEX {name} ON messages ({columns})"))
+            await conn.execute(text(f"CREATE INDEX {name} ON {table} ({columns})"))
         await conn.execute(text("UPDATE schema_version SET version = 9"))
     await sql_store.add_message(_message("t", "queued"))
     await sql_store.add_message(_message("t", "sent", status="sending"))
@@ -191,6 +196,7 @@ async def test_a_version_9_store_keeps_incoming_messages_out_of_the_outgoing_ind
     async with engine.connect() as conn:
         assert "'received'" in await _index_sql(conn, "ix_messages_queue")
         assert "wa_id IS NOT NULL" in await _index_sql(conn, "ix_messages_wa")
+        assert "'pending'" in await _index_sql(conn, "ix_outbox_chat")
         version = (await conn.execute(text("SELECT version FROM schema_version"))).scalar()
     assert version == SCHEMA_VERSION
     assert (await sql_store.next_queued("t")).message_id == "queued"  # type: ignore[union-attr]
@@ -199,22 +205,31 @@ async def test_a_version_9_store_keeps_incoming_messages_out_of_the_outgoing_ind
     queued = await sql_store.list_messages("t", status="queued")
     assert [m.message_id for m in queued] == ["queued"]
     assert [m.message_id for m in await sql_store.list_messages("t", status="received")] == ["in"]
+    await sql_store.enqueue_deliveries([_delivery("t:c", 1), _delivery("t:c", 2)])
+    (first,) = await sql_store.claim_deliveries(10, lock_s=30)  # one at a time per chat
+    await finish(sql_store, first.delivery_id, status="delivered", attempts=1, last_error=None)
+    (second,) = await sql_store.claim_deliveries(10, lock_s=30)
+    assert json.loads(second.body) == {"n": 2}
 
 
 async def test_the_queue_and_receipts_are_looked_up_by_their_indexes(sql_store: Store) -> None:
     """SQLite: the statements of a tenant's queue and of receipts seek in the indexes of
     outgoing messages (had they taken ix_messages_outgoing, each would walk every
-    message the tenant sent)."""
+    message the tenant sent), and the outbox's claims in its index of pending rows."""
     from sqlalchemy.dialects import sqlite
 
     from zapmux.store import sql as store_sql
+    from zapmux.store import sql_outbox
 
     engine = sql_store.engine  # type: ignore[attr-defined]
     if engine.dialect.name != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    claims = sql_store._claim_statements()  # type: ignore[attr-defined]
     statements = {
         "ix_messages_queue": [store_sql._NEXT_QUEUED, store_sql._COUNT_QUEUED],
         "ix_messages_wa": [store_sql._receipt_statement(n, "read", False).stmt for n in (1, 3)],
+        # an older pending row of the chat, and a chat's head
+        "ix_outbox_chat": [claims[0].stmt, claims[2].stmt, sql_outbox._heads_select(2)],
     }
     async with engine.connect() as conn:
         for index, stmts in statements.items():

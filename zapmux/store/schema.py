@@ -58,13 +58,16 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # who set a tenant's webhook (a tenant token may not reach private addresses)
     9: ["ALTER TABLE tenants ADD COLUMN webhook_by VARCHAR(8)"],
-    # incoming messages out of the indexes only outgoing ones are looked up by (issue 10)
+    # incoming messages out of the indexes only outgoing ones are looked up by, and
+    # delivered rows out of their chat's: only pending rows order a chat (issue 10)
     10: [
         "DROP INDEX IF EXISTS ix_messages_queue",
         "CREATE INDEX ix_messages_queue ON messages (tenant_id, status, id)"
         " WHERE status != 'received'",
         "DROP INDEX IF EXISTS ix_messages_wa",
         "CREATE INDEX ix_messages_wa ON messages (tenant_id, wa_id) WHERE wa_id IS NOT NULL",
+        "DROP INDEX IF EXISTS ix_outbox_chat",
+        "CREATE INDEX ix_outbox_chat ON outbox (chat_key, id) WHERE status = 'pending'",
     ],
 }
 metadata = MetaData()
@@ -213,7 +216,19 @@ outbox = Table(
     Column("replayed_at", Float),
 )
 Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt_at)
-Index("ix_outbox_chat", outbox.c.chat_key, outbox.c.status, outbox.c.id)
+#: The rows of ix_outbox_chat: a chat's order is that of its pending rows alone. A
+#: delivered row (kept a week) entered it again at its chat's place when it finished,
+#: a page of its own in every commit (28 us of 51 per row, its insert and its finish).
+#: A query must say it just so (its SQL text, not a bound "pending") to use the index,
+#: and SQLite prepares again at every run a statement that binds a status to compare.
+OUTBOX_PENDING = outbox.c.status == literal_column("'pending'")
+Index(
+    "ix_outbox_chat",
+    outbox.c.chat_key,
+    outbox.c.id,
+    sqlite_where=OUTBOX_PENDING,
+    postgresql_where=OUTBOX_PENDING,
+)
 
 idempotency = Table(
     "idempotency",

@@ -18,6 +18,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -30,6 +31,10 @@ from zapmux.store.guard import in_life
 from zapmux.store.records import ClaimCursor, Claimed, Delivery, DeliveryResult
 from zapmux.store.sql_base import SqlTables
 
+#: "pending" written into the SQL (``schema.OUTBOX_PENDING``): bound, SQLite would
+#: prepare a statement again at every run, and no plan could use ix_outbox_chat.
+_PENDING: Any = literal_column("'pending'")
+
 
 def _blocked(o: Any) -> Any:
     """An older pending row of the same chat exists: ``o`` must wait for it."""
@@ -37,7 +42,7 @@ def _blocked(o: Any) -> Any:
     return exists().where(
         and_(
             older.c.chat_key == o.c.chat_key,
-            older.c.status == DeliveryStatus.PENDING,
+            older.c.status == _PENDING,  # by ix_outbox_chat (schema.OUTBOX_PENDING)
             older.c.id < o.c.id,
         )
     )
@@ -77,7 +82,7 @@ def _chosen(delivery_id: str | None, tenant_id: str | None) -> Any:
 _o = t.outbox
 #: A row a claim may take: pending, due, not locked, the oldest pending one of its chat.
 _CLAIMABLE = and_(
-    _o.c.status == DeliveryStatus.PENDING,
+    t.OUTBOX_PENDING,
     _o.c.next_attempt_at <= bindparam("now"),
     _unlocked(_o),
     ~_blocked(_o),
@@ -148,7 +153,7 @@ _NEWER_SELECT = (
     .where(
         and_(
             _o.c.id > bindparam("after", type_=Integer),
-            (_o.c.status + "") == DeliveryStatus.PENDING,
+            (_o.c.status + "") == _PENDING,
             (_o.c.next_attempt_at + 0) <= bindparam("now"),
             _unlocked(_o),
             ~_blocked(_o),
@@ -168,7 +173,7 @@ _HEAD_SIZES = (1, 2, 4, 8, 16, 32, HEADS)
 def _heads_select(size: int) -> Any:
     heads = [
         select(func.min(_o.c.id))
-        .where(and_(_o.c.chat_key == bindparam(f"chat{i}"), _o.c.status == DeliveryStatus.PENDING))
+        .where(and_(_o.c.chat_key == bindparam(f"chat{i}"), t.OUTBOX_PENDING))
         .scalar_subquery()
         for i in range(size)
     ]
@@ -176,7 +181,7 @@ def _heads_select(size: int) -> Any:
         and_(
             _o.c.id.in_(heads),
             # kept off their index (as in _NEWER_SELECT): the heads are looked up by id
-            (_o.c.status + "") == DeliveryStatus.PENDING,
+            (_o.c.status + "") == _PENDING,
             (_o.c.next_attempt_at + 0) <= bindparam("now"),
             _unlocked(_o),
         )
@@ -350,9 +355,7 @@ class OutboxTables(SqlTables):
 
     async def release_deliveries(self, delivery_ids: Sequence[str] | None = None) -> int:
         o = t.outbox.c
-        stmt = update(t.outbox).where(
-            and_(o.status == DeliveryStatus.PENDING, o.locked_until.is_not(None))
-        )
+        stmt = update(t.outbox).where(and_(t.OUTBOX_PENDING, o.locked_until.is_not(None)))
         if delivery_ids is not None:
             if not delivery_ids:
                 return 0
