@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from tests.helpers import message_record
 from zapmux.errors import Conflict, TenantExists, TenantNotFound
 from zapmux.outbox import new_delivery
+from zapmux.store import open_store
 from zapmux.store.base import Store
 from zapmux.store.memory import MemoryStore
 from zapmux.store.records import (
@@ -212,18 +214,19 @@ async def test_a_version_9_store_keeps_incoming_messages_out_of_the_outgoing_ind
     assert json.loads(second.body) == {"n": 2}
 
 
-async def test_the_queue_and_receipts_are_looked_up_by_their_indexes(sql_store: Store) -> None:
-    """SQLite: the statements of a tenant's queue and of receipts seek in the indexes of
-    outgoing messages (had they taken ix_messages_outgoing, each would walk every
-    message the tenant sent), and the outbox's claims in its index of pending rows."""
+async def test_the_queue_and_receipts_are_looked_up_by_their_indexes(tmp_path: Path) -> None:
+    """SQLite (its EXPLAIN QUERY PLAN): the statements of a tenant's queue and of
+    receipts seek in the indexes of outgoing messages (had they taken
+    ix_messages_outgoing, each would walk every message the tenant sent), and the
+    outbox's claims in its index of pending rows."""
     from sqlalchemy.dialects import sqlite
 
     from zapmux.store import sql as store_sql
     from zapmux.store import sql_outbox
 
+    sql_store = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
+    await sql_store.migrate()
     engine = sql_store.engine  # type: ignore[attr-defined]
-    if engine.dialect.name != "sqlite":
-        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
     claims = sql_store._claim_statements()  # type: ignore[attr-defined]
     statements = {
         "ix_messages_queue": [store_sql._NEXT_QUEUED, store_sql._COUNT_QUEUED],
@@ -239,6 +242,7 @@ async def test_the_queue_and_receipts_are_looked_up_by_their_indexes(sql_store: 
                 raw = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(args))
                 plan = " ".join(str(row[3]) for row in raw)
                 assert f"INDEX {index} " in plan, (str(compiled), plan)
+    await sql_store.close()
 
 
 async def test_cloud_credentials_one_tenant_per_number(store: Store) -> None:
