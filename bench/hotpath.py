@@ -12,7 +12,9 @@
 - ``idle``: those N tenants connected and doing nothing: CPU of the server process
   over a window, and how long ``GET /status`` and ``GET /tenants`` take.
 
-Every number is from one run on one machine; read the ratios, not the absolutes.
+Every number is from one run on one machine; read the ratios, not the absolutes. Each
+round of send and inbound, zapmux's and the baseline's, starts once the whole machine
+is quiet (``machine_quiet``).
 """
 
 from __future__ import annotations
@@ -205,6 +207,25 @@ async def wait_connected(server: Server, tenants: int, limit_s: float = 300) -> 
     raise TimeoutError(f"not every tenant connected within {limit_s}s")
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)  # idle + iowait
+
+
+async def machine_quiet(limit_s: float = 60, idle: float = 0.85) -> None:
+    """Wait until the whole machine is idle (``idle`` of its CPU time over half a
+    second): what an earlier scenario left running (PostgreSQL's checkpoint of the send
+    scenario's writes, its autovacuum) is not counted against the next one."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        idle0, total0 = _cpu_times()
+        await asyncio.sleep(0.5)
+        idle1, total1 = _cpu_times()
+        if total1 > total0 and (idle1 - idle0) / (total1 - total0) >= idle:
+            return
+
+
 # --- scenarios ------------------------------------------------------------------------
 def wrk(url: str, tenants: int, seconds: float, tmp: Path) -> tuple[float, int]:
     """(requests/s, non-2xx answers) of ``wrk -t2 -c32`` posting sends."""
@@ -235,10 +256,12 @@ async def send_scenario(opts: Options, store: str, url: str, tmp: Path) -> None:
         await wait_connected(server, opts.tenants)
         await _wait_port(bare)
         for _ in range(opts.rounds):
+            await machine_quiet()
             rate, wrong = wrk(server.url, opts.tenants, opts.seconds, tmp)
             zapmux.append(rate)
             bad += wrong
             await server.quiet()  # its receipts and webhooks done: the baseline runs alone
+            await machine_quiet()
             baseline.append(wrk(bare.url, opts.tenants, opts.seconds, tmp)[0])
     finally:
         server.stop()
@@ -321,6 +344,7 @@ async def inbound_scenario(opts: Options, receiver: str, tmp: Path) -> None:
                 ).encode()
                 for i in range(n)
             ]  # fmt: skip
+            await machine_quiet()
             started = time.monotonic()
             await post_all(server.url + "/sandbox/messages", bodies, opts.concurrency)
             while (got := await arrived(poll, receiver, run)) < n * (round_ + 1):
@@ -329,6 +353,7 @@ async def inbound_scenario(opts: Options, receiver: str, tmp: Path) -> None:
                 await asyncio.sleep(0.01)
             zapmux.append(n / (time.monotonic() - started))
             await server.quiet()
+            await machine_quiet()
             raw_run = f"raw-{run}-{round_}"
             bodies = [
                 json.dumps({"message_id": f"raw{i}", "message": f"mensagem {i}"}).encode()
