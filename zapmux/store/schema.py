@@ -150,8 +150,8 @@ messages = Table(
     Column("poll", Text),
     UniqueConstraint("tenant_id", "message_id", name="uq_messages_tenant_message"),
 )
-#: ``direction = 'out'`` as SQL text: a query must say it just so to use the indexes
-#: of outgoing messages below, and SQLite prepares a statement again at every run when
+#: ``direction = 'out'`` as SQL text: a query must say it just so to use
+#: ix_messages_outgoing below, and SQLite prepares a statement again at every run when
 #: it binds a column that a partial index's condition names: every statement on
 #: messages.direction writes it.
 OUTGOING: ColumnClause[str] = literal_column("'out'")
@@ -160,7 +160,7 @@ _OUT = messages.c.direction == OUTGOING
 # indexes they are looked up by: their key, their chat's. The send queue's and the
 # WhatsApp ids' are of outgoing messages only (a WhatsApp id is set once one is sent):
 # an incoming row went into both at a place of its tenant's, and every commit wrote
-# those pages again (26 us of 70 per incoming row, with ix_messages_scheduled).
+# those pages again (20 us of 70 per incoming row with its share of a commit).
 #: The rows of ix_messages_queue: outgoing messages (only incoming ones are "received"),
 #: said by their status so that a query of the queue names no direction: with it,
 #: SQLite took ix_messages_outgoing instead and walked every message a tenant sent. A
