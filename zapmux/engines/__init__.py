@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from zapmux.config import ENGINE_NAMES
-
 if TYPE_CHECKING:
     from zapmux.config import Settings
     from zapmux.engines.base import Engine
@@ -32,6 +30,9 @@ def create_engine(name: str, settings: Settings, store: Store) -> Engine:
         from zapmux.engines.cloud import CloudEngine
 
         return CloudEngine(settings, store)
+    from zapmux.config import ENGINE_NAMES  # (not at import: a worker process needs no
+    # settings, and they bring pydantic: ~6 MB of every whatsmeow worker)
+
     raise ValueError(f"unknown engine {name!r}: use one of {', '.join(ENGINE_NAMES)}")
 
 

@@ -189,6 +189,21 @@ async def test_memory_of_one_worker(settings: Settings, blackhole_proxy: str) ->
     assert memory["Pss"] < 200 * 1024  # docs/whatsmeow.md: ~45-70 MB measured
 
 
+async def test_a_worker_loads_no_server_settings(settings: Settings, blackhole_proxy: str) -> None:
+    """A worker needs none of the server's settings, which bring pydantic: imported
+    through ``zapmux.engines`` they cost every worker ~12 MB of PSS (43.7 MB against
+    the 40 MB target; docs/whatsmeow.md)."""
+    engine = WhatsmeowEngine(settings, proxy=blackhole_proxy)
+    session = engine.open_session("lean", Inbox())
+    await session.connect()
+    await asyncio.sleep(1.0)  # dialing: neonize and the worker's own modules are loaded
+    assert session.worker_pid
+    maps = Path(f"/proc/{session.worker_pid}/maps").read_text()
+    await engine.aclose()
+    assert "neonize" in maps  # the worker is up (its Go library is mapped)
+    assert "_pydantic_core" not in maps
+
+
 def worker_environment(pid: int) -> dict[str, str]:
     """A live process's environment as Linux holds it (``/proc/<pid>/environ``)."""
     raw = Path(f"/proc/{pid}/environ").read_bytes()
