@@ -28,14 +28,16 @@ RELISTEN_S = 1.0  # after the listening connection is lost, before connecting ag
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', :payload)")
 #: Committed writes between two looks for tables whose statistics fell far behind.
 STATS_LOOK_EVERY = 2_000
-#: A table is analyzed by zapmux itself once it changed by this many rows, and by at
-#: least half its live rows, since its last ANALYZE (autovacuum's, at 10%, comes first
-#: unless it lags: a new database's first minute, or autovacuum off).
+#: A table of at least this many rows is analyzed by zapmux itself once it changed by
+#: as many, and by half its rows, since its last ANALYZE (autovacuum's, at 10%, comes
+#: first unless it lags: a new database's first minute, or autovacuum off). A table
+#: that stays small however much it changes (the sandbox's queue: a row in and out per
+#: send) is left to autovacuum: whichever plan a small table gets costs little.
 STATS_MIN_CHANGES = 500
 _BEHIND = text(
     "SELECT relname FROM pg_stat_user_tables"
     " WHERE schemaname = current_schema() AND relname = ANY(:tables)"
-    " AND n_mod_since_analyze >= greatest(:least, n_live_tup / 2)"
+    " AND n_live_tup >= :least AND n_mod_since_analyze >= greatest(:least, n_live_tup / 2)"
 )
 log = logging.getLogger("zapmux.store")
 
