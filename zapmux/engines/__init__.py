@@ -30,8 +30,9 @@ def create_engine(name: str, settings: Settings, store: Store) -> Engine:
         from zapmux.engines.cloud import CloudEngine
 
         return CloudEngine(settings, store)
-    from zapmux.config import ENGINE_NAMES  # (not at import: a worker process needs no
-    # settings, and they bring pydantic: ~6 MB of every whatsmeow worker)
+    # not at import: a whatsmeow worker needs no settings, and they bring pydantic
+    # (~7 MB of every worker; docs/whatsmeow.md)
+    from zapmux.config import ENGINE_NAMES
 
     raise ValueError(f"unknown engine {name!r}: use one of {', '.join(ENGINE_NAMES)}")
 

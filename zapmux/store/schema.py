@@ -221,7 +221,8 @@ Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt_at)
 #: a page of its own in every commit (28 us of 51 per row, its insert and its finish).
 #: A query must say it just so (its SQL text, not a bound "pending") to use the index,
 #: and SQLite prepares again at every run a statement that binds a status to compare.
-OUTBOX_PENDING = outbox.c.status == literal_column("'pending'")
+PENDING: ColumnClause[str] = literal_column("'pending'")
+OUTBOX_PENDING = outbox.c.status == PENDING
 Index(
     "ix_outbox_chat",
     outbox.c.chat_key,

@@ -18,7 +18,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal_column,
     or_,
     select,
     update,
@@ -31,10 +30,6 @@ from zapmux.store.guard import in_life
 from zapmux.store.records import ClaimCursor, Claimed, Delivery, DeliveryResult
 from zapmux.store.sql_base import SqlTables
 
-#: "pending" written into the SQL (``schema.OUTBOX_PENDING``): bound, SQLite would
-#: prepare a statement again at every run, and no plan could use ix_outbox_chat.
-_PENDING: Any = literal_column("'pending'")
-
 
 def _blocked(o: Any) -> Any:
     """An older pending row of the same chat exists: ``o`` must wait for it."""
@@ -42,7 +37,7 @@ def _blocked(o: Any) -> Any:
     return exists().where(
         and_(
             older.c.chat_key == o.c.chat_key,
-            older.c.status == _PENDING,  # by ix_outbox_chat (schema.OUTBOX_PENDING)
+            older.c.status == t.PENDING,  # by ix_outbox_chat (schema.OUTBOX_PENDING)
             older.c.id < o.c.id,
         )
     )
@@ -153,7 +148,7 @@ _NEWER_SELECT = (
     .where(
         and_(
             _o.c.id > bindparam("after", type_=Integer),
-            (_o.c.status + "") == _PENDING,
+            (_o.c.status + "") == t.PENDING,
             (_o.c.next_attempt_at + 0) <= bindparam("now"),
             _unlocked(_o),
             ~_blocked(_o),
@@ -181,7 +176,7 @@ def _heads_select(size: int) -> Any:
         and_(
             _o.c.id.in_(heads),
             # kept off their index (as in _NEWER_SELECT): the heads are looked up by id
-            (_o.c.status + "") == _PENDING,
+            (_o.c.status + "") == t.PENDING,
             (_o.c.next_attempt_at + 0) <= bindparam("now"),
             _unlocked(_o),
         )
