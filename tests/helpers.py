@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from zapmux.api.app import create_app
+from zapmux.api.protocol import OneWriteProtocol
 from zapmux.config import Settings
 from zapmux.gateway import Gateway
 from zapmux.phone import JID
@@ -252,7 +253,12 @@ class LiveServer(TenantSteps):
         self.url = f"http://127.0.0.1:{settings.port}"
         self.server = uvicorn.Server(
             uvicorn.Config(
-                self.app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on"
+                self.app,
+                host="127.0.0.1",
+                port=settings.port,
+                log_config=None,
+                lifespan="on",
+                http=OneWriteProtocol,  # as zapmux serve
             )
         )
         self.task: asyncio.Task[None] | None = None

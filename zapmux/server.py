@@ -50,6 +50,7 @@ def run(**overrides: Any) -> int:
         return _refuse(bind_error(settings.host, settings.port, exc), code=1)
     logs.configure(settings)
     from zapmux.api.app import create_app
+    from zapmux.api.protocol import OneWriteProtocol
 
     app = create_app(settings)
     logging.getLogger("zapmux").info(
@@ -68,6 +69,7 @@ def run(**overrides: Any) -> int:
         # zapmux reads nowhere (no access log, no absolute URLs): not parsed per request
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        http=OneWriteProtocol,  # an answer's head and body in one write
     )
     _Server(config, app.state.gateway).run(sockets=[sock])
     return 0
