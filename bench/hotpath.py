@@ -8,6 +8,9 @@
   webhook receiver (a separate aiohttp process). The baseline is raw aiohttp posting
   the same number of bodies to that receiver with the same concurrency. A first round
   of each warms up and is not counted (``WARMUP``).
+- ``latency``: the same phones, on SQLite and (with ``--pg``) PostgreSQL: how long after
+  a phone's 201 (zapmux has recorded the message) its webhook arrives, at the rate the
+  phones manage (PostgreSQL's webhooks once fell seconds behind them).
 - ``start``: a store holding N paired sandbox tenants; time from spawning ``zapmux
   serve`` to ``/health`` 200, and to every tenant connected; RSS per tenant.
 - ``idle``: those N tenants connected and doing nothing: CPU of the server process
@@ -55,6 +58,8 @@ end
 #: first round of either was often the slowest of the run, the baseline's too (a new
 #: server's first messages, the receiver's first run, the machine coming up to speed).
 WARMUP = 1
+#: Latency: the phones' messages, on each store.
+LATENCY_MESSAGES = 4000
 SEND_BODY = '{"phone": "5511999990000", "message": "Olá! Seu pedido saiu para entrega."}'
 
 
@@ -379,6 +384,57 @@ async def inbound_scenario(opts: Options, receiver: str, tmp: Path) -> None:
     )  # fmt: skip
 
 
+async def latency_scenario(opts: Options, store: str, url: str, receiver: str, tmp: Path) -> None:
+    """``LATENCY_MESSAGES`` phones' messages at ``opts.concurrency``: per message, its
+    webhook's arrival after the phone's 201; the rate the phones posted at."""
+    run = f"latency-{store}-{time.monotonic_ns()}"
+    await seed(url, opts.tenants)
+    server = zapmux_server(tmp / f"latency-{store}", url, f"{receiver}/r/{run}")
+    answered: dict[str, float] = {}
+    try:
+        await server.wait_health()
+        await wait_connected(server, opts.tenants)
+        await machine_quiet()
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(LATENCY_MESSAGES):
+            queue.put_nowait(i)
+        connector = aiohttp.TCPConnector(limit=opts.concurrency)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def phone() -> None:
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    body = {"from": f"55119{i % 500:08d}", "tenant_id": f"bench{i % opts.tenants}",
+                            "text": f"mensagem {i}"}  # fmt: skip
+                    async with http.post(server.url + "/sandbox/messages", json=body) as answer:
+                        answer.raise_for_status()
+                        answered[(await answer.json())["message_id"]] = time.time()
+
+            started = time.monotonic()
+            await asyncio.gather(*(phone() for _ in range(opts.concurrency)))
+            posted = LATENCY_MESSAGES / (time.monotonic() - started)
+            arrived: dict[str, float] = {}
+            deadline = time.monotonic() + 120
+            while len(arrived) < LATENCY_MESSAGES and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                async with http.get(f"{receiver}/stats/{run}") as response:
+                    for key, _, at in (await response.json())["arrivals"]:
+                        arrived.setdefault(key, at)
+    finally:
+        server.stop()
+    ms = sorted(1000 * (arrived[k] - at) for k, at in answered.items() if k in arrived)
+    missing = LATENCY_MESSAGES - len(ms)
+    note = (f"p99 {_pct(ms, 0.99):.1f} ms, max {ms[-1]:.1f} ms, over 200 ms: "
+            f"{sum(1 for v in ms if v > 200)}; phones posted {posted:,.0f} msg/s"
+            + (f"; {missing} never arrived" if missing else ""))  # fmt: skip
+    opts.rows.append(Row("latency", store, "webhook after the phone's 201, p50",
+                         _pct(ms, 0.5), "ms", None, note))  # fmt: skip
+
+
+def _pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(p * len(values)))]
+
+
 async def start_and_idle(opts: Options, tmp: Path) -> None:
     n = opts.start_tenants
     empty = zapmux_server(tmp / "empty", f"sqlite:///{tmp / 'empty.db'}", "http://127.0.0.1:9")
@@ -437,6 +493,15 @@ async def run(opts: Options, scenarios: set[str]) -> None:
                     await reset_pg(opts.pg_url)
             if "inbound" in scenarios:
                 await inbound_scenario(opts, f"http://127.0.0.1:{port}", tmp)
+            if "latency" in scenarios:
+                receiver_url = f"http://127.0.0.1:{port}"
+                await latency_scenario(
+                    opts, "sqlite", f"sqlite:///{tmp / 'latency.db'}", receiver_url, tmp
+                )
+                if opts.pg_url:
+                    await reset_pg(opts.pg_url)
+                    await latency_scenario(opts, "postgresql", opts.pg_url, receiver_url, tmp)
+                    await reset_pg(opts.pg_url)
             if scenarios & {"start", "idle"}:
                 await start_and_idle(opts, tmp)
         finally:
@@ -486,7 +551,7 @@ def main(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench hotpath", description=__doc__)
-    parser.add_argument("--scenarios", default="send,inbound,start,idle")
+    parser.add_argument("--scenarios", default="send,inbound,latency,start,idle")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--start-tenants", type=int, default=1000)

@@ -1,10 +1,12 @@
 """PostgreSQL: a new database's statistics are brought up while it fills, so the plans
 its prepared statements keep find a message by its key, not by walking the tenant's
-messages (``store.postgres.Statistics``)."""
+messages (``store.postgres.Statistics``); and the plans the outbox's claims keep from
+their first runs, on an empty outbox, seek each chat's head."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -114,3 +116,29 @@ async def test_a_table_someone_else_vacuums_is_skipped_not_waited_for(
         await vacuum.close()
     assert "messages" in await store.statistics.look()
     assert await last_analyzed(url, "messages") is not None
+
+
+async def test_a_claim_planned_on_an_empty_outbox_seeks_each_chat_head(
+    pg: tuple[PostgresStore, str],
+) -> None:
+    """The plans a claim keeps from its first runs on a new outbox (empty, never
+    analyzed): whether a row is its chat's oldest pending one is a seek by chat in
+    ix_outbox_chat. As a NOT EXISTS it became an anti-join that walked the index's
+    every pending row for each row looked at, and webhooks fell seconds behind."""
+    store, url = pg
+    full, _, newer = store._claim_statements()
+    values = {"now": "1e12", "until": "1e12", "limit": "16", "after": "0"}
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        for n, stmt in enumerate((full.stmt, newer.stmt)):
+            compiled = stmt.compile(dialect=store.engine.dialect)
+            await conn.execute(f"PREPARE claim{n} AS {compiled}")
+            names = compiled.positiontup or ()
+            args = ", ".join(values.get(name, f"'{compiled.params[name]}'") for name in names)
+            plan = "\n".join(
+                row[0] for row in await conn.fetch(f"EXPLAIN EXECUTE claim{n}({args})")
+            )
+            assert re.search(r"ix_outbox_chat .*\n\s*Index Cond: \(\(chat_key = ", plan), plan
+    finally:
+        await conn.close()

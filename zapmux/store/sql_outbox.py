@@ -15,7 +15,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
-    exists,
     func,
     insert,
     or_,
@@ -29,18 +28,24 @@ from zapmux.store.driver import DriverStatement
 from zapmux.store.guard import in_life
 from zapmux.store.records import ClaimCursor, Claimed, Delivery, DeliveryResult
 from zapmux.store.sql_base import SqlTables
+from zapmux.store.writer import DELIVERIES
 
 
-def _blocked(o: Any) -> Any:
-    """An older pending row of the same chat exists: ``o`` must wait for it."""
+def _chat_head(o: Any) -> Any:
+    """``o`` is the oldest pending row of its chat (no older one to wait for).
+
+    Asked as "its id is the chat's smallest pending id", a seek in ix_outbox_chat
+    (schema.OUTBOX_PENDING) for each row looked at, rather than as "no older pending
+    row exists": PostgreSQL turns a NOT EXISTS into an anti-join and plans it, and a
+    plan made while the outbox was nearly empty (and kept, as generic plans are) walked
+    every pending row for each row looked at (80-160 ms a claim with ~600 pending;
+    webhooks fell seconds behind under load). A scalar subquery stays a seek per row.
+    """
     older = t.outbox.alias("older")
-    return exists().where(
-        and_(
-            older.c.chat_key == o.c.chat_key,
-            older.c.status == t.PENDING,  # by ix_outbox_chat (schema.OUTBOX_PENDING)
-            older.c.id < o.c.id,
-        )
+    first = select(func.min(older.c.id)).where(
+        and_(older.c.chat_key == o.c.chat_key, older.c.status == t.PENDING)
     )
+    return o.c.id == first.scalar_subquery()
 
 
 def _outcome(r: DeliveryResult, now: float) -> dict[str, Any]:
@@ -80,7 +85,7 @@ _CLAIMABLE = and_(
     t.OUTBOX_PENDING,
     _o.c.next_attempt_at <= bindparam("now"),
     _unlocked(_o),
-    ~_blocked(_o),
+    _chat_head(_o),
 )
 _CLAIM_SELECT = (
     select(_o.c.id)
@@ -151,7 +156,7 @@ _NEWER_SELECT = (
             (_o.c.status + "") == t.PENDING,
             (_o.c.next_attempt_at + 0) <= bindparam("now"),
             _unlocked(_o),
-            ~_blocked(_o),
+            _chat_head(_o),
         )
     )
     .order_by(_o.c.id)
@@ -189,6 +194,13 @@ _LAST_ID = DriverStatement(select(func.max(_o.c.id)))
 _INSERT = DriverStatement(
     insert(_o).values({c.name: bindparam(c.name) for c in _o.c if c.name != "id"})
 )
+
+
+def _claim_params(lock_s: float) -> dict[str, Any]:
+    """A claim's time and lock, taken as its job runs, not as it was handed in: a row
+    queued meanwhile is due (and must be, before the cursor passes it)."""
+    now = time.time()
+    return {"now": now, "until": now + lock_s}
 
 
 def _last_id(conn: Connection) -> int:
@@ -233,8 +245,8 @@ def _look(conn: Connection, limit: int) -> tuple[list[int], int, float]:
     looking (one read: the rows after it are new to the look), and the CPU time the
     look took."""
     began = time.thread_time()
+    last_id = int(conn.execute(_LAST_ID.stmt).scalar() or 0)  # first: see finish_and_claim
     ids = [row[0] for row in conn.execute(_CLAIM_SELECT, {"now": time.time(), "limit": limit})]
-    last_id = int(conn.execute(_LAST_ID.stmt).scalar() or 0)
     return ids, last_id, time.thread_time() - began
 
 
@@ -294,32 +306,39 @@ class OutboxTables(SqlTables):
         def job(conn: Connection) -> tuple[list[Any], int | None]:
             if outcomes:
                 _FINISH.run_many(conn, outcomes)
-            # The time as the job runs, not as it was handed in: a row queued meanwhile
-            # is due (and must be, before the cursor passes it).
-            now = time.time()
-            params = {"now": now, "until": now + lock_s}
             rows: list[Any] = []
+            if since is None and looked is not None:
+                pending = DeliveryStatus.PENDING
+                finished = [o["b_id"] for o in outcomes if o["b_status"] != pending]
+                params = _claim_params(lock_s)
+                return _claim_looked(conn, looked, finished, limit, params, picked, self._heads)
+            if since is not None:
+                rows = self._heads(conn, since.chats[:limit], _claim_params(lock_s))
+                if len(rows) >= limit:
+                    return rows, since.last_id  # the new rows wait for the next round
+            # The newest id first, then the time: every row up to that id was queued (its
+            # next_attempt_at set) before it was committed, so it is due by then, and a
+            # row committed during the claim (by another writer or node) is after the
+            # cursor. Time first, a row another writer committed just after it was not
+            # due yet, and the cursor passed it (it waited for the next look at all).
+            newest = _last_id(conn)
+            params = _claim_params(lock_s)
             if since is None:
-                if looked is not None:
-                    pending = DeliveryStatus.PENDING
-                    finished = [o["b_id"] for o in outcomes if o["b_status"] != pending]
-                    return _claim_looked(conn, looked, finished, limit, params, picked, self._heads)
                 if limit > 0:
                     began = time.thread_time()  # its own time, not the GIL's
                     rows = full.rows(conn, {**params, "limit": limit})
                     self._slow_look = time.thread_time() - began > SLOW_LOOK_S
-                return rows, None if len(rows) >= limit else _last_id(conn)
-            rows = self._heads(conn, since.chats[:limit], params)
-            if len(rows) >= limit:
-                return rows, since.last_id  # the new rows wait for the next round
+                return rows, None if len(rows) >= limit else newest
             more = newer.rows(conn, {**params, "limit": limit - len(rows), "after": since.last_id})
-            last_id = max(r[0] for r in more) if len(more) == limit - len(rows) else _last_id(conn)
+            last_id = max(r[0] for r in more) if len(more) == limit - len(rows) else newest
             return rows + more, last_id
 
         # A look at every pending row (once a second at most) may meet a long backlog:
         # never a quick write, so never in the loop's thread (store.writer).
         full_look = since is None and looked is None and limit > 0
-        rows, last_id = await self._write(job, quick=not full_look)
+        # In a lane of its own on PostgreSQL (writer.DELIVERIES): a round waited ~18 ms
+        # behind the batches of incoming rows, and webhooks fell seconds behind them.
+        rows, last_id = await self._write(job, DELIVERIES, quick=not full_look)
         claimed = [Delivery(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id or 0))
         return Claimed(claimed, last_id)

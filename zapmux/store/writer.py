@@ -279,6 +279,10 @@ def _in_doubt(exc: BaseException) -> bool:
     )
 
 
+#: The lane of the webhook deliverer's rounds (``OutboxTables.finish_and_claim``).
+DELIVERIES = "zapmux:deliveries"
+
+
 class Lanes:
     """PostgreSQL: a few writers side by side, each a :class:`Writer` on a connection of
     its own, so that batches overlap: a batch waits for one round trip per statement,
@@ -292,7 +296,11 @@ class Lanes:
     and any write handed in after another's commit sees it. Only writes handed in
     together, one with a lane and one without, may commit in either order; lanes are
     given only to writes of a tenant's messages that nothing else orders against
-    (``add_message``, ``mark_sent``, ``apply_receipt``). Writes of different writers
+    (``add_message``, ``mark_sent``, ``apply_receipt``), and to the deliverer's rounds
+    (``DELIVERIES``: outcomes and claims, which insert no outbox row: the rows this
+    node queues are inserted by the first writer alone, one transaction after another,
+    so a claim beside it sees a prefix of them by id, and its cursor skips none).
+    Writes of different writers
     that wait for each other's rows in opposite orders are a deadlock PostgreSQL
     breaks by failing one transaction; its jobs then run again alone (as in
     :class:`Writer`), with the outcome each would have had by itself.
