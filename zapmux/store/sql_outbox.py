@@ -316,6 +316,8 @@ class OutboxTables(SqlTables):
                 rows = self._heads(conn, since.chats[:limit], _claim_params(lock_s))
                 if len(rows) >= limit:
                     return rows, since.last_id  # the new rows wait for the next round
+            elif limit <= 0:
+                return rows, None  # outcomes only
             # The newest id first, then the time: every row up to that id was queued (its
             # next_attempt_at set) before it was committed, so it is due by then, and a
             # row committed during the claim (by another writer or node) is after the
@@ -324,10 +326,9 @@ class OutboxTables(SqlTables):
             newest = _last_id(conn)
             params = _claim_params(lock_s)
             if since is None:
-                if limit > 0:
-                    began = time.thread_time()  # its own time, not the GIL's
-                    rows = full.rows(conn, {**params, "limit": limit})
-                    self._slow_look = time.thread_time() - began > SLOW_LOOK_S
+                began = time.thread_time()  # its own time, not the GIL's
+                rows = full.rows(conn, {**params, "limit": limit})
+                self._slow_look = time.thread_time() - began > SLOW_LOOK_S
                 return rows, None if len(rows) >= limit else newest
             more = newer.rows(conn, {**params, "limit": limit - len(rows), "after": since.last_id})
             last_id = max(r[0] for r in more) if len(more) == limit - len(rows) else newest
