@@ -1,7 +1,9 @@
 """PostgreSQL: a new database's statistics are brought up while it fills, so the plans
 its prepared statements keep find a message by its key, not by walking the tenant's
 messages (``store.postgres.Statistics``); and the plans the outbox's claims keep from
-their first runs, on an empty outbox, seek each chat's head."""
+their first runs, on an empty outbox, seek each chat's head; and a read is its
+statements alone, with no transaction (BEGIN, ROLLBACK: two more round trips) around
+them."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from sqlalchemy import Connection, text
 
 from tests.contract.conftest import PG_URL
 from tests.helpers import drop_pg_database, fresh_pg_database
@@ -142,3 +145,16 @@ async def test_a_claim_planned_on_an_empty_outbox_seeks_each_chat_head(
             assert re.search(r"ix_outbox_chat .*\n\s*Index Cond: \(\(chat_key = ", plan), plan
     finally:
         await conn.close()
+
+
+async def test_a_read_runs_without_a_transaction_around_it(pg: tuple[PostgresStore, str]) -> None:
+    """Each statement of a read is its own transaction: ``now()`` (the transaction's
+    start) moves between two statements of one read."""
+    store, _ = pg
+
+    def twice(conn: Connection) -> list[object]:
+        first = conn.execute(text("SELECT now(), pg_sleep(0.01)")).scalar()
+        return [first, conn.execute(text("SELECT now()")).scalar()]
+
+    first, second = await store.reader.read(twice)
+    assert second > first  # type: ignore[operator]
