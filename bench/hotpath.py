@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,8 +307,14 @@ async def _wait_port(server: Server, limit_s: float = 30) -> None:
     raise TimeoutError("the bare app did not listen")
 
 
-async def post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
-    """Post every body with ``concurrency`` workers; the seconds it took."""
+async def post_all(
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    answered: Callable[[bytes], None] | None = None,
+) -> float:
+    """Post every body with ``concurrency`` workers; the seconds it took. ``answered``
+    is handed each answer's body as it arrives."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -319,12 +326,23 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
             while not queue.empty():
                 body = queue.get_nowait()
                 async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
+                    content = await response.read()
                     response.raise_for_status()
+                    if answered is not None:
+                        answered(content)
 
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.monotonic() - started
+
+
+def phone_bodies(n: int, tenants: int, tag: str) -> list[bytes]:
+    """``n`` phones' messages (500 customers) to the paired tenants, in turn."""
+    return [
+        json.dumps({"from": f"55119{i % 500:08d}", "tenant_id": f"bench{i % tenants}",
+                    "text": f"mensagem {tag}{i}"}).encode()
+        for i in range(n)
+    ]  # fmt: skip
 
 
 async def arrived(http: aiohttp.ClientSession, receiver: str, run: str) -> int:
@@ -349,13 +367,7 @@ async def inbound_scenario(opts: Options, receiver: str, tmp: Path) -> None:
         await server.wait_health()
         await wait_connected(server, opts.tenants)
         for round_ in range(WARMUP + opts.rounds):
-            bodies = [
-                json.dumps(
-                    {"from": f"55119{i % 500:08d}", "tenant_id": f"bench{i % opts.tenants}",
-                     "text": f"mensagem {round_}.{i}"}
-                ).encode()
-                for i in range(n)
-            ]  # fmt: skip
+            bodies = phone_bodies(n, opts.tenants, f"{round_}.")
             await machine_quiet()
             started = time.monotonic()
             await post_all(server.url + "/sandbox/messages", bodies, opts.concurrency)
@@ -395,24 +407,14 @@ async def latency_scenario(opts: Options, store: str, url: str, receiver: str, t
         await server.wait_health()
         await wait_connected(server, opts.tenants)
         await machine_quiet()
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(LATENCY_MESSAGES):
-            queue.put_nowait(i)
-        connector = aiohttp.TCPConnector(limit=opts.concurrency)
-        async with aiohttp.ClientSession(connector=connector) as http:
+        bodies = phone_bodies(LATENCY_MESSAGES, opts.tenants, "")
 
-            async def phone() -> None:
-                while not queue.empty():
-                    i = queue.get_nowait()
-                    body = {"from": f"55119{i % 500:08d}", "tenant_id": f"bench{i % opts.tenants}",
-                            "text": f"mensagem {i}"}  # fmt: skip
-                    async with http.post(server.url + "/sandbox/messages", json=body) as answer:
-                        answer.raise_for_status()
-                        answered[(await answer.json())["message_id"]] = time.time()
+        def took(content: bytes) -> None:
+            answered[json.loads(content)["message_id"]] = time.time()
 
-            started = time.monotonic()
-            await asyncio.gather(*(phone() for _ in range(opts.concurrency)))
-            posted = LATENCY_MESSAGES / (time.monotonic() - started)
+        url_in = server.url + "/sandbox/messages"
+        posted = LATENCY_MESSAGES / await post_all(url_in, bodies, opts.concurrency, took)
+        async with aiohttp.ClientSession() as http:
             arrived: dict[str, float] = {}
             deadline = time.monotonic() + 120
             while len(arrived) < LATENCY_MESSAGES and time.monotonic() < deadline:
