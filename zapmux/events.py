@@ -216,8 +216,19 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, tuple):
         return any(_has_nul(v) for v in value)
     if isinstance(value, Event | Media):
-        return any(_has_nul(getattr(value, name)) for name in _texts(type(value)))  # type: ignore[arg-type]
+        # every incoming message passes here: its texts looked at in a plain loop, the
+        # rest (None, numbers, media, a vote) only when there is something to look into
+        for name in _texts(type(value)):  # type: ignore[arg-type]
+            field = getattr(value, name)
+            if field.__class__ is str:
+                if "\x00" in field:
+                    return True
+            elif field is not None and field.__class__ not in _PLAIN and _has_nul(field):
+                return True
     return False
+
+
+_PLAIN = (bool, int, float)  # fields that hold no text
 
 
 @functools.cache

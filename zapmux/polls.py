@@ -61,7 +61,7 @@ class Polls:
         text = m.text.strip()
         if m.from_me or m.is_group or not text or len(text) > MAX_ANSWER_LENGTH:
             return None
-        question = await self.store.last_outgoing(tenant_id, ninth_digit_variants(m.phone))
+        question = await self.store.last_question(tenant_id, ninth_digit_variants(m.phone))
         if question is None or not question.options:
             return None
         if time.time() - question.timestamp > RECENT_S:

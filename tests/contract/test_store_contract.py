@@ -76,9 +76,10 @@ async def test_migrate_twice_is_harmless(store: Store) -> None:
 
 async def _back_to_version_4(conn: Any) -> None:
     """The store as version 4 left it: each outbox row with its URL and secret, and
-    none of what versions 6, 7 and 9 added (a tenant's raw ``detail``, a message's
-    ``error_code``; scheduled sends, questions, opt-outs; who set a webhook)."""
-    for index in ("ix_messages_scheduled", "ix_messages_phone"):
+    none of what versions 6, 7, 9 and 11 added (a tenant's raw ``detail``, a message's
+    ``error_code``; scheduled sends, questions, opt-outs; who set a webhook; the index
+    of questions)."""
+    for index in ("ix_messages_scheduled", "ix_messages_phone", "ix_messages_questions"):
         await conn.execute(text(f"DROP INDEX {index}"))
     for table, column in (
         ("messages", "send_at"),
@@ -214,6 +215,30 @@ async def test_a_version_9_store_keeps_incoming_messages_out_of_the_outgoing_ind
     assert json.loads(second.body) == {"n": 2}
 
 
+async def test_a_version_10_store_gets_the_index_of_questions(sql_store: Store) -> None:
+    """Version 11 indexes the questions a tenant sent: a store from before gets the
+    index, and its questions are found as the last sent to a number."""
+    engine = sql_store.engine  # type: ignore[attr-defined]
+    question = _message("t", "ZM1", "sent")
+    question.phone, question.poll = "5511999999999", '{"options": ["Sim", "Não"]}'
+    await sql_store.add_message(question)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP INDEX ix_messages_questions"))
+        await conn.execute(text("UPDATE schema_version SET version = 10"))
+    url = engine.url.set(drivername=engine.url.get_backend_name())
+    reopened = open_store(url.render_as_string(hide_password=False))
+    await reopened.migrate()  # a new process: it knows nothing of what was asked
+    try:
+        async with reopened.engine.connect() as conn:  # type: ignore[attr-defined]
+            assert "poll IS NOT NULL" in await _index_sql(conn, "ix_messages_questions")
+            version = (await conn.execute(text("SELECT version FROM schema_version"))).scalar()
+        assert version == SCHEMA_VERSION
+        asked = await reopened.last_question("t", ["5511999999999"])
+        assert asked is not None and asked.message_id == "ZM1"
+    finally:
+        await reopened.close()
+
+
 async def test_the_queue_and_receipts_are_looked_up_by_their_indexes(tmp_path: Path) -> None:
     """SQLite (its EXPLAIN QUERY PLAN): the statements of a tenant's queue and of
     receipts seek in the indexes of outgoing messages (had they taken
@@ -222,7 +247,7 @@ async def test_the_queue_and_receipts_are_looked_up_by_their_indexes(tmp_path: P
     from sqlalchemy.dialects import sqlite
 
     from zapmux.store import sql as store_sql
-    from zapmux.store import sql_outbox
+    from zapmux.store import sql_outbox, sql_schedule
 
     sql_store = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
     await sql_store.migrate()
@@ -233,6 +258,8 @@ async def test_the_queue_and_receipts_are_looked_up_by_their_indexes(tmp_path: P
         "ix_messages_wa": [store_sql._receipt_statement(n, "read", False).stmt for n in (1, 3)],
         # the chat-head test of each claim (its smallest pending id), and the heads
         "ix_outbox_chat": [claims[0].stmt, claims[2].stmt, sql_outbox._heads_select(2)],
+        # whether a tenant ever asked: a seek, not a walk through what it sent
+        "ix_messages_questions": [sql_schedule._ASKED.stmt],
     }
     async with engine.connect() as conn:
         for index, stmts in statements.items():

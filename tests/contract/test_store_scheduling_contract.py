@@ -110,6 +110,30 @@ async def test_the_last_sent_is_the_newest_over_every_spelling_and_ignores_repli
     assert last is not None and last.message_id == "ZM4"
 
 
+async def test_the_last_question_is_the_last_sent_when_it_asks(store: Store) -> None:
+    """What a typed answer answers. A store may remember that a tenant never asked a
+    question (SQLite: one seek, then no read per text): a question written after that
+    is the answer's at once."""
+    old_spelling = "551199999999"
+    await store.add_message(message_record("t", "ZM1", "sent", PHONE))
+    assert await store.last_question("t", [PHONE, old_spelling]) is None  # asked nothing
+    question = message_record("t", "ZM2", "sent", old_spelling)
+    question.poll = '{"options": ["Confirmar", "Remarcar"]}'
+    await store.add_message(question)
+    asked = await store.last_question("t", [PHONE, old_spelling])
+    assert asked is not None and asked.message_id == "ZM2"
+    assert asked.options == ["Confirmar", "Remarcar"]
+    assert await store.last_question("t", [PHONE]) is None  # that spelling got no question
+    assert await store.last_question("u", [PHONE, old_spelling]) is None  # another tenant
+    await store.add_message(message_record("t", "ZM3", "sent", PHONE))  # a reminder after
+    assert await store.last_question("t", [PHONE, old_spelling]) is None
+    # a customer's answer keeps its poll too, but only a tenant's question asks
+    answer = message_record("u", "IN1", "received", PHONE, direction="in")
+    answer.poll = '{"message_id": "ZM9", "selected": ["Sim"], "options": ["Sim"]}'
+    await store.add_message(answer)
+    assert await store.last_question("u", [PHONE]) is None
+
+
 async def test_opt_outs_by_any_spelling_and_lifted(store: Store) -> None:
     await store.add_opt_out(OptOut("t", PHONE, "SAIR", 1.0, "in1"))
     await store.add_opt_out(OptOut("t", PHONE, "PARAR", 2.0, "in2"))  # again: one row

@@ -475,6 +475,12 @@ class ScheduleStore(ABC):
     async def last_outgoing(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
         """The newest message that went out from this tenant to any of these spellings."""
 
+    async def last_question(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
+        """:meth:`last_outgoing` when it is a question (it has answers), else None: what
+        a typed answer answers (``polls.py``). Asked for every incoming text."""
+        last = await self.last_outgoing(tenant_id, phones)
+        return last if last is not None and last.options else None
+
     @abstractmethod
     async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
         """The message this tenant sent that WhatsApp knows as ``wa_id``."""

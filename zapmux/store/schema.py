@@ -15,12 +15,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     literal_column,
 )
 
 from zapmux.states import DeliveryStatus, Status, Wanted
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 #: What turns a store of an older version into this one (a new store is created whole).
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE outbox ADD COLUMN replayed_at FLOAT"],
@@ -68,6 +69,11 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX ix_messages_wa ON messages (tenant_id, wa_id) WHERE wa_id IS NOT NULL",
         "DROP INDEX IF EXISTS ix_outbox_chat",
         "CREATE INDEX ix_outbox_chat ON outbox (chat_key, id) WHERE status = 'pending'",
+    ],
+    # whether a tenant ever asked a question, in one seek (store.sql_schedule)
+    11: [
+        "CREATE INDEX IF NOT EXISTS ix_messages_questions ON messages (tenant_id, direction)"
+        " WHERE poll IS NOT NULL"
     ],
 }
 metadata = MetaData()
@@ -191,6 +197,19 @@ Index(  # direction in it too: SQLite then prefers it to ix_messages_phone
     messages.c.id,
     sqlite_where=_OUT,
     postgresql_where=_OUT,
+)
+#: The questions a tenant sent (outgoing messages with answers; an answer keeps its
+#: ``poll`` too): few rows, one seek to know that a tenant never asked one, and that its
+#: customers' texts answer nothing. Direction is a column, not in the condition: SQLite
+#: then prefers this index to ix_messages_outgoing (both seek tenant and direction).
+_POLLED = messages.c.poll.is_not(None)
+QUESTION = and_(_POLLED, _OUT)
+Index(
+    "ix_messages_questions",
+    messages.c.tenant_id,
+    messages.c.direction,
+    sqlite_where=_POLLED,
+    postgresql_where=_POLLED,
 )
 
 outbox = Table(

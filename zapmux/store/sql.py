@@ -84,6 +84,7 @@ class SqlStore(
         self.reader = Reader(engine, sync_engine)
         self._claim_stmt: Any = None
         self._heads_stmt = {}
+        self._asked = {}
 
     # --- lifecycle -----------------------------------------------------------------
     async def migrate(self) -> None:
@@ -252,6 +253,7 @@ class SqlStore(
         key: IdempotentAnswer | None = None,
     ) -> MessageRecord:
         message.created_at = message.updated_at = time.time()
+        self._asks(message)
 
         def job(conn: Connection) -> int | None:
             if key is None:  # the check of its tenant's life and the insert, in one
@@ -345,6 +347,8 @@ class SqlStore(
         return int(row[0] or 0) if row else 0
 
     async def update_message(self, tenant_id: str, message_id: str, **fields: Any) -> bool:
+        if fields.get("poll") is not None:  # (a question's own, kept with it once sent)
+            self._asked[tenant_id] = True
         fields["updated_at"] = time.time()
         m = t.messages.c
         stmt = (

@@ -36,6 +36,16 @@ SENT = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
 class ScheduleTables(SqlTables):
     """Mixed into ``SqlStore``; writes go through its writer like every other."""
 
+    single_node: bool
+    #: On a single node: whether each tenant looked at ever asked a question (see
+    #: :meth:`last_question`); set by ``SqlStore.__init__``.
+    _asked: dict[str, bool]
+
+    def _asks(self, message: MessageRecord) -> None:
+        """``message`` is about to be written: if it is a question, its tenant asks."""
+        if message.poll is not None and message.direction == "out":
+            self._asked[message.tenant_id] = True
+
     def _scheduled_of(self, node: str) -> ColumnElement[bool]:
         """Scheduled rows of the tenants ``node`` runs (it holds their lease)."""
         m, tn = t.messages.c, t.tenants.c
@@ -143,6 +153,23 @@ class ScheduleTables(SqlTables):
         row = max(rows, key=lambda row: row["id"], default=None)  # the newer of the two
         return None if row is None else record(MessageRecord, row)
 
+    async def last_question(self, tenant_id: str, phones: Sequence[str]) -> MessageRecord | None:
+        """Most incoming texts answer nothing, and most tenants never ask: on a single
+        node, where every question is written through this store (``_asks``, before
+        its write is handed in), a tenant known never to have asked one costs no read.
+        Whether it did is one seek in ix_messages_questions, the first time."""
+        if self.single_node:
+            asked = self._asked.get(tenant_id)
+            if asked is None:
+                params = {"k_tenant": tenant_id}
+                asked = bool(await self.reader.seek(lambda conn: _ASKED.rows(conn, params)))
+                # a question handed in while looking (True meanwhile) is not undone
+                asked = self._asked.setdefault(tenant_id, asked) or asked
+            if not asked:
+                return None
+        last = await self.last_outgoing(tenant_id, phones)
+        return last if last is not None and last.options else None
+
     async def find_outgoing(self, tenant_id: str, wa_id: str) -> MessageRecord | None:
         params = {"k_tenant": tenant_id, "k_wa_id": wa_id}
         return await self._record_of(MessageRecord, _FIND_OUTGOING, params)
@@ -194,6 +221,10 @@ def _newest_to(phone: str) -> Any:
 
 
 _LAST_OUTGOING = DriverStatement(_newest_to("k_phone"))
+#: Whether the tenant asked any question (an outgoing message with answers), ever.
+_ASKED = DriverStatement(
+    select(_m.tenant_id).where(and_(_m.tenant_id == bindparam("k_tenant"), t.QUESTION)).limit(1)
+)
 # Both spellings of a Brazilian mobile number in one statement (a seek each; the caller
 # keeps the newer of the two rows: an ORDER BY here would sort them in a temporary
 # b-tree): one read of the database per incoming text instead of two.
