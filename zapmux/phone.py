@@ -22,6 +22,8 @@ _SEPARATORS = re.compile(r"[\s().\-]")
 
 def normalize_phone(raw: object) -> str:
     """Digits with country code, from what a person would type; InvalidPhone otherwise."""
+    if type(raw) is str and 8 <= len(raw) <= 15 and raw.isdigit() and raw.isascii():
+        return raw  # already so (as every message's sender comes): as it is
     if (
         not isinstance(raw, str | int)
         or isinstance(raw, bool)

@@ -23,6 +23,9 @@ What it does, and does not:
   tenant token set) refuses loopback and private addresses too, and never takes a
   connection a post that may reach them opened (the pool is kept apart).
 - The whole attempt (connect, send, answer) has one ``timeout_s``: ``TimeoutError``.
+  On a kept connection (nearly every attempt) it is one timer of the loop, which fails
+  the answer and closes the connection; ``asyncio.timeout`` (an object, a timer, a
+  cancel scope per attempt) is kept for the rare attempt that connects.
 - A path or query is sent percent-encoded where it holds what a request line may not
   (spaces, non-ASCII: UTF-8), as it came otherwise.
 - No redirects (a 3xx is an answer like any other), no proxies from the environment,
@@ -101,6 +104,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.answer: asyncio.Future[Answer] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the deadline of the answer
         self.closed = False
         self.idle_since = 0.0
         self.got_bytes = False
@@ -143,6 +147,7 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         if 100 <= self._status < 200:
             return  # an interim answer (103 Early Hints…): the final one follows
+        self._disarm()
         answer, self.answer = self.answer, None
         if not self._keep:
             self.close()
@@ -151,13 +156,28 @@ class _Connection(asyncio.Protocol):
             answer.set_result(Answer(self._status, retry_after))
 
     # use
-    def send(self, request: bytes) -> asyncio.Future[Answer]:
+    def send(self, request: bytes, deadline: float | None = None) -> asyncio.Future[Answer]:
+        """The answer to come; by ``deadline`` (the loop's time), else ``TimeoutError``
+        and the connection closed."""
         assert self.transport is not None
-        self.answer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.answer = loop.create_future()
+        if deadline is not None:
+            self._timer = loop.call_at(deadline, self._timed_out)
         self.got_bytes = self._headers_done = False
         self._retry_after, self._status = None, 0
         self.transport.write(request)
         return self.answer
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail(TimeoutError())
+        self.close()
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def reusable(self, now: float) -> bool:
         return (
@@ -168,12 +188,14 @@ class _Connection(asyncio.Protocol):
         )
 
     def _fail(self, exc: Exception) -> None:
+        self._disarm()
         answer, self.answer = self.answer, None
         if answer is not None and not answer.done():
             answer.set_exception(exc)
 
     def close(self) -> None:
         self.closed = True
+        self._disarm()
         if self.transport is not None:
             self.transport.close()
 
@@ -204,20 +226,23 @@ class WebhookClient:
             (target.head, b"Content-Length: %d\r\n" % len(body), lines.encode("latin-1"),
              b"\r\n", body)
         )  # fmt: skip
-        async with asyncio.timeout(self.timeout_s):
-            conn = self._reuse(pool)
-            if conn is not None:
-                try:
-                    return await self._exchange(conn, pool, request)
-                except WebhookHTTPError:
-                    if conn.got_bytes:
-                        raise  # it answered, badly: not a stale connection
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        conn = self._reuse(pool)
+        if conn is not None:
+            try:
+                return await self._exchange(conn, pool, request, deadline)
+            except WebhookHTTPError:
+                if conn.got_bytes:
+                    raise  # it answered, badly: not a stale connection
+        async with asyncio.timeout_at(deadline):  # what is left of it, connecting
             conn = await self._connect(pool)
             return await self._exchange(conn, pool, request)
 
-    async def _exchange(self, conn: _Connection, pool: _Pool, request: bytes) -> Answer:
+    async def _exchange(
+        self, conn: _Connection, pool: _Pool, request: bytes, deadline: float | None = None
+    ) -> Answer:
         try:
-            answer = await conn.send(request)
+            answer = await conn.send(request, deadline)
         except BaseException:
             conn.close()  # a timeout or a cancel mid-answer: the connection is unusable
             raise

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,35 @@ async def test_a_slow_receiver_times_out_and_a_wrong_one_is_an_error(
         hangs_up = await serve(always(b"", close=True))
         with pytest.raises(WebhookHTTPError, match="Connection closed before an answer"):
             await http.post(hangs_up.url(), BODY, HEADERS)
+    finally:
+        await http.close()
+
+
+async def test_an_answer_late_on_a_kept_connection_times_out_and_the_connection_goes(
+    serve: Callable[..., Awaitable[RawReceiver]],
+) -> None:
+    """Most attempts reuse a kept connection (their deadline a timer of the loop, not
+    asyncio.timeout): the attempt still ends at its timeout, and the connection the
+    late answer would arrive on is not used again."""
+    answered = 0
+
+    async def first_only(_request: bytes) -> tuple[bytes, bool]:
+        nonlocal answered
+        answered += 1
+        if answered == 2:
+            await asyncio.sleep(30)
+        return OK, False
+
+    receiver = await serve(first_only)
+    http = WebhookClient(0.3, webhook_resolver())
+    try:
+        assert (await http.post(receiver.url(), BODY, HEADERS)).status == 200
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await http.post(receiver.url(), BODY, HEADERS)  # on the kept connection
+        assert 0.25 < time.monotonic() - began < 2
+        assert (await http.post(receiver.url(), BODY, HEADERS)).status == 200
+        assert receiver.connections == 2  # the late one was closed, a new one opened
     finally:
         await http.close()
 
