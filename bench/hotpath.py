@@ -563,9 +563,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--start-tenants", type=int, default=1000)
     parser.add_argument("--inbound", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="send: turns of zapmux and baseline"
-    )
+    parser.add_argument("--rounds", type=int, default=3, help="send: turns of zapmux and baseline")
     parser.add_argument(
         "--inbound-rounds", type=int, default=5, help="inbound: turns of zapmux and baseline"
     )
