@@ -20,6 +20,12 @@ PostgreSQL its row is locked; on SQLite nothing else writes), so the writer's ba
 checks each tenant once, however many of its jobs write for it. A job of the batch
 that writes the tenants table itself (create, update, delete) forgets what was
 confirmed (:func:`lives_changed`), and the next job checks again.
+
+On SQLite, once for as long as no job writes the tenants table: the writer's
+transactions are the only writes to the database, one after another, so a life a
+committed transaction confirmed stays so until a later one writes the tenants table
+(``writer.KEPT``). Each incoming message of a tenant had checked its life again, a
+statement of its own in nearly every batch.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, insert, select
 from zapmux.errors import TenantNotFound
 from zapmux.store import schema as t
 from zapmux.store.driver import DriverStatement
-from zapmux.store.writer import transaction_notes
+from zapmux.store.writer import KEPT, ON_COMMIT, transaction_notes
 
 
 @contextmanager
@@ -43,7 +49,7 @@ def in_life(conn: Connection, tenant_id: str | None, incarnation: str | None) ->
     of no tenant)."""
     life = (tenant_id, incarnation)
     confirmed = _confirmed(conn)
-    if tenant_id is None or incarnation is None or life in confirmed:
+    if tenant_id is None or incarnation is None or life in confirmed or _kept(conn, life):
         yield
         return
     locks = conn.dialect.name == "postgresql"
@@ -66,7 +72,8 @@ def insert_in_life(
     due (one round trip less): ``stmt`` from :func:`life_insert`. Its rows (RETURNING);
     None when no check is due (the caller then writes as it would inside ``in_life``).
     ``TenantNotFound`` when the life is gone (nothing was inserted)."""
-    if tenant_id is None or incarnation is None or (tenant_id, incarnation) in _confirmed(conn):
+    life = (tenant_id, incarnation)
+    if tenant_id is None or incarnation is None or life in _confirmed(conn) or _kept(conn, life):
         return None
     rows = stmt.rows(conn, {**params, "k_id": tenant_id, "k_incarnation": incarnation})
     if not rows:
@@ -88,18 +95,48 @@ def life_insert(table: Table, columns: Sequence[str], returning: Any) -> DriverS
 
 def lives_changed(conn: Connection) -> None:
     """A write job changed the tenants table: the lives its transaction confirmed so far
-    are checked again when next written for."""
+    (and those kept from before it) are checked again when next written for."""
     _confirmed(conn).clear()
+    notes = transaction_notes(conn)
+    if notes is not None:
+        notes["lives changed"] = True
 
 
-def _confirmed(conn: Connection) -> set[tuple[str | None, str | None]]:
+Life = tuple[str | None, str | None]
+
+
+def _confirmed(conn: Connection) -> set[Life]:
     """The lives the transaction of ``conn`` confirmed (an empty, unkept set outside a
-    writer's transaction)."""
+    writer's transaction). On SQLite they are kept once it commits."""
     notes = transaction_notes(conn)
     if notes is None:
         return set()
-    lives: set[tuple[str | None, str | None]] = notes.setdefault("lives", set())
+    lives: set[Life] | None = notes.get("lives")
+    if lives is None:
+        lives = notes["lives"] = set()
+        kept = notes.get(KEPT)
+        if kept is not None:
+            notes.setdefault(ON_COMMIT, []).append(lambda: _keep(kept, notes))
     return lives
+
+
+def _kept(conn: Connection, life: Life) -> bool:
+    """Whether an earlier committed transaction confirmed ``life`` and none since (nor
+    this one so far) wrote the tenants table (SQLite: see the module docstring)."""
+    notes = transaction_notes(conn)
+    if notes is None or notes.get("lives changed"):
+        return False
+    kept = notes.get(KEPT)
+    return kept is not None and life in kept.get("lives", ())
+
+
+def _keep(kept: dict[str, Any], notes: dict[str, Any]) -> None:
+    """Once a transaction committed: the lives it confirmed join those kept, or replace
+    them all if it wrote the tenants table."""
+    if notes.get("lives changed"):
+        kept["lives"] = set(notes["lives"])
+    else:
+        kept.setdefault("lives", set()).update(notes["lives"])
 
 
 def _check(conn: Connection, tenant_id: str, incarnation: str, lock: bool) -> None:

@@ -100,6 +100,8 @@ class Writer:
         self._conn: AsyncConnection | None = None
         self._sync_conn: Connection | None = None
         self._thread = _Thread("zapmux-writer") if sync_engine else None
+        # SQLite: what jobs keep from one committed transaction to the next (KEPT)
+        self._kept: dict[str, Any] = {}
         self.batches = 0  # commits made
         self.jobs = 0  # jobs committed
 
@@ -193,9 +195,12 @@ class Writer:
                 self._lock_wait = lock_wait
             if wait and self._commits >= self.checkpoint_every:
                 self._checkpoint()
+            notes: dict[str, Any] = {KEPT: self._kept}
             with conn.begin():
-                results = _run_jobs(conn, jobs)
+                results = _run_jobs(conn, jobs, notes)
             self._commits += 1
+            for committed in notes.get(ON_COMMIT, ()):
+                committed()
             return results
         except Exception as exc:
             if _in_doubt(exc):  # else rolled back, and the connection goes on
@@ -458,10 +463,16 @@ class _Threads:
 #: ``conn.info`` key of what the jobs of one transaction may note for each other (a new,
 #: empty dict per transaction; ``store.guard`` keeps the tenant lives it confirmed).
 TRANSACTION_NOTES = "zapmux.transaction"
+#: Notes: the callables to call once the transaction has committed (none if it failed).
+ON_COMMIT = "on_commit"
+#: Notes, on SQLite only: a dict the writer keeps from one transaction to the next, for
+#: what jobs may carry over once committed. Only there can nothing else change the
+#: database between two of the writer's transactions (no other writer, no other node).
+KEPT = "kept"
 
 
-def _run_jobs(conn: Connection, jobs: list[Job]) -> list[Any]:
-    conn.info[TRANSACTION_NOTES] = {}
+def _run_jobs(conn: Connection, jobs: list[Job], notes: dict[str, Any] | None = None) -> list[Any]:
+    conn.info[TRANSACTION_NOTES] = {} if notes is None else notes
     try:
         return [job(conn) for job in jobs]
     finally:
