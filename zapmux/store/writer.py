@@ -188,6 +188,7 @@ class Writer:
             self._lock_wait = None
             self._pragma("wal_autocheckpoint=0")  # checkpoints: in the thread, below
         conn = self._sync_conn
+        notes: dict[str, Any] = {KEPT: self._kept}
         try:
             lock_wait = LOCK_WAIT_MS if wait else 0
             if self._lock_wait != lock_wait:
@@ -195,13 +196,9 @@ class Writer:
                 self._lock_wait = lock_wait
             if wait and self._commits >= self.checkpoint_every:
                 self._checkpoint()
-            notes: dict[str, Any] = {KEPT: self._kept}
             with conn.begin():
                 results = _run_jobs(conn, jobs, notes)
             self._commits += 1
-            for committed in notes.get(ON_COMMIT, ()):
-                committed()
-            return results
         except Exception as exc:
             if _in_doubt(exc):  # else rolled back, and the connection goes on
                 conn.invalidate()  # not back to the pool: its pragmas are the writer's own
@@ -210,6 +207,9 @@ class Writer:
             if not wait and _lock_held(exc):
                 raise _LockHeld from exc
             raise
+        for committed in notes.get(ON_COMMIT, ()):  # outside: the batch stands, whatever
+            committed()
+        return results
 
     def _pragma(self, pragma: str) -> list[Any]:
         assert self._sync_conn is not None
