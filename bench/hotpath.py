@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,7 +153,8 @@ class Server:
             self.proc.wait()
 
 
-def zapmux_server(data: Path, store_url: str, flask_url: str) -> Server:
+def zapmux_server(data: Path, store_url: str, flask_url: str, under: Sequence[str] = ()) -> Server:
+    """``zapmux serve`` for the bench (``under``: a command it runs under, as valgrind)."""
     port = free_port()
     env = {
         "ZAPMUX_ENGINE": "sandbox",
@@ -167,7 +168,7 @@ def zapmux_server(data: Path, store_url: str, flask_url: str) -> Server:
         "ZAPMUX_LOG_LEVEL": "WARNING",
         "ZAPMUX_START_CONCURRENCY": "64",
     }
-    return Server([str(Path(sys.executable).parent / "zapmux"), "serve"], env, port)
+    return Server([*under, str(Path(sys.executable).parent / "zapmux"), "serve"], env, port)
 
 
 def bare_server(target: str) -> Server:
