@@ -305,10 +305,9 @@ class Lanes:
     (``DELIVERIES``: outcomes and claims, which insert no outbox row: the rows this
     node queues are inserted by the first writer alone, one transaction after another,
     so a claim beside it sees a prefix of them by id, and its cursor skips none).
-    Writes of different writers
-    that wait for each other's rows in opposite orders are a deadlock PostgreSQL
-    breaks by failing one transaction; its jobs then run again alone (as in
-    :class:`Writer`), with the outcome each would have had by itself.
+    Writes of different writers that wait for each other's rows in opposite orders
+    are a deadlock PostgreSQL breaks by failing one transaction; its jobs then run
+    again alone (as in :class:`Writer`), with the outcome each would have had by itself.
     """
 
     def __init__(self, engine: AsyncEngine, lanes: int) -> None:
